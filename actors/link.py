@@ -1,0 +1,100 @@
+"""SessionLink: what one session keeps across its successive connections.
+
+A session outlives its connections.  The supervisor creates one ``SessionLink`` per session
+and hands it to every actor incarnation (each connection attempt).  The link holds:
+
+* the sans-I/O :class:`~actors.proto.client.ClientCore` (outbound queue, acknowledgements,
+  conversation mirror): what makes a reconnect lose nothing;
+* the :class:`~actors.events.EventStamper` (per-session sequence numbers, so a gap in a
+  subscriber's stream is always a loss) and the publish callback into the router;
+* the :class:`~actors.events.StateMachine`: every change is published as a ``state`` event;
+* two wake-ups: "there is something to write" for the actor's writer, and "the control
+  queue has room" for senders waiting on back-pressure.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+import trio
+
+from actors.events import (
+    ConnectionEvent,
+    ConnectionState,
+    EventKind,
+    EventStamper,
+    StateMachine,
+    Transport,
+)
+from actors.proto.client import ClientCore, QueueFull
+
+__all__ = ["SessionLink"]
+
+
+@attrs.define(eq=False)
+class SessionLink:
+    session_id: str
+    transport: Transport
+    core: ClientCore
+    publish: Callable[[ConnectionEvent], None]
+    stamper: EventStamper = attrs.field()
+    machine: StateMachine = attrs.field()
+    _outbound: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _space: trio.Event = attrs.field(factory=trio.Event, init=False)
+
+    @stamper.default
+    def _default_stamper(self) -> EventStamper:
+        return EventStamper(self.session_id, self.transport, trio.current_time)
+
+    @machine.default
+    def _default_machine(self) -> StateMachine:
+        return StateMachine(self.session_id)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def emit(self, kind: EventKind, payload: Any) -> ConnectionEvent:
+        event = self.stamper.make(kind, payload)
+        self.publish(event)
+        return event
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.machine.state
+
+    def set_state(self, target: ConnectionState, reason: str = "") -> ConnectionEvent:
+        """Advance the state machine (raises IllegalTransition, state unchanged) and publish."""
+        return self.emit(EventKind.STATE, self.machine.advance(target, reason))
+
+    # -- outbound -------------------------------------------------------------------------
+
+    def send_nowait(self, event: dict[str, Any]) -> None:
+        """Queue a client event; raises ``QueueFull`` if the control queue is full."""
+        for notice in self.core.submit(event):
+            self.emit(EventKind.DROPPED, notice)
+        self._outbound.set()
+
+    async def send(self, event: dict[str, Any]) -> None:
+        """Queue a client event, waiting while the control queue is full."""
+        while True:
+            try:
+                self.send_nowait(event)
+                return
+            except QueueFull:
+                if self._space.is_set():
+                    self._space = trio.Event()
+                await self._space.wait()
+
+    def wake_writer(self) -> None:
+        self._outbound.set()
+
+    async def wait_outbound(self) -> None:
+        await self._outbound.wait()
+        self._outbound = trio.Event()
+
+    def take_outgoing(self) -> list[dict[str, Any]]:
+        """Events to write now; wakes senders waiting for queue space."""
+        events = self.core.outgoing()
+        if events:
+            self._space.set()
+        return events

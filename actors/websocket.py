@@ -1,0 +1,243 @@
+"""The WebSocket actor: one connection of a realtime session over trio-websocket.
+
+``run_websocket(link, params, task_status=...)`` opens ``{url}/v1/realtime?model=…`` (or
+``?call_id=…``) with ``Authorization: Bearer …``, waits for ``session.created``, calls
+``task_status.started()`` (the session is *connected* only then), and from there:
+
+* a reader turns every incoming frame into ``server`` events, or ``protocol_error`` events
+  for malformed JSON, unknown types, binary or oversized frames: the connection lives on;
+* a writer drains the link's :class:`~actors.proto.client.ClientCore`: first the restore
+  sequence after a reconnect, then queued client events, publishing a ``sent`` event for
+  each (audio appends are counted, not echoed, to keep the hot path lean);
+* an optional recycle timer closes the connection cleanly before the server's session
+  deadline (``session.expires_at``) or after ``recycle_after`` seconds.
+
+It returns an :class:`~actors.exits.ActorExit` saying how the connection ended; whether to
+come back is the supervisor's decision.  Closing is always bounded by ``close_timeout``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import attrs
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
+    DisconnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
+
+from actors.credentials import Secret, redact
+from actors.events import EventKind
+from actors.exits import ActorExit, ExitReason
+from actors.link import SessionLink
+from actors.proto.errors import ProtocolError
+from actors.proto.realtime import encode_client_event
+
+__all__ = ["ConnectParams", "run_websocket", "realtime_ws_url"]
+
+AUDIO_APPEND = "input_audio_buffer.append"
+AUTH_ERROR_CODES = frozenset({"invalid_api_key", "invalid_client_secret", "expired_client_secret",
+                              "authentication_error", "unauthorized"})
+
+
+@attrs.frozen
+class ConnectParams:
+    """Where and how one connection attempt connects."""
+
+    url: str
+    credential: Secret
+    model: str | None = "gpt-realtime"
+    call_id: str | None = None
+    connect_timeout: float = 10.0
+    #: how long to wait for ``session.created`` after the handshake
+    ready_timeout: float = 10.0
+    close_timeout: float = 2.0
+    #: close cleanly and reconnect after this long (None: never); the hosted cap is 60 min
+    recycle_after: float | None = 55 * 60.0
+    #: recycle this long before the server's ``expires_at``
+    recycle_margin: float = 60.0
+    #: transport-level frame limit; larger frames are refused by the library (close 1009)
+    max_message_size: int = 64 * 2**20
+    message_queue_size: int = 256
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+
+def realtime_ws_url(base: str, *, model: str | None, call_id: str | None) -> str:
+    """``{base}/v1/realtime?model=…`` from an http(s)/ws(s) base URL (path ``/v1`` optional)."""
+    if (model is None) == (call_id is None):
+        raise ValueError("exactly one of model and call_id must be given")
+    parts = urlsplit(base)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"not a websocket or http URL: {base!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1/realtime"):
+        path = (path if path.endswith("/v1") else path + "/v1") + "/realtime"
+    query = urlencode({"model": model} if model is not None else {"call_id": call_id})
+    return urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+async def run_websocket(
+    link: SessionLink,
+    params: ConnectParams,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> ActorExit:
+    url = realtime_ws_url(params.url, model=params.model, call_id=params.call_id)
+    headers = [("Authorization", f"Bearer {params.credential.reveal()}"), *params.extra_headers]
+    core = link.core
+    try:
+        async with open_websocket_url(
+            url,
+            extra_headers=headers,
+            message_queue_size=params.message_queue_size,
+            max_message_size=params.max_message_size,
+            connect_timeout=params.connect_timeout,
+            disconnect_timeout=params.close_timeout,
+        ) as ws:
+            core.connection_started()
+            return await _session(link, ws, params, task_status)
+    except ConnectionRejected as exc:
+        status = exc.status_code
+        reason = ExitReason.AUTH if status in (401, 403) else (
+            ExitReason.DROPPED if status >= 500 or status == 429 else ExitReason.FATAL)
+        return ActorExit(reason, None, f"handshake rejected: HTTP {status}{_body_hint(exc.body)}")
+    except ConnectionTimeout:
+        return ActorExit(ExitReason.DROPPED, None, "connect timed out")
+    except DisconnectionTimeout:
+        return ActorExit(ExitReason.DROPPED, None, "close timed out")
+    except HandshakeError as exc:
+        return ActorExit(ExitReason.DROPPED, None, redact(f"handshake failed: {exc}", params.credential))
+    except (OSError, trio.BrokenResourceError) as exc:
+        return ActorExit(ExitReason.DROPPED, None, f"connection failed: {type(exc).__name__}: {exc}")
+    finally:
+        core.connection_lost()
+
+
+def _body_hint(body: bytes | None) -> str:
+    if not body:
+        return ""
+    text = body[:200].decode("utf-8", "replace").strip()
+    return f" ({text})" if text else ""
+
+
+async def _session(
+    link: SessionLink,
+    ws: WebSocketConnection,
+    params: ConnectParams,
+    task_status: trio.TaskStatus[None],
+) -> ActorExit:
+    state = _ConnState()
+    try:
+        with trio.fail_after(params.ready_timeout):
+            while not link.core.ready:
+                message = await ws.get_message()
+                _handle_incoming(link, state, message)
+                if state.auth_error:
+                    return ActorExit(ExitReason.AUTH, None, state.auth_error)
+    except trio.TooSlowError:
+        return ActorExit(ExitReason.DROPPED, None, "no session.created within ready_timeout")
+    except ConnectionClosed as exc:
+        return _closed_exit(exc, state)
+
+    task_status.started()
+    deadline = _recycle_deadline(link, params)
+    outcome: list[ActorExit] = []
+    async with trio.open_nursery() as nursery:
+
+        def finish(exit: ActorExit) -> None:
+            if not outcome:
+                outcome.append(exit)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(_writer, link, ws, state, finish)
+        nursery.start_soon(_reader, link, ws, state, finish)
+        if deadline < math.inf:
+            nursery.start_soon(_recycle_at, deadline, finish)
+        link.wake_writer()
+    exit = outcome[0]
+    if not ws.closed:
+        with trio.move_on_after(params.close_timeout) as scope:
+            scope.shield = True
+            await ws.aclose(code=1000, reason=exit.reason.value)
+    return exit
+
+
+async def _reader(link: SessionLink, ws: WebSocketConnection, state: "_ConnState", finish: Callable[[ActorExit], None]) -> None:
+    try:
+        while True:
+            _handle_incoming(link, state, await ws.get_message())
+    except ConnectionClosed as exc:
+        finish(_closed_exit(exc, state))
+
+
+@attrs.define
+class _ConnState:
+    auth_error: str = ""
+    expired: bool = False
+
+
+def _handle_incoming(link: SessionLink, state: _ConnState, message: str | bytes) -> None:
+    was_ready = link.core.ready
+    for item in link.core.receive(message):
+        if isinstance(item, ProtocolError):
+            link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())
+            continue
+        if item["type"] == "error":
+            code = (item.get("error") or {}).get("code")
+            if code in AUTH_ERROR_CODES:
+                state.auth_error = f"authentication rejected ({code})"
+            elif code == "session_expired":
+                state.expired = True
+        link.emit(EventKind.SERVER, item)
+    if link.core.ready and not was_ready:
+        link.wake_writer()
+
+
+def _closed_exit(exc: ConnectionClosed, state: _ConnState) -> ActorExit:
+    reason = exc.reason
+    code = reason.code if reason is not None else None
+    detail = f"closed {code} {reason.reason or ''}".strip() if reason is not None else "closed"
+    if state.auth_error:
+        return ActorExit(ExitReason.AUTH, code, state.auth_error)
+    if state.expired:
+        return ActorExit(ExitReason.RECYCLE, code, "session expired at the server")
+    return ActorExit.from_close(code, detail)
+
+
+async def _writer(link: SessionLink, ws: WebSocketConnection, state: "_ConnState", finish: Callable[[ActorExit], None]) -> None:
+    emit = link.emit
+    try:
+        while True:
+            await link.wait_outbound()
+            for event in link.take_outgoing():
+                await ws.send_message(encode_client_event(event))
+                if event["type"] != AUDIO_APPEND:
+                    emit(EventKind.SENT, event)
+    except ConnectionClosed as exc:
+        finish(_closed_exit(exc, state))
+
+
+def _recycle_deadline(link: SessionLink, params: ConnectParams) -> float:
+    now = trio.current_time()
+    deadline = math.inf
+    if params.recycle_after is not None:
+        deadline = now + params.recycle_after
+    expires_at = link.core.expires_at
+    if expires_at:
+        remaining = float(expires_at) - link.stamper.wall() - params.recycle_margin
+        deadline = min(deadline, now + max(remaining, 0.0))
+    return deadline
+
+
+async def _recycle_at(deadline: float, finish) -> None:
+    await trio.sleep_until(deadline)
+    finish(ActorExit(ExitReason.RECYCLE, 1000, "recycled before the session deadline"))

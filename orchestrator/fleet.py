@@ -1,0 +1,239 @@
+"""The embedding API: a fleet of supervised realtime sessions in your own trio program.
+
+::
+
+    async with open_fleet() as fleet:                       # embedded server, no key needed
+        sid = await fleet.add_session(config={"instructions": "Be brief."})
+        await fleet.wait_connected(sid)
+        async with fleet.subscribe(sessions=[sid], types=["response.done"]) as sub:
+            await fleet.send(sid, user_text("Hello"))
+            await fleet.send(sid, {"type": "response.create"})
+            done = await sub.receive()
+        print(fleet.status(sid))
+
+``open_fleet(target=…)`` takes ``"embedded"`` (start the embedded realtime-compatible server
+in the fleet's nursery with a generated key) or a base URL (``https://api.openai.com``,
+``ws://127.0.0.1:8765``) with ``api_key=`` or ``OPENAI_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import secrets
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Iterable, Mapping
+
+import attrs
+import trio
+
+from actors.credentials import Secret
+from actors.events import ConnectionState, EventKind, Transport
+from actors.link import SessionLink
+from actors.proto.client import ClientCore
+from actors.proto.session import SessionConfig
+from actors.websocket import ConnectParams, run_websocket
+from orchestrator.keys import KeyManager, refresh_ahead
+from orchestrator.policy import Backoff, RestartPolicy
+from orchestrator.router import EventFilter, Router, Subscription
+from orchestrator.supervisor import SessionSpec, SessionStatus, Supervisor
+
+__all__ = ["Fleet", "FleetError", "open_fleet", "user_text"]
+
+ACTORS = {Transport.WEBSOCKET: run_websocket}
+
+
+class FleetError(Exception):
+    pass
+
+
+def user_text(text: str, *, item_id: str | None = None) -> dict[str, Any]:
+    """A ``conversation.item.create`` for a user text message."""
+    item: dict[str, Any] = {"type": "message", "role": "user",
+                            "content": [{"type": "input_text", "text": text}]}
+    if item_id is not None:
+        item["id"] = item_id
+    return {"type": "conversation.item.create", "item": item}
+
+
+@attrs.define(eq=False)
+class Fleet:
+    nursery: trio.Nursery
+    url: str
+    keys: KeyManager
+    router: Router
+    supervisor: Supervisor
+    default_config: SessionConfig | None = None
+    default_model: str = "gpt-realtime"
+    backoff: Backoff = Backoff()
+    policy: RestartPolicy = RestartPolicy.PERMANENT
+    max_restarts: int = 10
+    restart_window: float = 60.0
+    connect_params: Mapping[str, Any] = attrs.field(factory=dict)
+    #: the embedded server when ``target="embedded"``
+    server: Any = None
+    links: dict[str, SessionLink] = attrs.field(factory=dict)
+    _ids: Iterable[int] = attrs.field(factory=lambda: itertools.count(1))
+    _watchers: dict[str, list[tuple[ConnectionState, trio.Event]]] = attrs.field(factory=dict)
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def add_session(
+        self,
+        session_id: str | None = None,
+        *,
+        transport: Transport | str = Transport.WEBSOCKET,
+        config: SessionConfig | Mapping[str, Any] | None = None,
+        model: str | None = None,
+        call_id: str | None = None,
+        policy: RestartPolicy | str | None = None,
+        **params: Any,
+    ) -> str:
+        """Start a supervised session; returns its id at once (see ``wait_connected``)."""
+        transport = Transport(transport)
+        if transport not in ACTORS:
+            raise FleetError(f"transport {transport.value!r} is not available in this build")
+        sid = session_id or f"s{next(self._ids):05d}"  # type: ignore[call-overload]
+        if sid in self.links and not self.supervisor.children[sid].done.is_set():
+            raise FleetError(f"session {sid!r} already exists")
+        if isinstance(config, Mapping):
+            config = SessionConfig.from_dict(dict(config))
+        config = config or self.default_config
+        core = ClientCore(config)
+        link = SessionLink(sid, transport, core, self._publish)
+        self.links[sid] = link
+        merged = {**self.connect_params, **params}
+        connect = ConnectParams(
+            url=self.url,
+            credential=Secret("", kind="pending"),
+            model=None if call_id else (model or (config.model if config else None) or self.default_model),
+            call_id=call_id,
+            **merged,
+        )
+        spec = SessionSpec(
+            ACTORS[transport], connect, RestartPolicy(policy or self.policy), self.backoff,
+            self.max_restarts, self.restart_window,
+        )
+        self.supervisor.start(link, spec)
+        return sid
+
+    async def remove_session(self, session_id: str) -> SessionStatus:
+        self._link(session_id)
+        await self.supervisor.stop(session_id)
+        return self.supervisor.status(session_id)
+
+    async def send(self, session_id: str, event: Mapping[str, Any]) -> None:
+        """Queue a client event for the session (waits while its control queue is full)."""
+        await self._link(session_id).send(dict(event))
+
+    def send_nowait(self, session_id: str, event: Mapping[str, Any]) -> None:
+        self._link(session_id).send_nowait(dict(event))
+
+    def subscribe(
+        self,
+        *,
+        sessions: Iterable[str] | str | None = None,
+        transports: Iterable[Transport | str] | None = None,
+        kinds: Iterable[EventKind | str] | None = None,
+        types: Iterable[str] | None = None,
+        buffer: int | float = 1024,
+    ) -> Subscription:
+        return self.router.subscribe(EventFilter.of(sessions, transports, kinds, types), buffer=buffer)
+
+    def status(self, session_id: str) -> SessionStatus:
+        self._link(session_id)
+        return self.supervisor.status(session_id)
+
+    def statuses(self) -> dict[str, SessionStatus]:
+        return {sid: child.status for sid, child in self.supervisor.children.items()}
+
+    def session_ids(self) -> list[str]:
+        return list(self.links)
+
+    async def wait_state(self, session_id: str, *states: ConnectionState | str) -> ConnectionState:
+        """Wait until the session is in one of ``states``; returns the state reached."""
+        wanted = {ConnectionState(s) for s in states}
+        link = self._link(session_id)
+        while link.state not in wanted:
+            event = trio.Event()
+            self._watchers.setdefault(session_id, []).append((link.state, event))
+            await event.wait()
+        return link.state
+
+    async def wait_connected(self, session_id: str) -> None:
+        state = await self.wait_state(session_id, ConnectionState.CONNECTED,
+                                      ConnectionState.ERROR, ConnectionState.CLOSED)
+        if state is not ConnectionState.CONNECTED:
+            raise FleetError(f"session {session_id} ended {state.value}: "
+                             f"{self.status(session_id).last_error}")
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _link(self, session_id: str) -> SessionLink:
+        try:
+            return self.links[session_id]
+        except KeyError:
+            raise FleetError(f"no session {session_id!r}") from None
+
+    def _publish(self, event: Any) -> None:
+        self.router.publish(event)
+        if event.kind is EventKind.STATE:
+            watchers = self._watchers.pop(event.session_id, None)
+            if watchers:
+                for _, ev in watchers:
+                    ev.set()
+
+
+@asynccontextmanager
+async def open_fleet(
+    target: str = "embedded",
+    *,
+    api_key: str | Secret | None = None,
+    key_mode: str = "ephemeral",
+    config: SessionConfig | Mapping[str, Any] | None = None,
+    model: str = "gpt-realtime",
+    policy: RestartPolicy | str = RestartPolicy.PERMANENT,
+    backoff: Backoff = Backoff(),
+    max_restarts: int = 10,
+    restart_window: float = 60.0,
+    key_ttl: int = 600,
+    seed: int | None = None,
+    server: Any = None,
+    connect_params: Mapping[str, Any] | None = None,
+) -> AsyncIterator[Fleet]:
+    """Open a fleet; on exit every session is closed and the embedded server stopped."""
+    if isinstance(config, Mapping):
+        config = SessionConfig.from_dict(dict(config))
+    secret = Secret(api_key, kind="api_key") if isinstance(api_key, str) else api_key
+    async with trio.open_nursery() as nursery:
+        if target == "embedded":
+            from orchestrator.server import EmbeddedServer
+
+            if server is None:
+                key = secret.reveal() if secret else f"sk-local-{secrets.token_urlsafe(16)}"
+                secret = Secret(key, kind="api_key")
+                server = EmbeddedServer(api_keys={key})
+            url = await nursery.start(server.serve)
+        else:
+            url = target
+        keys = KeyManager(
+            url, secret, mode=key_mode, ttl=key_ttl,
+            session={"type": "realtime", "model": (config.model if config else model)},
+        )
+        router = Router()
+        supervisor = Supervisor(nursery, keys, random.Random(seed))
+        fleet = Fleet(
+            nursery, url, keys, router, supervisor, config, model, backoff,
+            RestartPolicy(policy), max_restarts, restart_window, dict(connect_params or {}), server,
+        )
+        nursery.start_soon(refresh_ahead, keys)
+        try:
+            yield fleet
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(5):
+                    for sid in list(supervisor.children):
+                        if not supervisor.children[sid].done.is_set():
+                            await supervisor.stop(sid)
+            router.close()
+            nursery.cancel_scope.cancel()
