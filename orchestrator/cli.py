@@ -1,0 +1,135 @@
+"""``rtfleet``: the command line.
+
+Exit codes (decided in :func:`main`, nowhere else):
+
+====  =====================================================================
+0     success (a run whose thresholds all held)
+1     the run completed but a threshold failed
+2     bad input or usage: unreadable/malformed scenario, unknown option
+3     the run could not be carried out (target unreachable, no API key, …)
+130   interrupted (Ctrl-C)
+====  =====================================================================
+
+Every option can also come from the environment as ``RTFLEET_<OPTION>`` (e.g.
+``RTFLEET_PORT=8765``); precedence is scenario file < environment < command-line flag.
+User errors print one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+__all__ = ["main", "main_entry", "EXIT_OK", "EXIT_THRESHOLDS", "EXIT_USAGE", "EXIT_RUNTIME"]
+
+EXIT_OK = 0
+EXIT_THRESHOLDS = 1
+EXIT_USAGE = 2
+EXIT_RUNTIME = 3
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad input from the user: exit 2 with the message."""
+
+
+class RunFailed(Exception):
+    """The run could not be carried out: exit 3 with the message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"RTFLEET_{name.upper().replace('-', '_')}", default)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rtfleet")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rtfleet", description="Run and supervise fleets of realtime voice sessions.")
+    parser.add_argument("--version", action="version", version=f"rtfleet {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a scenario (load or chaos) and check its thresholds")
+    run.add_argument("scenario", help="scenario YAML file")
+    out = run.add_argument_group("output")
+    out.add_argument("--out", default=_env("out"), help="write results.json (and report) to DIR [RTFLEET_OUT]")
+    out.add_argument("--quiet", "-q", action="store_true", default=_env("quiet") == "1",
+                     help="print only the summary [RTFLEET_QUIET=1]")
+    out.add_argument("--json", action="store_true", default=_env("json") == "1",
+                     help="print JSON lines instead of text [RTFLEET_JSON=1]")
+    out.add_argument("--trace-file", default=_env("trace_file"),
+                     help="write OpenTelemetry spans as JSON lines to FILE [RTFLEET_TRACE_FILE]")
+    tgt = run.add_argument_group("target")
+    tgt.add_argument("--target", default=_env("target"),
+                     help="override the scenario target: 'embedded' or a base URL [RTFLEET_TARGET]")
+    tgt.add_argument("--seed", type=int, default=_int_env("seed"), help="random seed [RTFLEET_SEED]")
+
+    validate = sub.add_parser("validate", help="check a scenario file and exit")
+    validate.add_argument("scenario")
+
+    serve = sub.add_parser("serve", help="run the embedded realtime-compatible server alone")
+    serve.add_argument("--host", default=_env("host", "127.0.0.1"), help="bind address [RTFLEET_HOST]")
+    serve.add_argument("--port", type=int, default=_int_env("port", 8765), help="port [RTFLEET_PORT]")
+    serve.add_argument("--api-key", default=_env("server_api_key"),
+                       help="standard key the server accepts (default: generated, printed once) "
+                            "[RTFLEET_SERVER_API_KEY]")
+    return parser
+
+
+def _int_env(name: str, default: int | None = None) -> int | None:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"RTFLEET_{name.upper()} must be an integer, not {value!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help(sys.stderr)
+            return EXIT_USAGE
+        if args.command == "run":
+            from orchestrator.commands import run_command
+
+            return run_command(args)
+        if args.command == "validate":
+            from orchestrator.commands import validate_command
+
+            return validate_command(args)
+        if args.command == "serve":
+            from orchestrator.commands import serve_command
+
+            return serve_command(args)
+        raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def main_entry() -> None:
+    sys.exit(main())
