@@ -19,6 +19,8 @@ come back is the supervisor's decision.  Closing is always bounded by ``close_ti
 from __future__ import annotations
 
 import math
+import socket
+import ssl
 from typing import Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -27,11 +29,9 @@ import trio
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
-    ConnectionTimeout,
-    DisconnectionTimeout,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
+    wrap_client_stream,
 )
 
 from actors.credentials import Secret, redact
@@ -92,34 +92,70 @@ async def run_websocket(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> ActorExit:
     url = realtime_ws_url(params.url, model=params.model, call_id=params.call_id)
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if secure else 80)
+    host_header = parts.netloc
+    resource = f"{parts.path}?{parts.query}"
     headers = [("Authorization", f"Bearer {params.credential.reveal()}"), *params.extra_headers]
     core = link.core
+    # We own the TCP stream (rather than open_websocket_url) so that it is always closed, also
+    # after an abortive close, where trio-websocket 0.12 leaves it open.
+    stream: trio.abc.Stream | None = None
     try:
-        async with open_websocket_url(
-            url,
-            extra_headers=headers,
-            message_queue_size=params.message_queue_size,
-            max_message_size=params.max_message_size,
-            connect_timeout=params.connect_timeout,
-            disconnect_timeout=params.close_timeout,
-        ) as ws:
+        async with trio.open_nursery() as nursery:
+            try:
+                with trio.fail_after(params.connect_timeout):
+                    stream = await _open_stream(host, port, secure)
+                    ws = await wrap_client_stream(
+                        nursery, stream, host_header, resource,  # type: ignore[arg-type]
+                        extra_headers=[(k.encode(), v.encode()) for k, v in headers],
+                        message_queue_size=params.message_queue_size,
+                        max_message_size=params.max_message_size,
+                        receive_buffer_size=65536,
+                    )
+            except trio.TooSlowError:
+                return ActorExit(ExitReason.DROPPED, None, "connect timed out")
+            except ConnectionRejected as exc:
+                status = exc.status_code
+                reason = ExitReason.AUTH if status in (401, 403) else (
+                    ExitReason.DROPPED if status >= 500 or status == 429 else ExitReason.FATAL)
+                return ActorExit(reason, None, f"handshake rejected: HTTP {status}{_body_hint(exc.body)}")
+            except HandshakeError as exc:
+                return ActorExit(ExitReason.DROPPED, None,
+                                 redact(f"handshake failed: {type(exc).__name__}", params.credential))
+            except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+                return ActorExit(ExitReason.DROPPED, None,
+                                 f"connection failed: {type(exc).__name__}: {exc}")
             core.connection_started()
-            return await _session(link, ws, params, task_status)
-    except ConnectionRejected as exc:
-        status = exc.status_code
-        reason = ExitReason.AUTH if status in (401, 403) else (
-            ExitReason.DROPPED if status >= 500 or status == 429 else ExitReason.FATAL)
-        return ActorExit(reason, None, f"handshake rejected: HTTP {status}{_body_hint(exc.body)}")
-    except ConnectionTimeout:
-        return ActorExit(ExitReason.DROPPED, None, "connect timed out")
-    except DisconnectionTimeout:
-        return ActorExit(ExitReason.DROPPED, None, "close timed out")
-    except HandshakeError as exc:
-        return ActorExit(ExitReason.DROPPED, None, redact(f"handshake failed: {exc}", params.credential))
-    except (OSError, trio.BrokenResourceError) as exc:
-        return ActorExit(ExitReason.DROPPED, None, f"connection failed: {type(exc).__name__}: {exc}")
+            try:
+                return await _session(link, ws, params, task_status)
+            finally:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(params.close_timeout):
+                        await ws.aclose()
+                nursery.cancel_scope.cancel()
     finally:
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
         core.connection_lost()
+
+
+async def _open_stream(host: str, port: int, secure: bool) -> trio.abc.Stream:
+    tcp = await trio.open_tcp_stream(host, port)
+    tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not secure:
+        return tcp
+    # TLS verification is always on for wss:// targets.
+    tls = trio.SSLStream(tcp, ssl.create_default_context(), server_hostname=host, https_compatible=True)
+    try:
+        await tls.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
+    return tls
 
 
 def _body_hint(body: bytes | None) -> str:

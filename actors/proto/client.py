@@ -1,0 +1,511 @@
+"""The client side of one realtime *session*, across all of its connections (sans-I/O).
+
+A :class:`ClientCore` lives as long as the logical session; transport connections come and
+go beneath it.  The I/O shell drives it like h11: it says when a connection starts and ends,
+feeds every received frame to :meth:`~ClientCore.receive`, and writes whatever
+:meth:`~ClientCore.outgoing` returns.  The core never blocks, sleeps or reads a clock.
+
+Connection life: :meth:`connection_started` → frames in via :meth:`receive` → the server's
+``session.created`` makes the core *ready* → the first :meth:`outgoing` of the connection
+returns the restore sequence followed by everything queued → :meth:`connection_lost`.
+
+Restore sequence (first :meth:`outgoing` after ``session.created`` on each connection):
+
+1. ``session.update`` with the current :class:`SessionConfig` (if any);
+2. the conversation as ``conversation.item.create`` events from the :class:`SessionMirror`
+   (empty on the first connection);
+3. written-but-unacknowledged ``conversation.item.create`` / ``response.create`` events, in
+   their original order (same ``event_id``);
+4. a ``response.create`` re-issuing the response that was active (created, not done) when
+   the previous connection was lost, unless it was cancelled or is already among (3);
+5. everything queued, in submit order.
+
+Delivery guarantees and policy:
+
+* **Audio** (``input_audio_buffer.append``) is *at most once, freshest kept*.  While no
+  connection is ready it waits in a bounded queue (``audio_limit`` events; 250 × 20 ms ≈ 5 s);
+  when the queue is full the *oldest* audio is dropped and :meth:`submit` returns a drop
+  notice ``{"count", "category": "audio", "reason"}`` for the shell to publish as a
+  ``dropped`` event.  Nothing is dropped silently (``counters.dropped_audio`` has the total).
+  Audio already written to a connection that is then lost is not re-sent: the server's input
+  buffer died with that session.
+* **Control events** (everything else) are *never dropped*.  Their queue is bounded too
+  (``control_limit``); when it is full :meth:`submit` raises :class:`QueueFull` and enqueues
+  nothing: the shell waits (for a connection to drain the queue) and submits again.
+* **Order** is submit order across both kinds: one sequence number orders audio and control,
+  so a commit is always written after the appends submitted before it (minus any dropped).
+* **Acknowledged events**: ``conversation.item.create`` is acknowledged by
+  ``conversation.item.added``/``.done`` carrying its item id (the core gives items without an
+  id one, ``item_c_<n>``), ``response.create`` by ``response.created`` (first in, first out),
+  ``session.update`` by ``session.updated``; an ``error`` whose ``error.event_id`` names a
+  pending event acknowledges it as *failed* (not retried).  Until acknowledged, item and
+  response creates are kept and re-sent on the next connection.  Pending ``session.update``
+  events are not re-sent: every submitted ``session.update`` also updates the core's config,
+  which step 1 sends on every connection.
+* **Exactly once across reconnects**: however many connections are lost, at whatever point,
+  each submitted ``conversation.item.create`` appears exactly once in the final connection's
+  conversation (replayed from the mirror if the server had acknowledged it, re-sent if not),
+  in submit order; each ``response.create`` is answered once: re-sent if unanswered,
+  re-issued if answered but unfinished.  A response is atomic: the items of an unfinished
+  response are dropped from the mirror, so only the re-issued answer is kept.
+* **Fire and forget**: append, commit, clear, ``output_audio_buffer.clear``, cancel,
+  truncate, delete and retrieve are done once written.  A ``conversation.item.delete`` the
+  server never confirmed is applied to the mirror when the connection is lost, so the item is
+  not replayed.
+
+Caveats: with server VAD creating responses itself, a server-started ``response.created`` can
+acknowledge a pending client ``response.create`` (FIFO cannot tell them apart).  User audio
+whose transcript never arrived cannot be replayed (enable input transcription to keep voice
+turns across reconnects); skipped items are counted.
+
+Errors: :class:`ProtocolError` (``local=True``) from :meth:`submit` for an invalid event,
+:class:`QueueFull` when the control queue is full, :class:`SessionConfigError` for an invalid
+``session.update``.  :meth:`receive` never raises for peer input: bad frames come back as
+:class:`ProtocolError` values.  See :mod:`actors.proto.errors` for the tree.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import attrs
+
+from actors.proto.dialect import beta_to_ga_server, ga_to_beta_client
+from actors.proto.errors import ProtocolError, QueueFull
+from actors.proto.mirror import SessionMirror
+from actors.proto.realtime import (
+    ErrorInfo,
+    SessionInfo,
+    check_server_event,
+    decode_frame,
+    parse_server_event,
+    validate_client_event,
+)
+from actors.proto.session import SessionConfig, audio_bytes_per_ms
+
+__all__ = ["ClientCore", "ClientCounters", "RestoreSummary", "EVENT_ID_PREFIX", "ITEM_ID_PREFIX"]
+
+#: Prefix of the event ids the core assigns; callers must not use it for their own ids.
+EVENT_ID_PREFIX = "evt_c_"
+#: Prefix of the item ids the core assigns.
+ITEM_ID_PREFIX = "item_c_"
+
+_APPEND = "input_audio_buffer.append"
+_ITEM_CREATE = "conversation.item.create"
+_RESPONSE_CREATE = "response.create"
+_SESSION_UPDATE = "session.update"
+
+
+@attrs.frozen
+class ClientCounters:
+    """Totals since the core was made (a snapshot)."""
+
+    submitted: int
+    written: int
+    resent: int
+    replayed_items: int
+    skipped_items: int
+    discarded_items: int
+    reissued_responses: int
+    dropped_audio: int
+    acked: int
+    failed: int
+
+
+@attrs.frozen
+class RestoreSummary:
+    """What the restore sequence of one connection contained (for an ``info`` event)."""
+
+    connection: int
+    session_id: str | None
+    config_sent: bool
+    replayed_items: int
+    skipped_items: int
+    resent: int
+    reissued_response: bool
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+
+
+@attrs.define
+class ClientCore:
+    """Sans-I/O client for one realtime session; see the module docstring."""
+
+    config: SessionConfig | None = None
+    audio_limit: int = attrs.field(default=250, kw_only=True, validator=_positive)
+    control_limit: int = attrs.field(default=1024, kw_only=True, validator=_positive)
+    max_frame: int = attrs.field(default=16 * 2**20, kw_only=True, validator=_positive)
+    #: ``"ga"``, or ``"beta"`` to translate at the edge for old servers.
+    dialect: str = attrs.field(
+        default="ga", kw_only=True, validator=attrs.validators.in_(("ga", "beta"))
+    )
+    mirror: SessionMirror = attrs.field(factory=SessionMirror, kw_only=True)
+
+    session_id: str | None = attrs.field(default=None, init=False)
+    expires_at: int | None = attrs.field(default=None, init=False)
+    #: Connections that reached ``session.created``.
+    connections: int = attrs.field(default=0, init=False)
+    last_restore: RestoreSummary | None = attrs.field(default=None, init=False)
+    #: The last event :meth:`submit` enqueued, with the ids the core gave it.
+    last_submitted: dict[str, Any] | None = attrs.field(default=None, init=False)
+
+    _connected: bool = attrs.field(default=False, init=False)
+    _ready: bool = attrs.field(default=False, init=False)
+    _restore_due: bool = attrs.field(default=False, init=False)
+    _seq: int = attrs.field(default=0, init=False)
+    _event_n: int = attrs.field(default=0, init=False)
+    _item_n: int = attrs.field(default=0, init=False)
+    _audio: deque[tuple[int, dict[str, Any]]] = attrs.field(factory=deque, init=False)
+    _control: deque[tuple[int, dict[str, Any]]] = attrs.field(factory=deque, init=False)
+    # Written control events awaiting an ack, in first-write order, and indexes into it.
+    _pending: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    _pending_items: dict[str, str] = attrs.field(factory=dict, init=False)
+    _pending_responses: deque[str] = attrs.field(factory=deque, init=False)
+    _pending_updates: deque[str] = attrs.field(factory=deque, init=False)
+    _requests: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    _deletes: dict[str, str] = attrs.field(factory=dict, init=False)
+    _cancel_requested: bool = attrs.field(default=False, init=False)
+    _reissue: dict[str, Any] | None = attrs.field(default=None, init=False)
+    # Counters.
+    _submitted: int = attrs.field(default=0, init=False)
+    _written: int = attrs.field(default=0, init=False)
+    _resent: int = attrs.field(default=0, init=False)
+    _replayed: int = attrs.field(default=0, init=False)
+    _skipped: int = attrs.field(default=0, init=False)
+    _reissued: int = attrs.field(default=0, init=False)
+    _dropped_audio: int = attrs.field(default=0, init=False)
+    _acked: int = attrs.field(default=0, init=False)
+    _failed: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.config is not None:
+            self.mirror.output_bytes_per_ms = audio_bytes_per_ms(self.config.output_format)
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """A connection is up and its ``session.created`` has arrived."""
+        return self._ready
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def queued_audio(self) -> int:
+        return len(self._audio)
+
+    @property
+    def queued_control(self) -> int:
+        return len(self._control)
+
+    @property
+    def pending(self) -> list[dict[str, Any]]:
+        """Written control events still awaiting acknowledgement, oldest first."""
+        return list(self._pending.values())
+
+    @property
+    def counters(self) -> ClientCounters:
+        return ClientCounters(
+            submitted=self._submitted,
+            written=self._written,
+            resent=self._resent,
+            replayed_items=self._replayed,
+            skipped_items=self._skipped,
+            discarded_items=self.mirror.discarded,
+            reissued_responses=self._reissued,
+            dropped_audio=self._dropped_audio,
+            acked=self._acked,
+            failed=self._failed,
+        )
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def submit(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Validate and enqueue one GA client event; returns drop notices (usually none).
+
+        The caller's dict is not mutated: an ``event_id`` (and an item id for
+        ``conversation.item.create``) is added to a shallow copy.
+        """
+        validate_client_event(event)
+        event_id = event.get("event_id")
+        if event_id is not None and event_id.startswith(EVENT_ID_PREFIX):
+            raise ProtocolError(
+                "invalid_client_event",
+                f"{event['type']}: event ids starting with {EVENT_ID_PREFIX!r} are reserved",
+                detail={"type": event["type"], "field": "event_id"},
+                local=True,
+            )
+        if event["type"] == _APPEND:
+            notices = []
+            if len(self._audio) >= self.audio_limit:
+                count = len(self._audio) - self.audio_limit + 1
+                for _ in range(count):
+                    self._audio.popleft()
+                self._dropped_audio += count
+                reason = (
+                    "audio queue full: writer not keeping up"
+                    if self._ready
+                    else "audio queue full while not connected"
+                )
+                notices.append({"count": count, "category": "audio", "reason": reason})
+            if event_id is None:
+                self._event_n += 1
+                event = {**event, "event_id": f"{EVENT_ID_PREFIX}{self._event_n}"}
+            self._seq += 1
+            self._audio.append((self._seq, event))
+            self.last_submitted = event
+            self._submitted += 1
+            return notices
+        if len(self._control) >= self.control_limit:
+            raise QueueFull("control", self.control_limit)
+        if event_id is not None and self._id_in_use(event_id):
+            raise ProtocolError(
+                "invalid_client_event",
+                f"{event['type']}: event_id {event_id!r} is already waiting to be sent or acked",
+                detail={"type": event["type"], "field": "event_id"},
+                local=True,
+            )
+        if event["type"] == _SESSION_UPDATE and event["session"]["type"] == "realtime":
+            self._set_config(
+                self.config.updated(event["session"])
+                if self.config is not None
+                else SessionConfig.from_dict(event["session"])
+            )
+        elif event["type"] == _ITEM_CREATE and "id" not in event["item"]:
+            self._item_n += 1
+            event = {**event, "item": {**event["item"], "id": f"{ITEM_ID_PREFIX}{self._item_n}"}}
+        if event_id is None:
+            event = self._stamp(event)
+        self._seq += 1
+        self._control.append((self._seq, event))
+        self.last_submitted = event
+        self._submitted += 1
+        return []
+
+    def _set_config(self, config: SessionConfig) -> None:
+        self.config = config
+        self.mirror.output_bytes_per_ms = audio_bytes_per_ms(config.output_format)
+
+    def _stamp(self, event: dict[str, Any]) -> dict[str, Any]:
+        self._event_n += 1
+        return {**event, "event_id": f"{EVENT_ID_PREFIX}{self._event_n}"}
+
+    def _id_in_use(self, event_id: str) -> bool:
+        return event_id in self._pending or any(
+            e.get("event_id") == event_id for _, e in self._control
+        )
+
+    # -- connections -------------------------------------------------------------------------
+
+    def connection_started(self) -> None:
+        """A new transport connection begins (losing the current one first, if any).
+        Nothing is sent on it until the server's ``session.created`` arrives."""
+        if self._connected:
+            self.connection_lost()
+        self._connected = True
+        self._ready = False
+        self._restore_due = True
+
+    def connection_lost(self) -> None:
+        """The transport connection ended; keep what must be re-sent on the next one."""
+        if not self._connected:
+            return
+        self._connected = False
+        self._ready = False
+        self._restore_due = False
+        for event_id in self._pending_updates:
+            self._pending.pop(event_id, None)
+        self._pending_updates.clear()
+        self._pending_responses.clear()
+        for item_id in self._deletes:
+            self.mirror.apply_server({"type": "conversation.item.deleted", "item_id": item_id})
+        self._deletes.clear()
+        active = self.mirror.connection_lost()
+        if active is not None and not self._cancel_requested:
+            request = self._requests.get(active)
+            if request is None:
+                request = self._stamp({"type": _RESPONSE_CREATE})
+            if request["event_id"] not in self._pending:
+                self._reissue = request
+        self._requests.clear()
+        self._cancel_requested = False
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive(self, data: str | bytes | bytearray) -> list[dict[str, Any] | ProtocolError]:
+        """One received frame in; the server event (a checked GA dict) or the
+        :class:`ProtocolError` describing what was wrong with it.  Never raises for bad
+        peer input."""
+        try:
+            if self.dialect == "ga":
+                event = parse_server_event(data, max_size=self.max_frame)
+            else:
+                event = check_server_event(
+                    beta_to_ga_server(decode_frame(data, max_size=self.max_frame))
+                )
+        except ProtocolError as exc:
+            return [exc]
+        self.mirror.apply_server(event)
+        handler = _ACKS.get(event["type"])
+        if handler is not None:
+            handler(self, event)
+        return [event]
+
+    def _on_session_created(self, event: dict[str, Any]) -> None:
+        if not self._connected:
+            self.connection_started()
+        if self._ready:
+            return
+        info = SessionInfo.from_event(event)
+        self.session_id = info.id
+        self.expires_at = info.expires_at
+        self.connections += 1
+        self._ready = True
+
+    def _on_session_updated(self, event: dict[str, Any]) -> None:
+        if self._pending_updates:
+            self._ack(self._pending_updates.popleft())
+
+    def _on_item(self, event: dict[str, Any]) -> None:
+        event_id = self._pending_items.get(event["item"]["id"])
+        if event_id is not None:
+            self._ack(event_id)
+
+    def _on_response_created(self, event: dict[str, Any]) -> None:
+        self._cancel_requested = False
+        if self._pending_responses:
+            event_id = self._pending_responses.popleft()
+            request = self._pending[event_id]
+            self._ack(event_id)
+            self._requests[event["response"]["id"]] = request
+
+    def _on_response_done(self, event: dict[str, Any]) -> None:
+        self._requests.pop(event["response"]["id"], None)
+
+    def _on_deleted(self, event: dict[str, Any]) -> None:
+        self._deletes.pop(event["item_id"], None)
+
+    def _on_error(self, event: dict[str, Any]) -> None:
+        event_id = ErrorInfo.from_event(event).event_id
+        if event_id is None:
+            return
+        if event_id in self._pending:
+            request = self._pending[event_id]
+            if request["type"] == _RESPONSE_CREATE:
+                self._pending_responses.remove(event_id)
+            elif request["type"] == _SESSION_UPDATE:
+                self._pending_updates.remove(event_id)
+            self._unpend(event_id)
+            self._failed += 1
+        else:
+            for item_id, delete_id in self._deletes.items():
+                if delete_id == event_id:  # the delete failed: the item stays
+                    del self._deletes[item_id]
+                    break
+
+    def _ack(self, event_id: str) -> None:
+        self._unpend(event_id)
+        self._acked += 1
+
+    def _unpend(self, event_id: str) -> None:
+        event = self._pending.pop(event_id)
+        if event["type"] == _ITEM_CREATE:
+            self._pending_items.pop(event["item"]["id"], None)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def outgoing(self) -> list[dict[str, Any]]:
+        """The events to write now, in order; they count as written.  ``[]`` until ready."""
+        if not self._ready:
+            return []
+        out: list[dict[str, Any]] = []
+        if self._restore_due:
+            self._restore_due = False
+            self._restore(out)
+        audio, control = self._audio, self._control
+        if not control:
+            out.extend(event for _, event in audio)
+            audio.clear()
+        else:
+            while audio or control:
+                if control and (not audio or control[0][0] < audio[0][0]):
+                    event = control.popleft()[1]
+                    self._note_written(event)
+                else:
+                    event = audio.popleft()[1]
+                out.append(event)
+        self._written += len(out)
+        if self.dialect == "beta":
+            return [ga_to_beta_client(event) for event in out]
+        return out
+
+    def _restore(self, out: list[dict[str, Any]]) -> None:
+        for item_id in [i for i in self._pending_items if self.mirror.item(i) is not None]:
+            self._ack(self._pending_items[item_id])  # defensive: already in the conversation
+        resent = list(self._pending.values())  # item/response creates of earlier connections
+        config_sent = self.config is not None
+        if self.config is not None:
+            update = self._stamp(self.config.to_update_event())
+            self._note_written(update)
+            out.append(update)
+        replay = self.mirror.replay_events()
+        for event in replay:
+            out.append(self._stamp(event))
+        self._replayed += len(replay)
+        self._skipped += self.mirror.last_skipped
+        out.extend(resent)
+        self._resent += len(resent)
+        reissue, self._reissue = self._reissue, None
+        if reissue is not None:
+            self._pending[reissue["event_id"]] = reissue
+            out.append(reissue)
+            self._reissued += 1
+        # Responses are acked FIFO: rebuild the queue in this connection's write order.
+        self._pending_responses.extend(
+            event_id for event_id, e in self._pending.items() if e["type"] == _RESPONSE_CREATE
+        )
+        self.last_restore = RestoreSummary(
+            connection=self.connections,
+            session_id=self.session_id,
+            config_sent=config_sent,
+            replayed_items=len(replay),
+            skipped_items=self.mirror.last_skipped,
+            resent=len(resent),
+            reissued_response=reissue is not None,
+        )
+
+    def _note_written(self, event: dict[str, Any]) -> None:
+        event_type = event["type"]
+        event_id = event["event_id"]
+        if event_type == _ITEM_CREATE:
+            self._pending[event_id] = event
+            self._pending_items[event["item"]["id"]] = event_id
+        elif event_type == _RESPONSE_CREATE:
+            self._pending[event_id] = event
+            self._pending_responses.append(event_id)
+        elif event_type == _SESSION_UPDATE:
+            self._pending[event_id] = event
+            self._pending_updates.append(event_id)
+        elif event_type == "response.cancel":
+            self._cancel_requested = True
+        elif event_type == "conversation.item.delete":
+            self._deletes[event["item_id"]] = event_id
+
+
+_ACKS = {
+    "session.created": ClientCore._on_session_created,
+    "session.updated": ClientCore._on_session_updated,
+    "conversation.item.added": ClientCore._on_item,
+    "conversation.item.done": ClientCore._on_item,
+    "conversation.item.created": ClientCore._on_item,
+    "conversation.item.deleted": ClientCore._on_deleted,
+    "response.created": ClientCore._on_response_created,
+    "response.done": ClientCore._on_response_done,
+    "error": ClientCore._on_error,
+}

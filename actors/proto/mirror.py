@@ -1,0 +1,269 @@
+"""A client-side mirror of the server's conversation, so it can be rebuilt after a reconnect.
+
+The service has no resumption: a new connection is a new, empty session.  The mirror follows
+the server events of every connection and can turn what it knows into the
+``conversation.item.create`` events that rebuild the conversation (:meth:`replay_events`).
+
+What it tracks:
+
+* items, ordered as the server orders them: an item goes after its ``previous_item_id``
+  (``"root"`` puts it first; a missing, ``null`` or unknown previous id appends it), upserted
+  by ``conversation.item.added`` / ``.done`` / ``.created`` and ``response.output_item.done``
+  (an update keeps the item's place), removed by ``conversation.item.deleted``;
+* transcripts and texts by ``(item_id, content_index)``: input transcription
+  (``conversation.item.input_audio_transcription.completed``) and the final assistant text
+  (``response.output_text.done``, ``response.output_audio_transcript.done``).  They overlay the
+  items, so a later ``conversation.item.done`` without a transcript does not erase one;
+* truncation (``conversation.item.truncated``): audio beyond ``audio_end_ms`` is dropped
+  from the stored item, the transcript is kept;
+* the active response (``response.created`` → its id, ``response.done`` → none) and the items
+  it produced.  Out-of-band responses (``conversation_id: null``) are not conversation state.
+
+Responses are atomic across a reconnect: :meth:`connection_lost` drops the items of a
+response that was still active (its ``response.done`` was never seen), because the client
+re-issues that response on the next connection and a half-received answer must not be
+replayed next to the new one.
+
+Received event dicts are never mutated (they are also handed to subscribers); changed items
+are shallow copies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Callable
+
+import attrs
+
+__all__ = ["SessionMirror"]
+
+_AUDIO_PARTS = frozenset({"input_audio", "output_audio"})
+_TEXT_PARTS = frozenset({"input_text", "output_text"})
+_SERVER_ONLY = ("object", "status")
+
+
+@attrs.define
+class SessionMirror:
+    """The conversation as the client knows it; feed it every server event."""
+
+    #: Bytes of raw output audio per millisecond, for truncation (48: PCM16 at 24 kHz).
+    output_bytes_per_ms: int = 48
+    active_response_id: str | None = None
+    #: Items skipped by the last :meth:`replay_events` (nothing usable to replay).
+    last_skipped: int = 0
+    #: Items dropped by :meth:`connection_lost` since the mirror was made.
+    discarded: int = 0
+    _items: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    _order: list[str] = attrs.field(factory=list)
+    _texts: dict[str, dict[int, str]] = attrs.field(factory=dict)
+    _response_items: dict[str, list[str]] = attrs.field(factory=dict)
+    _out_of_band: set[str] = attrs.field(factory=set)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def ids(self) -> list[str]:
+        """Item ids in conversation order (a copy)."""
+        return list(self._order)
+
+    def items(self) -> list[dict[str, Any]]:
+        """Items in conversation order, as last received (do not mutate them)."""
+        return [self._items[i] for i in self._order]
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        return self._items.get(item_id)
+
+    def text(self, item_id: str, content_index: int = 0) -> str | None:
+        """The tracked transcript/text of one content part, if any."""
+        return self._texts.get(item_id, {}).get(content_index)
+
+    # -- server events -------------------------------------------------------------------
+
+    def apply_server(self, event: dict[str, Any]) -> None:
+        """Update the mirror from one (checked) GA server event; other events are ignored."""
+        handler = _HANDLERS.get(event["type"])
+        if handler is not None:
+            handler(self, event)
+
+    def _on_item(self, event: dict[str, Any]) -> None:
+        self._upsert(event["item"], event.get("previous_item_id"))
+
+    def _on_output_item_added(self, event: dict[str, Any]) -> None:
+        response_id = event["response_id"]
+        if response_id not in self._out_of_band:
+            self._response_items.setdefault(response_id, []).append(event["item"]["id"])
+
+    def _on_output_item_done(self, event: dict[str, Any]) -> None:
+        response_id = event["response_id"]
+        if response_id in self._out_of_band:
+            return
+        item = event["item"]
+        ids = self._response_items.setdefault(response_id, [])
+        if item["id"] not in ids:
+            ids.append(item["id"])
+        self._upsert(item, None)
+
+    def _on_deleted(self, event: dict[str, Any]) -> None:
+        self._remove(event["item_id"])
+
+    def _on_truncated(self, event: dict[str, Any]) -> None:
+        item = self._items.get(event["item_id"])
+        content = item.get("content") if item is not None else None
+        index = event["content_index"]
+        if not isinstance(content, list) or not 0 <= index < len(content):
+            return
+        part = content[index]
+        if not isinstance(part, dict) or not isinstance(part.get("audio"), str):
+            return
+        keep = max(0, event["audio_end_ms"]) * self.output_bytes_per_ms
+        try:
+            audio = base64.b64decode(part["audio"], validate=True)
+        except (binascii.Error, ValueError):
+            new_part = {k: v for k, v in part.items() if k != "audio"}
+        else:
+            if len(audio) <= keep:
+                return
+            new_part = {**part, "audio": base64.b64encode(audio[:keep]).decode("ascii")}
+        new_content = list(content)
+        new_content[index] = new_part
+        self._items[event["item_id"]] = {**item, "content": new_content}
+
+    def _set_text(self, event: dict[str, Any], key: str) -> None:
+        self._texts.setdefault(event["item_id"], {})[event["content_index"]] = event[key]
+
+    def _on_response_created(self, event: dict[str, Any]) -> None:
+        response = event["response"]
+        if "conversation_id" in response and response["conversation_id"] is None:
+            self._out_of_band.add(response["id"])
+        else:
+            self.active_response_id = response["id"]
+
+    def _on_response_done(self, event: dict[str, Any]) -> None:
+        response_id = event["response"]["id"]
+        if response_id in self._out_of_band:
+            self._out_of_band.discard(response_id)
+            return
+        self._response_items.pop(response_id, None)
+        if self.active_response_id == response_id:
+            self.active_response_id = None
+
+    # -- connections -----------------------------------------------------------------------
+
+    def connection_lost(self) -> str | None:
+        """Forget what belonged to the lost connection only; returns the response id that
+        was active (its items are dropped: the response will be re-issued), if any."""
+        active = self.active_response_id
+        if active is not None:
+            for item_id in self._response_items.get(active, ()):
+                if item_id in self._items:
+                    self._remove(item_id)
+                    self.discarded += 1
+        self.active_response_id = None
+        self._response_items.clear()
+        self._out_of_band.clear()
+        return active
+
+    def replay_events(self) -> list[dict[str, Any]]:
+        """``conversation.item.create`` events that rebuild the conversation in order.
+
+        Events are chained by ``previous_item_id`` (the first is ``"root"``) and items keep
+        their ids.  Audio is replayed as text: user ``input_audio`` as ``input_text`` of its
+        transcript, assistant ``output_audio`` as ``output_text``.  Function calls and their
+        outputs are replayed as they are (minus the server-only ``object``/``status``).
+        Items with nothing usable (audio without transcript, assistant output still in
+        progress, unknown item types) are skipped; :attr:`last_skipped` counts them.
+        """
+        events = []
+        previous = "root"
+        skipped = 0
+        for item_id in self._order:
+            item = self._replay_item(self._items[item_id])
+            if item is None:
+                skipped += 1
+                continue
+            events.append(
+                {"type": "conversation.item.create", "previous_item_id": previous, "item": item}
+            )
+            previous = item_id
+        self.last_skipped = skipped
+        return events
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _upsert(self, item: dict[str, Any], previous: Any) -> None:
+        item_id = item["id"]
+        if item_id in self._items:
+            self._items[item_id] = item
+            return
+        self._items[item_id] = item
+        if previous == "root":
+            self._order.insert(0, item_id)
+        elif previous is not None and previous in self._items and previous != item_id:
+            self._order.insert(self._order.index(previous) + 1, item_id)
+        else:
+            self._order.append(item_id)
+
+    def _remove(self, item_id: str) -> None:
+        if self._items.pop(item_id, None) is not None:
+            self._order.remove(item_id)
+        self._texts.pop(item_id, None)
+
+    def _replay_item(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        kind = item.get("type")
+        if kind in ("function_call", "function_call_output"):
+            if kind == "function_call" and item.get("status") == "in_progress":
+                return None
+            return {k: v for k, v in item.items() if k not in _SERVER_ONLY}
+        if kind != "message":
+            return None
+        role = item.get("role")
+        if role == "assistant" and item.get("status") == "in_progress":
+            return None
+        content = item.get("content")
+        if role not in ("user", "assistant", "system") or not isinstance(content, list):
+            return None
+        texts = self._texts.get(item["id"], {})
+        text_type = "output_text" if role == "assistant" else "input_text"
+        parts = []
+        for index, part in enumerate(content):
+            if not isinstance(part, dict):
+                continue
+            part_type = part.get("type")
+            if part_type in _AUDIO_PARTS:
+                text = texts.get(index) or part.get("transcript")
+            elif part_type in _TEXT_PARTS:
+                text = part.get("text") or texts.get(index)
+            elif part_type == "input_image" and role == "user":
+                parts.append({k: v for k, v in part.items() if k in ("type", "image_url", "detail")})
+                continue
+            else:
+                continue
+            if isinstance(text, str) and text:
+                parts.append({"type": text_type, "text": text})
+        if not parts:
+            return None
+        return {"id": item["id"], "type": "message", "role": role, "content": parts}
+
+
+_HANDLERS: dict[str, Callable[[SessionMirror, dict[str, Any]], None]] = {
+    "conversation.item.added": SessionMirror._on_item,
+    "conversation.item.done": SessionMirror._on_item,
+    "conversation.item.created": SessionMirror._on_item,
+    "conversation.item.deleted": SessionMirror._on_deleted,
+    "conversation.item.truncated": SessionMirror._on_truncated,
+    "conversation.item.input_audio_transcription.completed": (
+        lambda self, event: self._set_text(event, "transcript")
+    ),
+    "response.output_text.done": lambda self, event: self._set_text(event, "text"),
+    "response.output_audio_transcript.done": (
+        lambda self, event: self._set_text(event, "transcript")
+    ),
+    "response.output_item.added": SessionMirror._on_output_item_added,
+    "response.output_item.done": SessionMirror._on_output_item_done,
+    "response.created": SessionMirror._on_response_created,
+    "response.done": SessionMirror._on_response_done,
+}

@@ -1,0 +1,397 @@
+"""The scenario model: attrs frozen values, built by the loader (via cattrs) or by hand.
+
+A `Scenario` says what to connect to (`target`), how each session is configured (`session`),
+who connects and when (`populations` of `Phase`s), what each session does (`scripts` of
+steps, see `steps`), what goes wrong on purpose (`faults`, see `faults`) and what must hold at
+the end (`thresholds`). Durations are float seconds; constructors also accept "2s"-style
+strings, lists for tuples, and threshold strings::
+
+    Scenario(
+        name="smoke",
+        populations=[Population(name="users", script="hello", phases=[Phase(sessions=5)])],
+        scripts={"hello": [Say("Hi!")]},
+        thresholds=["errors == 0"],
+    )
+
+Values are frozen (change them with `attrs.evolve`); the ones holding dicts (`Scenario`,
+`SessionConfig`, `Send`) compare by value but are not hashable.
+"""
+
+import enum
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Union
+
+import attrs
+
+from .checks import at_least, at_most, non_empty, optional_seconds, seconds, to_tuple
+from .durations import Duration, format_duration
+from .errors import InvalidField, Problem, did_you_mean
+from .faults import FaultEvent, ServerFaults
+from .steps import Step
+from .thresholds import Threshold, parse_threshold
+
+__all__ = [
+    "Transport",
+    "Dialect",
+    "Modality",
+    "AudioFormat",
+    "ServerVad",
+    "SemanticVad",
+    "TurnDetection",
+    "Transcription",
+    "SessionConfig",
+    "EmbeddedTarget",
+    "RemoteTarget",
+    "Target",
+    "Phase",
+    "Population",
+    "Scenario",
+]
+
+
+class Transport(enum.StrEnum):
+    WEBSOCKET = "websocket"
+    WEBRTC = "webrtc"
+    SIP = "sip"
+
+
+class Dialect(enum.StrEnum):
+    GA = "ga"
+    BETA = "beta"
+
+
+class Modality(enum.StrEnum):
+    AUDIO = "audio"
+    TEXT = "text"
+
+
+# -- session ------------------------------------------------------------------------------
+
+AUDIO_TYPES = ("audio/pcm", "audio/pcmu", "audio/pcma")
+
+
+def _audio_rate(instance: "AudioFormat", _attribute: attrs.Attribute, value: int) -> None:
+    expected = 24000 if instance.type == "audio/pcm" else 8000
+    if value != expected:
+        raise InvalidField(f"{instance.type} is {expected} Hz, got rate {value}", ("rate",))
+
+
+@attrs.frozen
+class AudioFormat:
+    """GA ``audio.{input,output}.format``. Files may also say ``pcm16``, ``g711_ulaw``, ..."""
+
+    type: str = attrs.field(default="audio/pcm", validator=attrs.validators.in_(AUDIO_TYPES))
+    rate: int = attrs.field(validator=_audio_rate)
+
+    @rate.default
+    def _default_rate(self) -> int:
+        return 24000 if self.type == "audio/pcm" else 8000
+
+    def to_session(self) -> dict[str, Any]:
+        """The GA ``format`` object (``rate`` only for audio/pcm)."""
+        return {"type": self.type, "rate": self.rate} if self.type == "audio/pcm" else {"type": self.type}
+
+
+@attrs.frozen
+class ServerVad:
+    threshold: float = attrs.field(default=0.5, validator=[at_least(0), at_most(1)])
+    prefix_padding_ms: int = attrs.field(default=300, validator=at_least(0))
+    silence_duration_ms: int = attrs.field(default=500, validator=at_least(0))
+    idle_timeout_ms: int | None = attrs.field(default=None, validator=at_least(0))
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    type: ClassVar[str] = "server_vad"
+
+
+@attrs.frozen
+class SemanticVad:
+    eagerness: str = attrs.field(
+        default="auto", validator=attrs.validators.in_(("low", "medium", "high", "auto"))
+    )
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    type: ClassVar[str] = "semantic_vad"
+
+
+#: None turns turn detection off (the client commits audio and asks for responses)
+TurnDetection = Union[ServerVad, SemanticVad, None]
+
+
+@attrs.frozen
+class Transcription:
+    """GA ``audio.input.transcription``; a file may give just the model name."""
+
+    model: str = "gpt-4o-transcribe"
+    language: str | None = None
+    prompt: str | None = None
+
+
+def _modalities(value: Any) -> tuple[Modality, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    return tuple(Modality(v) for v in value)
+
+
+def _check_modalities(_instance: Any, _attribute: attrs.Attribute, value: tuple) -> None:
+    if not value:
+        raise InvalidField("must name at least one of audio, text", ("output_modalities",))
+    if len(set(value)) != len(value):
+        raise InvalidField("lists a modality twice", ("output_modalities",))
+
+
+@attrs.frozen
+class SessionConfig:
+    """What each session's ``session.update`` asks for (GA names)."""
+
+    model: str = "gpt-realtime"
+    instructions: str | None = None
+    voice: str = "alloy"
+    output_modalities: tuple[Modality, ...] = attrs.field(
+        default=(Modality.AUDIO,), converter=_modalities, validator=_check_modalities
+    )
+    input_format: AudioFormat = attrs.field(factory=AudioFormat)
+    output_format: AudioFormat = attrs.field(factory=AudioFormat)
+    turn_detection: TurnDetection = attrs.field(factory=ServerVad)
+    transcription: Transcription | None = None
+    #: merged verbatim into the ``session`` object of ``session.update`` (tools, ...)
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+    def to_session(self) -> dict[str, Any]:
+        """The GA ``session`` object for ``session.update`` (the beta dialect translates it)."""
+        detection = self.turn_detection
+        audio_input: dict[str, Any] = {
+            "format": self.input_format.to_session(),
+            "turn_detection": None if detection is None else {"type": detection.type, **attrs.asdict(detection)},
+            "transcription": None if self.transcription is None else {
+                k: v for k, v in attrs.asdict(self.transcription).items() if v is not None
+            },
+        }
+        session: dict[str, Any] = {
+            "type": "realtime",
+            "model": self.model,
+            "output_modalities": [m.value for m in self.output_modalities],
+            "audio": {"input": audio_input, "output": {"format": self.output_format.to_session(), "voice": self.voice}},
+        }
+        if self.instructions is not None:
+            session["instructions"] = self.instructions
+        return session | self.extra
+
+
+# -- target -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class EmbeddedTarget:
+    """rtfleet's own realtime-compatible server, started for the run (file: ``embedded``)."""
+
+    faults: ServerFaults = attrs.field(factory=ServerFaults)
+    dialect: Dialect = attrs.field(default=Dialect.GA, converter=Dialect)
+
+
+def _url(_instance: Any, _attribute: attrs.Attribute, value: str) -> None:
+    if not value.startswith(("ws://", "wss://", "http://", "https://")):
+        raise InvalidField(f"expected a ws://, wss://, http:// or https:// URL, got {value!r}", ("url",))
+
+
+@attrs.frozen
+class RemoteTarget:
+    """A real service; the key is read from the environment variable ``api_key_env``."""
+
+    url: str = attrs.field(validator=_url)
+    api_key_env: str = attrs.field(default="OPENAI_API_KEY", validator=non_empty)
+    dialect: Dialect = attrs.field(default=Dialect.GA, converter=Dialect)
+
+
+Target = Union[EmbeddedTarget, RemoteTarget]
+
+
+# -- load shape -----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Phase:
+    """One stretch of a population's load. Exactly one of:
+
+    * ``arrival_rate``: open model, new sessions per second (each runs its script once);
+    * ``concurrency``: closed model, keep this many sessions running (a finished one is
+      replaced) for ``duration``;
+    * ``sessions``: start this many sessions at once; the phase lasts until they finish
+      (or ``duration``, when given).
+
+    ``ramp_to`` (rate or concurrency only) ramps linearly from the start value to itself
+    over ``duration``.
+    """
+
+    duration: Duration | None = attrs.field(default=None, converter=optional_seconds)
+    arrival_rate: float | None = attrs.field(default=None, validator=at_least(0))
+    concurrency: int | None = attrs.field(default=None, validator=at_least(0))
+    sessions: int | None = attrs.field(default=None, validator=at_least(1))
+    ramp_to: float | None = attrs.field(default=None, validator=at_least(0))
+    name: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        given = [k for k in ("arrival_rate", "concurrency", "sessions") if getattr(self, k) is not None]
+        if not given:
+            raise InvalidField("a phase needs one of arrival_rate, concurrency or sessions")
+        if len(given) > 1:
+            raise InvalidField(
+                f"a phase takes one of arrival_rate, concurrency or sessions, not both {given[0]} and {given[1]}",
+                (given[1],),
+                at_key=True,
+            )
+        if self.sessions is not None:
+            if self.ramp_to is not None:
+                raise InvalidField("ramp_to applies to arrival_rate or concurrency", ("ramp_to",), at_key=True)
+        elif self.duration is None or self.duration <= 0:
+            raise InvalidField(f"a {given[0]} phase needs a duration > 0", ("duration",))
+        if self.concurrency is not None and self.ramp_to is not None and self.ramp_to != int(self.ramp_to):
+            raise InvalidField(f"a concurrency ramp goes to a whole number, got {self.ramp_to}", ("ramp_to",))
+
+    @property
+    def mode(self) -> str:
+        """``"arrival_rate"``, ``"concurrency"`` or ``"sessions"``."""
+        if self.arrival_rate is not None:
+            return "arrival_rate"
+        return "concurrency" if self.concurrency is not None else "sessions"
+
+    def level_at(self, elapsed: float) -> float:
+        """The rate (sessions/s) or concurrency ``elapsed`` seconds into the phase."""
+        start = float(self.arrival_rate if self.arrival_rate is not None else self.concurrency or self.sessions or 0)
+        if self.ramp_to is None or not self.duration:
+            return start
+        frac = min(max(elapsed / self.duration, 0.0), 1.0)
+        return start + (self.ramp_to - start) * frac
+
+    def arrival_offsets(self, rng: Any = None) -> Iterator[float]:
+        """Start times (seconds into the phase) of an ``arrival_rate`` phase.
+
+        The expected number of arrivals by ``t`` is ``N(t) = r0*t + (r1-r0)*t**2/(2*D)``.
+        Without ``rng`` the k-th session (k = 0, 1, ...) starts where ``N(t) = k`` (evenly
+        spaced along the ramp, first at 0). With ``rng`` (a `random.Random`), arrivals are
+        Poisson with that time-varying rate: unit exponential steps in ``N``.
+        """
+        if self.arrival_rate is None or self.duration is None:
+            return
+        r0, duration = self.arrival_rate, self.duration
+        r1 = self.ramp_to if self.ramp_to is not None else r0
+        a = (r1 - r0) / (2 * duration)
+        total = r0 * duration + a * duration * duration
+        u = 0.0 if rng is None else rng.expovariate(1.0)
+        while u < total:
+            if u == 0:
+                t = 0.0
+            elif a == 0:
+                t = u / r0
+            else:
+                t = 2 * u / (r0 + math.sqrt(max(r0 * r0 + 4 * a * u, 0.0)))
+            if t >= duration:
+                return
+            yield t
+            u += 1.0 if rng is None else rng.expovariate(1.0)
+
+
+def _phases(value: Any) -> tuple[Phase, ...]:
+    return to_tuple(value)
+
+
+@attrs.frozen
+class Population:
+    """Sessions that share a transport and a script. A file may write ``sessions: N`` instead
+    of ``phases`` (one phase starting N sessions at once)."""
+
+    name: str = attrs.field(validator=non_empty)
+    script: str = attrs.field(validator=non_empty)
+    phases: tuple[Phase, ...] = attrs.field(converter=_phases, validator=non_empty)
+    transport: Transport = attrs.field(default=Transport.WEBSOCKET, converter=Transport)
+
+    @classmethod
+    def all_at_once(cls, name: str, script: str, sessions: int, transport: str = "websocket") -> "Population":
+        return cls(name=name, script=script, phases=(Phase(sessions=sessions),), transport=transport)
+
+    @property
+    def duration(self) -> float | None:
+        """Sum of the phase durations; None if a phase lasts until its sessions finish."""
+        if any(p.duration is None for p in self.phases):
+            return None
+        return sum(p.duration for p in self.phases)  # type: ignore[misc]
+
+
+# -- scenario -------------------------------------------------------------------------------
+
+
+def _scripts(value: Mapping[str, Any]) -> dict[str, tuple[Step, ...]]:
+    if not isinstance(value, Mapping):
+        raise InvalidField(f"expected a mapping of script names to steps, got {type(value).__name__}")
+    return {name: to_tuple(steps) for name, steps in value.items()}
+
+
+def _thresholds(value: Any) -> tuple[Threshold, ...]:
+    return tuple(t if isinstance(t, Threshold) else parse_threshold(t) for t in to_tuple(value))
+
+
+@attrs.frozen
+class Scenario:
+    name: str = attrs.field(validator=non_empty)
+    description: str = ""
+    seed: int = 0
+    #: the run stops after this long whatever is still going on
+    duration_limit: Duration = attrs.field(default=600.0, converter=seconds, validator=at_least(0, strict=True))
+    target: Target = attrs.field(factory=EmbeddedTarget)
+    session: SessionConfig = attrs.field(factory=SessionConfig)
+    populations: tuple[Population, ...] = attrs.field(default=(), converter=to_tuple)
+    scripts: dict[str, tuple[Step, ...]] = attrs.field(factory=dict, converter=_scripts)
+    faults: tuple[FaultEvent, ...] = attrs.field(default=(), converter=to_tuple)
+    thresholds: tuple[Threshold, ...] = attrs.field(default=(), converter=_thresholds)
+
+    def __attrs_post_init__(self) -> None:
+        problems = [*self._population_problems(), *self._fault_problems()]
+        if problems:
+            raise InvalidField.many(problems)
+
+    def _population_problems(self) -> Iterator[Problem]:
+        seen: set[str] = set()
+        for i, pop in enumerate(self.populations):
+            if pop.name in seen:
+                yield Problem(("populations", i, "name"), f"population {pop.name!r} is defined twice")
+            seen.add(pop.name)
+            if pop.script not in self.scripts:
+                known = ", ".join(sorted(self.scripts)) or "none defined"
+                hint = did_you_mean(pop.script, self.scripts)
+                yield Problem(
+                    ("populations", i, "script"),
+                    f"unknown script {pop.script!r}{hint} (scripts: {known})",
+                )
+            length = pop.duration
+            if length is not None and length > self.duration_limit:
+                yield Problem(
+                    ("populations", i, "phases"),
+                    f"phases last {format_duration(length)}, longer than duration_limit "
+                    f"{format_duration(self.duration_limit)}",
+                )
+
+    def _fault_problems(self) -> Iterator[Problem]:
+        remote = isinstance(self.target, RemoteTarget)
+        for i, fault in enumerate(self.faults):
+            if fault.at >= self.duration_limit:
+                yield Problem(
+                    ("faults", i, "at"),
+                    f"at {format_duration(fault.at)} is not before duration_limit "
+                    f"{format_duration(self.duration_limit)}",
+                )
+            if remote and fault.action.server_side:
+                yield Problem(
+                    ("faults", i, "action"),
+                    f"{fault.action.action} needs the embedded server; a remote target only "
+                    "takes drop_connections",
+                )
+
+    def script(self, name: str) -> tuple[Step, ...]:
+        return self.scripts[name]
+
+    @property
+    def sorted_faults(self) -> tuple[FaultEvent, ...]:
+        """The fault timeline in time order (stable for equal times)."""
+        return tuple(sorted(self.faults, key=lambda f: f.at))

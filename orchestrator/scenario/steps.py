@@ -1,0 +1,149 @@
+"""Script steps: what one session does, in order.
+
+In a scenario file a step is a mapping whose *kind key* names the step and carries its main
+value; the other fields sit beside it or inside a mapping under the kind key::
+
+    - say: "What's the weather?"          # text turn, waits for response.done
+      wait: false
+    - play: audio/hello.wav               # stream a file in real time, 20 ms chunks
+      commit: true
+    - wait_response: {timeout: 10s}       # or: wait_response: 10s, or the bare string
+    - barge_in: {after: 300ms}            # or: barge_in: 300ms
+    - cancel                              # bare string (or cancel: null)
+    - pause: 1.5s
+    - repeat: 3                           # or: repeat: {times: 3, steps: [...]}
+      steps:
+        - say: again
+    - send: {type: input_audio_buffer.clear}
+
+Runner semantics:
+
+* `Say`: ``conversation.item.create`` (a user ``input_text`` message) then
+  ``response.create``; with ``wait`` it waits for ``response.done`` (at most ``timeout``).
+* `Play`: streams a ``.wav`` (PCM16 mono) or raw ``.pcm`` (PCM16 mono, session rate) file
+  as ``input_audio_buffer.append`` in `CHUNK_SECONDS` chunks, paced in real time unless
+  ``realtime: false``. ``commit``: true sends ``input_audio_buffer.commit`` and
+  ``response.create`` after the file; false sends neither; None (default) does so only when
+  turn detection is off (with VAD the server commits and responds by itself).
+* `WaitResponse`: waits for the next ``response.done`` (at most ``timeout``).
+* `BargeIn`: once the current response's audio has played for ``after`` seconds, interrupts
+  it (``response.cancel`` and ``conversation.item.truncate`` at the played position).
+* `Cancel`: sends ``response.cancel`` now.
+* `Pause`: sleeps ``duration`` seconds. `Repeat`: runs ``steps`` ``times`` times.
+* `Send`: sends ``event`` verbatim (it must have a string ``type``).
+"""
+
+from pathlib import Path
+from typing import Any, ClassVar, Union
+
+import attrs
+
+from .checks import at_least, non_empty, seconds, to_tuple
+from .durations import Duration
+from .errors import InvalidField
+
+__all__ = [
+    "Say",
+    "Play",
+    "WaitResponse",
+    "BargeIn",
+    "Cancel",
+    "Pause",
+    "Repeat",
+    "Send",
+    "Step",
+    "STEP_KINDS",
+    "CHUNK_SECONDS",
+    "AUDIO_SUFFIXES",
+]
+
+CHUNK_SECONDS = 0.02
+AUDIO_SUFFIXES = (".wav", ".pcm")
+
+
+def _audio_path(_instance: Any, _attribute: attrs.Attribute, value: Path) -> None:
+    if value.suffix.lower() not in AUDIO_SUFFIXES:
+        raise InvalidField(f"expected a .wav or .pcm file, got {str(value)!r}", ("path",))
+
+
+def _event(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise InvalidField(f"expected an event mapping, got {type(value).__name__}", ("event",))
+    if not isinstance(value.get("type"), str) or not value["type"]:
+        raise InvalidField("an event needs a string 'type'", ("event",))
+
+
+@attrs.frozen
+class Say:
+    kind: ClassVar[str] = "say"
+    primary: ClassVar[str] = "text"
+
+    text: str = attrs.field(validator=non_empty)
+    wait: bool = True
+    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=at_least(0, strict=True))
+
+
+@attrs.frozen
+class Play:
+    kind: ClassVar[str] = "play"
+    primary: ClassVar[str] = "path"
+
+    path: Path = attrs.field(converter=Path, validator=_audio_path)
+    realtime: bool = True
+    commit: bool | None = None
+
+
+@attrs.frozen
+class WaitResponse:
+    kind: ClassVar[str] = "wait_response"
+    primary: ClassVar[str] = "timeout"
+
+    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=at_least(0, strict=True))
+
+
+@attrs.frozen
+class BargeIn:
+    kind: ClassVar[str] = "barge_in"
+    primary: ClassVar[str] = "after"
+
+    after: Duration = attrs.field(default=0.0, converter=seconds)
+
+
+@attrs.frozen
+class Cancel:
+    kind: ClassVar[str] = "cancel"
+    primary: ClassVar[str | None] = None
+
+
+@attrs.frozen
+class Pause:
+    kind: ClassVar[str] = "pause"
+    primary: ClassVar[str] = "duration"
+
+    duration: Duration = attrs.field(converter=seconds)
+
+
+@attrs.frozen
+class Repeat:
+    kind: ClassVar[str] = "repeat"
+    primary: ClassVar[str] = "times"
+
+    times: int = attrs.field(validator=at_least(1))
+    steps: "tuple[Step, ...]" = attrs.field(converter=to_tuple, validator=non_empty)
+
+
+@attrs.frozen
+class Send:
+    kind: ClassVar[str] = "send"
+    primary: ClassVar[str] = "event"
+
+    event: dict[str, Any] = attrs.field(validator=_event)
+
+
+Step = Union[Say, Play, WaitResponse, BargeIn, Cancel, Pause, Repeat, Send]
+attrs.resolve_types(Repeat, globals())
+
+#: kind key -> step class
+STEP_KINDS: dict[str, type] = {
+    cls.kind: cls for cls in (Say, Play, WaitResponse, BargeIn, Cancel, Pause, Repeat, Send)
+}

@@ -1,0 +1,75 @@
+"""Model -> plain data (dicts, lists, str, float, int, bool, None): YAML, JSON and msgpack
+ready, in the canonical long forms, and structuring back to an equal model."""
+
+import enum
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .checks import primary_key
+from .faults import FaultEvent
+from .model import EmbeddedTarget, Scenario, SemanticVad, ServerVad
+from .steps import STEP_KINDS
+from .thresholds import Threshold
+
+__all__ = ["unstructure_value", "unstructure_scenario"]
+
+
+def _fields_of(obj: Any) -> dict[str, Any]:
+    out = {}
+    for a in attrs.fields(type(obj)):
+        value = getattr(obj, a.name)
+        if _is_default(a, value):
+            continue
+        out[a.metadata.get("key", a.name)] = unstructure_value(value)
+    return out
+
+
+def _is_default(a: attrs.Attribute, value: Any) -> bool:
+    default = a.default
+    if default is attrs.NOTHING:
+        return False
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        return not default.takes_self and value == default.factory()
+    return value == default
+
+
+def _step(step: Any) -> dict[str, Any]:
+    """``{kind: main value, other fields...}``, e.g. ``{"say": "hi", "wait": False}``."""
+    fields = _fields_of(step)
+    primary = primary_key(type(step))
+    head = fields.pop(primary) if primary in fields else None
+    return {type(step).kind: head, **fields}
+
+
+def unstructure_value(obj: Any) -> Any:
+    """Plain data for any model value (tuples become lists, enums their values)."""
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Threshold):
+        return obj.source_text
+    if isinstance(obj, (list, tuple)):
+        return [unstructure_value(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: unstructure_value(v) for k, v in obj.items()}
+    cls = type(obj)
+    if cls in STEP_KINDS.values():
+        return _step(obj)
+    if isinstance(obj, FaultEvent):
+        action = _fields_of(obj.action)
+        return {"at": obj.at, "action": type(obj.action).action, **action}
+    if isinstance(obj, (ServerVad, SemanticVad)):
+        return {"type": obj.type, **_fields_of(obj)}
+    if isinstance(obj, EmbeddedTarget):
+        return _fields_of(obj) or "embedded"
+    if attrs.has(cls):
+        return _fields_of(obj)
+    return obj
+
+
+def unstructure_scenario(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as plain data that `structure_scenario` (and the loader) read back equal."""
+    return {"name": scenario.name, **_fields_of(scenario)}

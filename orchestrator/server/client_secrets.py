@@ -1,0 +1,99 @@
+"""Ephemeral client secrets (``ek_…``) of the embedded server: mint, look up, expire.
+
+``POST /v1/realtime/client_secrets`` takes ``{expires_after?: {anchor: "created_at", seconds:
+10..7200 (default 600)}, session?: {type: "realtime", …}}`` and answers ``{value, expires_at,
+session}``. Times are wall-clock seconds passed in by the caller (the server's injectable clock).
+Expiry only gates *starting* a session: a running session outlives its secret (PROTOCOL.md).
+Secret values never appear in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+from typing import Any
+
+import attrs
+
+from . import config as cfg
+from .events import ClientError, IdFactory, new_secret_value
+
+__all__ = ["ClientSecret", "ClientSecretStore", "DEFAULT_TTL_S", "MAX_TTL_S", "MIN_TTL_S"]
+
+DEFAULT_TTL_S = 600
+MIN_TTL_S = 10
+MAX_TTL_S = 7200
+
+
+@attrs.frozen
+class ClientSecret:
+    value: str = attrs.field(repr=False)
+    expires_at: int
+    session: dict[str, Any]  # the session config a connection made with this secret starts from
+
+
+@attrs.define
+class ClientSecretStore:
+    ids: IdFactory = attrs.field(factory=IdFactory)
+    _by_value: dict[str, ClientSecret] = attrs.field(factory=dict, repr=False)
+    _expiry: list[tuple[int, str]] = attrs.field(factory=list, repr=False)
+
+    def __len__(self) -> int:
+        return len(self._by_value)
+
+    def mint(self, body: Any, *, now: float, default_model: str) -> dict[str, Any]:
+        """Create a secret from a request body; raises ClientError for a bad body."""
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ClientError("invalid_type", "The body must be a JSON object.")
+        for key in body:
+            if key not in ("expires_after", "session"):
+                raise ClientError("unknown_parameter", f"Unknown parameter: '{key}'.", key)
+        ttl = _ttl(body.get("expires_after"))
+        self._prune(now)
+        expires_at = int(now) + ttl
+        requested = body.get("session")
+        model = default_model
+        if isinstance(requested, dict) and isinstance(requested.get("model"), str):
+            model = requested["model"]
+        session = cfg.default_session(session_id=self.ids.new("sess"), model=model, expires_at=expires_at)
+        if requested is not None:
+            session = cfg.apply_update(session, requested, allow_model=True)
+        secret = ClientSecret(new_secret_value(), expires_at, session)
+        self._by_value[secret.value] = secret
+        heapq.heappush(self._expiry, (expires_at, secret.value))
+        return {"value": secret.value, "expires_at": expires_at, "session": copy.deepcopy(session)}
+
+    def lookup(self, value: str, *, now: float) -> tuple[ClientSecret | None, str]:
+        """``(secret, "")`` when valid, else ``(None, "unknown" | "expired")``."""
+        secret = self._by_value.get(value)
+        if secret is None:
+            return None, "unknown"
+        if now >= secret.expires_at:
+            return None, "expired"
+        return secret, ""
+
+    def _prune(self, now: float) -> None:
+        # Forget secrets expired for over an hour (recently expired ones still say "expired").
+        while self._expiry and self._expiry[0][0] + 3600 <= now:
+            _, value = heapq.heappop(self._expiry)
+            self._by_value.pop(value, None)
+
+
+def _ttl(expires_after: Any) -> int:
+    if expires_after is None:
+        return DEFAULT_TTL_S
+    if not isinstance(expires_after, dict):
+        raise ClientError("invalid_type", "expires_after must be an object", "expires_after")
+    anchor = expires_after.get("anchor", "created_at")
+    if anchor != "created_at":
+        raise ClientError("invalid_value", "expires_after.anchor must be 'created_at'", "expires_after.anchor")
+    seconds = expires_after.get("seconds", DEFAULT_TTL_S)
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or not MIN_TTL_S <= seconds <= MAX_TTL_S:
+        raise ClientError(
+            "invalid_value",
+            f"expires_after.seconds must be an integer {MIN_TTL_S}..{MAX_TTL_S}",
+            "expires_after.seconds",
+        )
+    return seconds

@@ -1,0 +1,144 @@
+"""Fault injection for the embedded server: the plan, per-connection decisions, counters.
+
+:class:`FaultPlan` is a frozen value; replace it at run time (``server.faults = FaultPlan(...)``)
+and every connection sees the new plan at its next decision (timed faults are re-planned at once).
+Decisions per connection are sans-I/O (:class:`ConnectionFaults`) and drawn from a
+``random.Random`` seeded with ``f"{plan.seed}:{connection index}"``, so a run is reproducible.
+
+=========================  ===================================================================
+field                      effect
+=========================  ===================================================================
+``drop_after_events``      drop the connection right after it has sent N server events
+``drop_rate``              probability per connection per second of a drop (Poisson process)
+``drop_after_s``           drop every connection this many seconds after it connected
+``drop_mode``              how a drop happens: ``"abort"`` = TCP closed without a close frame
+                           (the client sees 1006), ``"close"`` = close frame with ``drop_close_code``
+``drop_close_code``        the close code for ``drop_mode="close"`` (e.g. 1011, 1012)
+``reject_keys``            every authentication fails (WebSocket and HTTP)
+``latency_ms``             every server event is sent this much later than it was produced
+``expire_after_s``         after this long: ``error`` ``session_expired`` then close 1001
+``malformed_every``        after every N real server events, send one malformed frame of a kind
+                           drawn from ``malformed_kinds``: ``invalid_json``, ``unknown_type``,
+                           ``binary``, ``oversized`` (a text frame of ``oversized_bytes``)
+``seed``                   seeds the per-connection random choices
+=========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Literal
+
+import attrs
+
+__all__ = ["ConnectionFaults", "Drop", "Expire", "FaultPlan", "FaultStats", "MALFORMED_KINDS"]
+
+MALFORMED_KINDS = ("invalid_json", "unknown_type", "binary", "oversized")
+
+
+def _positive_or_none(_inst: object, attribute: attrs.Attribute, value: float | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _check_kinds(_inst: object, _attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    unknown = set(value) - set(MALFORMED_KINDS)
+    if unknown or not value:
+        raise ValueError(f"malformed_kinds must be a non-empty subset of {MALFORMED_KINDS}")
+
+
+@attrs.frozen(kw_only=True)
+class FaultPlan:
+    seed: int = 0
+    drop_after_events: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
+    drop_rate: float = attrs.field(default=0.0, validator=attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0)))
+    drop_after_s: float | None = attrs.field(default=None, validator=_positive_or_none)
+    drop_mode: Literal["abort", "close"] = attrs.field(default="abort", validator=attrs.validators.in_(("abort", "close")))
+    drop_close_code: int = attrs.field(default=1011, validator=attrs.validators.and_(attrs.validators.ge(1000), attrs.validators.le(4999)))
+    reject_keys: bool = False
+    latency_ms: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+    expire_after_s: float | None = attrs.field(default=None, validator=_positive_or_none)
+    malformed_every: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
+    malformed_kinds: tuple[str, ...] = attrs.field(default=MALFORMED_KINDS, converter=tuple, validator=_check_kinds)
+    oversized_bytes: int = 2**20 + 1
+
+    @property
+    def active(self) -> bool:
+        return self != FaultPlan(seed=self.seed)
+
+
+@attrs.frozen
+class Drop:
+    cause: Literal["after_events", "rate", "after_s"]
+    mode: Literal["abort", "close"]
+    code: int
+
+
+@attrs.frozen
+class Expire:
+    cause: Literal["fault", "max_session"]
+
+
+@attrs.define
+class FaultStats:
+    """What was injected, server-wide (``server.stats.faults``)."""
+
+    drops: Counter = attrs.field(factory=Counter)  # by cause: after_events, rate, after_s
+    aborted: int = 0  # TCP closed without a close frame
+    abort_fallbacks: int = 0  # abort impossible here (socket not found): closed with 1011
+    closed_with_code: Counter = attrs.field(factory=Counter)  # close code -> count
+    keys_rejected: int = 0
+    delayed_events: int = 0
+    sessions_expired: int = 0
+    malformed: Counter = attrs.field(factory=Counter)  # kind -> count
+
+
+@attrs.define
+class ConnectionFaults:
+    """The fault decisions of one connection (sans-I/O: times are trio-clock seconds)."""
+
+    index: int
+    connected_at: float
+    max_session_s: float
+    rng: random.Random
+    events_sent: int = 0
+    _rate_plan: FaultPlan | None = None
+    _rate_deadline: float | None = None
+
+    @classmethod
+    def for_connection(cls, plan: FaultPlan, index: int, connected_at: float, max_session_s: float) -> ConnectionFaults:
+        return cls(index, connected_at, max_session_s, random.Random(f"{plan.seed}:{index}"))
+
+    def next_timed(self, plan: FaultPlan, now: float) -> tuple[float, Drop | Expire]:
+        """The earliest timed fault under ``plan`` (the natural session end at the latest)."""
+        if plan is not self._rate_plan:
+            # A new plan: re-draw the rate deadline from now (the process is memoryless).
+            self._rate_plan = plan
+            self._rate_deadline = None
+            if plan.drop_rate >= 1.0:
+                self._rate_deadline = now
+            elif plan.drop_rate > 0.0:
+                self._rate_deadline = now + self.rng.expovariate(-math.log1p(-plan.drop_rate))
+        candidates: list[tuple[float, Drop | Expire]] = [
+            (self.connected_at + self.max_session_s, Expire("max_session"))
+        ]
+        if plan.expire_after_s is not None:
+            candidates.append((self.connected_at + plan.expire_after_s, Expire("fault")))
+        if plan.drop_after_s is not None:
+            candidates.append((self.connected_at + plan.drop_after_s, Drop("after_s", plan.drop_mode, plan.drop_close_code)))
+        if self._rate_deadline is not None:
+            candidates.append((self._rate_deadline, Drop("rate", plan.drop_mode, plan.drop_close_code)))
+        return min(candidates, key=lambda c: c[0])
+
+    def after_event(self, plan: FaultPlan) -> tuple[str | None, Drop | None]:
+        """Count one real server event sent; returns (malformed kind to inject, drop to do)."""
+        self.events_sent += 1
+        malformed = None
+        if plan.malformed_every and self.events_sent % plan.malformed_every == 0:
+            malformed = self.rng.choice(plan.malformed_kinds)
+        drop = None
+        if plan.drop_after_events is not None and self.events_sent >= plan.drop_after_events:
+            drop = Drop("after_events", plan.drop_mode, plan.drop_close_code)
+        return malformed, drop

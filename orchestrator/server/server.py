@@ -1,0 +1,185 @@
+"""``EmbeddedServer``: the offline realtime-compatible server, served by hypercorn's trio worker.
+
+::
+
+    server = EmbeddedServer.with_generated_key()
+    async with trio.open_nursery() as nursery:
+        base_url = await nursery.start(server.serve)      # "http://127.0.0.1:PORT"
+        ...                                               # ws URL: server.ws_url
+        nursery.cancel_scope.cancel()                     # stops the server
+
+Observability: ``server.connections`` (one :class:`~.ws.ConnectionRecord` each, oldest first,
+at most ``record_limit`` closed ones kept), ``server.stats`` (:class:`ServerStats`, fault counters
+in ``stats.faults``). Faults: ``server.faults = FaultPlan(...)`` at any time (from the trio thread).
+Keys and secrets are never logged; hypercorn logs only warnings and errors, through the
+``orchestrator.server.hypercorn`` logger, and has no access log.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from .app import RealtimeApp
+from .client_secrets import ClientSecret, ClientSecretStore
+from .config import DEFAULT_MODEL
+from .faults import FaultPlan, FaultStats
+from .model import ModelConfig
+from .ws import ConnectionRecord
+
+__all__ = ["AuthResult", "EmbeddedServer", "ServerStats", "generate_api_key", "run_server"]
+
+_hypercorn_log = logging.getLogger("orchestrator.server.hypercorn")
+
+
+def generate_api_key() -> str:
+    return "sk-rtfleet-" + secrets.token_urlsafe(24)
+
+
+@attrs.define
+class ServerStats:
+    connections_opened: int = 0
+    connections_closed: int = 0
+    auth_failures: int = 0
+    client_secrets_minted: int = 0
+    http_requests: int = 0
+    client_events_received: int = 0
+    events_sent: int = 0
+    errors_sent: int = 0
+    sessions_ended_max_length: int = 0
+    faults: FaultStats = attrs.field(factory=FaultStats)
+
+
+@attrs.frozen
+class AuthResult:
+    kind: str | None  # "api_key" | "client_secret" | None (refused)
+    reason: str = ""  # why it was refused (never contains the key)
+    secret: ClientSecret | None = None
+
+
+@attrs.define(eq=False)
+class EmbeddedServer:
+    api_keys: set[str] = attrs.field(factory=set, converter=set, repr=False)
+    clock: Callable[[], float] = time.time  # wall clock: secret expiry, session expires_at
+    model_config: ModelConfig = attrs.field(factory=ModelConfig)
+    default_model: str = DEFAULT_MODEL
+    record_limit: int = 1000
+    _faults: FaultPlan = attrs.field(factory=FaultPlan, alias="faults")
+    connections: list[ConnectionRecord] = attrs.field(factory=list, init=False)
+    stats: ServerStats = attrs.field(factory=ServerStats, init=False)
+    secrets: ClientSecretStore = attrs.field(factory=ClientSecretStore, init=False, repr=False)
+    base_url: str | None = attrs.field(default=None, init=False)
+    faults_changed: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
+    _opened: int = attrs.field(default=0, init=False)
+
+    @classmethod
+    def with_generated_key(cls, **kwargs: Any) -> EmbeddedServer:
+        """A server accepting one fresh random key (read it back with :attr:`api_key`)."""
+        return cls(api_keys={generate_api_key()}, **kwargs)
+
+    @property
+    def api_key(self) -> str:
+        """The standard key, when the server has exactly one."""
+        if len(self.api_keys) != 1:
+            raise ValueError(f"server has {len(self.api_keys)} api keys, not exactly one")
+        return next(iter(self.api_keys))
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self._faults
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        if not isinstance(plan, FaultPlan):
+            raise TypeError(f"expected a FaultPlan, got {type(plan).__name__}")
+        self._faults = plan
+        changed, self.faults_changed = self.faults_changed, trio.Event()
+        changed.set()
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://HOST:PORT`` once serving (append ``/v1/realtime?model=…``)."""
+        if self.base_url is None:
+            raise RuntimeError("the server is not serving")
+        return "ws" + self.base_url[len("http"):]
+
+    def authenticate(self, token: str | None, *, allow_secret: bool = True) -> AuthResult:
+        result = self._authenticate(token, allow_secret)
+        if result.kind is None:
+            self.stats.auth_failures += 1
+        return result
+
+    def _authenticate(self, token: str | None, allow_secret: bool) -> AuthResult:
+        if self._faults.reject_keys:
+            self.stats.faults.keys_rejected += 1
+            return AuthResult(None, "Incorrect API key provided.")
+        if not token:
+            return AuthResult(None, "Missing API key: use 'Authorization: Bearer <key>'.")
+        if token in self.api_keys:
+            return AuthResult("api_key")
+        if token.startswith("ek_") and allow_secret:
+            secret, why = self.secrets.lookup(token, now=self.clock())
+            if secret is not None:
+                return AuthResult("client_secret", secret=secret)
+            return AuthResult(None, f"The client secret is {why}.")
+        return AuthResult(None, "Incorrect API key provided.")
+
+    def _open_record(self, *, model: str | None, call_id: str | None, auth_kind: str | None,
+                     subprotocol: str | None) -> ConnectionRecord:
+        self._opened += 1
+        self.stats.connections_opened += 1
+        record = ConnectionRecord(
+            id=f"conn_{self._opened}", index=self._opened, model=model, call_id=call_id,
+            auth_kind=auth_kind, subprotocol=subprotocol, connected_at=trio.current_time(),
+        )
+        self.connections.append(record)
+        closed = [r for r in self.connections if r.closed.is_set()]
+        for old in closed[: max(0, len(closed) - self.record_limit)]:
+            self.connections.remove(old)
+        return record
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0, *,
+                    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; ``task_status.started(base_url)`` once listening."""
+        config = Config()
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        config.accesslog = None
+        config.errorlog = _hypercorn_log
+        config.graceful_timeout = 1.0
+        config.websocket_max_message_size = 16 * 1024 * 1024
+        try:
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(partial(hypercorn_serve, RealtimeApp(self), config))
+                self.base_url = binds[0]
+                task_status.started(self.base_url)
+        finally:
+            self.base_url = None
+
+
+async def run_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_keys: Iterable[str] = (),
+    faults: FaultPlan | None = None,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Entry point for ``rtfleet serve``: serve until cancelled; prints nothing.
+
+    ``task_status.started(base_url)`` once listening. At least one API key is required
+    (make one with :func:`generate_api_key`).
+    """
+    keys = set(api_keys)
+    if not keys:
+        raise ValueError("at least one API key is required (see generate_api_key())")
+    server = EmbeddedServer(api_keys=keys, faults=faults or FaultPlan())
+    await server.serve(host, port, task_status=task_status)

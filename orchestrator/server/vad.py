@@ -1,0 +1,91 @@
+"""Energy voice-activity detection for the embedded server's ``server_vad`` (sans-I/O).
+
+Audio is cut into 10 ms frames. A frame's *level* is its RMS in dBFS mapped linearly onto
+``[0, 1]`` (-60 dBFS or quieter is 0, full scale is 1), so the protocol's ``threshold`` (0.5 by
+default) means -30 dBFS. A frame is speech when its level is above the threshold.
+
+* idle -> speaking on the first speech frame: :class:`SpeechStarted` with the frame's start.
+* speaking -> idle once ``silence_duration_ms`` of consecutive non-speech frames have passed:
+  :class:`SpeechStopped` with the end of the last of those frames (so the silence is included,
+  as the protocol's ``audio_end_ms`` is documented).
+
+Positions are milliseconds on the caller's audio clock: the detector starts at ``start_ms`` and
+advances 10 ms a frame. ``prefix_padding_ms`` is applied by the caller (it concerns what goes into
+the committed item, not detection).
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+__all__ = ["EnergyVad", "SpeechStarted", "SpeechStopped", "VadParams", "frame_levels"]
+
+FRAME_MS = 10
+_FLOOR_DB = -60.0
+
+
+@attrs.frozen
+class VadParams:
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+
+
+@attrs.frozen
+class SpeechStarted:
+    at_ms: float
+
+
+@attrs.frozen
+class SpeechStopped:
+    at_ms: float
+
+
+def frame_levels(frames: np.ndarray) -> np.ndarray:
+    """Levels in [0, 1] of a 2-D array of frames (one frame a row) of float samples."""
+    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    db = 20.0 * np.log10(np.maximum(rms, 1e-12))
+    return np.clip(1.0 - db / _FLOOR_DB, 0.0, 1.0)
+
+
+@attrs.define
+class EnergyVad:
+    """Feeds float samples at one rate; yields speech start/stop transitions."""
+
+    params: VadParams
+    rate: int
+    start_ms: float = 0.0
+    speaking: bool = False
+    _frames_done: int = 0
+    _silence_ms: int = 0
+    _pending: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.float32))
+
+    @property
+    def position_ms(self) -> float:
+        return self.start_ms + self._frames_done * FRAME_MS
+
+    def feed(self, samples: np.ndarray) -> list[SpeechStarted | SpeechStopped]:
+        frame_len = self.rate * FRAME_MS // 1000
+        data = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        whole = len(data) // frame_len
+        self._pending = data[whole * frame_len :].copy()
+        if whole == 0:
+            return []
+        levels = frame_levels(data[: whole * frame_len].reshape(whole, frame_len))
+        out: list[SpeechStarted | SpeechStopped] = []
+        for is_speech in (levels > self.params.threshold).tolist():
+            frame_start = self.position_ms
+            self._frames_done += 1
+            if is_speech:
+                self._silence_ms = 0
+                if not self.speaking:
+                    self.speaking = True
+                    out.append(SpeechStarted(frame_start))
+            elif self.speaking:
+                self._silence_ms += FRAME_MS
+                if self._silence_ms >= self.params.silence_duration_ms:
+                    self.speaking = False
+                    self._silence_ms = 0
+                    out.append(SpeechStopped(self.position_ms))
+        return out
