@@ -42,6 +42,8 @@ class SessionLink:
     machine: StateMachine = attrs.field()
     _outbound: trio.Event = attrs.field(factory=trio.Event, init=False)
     _space: trio.Event = attrs.field(factory=trio.Event, init=False)
+    #: set when the session should close cleanly (the actor closes with 1000 and returns)
+    stop_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     @stamper.default
     def _default_stamper(self) -> EventStamper:

@@ -68,6 +68,8 @@ class ConnectParams:
     max_message_size: int = 64 * 2**20
     message_queue_size: int = 256
     extra_headers: tuple[tuple[str, str], ...] = ()
+    #: publish a ``sent`` event for audio appends too (off: they are only counted)
+    echo_audio: bool = False
 
 
 def realtime_ws_url(base: str, *, model: str | None, call_id: str | None) -> str:
@@ -194,10 +196,11 @@ async def _session(
                 outcome.append(exit)
             nursery.cancel_scope.cancel()
 
-        nursery.start_soon(_writer, link, ws, state, finish)
+        nursery.start_soon(_writer, link, ws, state, finish, params.echo_audio)
         nursery.start_soon(_reader, link, ws, state, finish)
         if deadline < math.inf:
             nursery.start_soon(_recycle_at, deadline, finish)
+        nursery.start_soon(_stop_when_asked, link, finish)
         link.wake_writer()
     exit = outcome[0]
     if not ws.closed:
@@ -249,15 +252,24 @@ def _closed_exit(exc: ConnectionClosed, state: _ConnState) -> ActorExit:
     return ActorExit.from_close(code, detail)
 
 
-async def _writer(link: SessionLink, ws: WebSocketConnection, state: "_ConnState", finish: Callable[[ActorExit], None]) -> None:
+async def _writer(
+    link: SessionLink,
+    ws: WebSocketConnection,
+    state: _ConnState,
+    finish: Callable[[ActorExit], None],
+    echo_audio: bool,
+) -> None:
     emit = link.emit
     try:
         while True:
             await link.wait_outbound()
             for event in link.take_outgoing():
                 await ws.send_message(encode_client_event(event))
-                if event["type"] != AUDIO_APPEND:
+                if echo_audio or event["type"] != AUDIO_APPEND:
                     emit(EventKind.SENT, event)
+            if link.stop_requested.is_set():
+                finish(ActorExit(ExitReason.NORMAL, 1000, "closed by request"))
+                return
     except ConnectionClosed as exc:
         finish(_closed_exit(exc, state))
 
@@ -272,6 +284,11 @@ def _recycle_deadline(link: SessionLink, params: ConnectParams) -> float:
         remaining = float(expires_at) - link.stamper.wall() - params.recycle_margin
         deadline = min(deadline, now + max(remaining, 0.0))
     return deadline
+
+
+async def _stop_when_asked(link: SessionLink, finish: Callable[[ActorExit], None]) -> None:
+    await link.stop_requested.wait()
+    link.wake_writer()  # the writer flushes what is queued, then finishes
 
 
 async def _recycle_at(deadline: float, finish) -> None:

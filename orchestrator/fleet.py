@@ -231,9 +231,7 @@ async def open_fleet(
             yield fleet
         finally:
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(5):
-                    for sid in list(supervisor.children):
-                        if not supervisor.children[sid].done.is_set():
-                            await supervisor.stop(sid)
+                live = [sid for sid, c in supervisor.children.items() if not c.done.is_set()]
+                await supervisor.stop_many(live)
             router.close()
             nursery.cancel_scope.cancel()

@@ -110,11 +110,24 @@ class Supervisor:
         self.nursery.start_soon(self._supervise, child, name=f"session:{link.session_id}")
         return child.status
 
-    async def stop(self, session_id: str) -> None:
-        child = self.children[session_id]
-        child.stopping = True
-        child.scope.cancel()
-        await child.done.wait()
+    async def stop(self, session_id: str, *, timeout: float = 5.0) -> None:
+        """Close the session cleanly (close frame 1000); cancel it if that takes too long."""
+        await self.stop_many([session_id], timeout=timeout)
+
+    async def stop_many(self, session_ids: list[str], *, timeout: float = 5.0) -> None:
+        children = [self.children[sid] for sid in session_ids]
+        for child in children:
+            child.stopping = True
+            child.link.stop_requested.set()
+            if child.link.state is not S.CONNECTED:
+                child.scope.cancel()
+        with trio.move_on_after(timeout):
+            for child in children:
+                await child.done.wait()
+        for child in children:
+            child.scope.cancel()
+        for child in children:
+            await child.done.wait()
 
     def status(self, session_id: str) -> SessionStatus:
         return self.children[session_id].status
@@ -158,6 +171,8 @@ class Supervisor:
                                  redact(f"{type(exc).__name__}: {exc}", credential))
             status.last_exit = exit
             status.connected_since = None
+            if child.stopping:
+                return
             now = trio.current_time()
             if connected.connected_at is not None:
                 auth_retried = False

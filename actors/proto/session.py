@@ -274,7 +274,8 @@ class SessionConfig:
                 raise SessionConfigError(key, "unknown session field")
         if ga.get("type", "realtime") != "realtime":
             raise SessionConfigError("type", f"must be 'realtime', got {ga['type']!r}")
-        audio = ga.get("audio") or {}
+        audio = ga.get("audio")
+        audio = {} if audio is None else audio
         if not isinstance(audio, Mapping):
             raise SessionConfigError("audio", "must be an object")
         for key in audio:
@@ -282,7 +283,8 @@ class SessionConfig:
                 raise SessionConfigError(f"audio.{key}", "unknown field; known: input, output")
         sides = {}
         for side, known in (("input", _AUDIO_INPUT), ("output", _AUDIO_OUTPUT)):
-            value = audio.get(side) or {}
+            value = audio.get(side)
+            value = {} if value is None else value
             if not isinstance(value, Mapping):
                 raise SessionConfigError(f"audio.{side}", "must be an object")
             for key in value:

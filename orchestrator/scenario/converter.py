@@ -398,6 +398,10 @@ def _structure_turn_detection(value: Any, _: Any) -> Any:
     return converter.structure(rest, cls)
 
 
+def _structure_modalities(value: Any, t: Any) -> tuple:
+    return _modalities_hook(value if not isinstance(value, str) else [value], t)
+
+
 def _structure_threshold(value: Any, _: Any) -> Threshold:
     return parse_threshold(value)
 
@@ -419,6 +423,9 @@ converter.register_structure_hook(FaultEvent, _structure_fault)
 converter.register_structure_hook(Target, _structure_target)
 converter.register_structure_hook(TurnDetection, _structure_turn_detection)
 converter.register_structure_hook(Threshold, _structure_threshold)
+_modalities_hook = _tuple_hook(tuple[Modality, ...])
+# "text" is short for [text]; registered last, so it wins over the generic tuple hook
+converter.register_structure_hook_func(lambda t: t == tuple[Modality, ...], _structure_modalities)
 
 
 def structure_scenario(raw: Any, *, play_base: Path | None = None) -> Scenario:

@@ -2,8 +2,8 @@
 
 `parse_marked(text, filename)` returns plain-looking data whose mappings are `MarkedDict`
 and sequences `MarkedList` (dict and list subclasses), each carrying `Mark`s, and `locate`
-turns a field path into the (line, column) to report. It is PyYAML's safe loader plus two
-constructors; duplicate keys in a mapping are errors (PyYAML would keep the last silently).
+turns a field path into the (line, column) to report. It is PyYAML's safe loader (libyaml's parser when
+available) plus two constructors; duplicate keys in a mapping are errors (PyYAML would keep the last silently).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Mark:
     def of(cls, node: yaml.Node) -> Mark:
         start, end = node.start_mark, node.end_mark
         one_line = isinstance(node, yaml.ScalarNode) and start.line == end.line
-        style = getattr(node, "style", None)
+        style = getattr(node, "style", None) or None  # libyaml says "" for plain
         return cls(start.line + 1, start.column + 1, one_line and style in (None, "'", '"'), 1 if style in ("'", '"') else 0)
 
 
@@ -52,7 +52,11 @@ class MarkedList(list):
     item_marks: list[Mark]
 
 
-class _MarkedLoader(yaml.SafeLoader):
+#: libyaml's parser when PyYAML has it (about 10x faster), else the pure-Python one
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _MarkedLoader(_SafeLoader):  # type: ignore[misc, valid-type]
     pass
 
 
@@ -108,16 +112,20 @@ def parse_marked(text: str, filename: str = "<string>") -> Any:
 def locate(
     document: Any, path: Sequence[Any], *, at_key: bool = False, offset: int | None = None
 ) -> tuple[int, int]:
-    """The position to report for ``path``: the value's start (or the key's, with
-    ``at_key``). A path that leaves the document (a missing key) stops at the deepest part
-    found. ``offset`` moves the column inside a one-line scalar."""
+    """The position to report for ``path``: a scalar value's start, or the key's for a
+    mapping or sequence value and with ``at_key``. A path that leaves the document (a
+    missing key) stops at the deepest part found. ``offset`` moves the column inside a
+    one-line scalar."""
     node = document
     mark = getattr(document, "mark", None) or Mark(1, 1)
     for i, token in enumerate(path):
         last = i == len(path) - 1
         if isinstance(node, MarkedDict) and _has_key(node, token):
-            mark = node.key_marks[token] if (last and at_key) else node.value_marks[token]
-            node = node[token]
+            value = node[token]
+            # a whole collection is reported at its key (``phases:``), a scalar at itself
+            key_wanted = at_key or isinstance(value, (MarkedDict, MarkedList))
+            mark = node.key_marks[token] if (last and key_wanted) else node.value_marks[token]
+            node = value
         elif isinstance(node, MarkedList) and isinstance(token, int) and 0 <= token < len(node):
             mark = node.item_marks[token]
             node = node[token]

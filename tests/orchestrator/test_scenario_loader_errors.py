@@ -171,7 +171,7 @@ CASES = {
         """,
         "populations[0].phases[0].ramp_to",
         "whole number",
-        52,
+        50,
     ),
     "sessions and phases together": (
         """
@@ -223,7 +223,7 @@ CASES = {
         """,
         "populations[1].name",
         "population 'p' is defined twice",
-        11,
+        12,
     ),
     "phases longer than the limit": (
         """
@@ -239,7 +239,7 @@ CASES = {
         """,
         "populations[0].phases",
         "phases last 100s, longer than duration_limit 60s",
-        7,
+        5,
     ),
     "unknown step kind": (
         """
@@ -297,7 +297,7 @@ CASES = {
         """,
         "scripts.s[0].say",
         "expected a string, got a list",
-        12,
+        7,
     ),
     "two kinds in a step": (
         """
@@ -323,7 +323,7 @@ CASES = {
         """,
         "scripts.s[0].steps[1].pause",
         "invalid duration 'soon'",
-        20,
+        18,
     ),
     "repeat mapping form": (
         """
@@ -334,7 +334,7 @@ CASES = {
         """,
         "scripts.s[0].repeat.times",
         "must be >= 1, got 0",
-        25,
+        23,
     ),
     "repeat without steps": (
         """
@@ -378,7 +378,7 @@ CASES = {
         """,
         "scripts.s[0].send",
         "an event needs a string 'type'",
-        13,
+        7,
     ),
     "send not a mapping": (
         """
@@ -409,7 +409,7 @@ CASES = {
         """,
         "scripts",
         "expected a mapping, got a list",
-        10,
+        1,
     ),
     "unknown fault action": (
         """
@@ -450,7 +450,7 @@ CASES = {
         """,
         "faults[0].for",
         "invalid duration 'ever'",
-        43,
+        41,
     ),
     "fault unknown key": (
         """
@@ -472,7 +472,7 @@ CASES = {
         """,
         "faults[0].at",
         "at 45s is not before duration_limit 30s",
-        11,
+        10,
     ),
     "server fault against a remote target": (
         """
@@ -523,7 +523,7 @@ CASES = {
         """,
         "target.url",
         "expected a ws://, wss://, http:// or https:// URL",
-        16,
+        15,
     ),
     "embedded fault value": (
         """
@@ -618,7 +618,7 @@ CASES = {
         """,
         "thresholds[0]",
         "unknown statistic 'p59x'",
-        32,
+        30,
     ),
     "negative duration limit": (
         """
@@ -634,9 +634,9 @@ CASES = {
         name: t
         duration_limit: 0   #<
         """,
-        "",
-        "duration_limit: must be > 0, got 0.0",
-        None,
+        "duration_limit",
+        "must be > 0, got 0.0",
+        17,
     ),
     "integer field": (
         """
@@ -728,11 +728,11 @@ def test_all_problems_are_collected_in_file_order(tmp_path):
     ("text", "line", "message"),
     [
         ("name: t\npopulations: [\n  {name: p}\n", 4, "YAML syntax error"),
-        ("name: t\n  seed: 1\n", 2, "YAML syntax error: mapping values are not allowed here"),
+        ("name: t\n  seed: 1\n", 2, "YAML syntax error: mapping values are not allowed"),
         ("name: t\nscripts:\n  s: [say: hi]\n  s: [cancel]\n", 4, "found duplicate key 's'"),
         ("name: t\nseed: 1\nname: u\n", 3, "found duplicate key 'name'"),
         ("name: t\n---\nname: u\n", 2, "expected a single document"),
-        ("name: t\nseed: *nope\n", 2, "found undefined alias 'nope'"),
+        ("name: t\nseed: *nope\n", 2, "found undefined alias"),
         ("name: t\nx: !!python/object:os.system {}\n", 2, "could not determine a constructor"),
         ("name: 'unterminated\n", 2, "YAML syntax error"),
     ],

@@ -171,7 +171,9 @@ async def test_audio_turn_with_server_vad_paced_in_real_time(nursery):
         "response.output_audio.done", "response.output_audio_transcript.done", "response.content_part.done",
         "response.output_item.done", "conversation.item.done", "response.done", "rate_limits.updated"]
     audio_times = [t for t, k in zip(arrivals, kinds) if k == "response.output_audio.delta"]
-    assert audio_times[-1] - audio_times[0] >= 0.45  # 6 chunks of 100 ms, sent in real time
+    # 6 chunks of 100 ms sent in real time: chunks 2..6 are due 400 ms apart (the first may wait in
+    # the client's queue while it is still sending, so it is left out).
+    assert audio_times[-1] - audio_times[1] >= 0.3
     assert events[1]["audio_end_ms"] == 1400
 
 
