@@ -437,6 +437,10 @@ class RtcPeer:
     close_timed_out: bool = attrs.field(default=False, init=False)
     #: how many times a send waited for ``bufferedamountlow``
     paced_waits: int = attrs.field(default=0, init=False)
+    messages_sent: int = attrs.field(default=0, init=False)
+    #: data channels the remote opened with another label (ignored)
+    ignored_channels: int = attrs.field(default=0, init=False)
+    audio_error: str = attrs.field(default="", init=False)
     connection_state: str = attrs.field(default="new", init=False)
     track: PcmTrack | None = attrs.field(default=None, init=False)
     _pc: Any = attrs.field(default=None, init=False)
@@ -480,14 +484,16 @@ class RtcPeer:
 
     # -- data ------------------------------------------------------------------------------
 
-    async def send_texts(self, texts: Iterable[str | bytes]) -> int:
-        """Send messages in order over the data channel, paced; returns how many were sent.
+    async def send_texts(self, texts: Iterable[str | bytes]) -> list[int]:
+        """Send messages in order over the data channel, paced.
 
-        Raises RtcError if the channel is not open (or closes while waiting for room).
+        Returns the indexes of the messages *not* sent because they exceed the remote's
+        ``max-message-size`` (the others are sent; the connection lives on).  Raises
+        RtcError if the channel is not open (or closes while waiting for room).
         """
         batch = list(texts)
         if not batch:
-            return 0
+            return []
         return await self._run(self._aio_send, batch)
 
     @property
@@ -595,20 +601,25 @@ class RtcPeer:
             pc.addTrack(self.track)
         return await self._gather(pc, await pc.createAnswer())
 
-    async def _aio_send(self, batch: list[str | bytes]) -> int:
+    async def _aio_send(self, batch: list[str | bytes]) -> list[int]:
         channel = self._channel
-        sent = 0
-        for text in batch:
+        if channel is None:
+            raise RtcError("no data channel yet")
+        oversized: list[int] = []
+        for index, text in enumerate(batch):
             while channel.readyState == "open" and channel.bufferedAmount > self.high_water:
                 self._low = asyncio.Event()
                 self.paced_waits += 1
                 await self._low.wait()
             if channel.readyState != "open":
-                raise RtcError(f"data channel is {channel.readyState}; {len(batch) - sent} "
+                raise RtcError(f"data channel is {channel.readyState}; {len(batch) - index} "
                                f"message(s) not sent")
-            channel.send(text)
-            sent += 1
-        return sent
+            try:
+                channel.send(text)
+            except ValueError:  # larger than the remote's max-message-size
+                oversized.append(index)
+        self.messages_sent += len(batch) - len(oversized)
+        return oversized
 
     async def _aio_close(self) -> None:
         if self.track is not None:
@@ -638,7 +649,7 @@ class RtcPeer:
         if channel.label == self.label and self._channel is None:
             self._attach_channel(channel)
         else:
-            self.states.push(f"ignored data channel {channel.label!r}")
+            self.ignored_channels += 1
 
     def _on_open(self) -> None:
         self.opened.set()
@@ -674,8 +685,11 @@ class RtcPeer:
                 frame = await track.recv()
                 for chunk in down.add(frame):
                     push(chunk)
-        except MediaStreamError:
+        except MediaStreamError:  # the track ended (the peer closed)
             pass
+        except Exception as exc:  # a decoder/resampler failure: keep the call, note it
+            self.audio_error = f"{type(exc).__name__}: {exc}"
+            self.states.push("audio-failed")
 
     def _set_ended(self, reason: str) -> None:
         if not self.ended.is_set():

@@ -345,9 +345,17 @@ async def _flush(peer: RtcPeer, pending: list[dict[str, Any]],
     if not pending:
         return
     batch, pending[:] = list(pending), []
-    await peer.send_texts([encode_client_event(event) for event in batch])
-    for event in batch:
-        emit(EventKind.SENT, event)
+    oversized = set(await peer.send_texts([encode_client_event(event) for event in batch]))
+    for index, event in enumerate(batch):
+        if index in oversized:
+            emit(EventKind.PROTOCOL_ERROR, {
+                "code": "invalid_client_event",
+                "message": f"{event['type']}: larger than the peer's data-channel "
+                           f"max-message-size; not sent",
+                "detail": {"type": event["type"], "field": None},
+            })
+        else:
+            emit(EventKind.SENT, event)
 
 
 def _queue_audio(link: SessionLink, peer: RtcPeer, event: dict[str, Any]) -> None:

@@ -5,9 +5,9 @@ time series -- plain data in, plain data (JSON/msgpack-ready dicts) out.
 say) in ``[2**-20, 2**12)`` -- about 0.95 us to 68 min -- falls in octave ``e`` (``v =
 m * 2**e``, ``0.5 <= m < 1``, as `math.frexp` gives) and in one of `SUB_BUCKETS` (64) equal
 linear sub-buckets of that octave: 32 octaves x 64 = 2048 buckets, plus one underflow bucket
-for ``0 <= v < 2**-20`` and one overflow bucket for ``v >= 2**12``. A bucket is
-``[lo, lo * (1 + 1/64 * 2**e/lo))``, at most 1/64 of its lower bound wide; percentiles report
-the bucket midpoint (clamped to the exact min and max), so
+for ``0 <= v < 2**-20`` and one overflow bucket for ``v >= 2**12``. Each bucket is at most
+1/64 of its lower bound wide; percentiles report the bucket midpoint (clamped to the exact
+min and max, which are also what ranks 1 and n report), so
 
     **relative error <= 1/128 (0.79 %)** for values in range,
 
@@ -94,13 +94,16 @@ class Histogram:
         return h
 
     def record(self, value: float, count: int = 1) -> None:
-        """Count ``value`` (``count`` times). Negative values and NaN raise ValueError."""
+        """Count ``value`` (``count`` times). Negative, NaN and infinite values raise
+        ValueError. Well under 1 us per call on CPython 3.11."""
         if value >= LOWEST:
             if value < HIGHEST:
                 m, e = _frexp(value)
                 index = e * SUB_BUCKETS + int(m * _TWO_S) + _BASE
-            else:
+            elif value != math.inf:
                 index = OVERFLOW
+            else:
+                raise ValueError("a histogram records finite values, got inf")
         elif value >= 0.0:
             index = UNDERFLOW
         else:
@@ -161,7 +164,9 @@ class Histogram:
             return [None] * len(qs)
         n = self.count
         # rank = ceil(q/100 * n), at least 1, exact for decimal q such as 99.9
-        ranks = sorted((max(1, math.ceil(Fraction(repr(float(q))) * n / 100)), i) for i, q in enumerate(qs))
+        ranks = sorted(
+            (max(1, math.ceil(Fraction(repr(float(q))) * n / 100)), i) for i, q in enumerate(qs)
+        )
         out: list[float | None] = [None] * len(qs)
         while ranks and ranks[0][0] == 1:  # the smallest and largest samples are known exactly
             out[ranks.pop(0)[1]] = self._min
@@ -186,8 +191,16 @@ class Histogram:
     def summary(self) -> dict[str, float | int | None]:
         """count, min, mean, p50, p90, p95, p99, max -- for reports."""
         p50, p90, p95, p99 = self.percentiles((50, 90, 95, 99))
-        return {"count": self.count, "min": self.min, "mean": self.mean,
-                "p50": p50, "p90": p90, "p95": p95, "p99": p99, "max": self.max}
+        return {
+            "count": self.count,
+            "min": self.min,
+            "mean": self.mean,
+            "p50": p50,
+            "p90": p90,
+            "p95": p95,
+            "p99": p99,
+            "max": self.max,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """Compact plain data: sparse buckets as ``[index delta, count, ...]`` pairs."""
@@ -197,14 +210,22 @@ class Histogram:
             flat += (index - previous, self._counts[index])
             previous = index
         empty = not self.count
-        return {"v": _FORMAT, "layout": _LAYOUT, "n": self.count, "sum": float(self._sum),
-                "min": None if empty else float(self._min), "max": None if empty else float(self._max), "b": flat}
+        return {
+            "v": _FORMAT,
+            "layout": _LAYOUT,
+            "n": self.count,
+            "sum": float(self._sum),
+            "min": None if empty else float(self._min),
+            "max": None if empty else float(self._max),
+            "b": flat,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Histogram:
         """Inverse of `to_dict`; raises ValueError on another layout or inconsistent data."""
         if data.get("v") != _FORMAT or data.get("layout") != _LAYOUT:
-            raise ValueError(f"unsupported histogram format {data.get('v')!r}/{data.get('layout')!r}; expected {_FORMAT}/{_LAYOUT}")
+            found = f"{data.get('v')!r}/{data.get('layout')!r}"
+            raise ValueError(f"unsupported histogram format {found}; expected {_FORMAT}/{_LAYOUT}")
         flat = data["b"]
         if len(flat) % 2:
             raise ValueError("histogram buckets must come in (index delta, count) pairs")
@@ -227,7 +248,9 @@ class Histogram:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Histogram):
             return NotImplemented
-        return (self._counts, self.count, self.min, self.max) == (other._counts, other.count, other.min, other.max) and math.isclose(self._sum, other._sum, rel_tol=1e-12, abs_tol=1e-15)
+        mine = (self._counts, self.count, self.min, self.max)
+        theirs = (other._counts, other.count, other.min, other.max)
+        return mine == theirs and math.isclose(self._sum, other._sum, rel_tol=1e-12, abs_tol=1e-15)
 
 
 def _histogram_stat(h: Histogram, stat: str, elapsed: float | None) -> float | None:
@@ -304,12 +327,15 @@ class MetricsRegistry:
         for name, data in snapshot.get("histograms", {}).items():
             self.histogram(name).merge(Histogram.from_dict(data))
 
-    def lookup(self, metric: str, stat: str | None, *, elapsed: float | None = None) -> float | None:
+    def lookup(
+        self, metric: str, stat: str | None, *, elapsed: float | None = None
+    ) -> float | None:
         """The value a threshold compares; None when the metric does not exist (or has no
         samples). Raises `MetricStatError` when ``stat`` does not apply to the metric."""
         if metric in self.histograms:
             if stat is None:
-                raise MetricStatError(f"{metric!r} is a histogram; give a statistic such as p95 or count")
+                message = f"{metric!r} is a histogram; give a statistic such as p95 or count"
+                raise MetricStatError(message)
             return _histogram_stat(self.histograms[metric], stat, elapsed)
         for kind, values in (("counter", self.counters), ("gauge", self.gauges)):
             if metric in values:
@@ -322,7 +348,10 @@ class MetricsRegistry:
         return None
 
 
-def make_lookup(registry: MetricsRegistry, *, elapsed: float | None = None) -> Callable[[str, str | None], float | None]:
+Lookup = Callable[[str, "str | None"], "float | None"]
+
+
+def make_lookup(registry: MetricsRegistry, *, elapsed: float | None = None) -> Lookup:
     """A ``(metric, stat) -> float | None`` for `orchestrator.scenario.thresholds.evaluate`;
     ``elapsed`` (run seconds) enables the ``rate`` statistic."""
 
@@ -388,8 +417,8 @@ class TimeSeries:
             snapshot = snapshot.snapshot()
         if snapshot["interval"] != self.interval or snapshot["origin"] != self.origin:
             raise ValueError(
-                f"cannot merge a series with interval/origin {snapshot['interval']}/{snapshot['origin']} "
-                f"into {self.interval}/{self.origin}"
+                "cannot merge a series with interval/origin "
+                f"{snapshot['interval']}/{snapshot['origin']} into {self.interval}/{self.origin}"
             )
         for index, data in snapshot["slots"]:
             registry = self.slots.get(index)

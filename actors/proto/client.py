@@ -43,9 +43,10 @@ Delivery guarantees and policy:
   events are not re-sent: every submitted ``session.update`` also updates the core's config,
   which step 1 sends on every connection.
 * **Exactly once across reconnects**: however many connections are lost, at whatever point,
-  each submitted ``conversation.item.create`` appears exactly once in the final connection's
-  conversation (replayed from the mirror if the server had acknowledged it, re-sent if not),
-  in submit order; each ``response.create`` is answered once: re-sent if unanswered,
+  each submitted ``conversation.item.create`` the server does not reject appears exactly once
+  in the final connection's conversation (replayed from the mirror if the server had
+  acknowledged it, re-sent if not), in submit order (for items appended without
+  ``previous_item_id``); each ``response.create`` is answered once: re-sent if unanswered,
   re-issued if answered but unfinished.  A response is atomic: the items of an unfinished
   response are dropped from the mirror, so only the re-issued answer is kept.
 * **Fire and forget**: append, commit, clear, ``output_audio_buffer.clear``, cancel,
@@ -56,7 +57,10 @@ Delivery guarantees and policy:
 Caveats: with server VAD creating responses itself, a server-started ``response.created`` can
 acknowledge a pending client ``response.create`` (FIFO cannot tell them apart).  User audio
 whose transcript never arrived cannot be replayed (enable input transcription to keep voice
-turns across reconnects); skipped items are counted.
+turns across reconnects); skipped items are counted, and a re-sent item whose
+``previous_item_id`` names a skipped item is rejected by the server.  The restore assumes a
+new connection is a new, empty session: not so for a ``?call_id=`` sideband socket that
+re-attaches to a live call, where a replay would duplicate the conversation.
 
 Errors: :class:`ProtocolError` (``local=True``) from :meth:`submit` for an invalid event,
 :class:`QueueFull` when the control queue is full, :class:`SessionConfigError` for an invalid
@@ -84,7 +88,8 @@ from actors.proto.realtime import (
 )
 from actors.proto.session import SessionConfig, audio_bytes_per_ms
 
-__all__ = ["ClientCore", "ClientCounters", "RestoreSummary", "EVENT_ID_PREFIX", "ITEM_ID_PREFIX"]
+__all__ = ["ClientCore", "ClientCounters", "RestoreSummary", "QueueFull"]
+__all__ += ["EVENT_ID_PREFIX", "ITEM_ID_PREFIX"]
 
 #: Prefix of the event ids the core assigns; callers must not use it for their own ids.
 EVENT_ID_PREFIX = "evt_c_"
@@ -126,9 +131,16 @@ class RestoreSummary:
     reissued_response: bool
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+def _event_id_error(event: dict[str, Any], problem: str) -> ProtocolError:
+    return ProtocolError(
+        "invalid_client_event",
+        f"{event['type']}: event_id {problem}",
+        detail={"type": event["type"], "field": "event_id"},
+        local=True,
+    )
+
+
+_POSITIVE = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 
 
 @attrs.define
@@ -136,9 +148,9 @@ class ClientCore:
     """Sans-I/O client for one realtime session; see the module docstring."""
 
     config: SessionConfig | None = None
-    audio_limit: int = attrs.field(default=250, kw_only=True, validator=_positive)
-    control_limit: int = attrs.field(default=1024, kw_only=True, validator=_positive)
-    max_frame: int = attrs.field(default=16 * 2**20, kw_only=True, validator=_positive)
+    audio_limit: int = attrs.field(default=250, kw_only=True, validator=_POSITIVE)
+    control_limit: int = attrs.field(default=1024, kw_only=True, validator=_POSITIVE)
+    max_frame: int = attrs.field(default=16 * 2**20, kw_only=True, validator=_POSITIVE)
     #: ``"ga"``, or ``"beta"`` to translate at the edge for old servers.
     dialect: str = attrs.field(
         default="ga", kw_only=True, validator=attrs.validators.in_(("ga", "beta"))
@@ -212,16 +224,8 @@ class ClientCore:
     @property
     def counters(self) -> ClientCounters:
         return ClientCounters(
-            submitted=self._submitted,
-            written=self._written,
-            resent=self._resent,
-            replayed_items=self._replayed,
-            skipped_items=self._skipped,
-            discarded_items=self.mirror.discarded,
-            reissued_responses=self._reissued,
-            dropped_audio=self._dropped_audio,
-            acked=self._acked,
-            failed=self._failed,
+            self._submitted, self._written, self._resent, self._replayed, self._skipped,
+            self.mirror.discarded, self._reissued, self._dropped_audio, self._acked, self._failed,
         )
 
     # -- submitting --------------------------------------------------------------------------
@@ -235,12 +239,7 @@ class ClientCore:
         validate_client_event(event)
         event_id = event.get("event_id")
         if event_id is not None and event_id.startswith(EVENT_ID_PREFIX):
-            raise ProtocolError(
-                "invalid_client_event",
-                f"{event['type']}: event ids starting with {EVENT_ID_PREFIX!r} are reserved",
-                detail={"type": event["type"], "field": "event_id"},
-                local=True,
-            )
+            raise _event_id_error(event, f"ids starting with {EVENT_ID_PREFIX!r} are reserved")
         if event["type"] == _APPEND:
             notices = []
             if len(self._audio) >= self.audio_limit:
@@ -255,8 +254,7 @@ class ClientCore:
                 )
                 notices.append({"count": count, "category": "audio", "reason": reason})
             if event_id is None:
-                self._event_n += 1
-                event = {**event, "event_id": f"{EVENT_ID_PREFIX}{self._event_n}"}
+                event = self._stamp(event)
             self._seq += 1
             self._audio.append((self._seq, event))
             self.last_submitted = event
@@ -265,12 +263,7 @@ class ClientCore:
         if len(self._control) >= self.control_limit:
             raise QueueFull("control", self.control_limit)
         if event_id is not None and self._id_in_use(event_id):
-            raise ProtocolError(
-                "invalid_client_event",
-                f"{event['type']}: event_id {event_id!r} is already waiting to be sent or acked",
-                detail={"type": event["type"], "field": "event_id"},
-                local=True,
-            )
+            raise _event_id_error(event, f"{event_id!r} is already waiting to be sent or acked")
         if event["type"] == _SESSION_UPDATE and event["session"]["type"] == "realtime":
             self._set_config(
                 self.config.updated(event["session"])
@@ -396,18 +389,16 @@ class ClientCore:
         if event_id is None:
             return
         if event_id in self._pending:
-            request = self._pending[event_id]
-            if request["type"] == _RESPONSE_CREATE:
-                self._pending_responses.remove(event_id)
-            elif request["type"] == _SESSION_UPDATE:
-                self._pending_updates.remove(event_id)
+            for waiting in (self._pending_responses, self._pending_updates):
+                if event_id in waiting:
+                    waiting.remove(event_id)
             self._unpend(event_id)
             self._failed += 1
-        else:
-            for item_id, delete_id in self._deletes.items():
-                if delete_id == event_id:  # the delete failed: the item stays
-                    del self._deletes[item_id]
-                    break
+            return
+        for item_id, delete_id in self._deletes.items():
+            if delete_id == event_id:  # the delete failed: the item stays
+                del self._deletes[item_id]
+                break
 
     def _ack(self, event_id: str) -> None:
         self._unpend(event_id)
@@ -471,13 +462,8 @@ class ClientCore:
             event_id for event_id, e in self._pending.items() if e["type"] == _RESPONSE_CREATE
         )
         self.last_restore = RestoreSummary(
-            connection=self.connections,
-            session_id=self.session_id,
-            config_sent=config_sent,
-            replayed_items=len(replay),
-            skipped_items=self.mirror.last_skipped,
-            resent=len(resent),
-            reissued_response=reissue is not None,
+            self.connections, self.session_id, config_sent, len(replay),
+            self.mirror.last_skipped, len(resent), reissue is not None,
         )
 
     def _note_written(self, event: dict[str, Any]) -> None:

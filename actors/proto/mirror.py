@@ -41,6 +41,7 @@ __all__ = ["SessionMirror"]
 _AUDIO_PARTS = frozenset({"input_audio", "output_audio"})
 _TEXT_PARTS = frozenset({"input_text", "output_text"})
 _SERVER_ONLY = ("object", "status")
+_IMAGE_KEYS = ("type", "image_url", "detail")
 
 
 @attrs.define
@@ -238,7 +239,7 @@ class SessionMirror:
             elif part_type in _TEXT_PARTS:
                 text = part.get("text") or texts.get(index)
             elif part_type == "input_image" and role == "user":
-                parts.append({k: v for k, v in part.items() if k in ("type", "image_url", "detail")})
+                parts.append({k: v for k, v in part.items() if k in _IMAGE_KEYS})
                 continue
             else:
                 continue

@@ -179,36 +179,22 @@ _SERVER_FIELDS: dict[str, tuple[Field, ...]] = {
     "conversation.item.retrieved": _ITEM,
     "conversation.item.deleted": (_req("item_id", _S),),
     "conversation.item.truncated": (
-        _req("item_id", _S),
-        _req("content_index", _I),
-        _req("audio_end_ms", _I),
+        _req("item_id", _S), _req("content_index", _I), _req("audio_end_ms", _I),
     ),
     "conversation.item.input_audio_transcription.delta": (
-        _req("item_id", _S),
-        _opt("content_index", _I),
-        _opt("delta", _S),
+        _req("item_id", _S), _opt("content_index", _I), _opt("delta", _S),
     ),
     "conversation.item.input_audio_transcription.completed": (
-        _req("item_id", _S),
-        _req("content_index", _I),
-        _req("transcript", _S),
+        _req("item_id", _S), _req("content_index", _I), _req("transcript", _S),
     ),
-    "conversation.item.input_audio_transcription.failed": (
-        _req("item_id", _S),
-        _req("error", _O),
-    ),
-    "conversation.item.input_audio_transcription.segment": (
-        _req("item_id", _S),
-        _req("text", _S),
-    ),
+    "conversation.item.input_audio_transcription.failed": (_req("item_id", _S), _req("error", _O)),
+    "conversation.item.input_audio_transcription.segment": (_req("item_id", _S), _req("text", _S)),
     "input_audio_buffer.speech_started": (_req("item_id", _S), _req("audio_start_ms", _I)),
     "input_audio_buffer.speech_stopped": (_req("item_id", _S), _req("audio_end_ms", _I)),
     "input_audio_buffer.committed": (_req("item_id", _S), _opt("previous_item_id", _S, _NULL)),
     "input_audio_buffer.cleared": (),
     "input_audio_buffer.timeout_triggered": (
-        _req("item_id", _S),
-        _req("audio_start_ms", _I),
-        _req("audio_end_ms", _I),
+        _req("item_id", _S), _req("audio_start_ms", _I), _req("audio_end_ms", _I),
     ),
     "input_audio_buffer.dtmf_event_received": (_req("event", _S), _req("received_at", _N)),
     "output_audio_buffer.started": (_req("response_id", _S),),
@@ -227,17 +213,11 @@ _SERVER_FIELDS: dict[str, tuple[Field, ...]] = {
     "response.output_audio_transcript.delta": _PART + (_req("delta", _S),),
     "response.output_audio_transcript.done": _PART + (_req("transcript", _S),),
     "response.function_call_arguments.delta": (
-        _req("response_id", _S),
-        _req("item_id", _S),
-        _req("call_id", _S),
-        _req("delta", _S),
+        _req("response_id", _S), _req("item_id", _S), _req("call_id", _S), _req("delta", _S),
     ),
     "response.function_call_arguments.done": (
-        _req("response_id", _S),
-        _req("item_id", _S),
-        _req("call_id", _S),
-        _req("name", _S),
-        _req("arguments", _S),
+        _req("response_id", _S), _req("item_id", _S), _req("call_id", _S),
+        _req("name", _S), _req("arguments", _S),
     ),
     "rate_limits.updated": (_req("rate_limits", _A),),
 }
@@ -266,9 +246,7 @@ _CLIENT_FIELDS: dict[str, tuple[Field, ...]] = {
     "conversation.item.retrieve": (_req("item_id", _S),),
     "conversation.item.delete": (_req("item_id", _S),),
     "conversation.item.truncate": (
-        _req("item_id", _S),
-        _req("content_index", _I),
-        _req("audio_end_ms", _I),
+        _req("item_id", _S), _req("content_index", _I), _req("audio_end_ms", _I),
     ),
     "response.create": (
         _opt("response", _O),
@@ -288,11 +266,7 @@ _CLIENT_ITEM_FIELDS: dict[str, tuple[Field, ...]] = {
         _req("item.role", _S, choices={"user", "assistant", "system"}),
         _req("item.content", _A),
     ),
-    "function_call": (
-        _req("item.name", _S),
-        _req("item.arguments", _S),
-        _opt("item.call_id", _S),
-    ),
+    "function_call": (_req("item.name", _S), _req("item.arguments", _S), _opt("item.call_id", _S)),
     "function_call_output": (_req("item.call_id", _S), _req("item.output", _S)),
     "mcp_approval_response": (),
 }

@@ -57,7 +57,10 @@ _TURN_DETECTION: dict[str, dict[str, tuple[str, Any]]] = {
         ),
         "prefix_padding_ms": _NONNEG_INT,
         "silence_duration_ms": _NONNEG_INT,
-        "idle_timeout_ms": ("a positive integer or null", lambda v: v is None or (type(v) is int and v > 0)),
+        "idle_timeout_ms": (
+            "a positive integer or null",
+            lambda v: v is None or (type(v) is int and v > 0),
+        ),
         "create_response": _BOOL,
         "interrupt_response": _BOOL,
     },
@@ -71,7 +74,10 @@ _TURN_DETECTION: dict[str, dict[str, tuple[str, Any]]] = {
     },
 }
 _STR = ("a string", lambda v: isinstance(v, str))
-_STR_LIST = ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v))
+_STR_LIST = (
+    "a list of strings",
+    lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+)
 _TRANSCRIPTION: dict[str, tuple[str, Any]] = {
     "model": _STR,
     "language": _STR,
@@ -348,14 +354,18 @@ class SessionConfig:
         audio_out: dict[str, Any] = {"format": dict(self.output_format)}
         if self.voice is not None:
             audio_out["voice"] = self.voice
-        session: dict[str, Any] = {"type": "realtime", "output_modalities": list(self.output_modalities)}
+        session: dict[str, Any] = {
+            "type": "realtime",
+            "output_modalities": list(self.output_modalities),
+        }
         if self.instructions is not None:
             session["instructions"] = self.instructions
+        detection, transcription = self.turn_detection, self.transcription
         session["audio"] = {
             "input": {
                 "format": dict(self.input_format),
-                "turn_detection": None if self.turn_detection is None else dict(self.turn_detection),
-                "transcription": None if self.transcription is None else dict(self.transcription),
+                "turn_detection": None if detection is None else dict(detection),
+                "transcription": None if transcription is None else dict(transcription),
             },
             "output": audio_out,
         }

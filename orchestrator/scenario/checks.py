@@ -20,7 +20,6 @@ __all__ = [
     "at_least",
     "at_most",
     "non_empty",
-    "one_of",
     "to_tuple",
     "key_of",
     "primary_key",
@@ -45,7 +44,10 @@ def to_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(value)
 
 
-def at_least(minimum: float, *, strict: bool = False) -> Callable[[Any, attrs.Attribute, Any], None]:
+Validator = Callable[[Any, attrs.Attribute, Any], None]
+
+
+def at_least(minimum: float, *, strict: bool = False) -> Validator:
     """Value (when not None) is >= minimum (> minimum if ``strict``)."""
 
     def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -53,12 +55,13 @@ def at_least(minimum: float, *, strict: bool = False) -> Callable[[Any, attrs.At
             return
         if value < minimum or (strict and value == minimum):
             relation = ">" if strict else ">="
-            raise InvalidField(f"must be {relation} {minimum:g}, got {value!r}", (key_of(attribute),))
+            message = f"must be {relation} {minimum:g}, got {value!r}"
+            raise InvalidField(message, (key_of(attribute),))
 
     return check
 
 
-def at_most(maximum: float) -> Callable[[Any, attrs.Attribute, Any], None]:
+def at_most(maximum: float) -> Validator:
     def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value is not None and value > maximum:
             raise InvalidField(f"must be <= {maximum:g}, got {value!r}", (key_of(attribute),))
@@ -69,15 +72,6 @@ def at_most(maximum: float) -> Callable[[Any, attrs.Attribute, Any], None]:
 def non_empty(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not value or (isinstance(value, str) and not value.strip()):
         raise InvalidField("must not be empty", (key_of(attribute),))
-
-
-def one_of(*choices: Any) -> Callable[[Any, attrs.Attribute, Any], None]:
-    def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value not in choices:
-            listed = ", ".join(str(c) for c in choices)
-            raise InvalidField(f"expected one of {listed}; got {value!r}", (key_of(attribute),))
-
-    return check
 
 
 def primary_key(cls: type) -> str | None:

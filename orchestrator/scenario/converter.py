@@ -1,4 +1,4 @@
-"""cattrs structuring and unstructuring of the scenario model.
+"""cattrs structuring of the scenario model (plain YAML data -> frozen attrs values).
 
 Structuring is strict: primitives must have the right YAML type (no silent ``"3"`` -> 3),
 unknown keys are errors, and every error is raised as `InvalidField` or a cattrs
@@ -28,7 +28,10 @@ from .errors import InvalidField, Problem, describe, did_you_mean, problems_of, 
 from .faults import FAULT_ACTIONS, FaultEvent
 from .model import (
     AUDIO_TYPES,
+    AudioFormat,
+    Dialect,
     EmbeddedTarget,
+    Modality,
     Population,
     RemoteTarget,
     Scenario,
@@ -36,11 +39,8 @@ from .model import (
     ServerVad,
     Target,
     Transcription,
-    TurnDetection,
-    AudioFormat,
-    Dialect,
-    Modality,
     Transport,
+    TurnDetection,
 )
 from .steps import STEP_KINDS, Play, Step
 from .thresholds import Threshold, parse_threshold
@@ -49,7 +49,9 @@ __all__ = ["converter", "structure_scenario", "base_dir"]
 
 #: directory that relative ``play`` paths are resolved against (set by the loader); when
 #: None, paths are left as written and not checked
-base_dir: contextvars.ContextVar[Path | None] = contextvars.ContextVar("scenario_base_dir", default=None)
+base_dir: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "scenario_base_dir", default=None
+)
 
 converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=True)
 
@@ -169,7 +171,8 @@ def _dict_hook(t: Any) -> Callable[[Any, Any], dict]:
             raise InvalidField(f"expected a mapping, got {describe(value)}")
         bad = [k for k in value if not isinstance(k, str) or not k]
         if bad:
-            raise InvalidField(f"keys must be non-empty strings, got {describe(bad[0])}", (bad[0],), at_key=True)
+            message = f"keys must be non-empty strings, got {describe(bad[0])}"
+            raise InvalidField(message, (bad[0],), at_key=True)
         return dict(_collect(value.items(), lambda v: item(v, value_type)))
 
     return structure
@@ -184,13 +187,14 @@ def _is_homogeneous_tuple(t: Any) -> bool:
 
 
 def _audio_format(value: Any) -> Any:
-    if isinstance(value, str):
+    short = isinstance(value, str)
+    if short:
         value = {"type": value}
     if isinstance(value, Mapping) and "type" in value:
         kind = value["type"]
         if not isinstance(kind, str) or kind not in _FORMAT_ALIASES:
             hint = did_you_mean(kind, _FORMAT_ALIASES)
-            path = ("type",) if len(value) > 1 or not isinstance(value, dict) else ()
+            path = () if short else ("type",)
             raise InvalidField(
                 f"unknown audio format {describe(kind)}{hint} (expected audio/pcm, audio/pcmu, "
                 "audio/pcma or pcm16, g711_ulaw, g711_alaw)",
@@ -209,7 +213,8 @@ def _population(value: Any) -> Any:
         return value
     if "sessions" in value:
         if "phases" in value:
-            raise InvalidField("give either sessions or phases, not both", ("sessions",), at_key=True)
+            message = "give either sessions or phases, not both"
+            raise InvalidField(message, ("sessions",), at_key=True)
         try:
             sessions = _int(value["sessions"], None)
         except InvalidField as exc:
@@ -232,7 +237,9 @@ _PREPARE: dict[type, Callable[[Any], Any]] = {
 
 
 def _attrs_hook(cls: type) -> Callable[[Any, Any], Any]:
-    renames = {a.name: override(rename=a.metadata["key"]) for a in attrs.fields(cls) if "key" in a.metadata}
+    renames = {
+        a.name: override(rename=a.metadata["key"]) for a in attrs.fields(cls) if "key" in a.metadata
+    }
     generated = make_dict_structure_fn(cls, converter, **renames)
     prepare = _PREPARE.get(cls)
 
@@ -262,7 +269,8 @@ def _tagged(cls: type, tag: str | None, tag_value: Any, siblings: Mapping[str, A
             fields[primary], origin[primary] = tag_value, (tag,)
     for k, v in siblings.items():
         if k in fields:
-            raise InvalidField(f"{k!r} is given twice, beside and inside {tag!r}", (k,), at_key=True)
+            message = f"{k!r} is given twice, beside and inside {tag!r}"
+            raise InvalidField(message, (k,), at_key=True)
         fields[k], origin[k] = v, (k,)
     try:
         result = converter.structure(fields, cls)
@@ -300,26 +308,29 @@ def _structure_step(value: Any, _: Any) -> Step:
             raise InvalidField(f"unknown step {value!r}{hint} (steps: {kinds_listed})")
         return _tagged(STEP_KINDS[value], value, None, {})
     if not isinstance(value, Mapping):
-        raise InvalidField(f"expected a step (say: ..., play: ..., cancel, ...), got {describe(value)}")
+        message = f"expected a step (say: ..., play: ..., cancel, ...), got {describe(value)}"
+        raise InvalidField(message)
     kinds = [k for k in value if k in STEP_KINDS]
     if not kinds:
         first = next(iter(value), None)
         if first is None:
             raise InvalidField(f"empty step (steps: {kinds_listed})")
         hint = did_you_mean(first, STEP_KINDS)
-        raise InvalidField(f"unknown step {first!r}{hint} (steps: {kinds_listed})", (first,), at_key=True)
+        message = f"unknown step {first!r}{hint} (steps: {kinds_listed})"
+        raise InvalidField(message, (first,), at_key=True)
     if len(kinds) > 1:
-        raise InvalidField(
-            f"a step has one kind, found both {kinds[0]!r} and {kinds[1]!r}", (kinds[1],), at_key=True
-        )
+        message = f"a step has one kind, found both {kinds[0]!r} and {kinds[1]!r}"
+        raise InvalidField(message, (kinds[1],), at_key=True)
     kind = kinds[0]
-    return _tagged(STEP_KINDS[kind], kind, value[kind], {k: v for k, v in value.items() if k != kind})
+    siblings = {k: v for k, v in value.items() if k != kind}
+    return _tagged(STEP_KINDS[kind], kind, value[kind], siblings)
 
 
 def _structure_fault(value: Any, _: Any) -> FaultEvent:
     actions = ", ".join(FAULT_ACTIONS)
     if not isinstance(value, Mapping):
-        raise InvalidField(f"expected a fault mapping ({{at: 10s, action: ...}}), got {describe(value)}")
+        message = f"expected a fault (a mapping: {{at: 10s, action: ...}}), got {describe(value)}"
+        raise InvalidField(message)
     problems: list[Problem] = []
     at = None
     if "at" not in value:
@@ -336,7 +347,8 @@ def _structure_fault(value: Any, _: Any) -> FaultEvent:
             name = rest.pop("action")
             if not isinstance(name, str) or name not in FAULT_ACTIONS:
                 hint = did_you_mean(name, FAULT_ACTIONS)
-                raise InvalidField(f"unknown action {describe(name)}{hint} (actions: {actions})", ("action",))
+                message = f"unknown action {describe(name)}{hint} (actions: {actions})"
+                raise InvalidField(message, ("action",))
             action = _tagged(FAULT_ACTIONS[name], None, None, rest)
         else:
             kinds = [k for k in rest if k in FAULT_ACTIONS]
@@ -344,11 +356,14 @@ def _structure_fault(value: Any, _: Any) -> FaultEvent:
                 first = next(iter(rest), None)
                 if first is None:
                     raise InvalidField(f"missing required key 'action' (actions: {actions})")
-                raise InvalidField(unknown_key(first, ["at", "action", *FAULT_ACTIONS]), (first,), at_key=True)
+                message = unknown_key(first, ["at", "action", *FAULT_ACTIONS])
+                raise InvalidField(message, (first,), at_key=True)
             if len(kinds) > 1:
-                raise InvalidField(f"one action per fault, found {kinds[0]!r} and {kinds[1]!r}", (kinds[1],), at_key=True)
+                message = f"one action per fault, found {kinds[0]!r} and {kinds[1]!r}"
+                raise InvalidField(message, (kinds[1],), at_key=True)
             kind = kinds[0]
-            action = _tagged(FAULT_ACTIONS[kind], kind, rest[kind], {k: v for k, v in rest.items() if k != kind})
+            siblings = {k: v for k, v in rest.items() if k != kind}
+            action = _tagged(FAULT_ACTIONS[kind], kind, rest[kind], siblings)
     except InvalidField as exc:
         problems.extend(exc.problems)
     if problems:
@@ -372,10 +387,12 @@ def _structure_target(value: Any, _: Any) -> Target:
             raise InvalidField(unknown_key(key, allowed), (key,), at_key=True)
     if "url" in value:
         if "faults" in value:
-            raise InvalidField("faults apply to the embedded target only (it has no url)", ("faults",), at_key=True)
+            message = "faults apply to the embedded target only (it has no url)"
+            raise InvalidField(message, ("faults",), at_key=True)
         return converter.structure(value, RemoteTarget)
     if "api_key_env" in value:
-        raise InvalidField("api_key_env needs a url (a remote target)", ("api_key_env",), at_key=True)
+        message = "api_key_env needs a url (a remote target)"
+        raise InvalidField(message, ("api_key_env",), at_key=True)
     return converter.structure(value, EmbeddedTarget)
 
 
@@ -394,7 +411,8 @@ def _structure_turn_detection(value: Any, _: Any) -> Any:
     cls = _VADS.get(name) if isinstance(name, str) else None
     if cls is None:
         hint = did_you_mean(name, _VADS)
-        raise InvalidField(f"expected server_vad, semantic_vad or null; got {describe(name)}{hint}", path)
+        message = f"expected server_vad, semantic_vad or null; got {describe(name)}{hint}"
+        raise InvalidField(message, path)
     return converter.structure(rest, cls)
 
 
@@ -434,7 +452,8 @@ def structure_scenario(raw: Any, *, play_base: Path | None = None) -> Scenario:
     With ``play_base``, relative ``play`` paths are resolved against it and must exist.
     """
     if not isinstance(raw, Mapping):
-        raise InvalidField(f"a scenario is a mapping (name:, populations:, ...), got {describe(raw)}")
+        message = f"a scenario is a mapping (name:, populations:, ...), got {describe(raw)}"
+        raise InvalidField(message)
     token = base_dir.set(play_base)
     try:
         return converter.structure(raw, Scenario)

@@ -3,10 +3,10 @@
 ::
 
     Exception
-     └── ScenarioError      a scenario file or text is wrong; carries file, line, column, field
+     └── ScenarioError   a scenario file or text is wrong: file, line, column, field
     ValueError
-     └── InvalidField       a model value is wrong (raised by the model's own checks and by the
-                            structuring hooks; carries one or more `Problem` paths)
+     └── InvalidField    a model value is wrong (raised by the model's own checks and by
+                         the structuring hooks; carries one or more `Problem` paths)
 
 `InvalidField` is what Python callers see when they build a model by hand. The loader never lets
 it (or any cattrs error) escape: `problems_of` flattens whatever structuring raised into
@@ -42,7 +42,7 @@ __all__ = [
     "yaml_key",
 ]
 
-PathToken = str | int
+PathToken = Any  # str keys and int indexes; any YAML key in unknown-key errors
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
@@ -131,14 +131,24 @@ class ScenarioError(Exception):
     def __repr__(self) -> str:
         return f"ScenarioError({self.__str__()!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the position across pickling
+        fields = (self.message, self.file, self.line, self.column, self.field)
+        return (_rebuild_scenario_error, fields)
+
+
+def _rebuild_scenario_error(
+    message: str, file: str | None, line: int | None, column: int | None, field: str
+) -> ScenarioError:
+    return ScenarioError(message, file=file, line=line, column=column, field=field)
+
 
 def format_path(path: Sequence[PathToken]) -> str:
     """``("populations", 0, "phases", 1, "rate") -> "populations[0].phases[1].rate"``."""
     out = ""
     for token in path:
-        if isinstance(token, int):
+        if isinstance(token, int) and not isinstance(token, bool):
             out += f"[{token}]"
-        elif _IDENT.fullmatch(token):
+        elif isinstance(token, str) and _IDENT.fullmatch(token):
             out += f".{token}" if out else token
         else:
             out += f"[{token!r}]"
@@ -181,7 +191,9 @@ def yaml_keys(cls: type) -> list[str]:
 def unknown_key(key: object, allowed: Iterable[str]) -> str:
     allowed = list(allowed)
     hint = did_you_mean(key, allowed)
-    return f"unknown key {key!r}{hint}" + ("" if hint else f" (expected one of: {', '.join(allowed)})")
+    if hint:
+        return f"unknown key {key!r}{hint}"
+    return f"unknown key {key!r} (expected one of: {', '.join(allowed)})"
 
 
 def problems_of(exc: BaseException, prefix: Sequence[PathToken] = ()) -> list[Problem]:

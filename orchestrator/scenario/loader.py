@@ -45,7 +45,9 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     return load_scenario_text(text, str(path))
 
 
-def load_scenario_text(text: str, filename: str = "<string>", *, base_dir: str | os.PathLike[str] | None = None) -> Scenario:
+def load_scenario_text(
+    text: str, filename: str = "<string>", *, base_dir: str | os.PathLike[str] | None = None
+) -> Scenario:
     """Load scenario YAML ``text``; ``filename`` is used in messages and, unless ``base_dir``
     is given, its directory is where relative ``play`` paths are resolved (they must exist).
     """
@@ -54,10 +56,20 @@ def load_scenario_text(text: str, filename: str = "<string>", *, base_dir: str |
         document = parse_marked(text, filename)
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, filename) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        message = f"YAML syntax error: character U+{code:04X} is not allowed ({exc.reason})"
+        raise ScenarioError(message, file=filename, line=line, column=column) from None
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML errors without a mark
         raise ScenarioError(f"invalid YAML: {exc}", file=filename) from None
+    except RecursionError:
+        message = "the document is nested too deeply"
+        raise ScenarioError(message, file=filename, line=1, column=1) from None
     if document is None:
-        raise ScenarioError("the file is empty; expected a scenario mapping (name:, populations:, ...)", file=filename, line=1, column=1)
+        message = "the file is empty; expected a scenario mapping (name:, populations:, ...)"
+        raise ScenarioError(message, file=filename, line=1, column=1)
     try:
         return structure_scenario(document, play_base=root.absolute())
     except Exception as exc:  # noqa: BLE001 - every structuring failure becomes a ScenarioError
@@ -89,11 +101,11 @@ def _scenario_error(problems: Sequence[Problem], document: Any, filename: str) -
     located = []
     for order, p in enumerate(problems):
         line, column = locate(document, p.path, at_key=p.at_key, offset=p.offset)
-        error = ScenarioError(p.message, file=filename, line=line, column=column, field=format_path(p.path))
+        field = format_path(p.path)
+        error = ScenarioError(p.message, file=filename, line=line, column=column, field=field)
         located.append(((line, column, order), error))
     located.sort(key=lambda item: item[0])
     errors = [error for _, error in located]
     first = errors[0]
-    return ScenarioError(
-        first.message, file=filename, line=first.line, column=first.column, field=first.field, errors=errors
-    )
+    first.errors = tuple(errors)
+    return first

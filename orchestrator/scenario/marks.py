@@ -2,8 +2,9 @@
 
 `parse_marked(text, filename)` returns plain-looking data whose mappings are `MarkedDict`
 and sequences `MarkedList` (dict and list subclasses), each carrying `Mark`s, and `locate`
-turns a field path into the (line, column) to report. It is PyYAML's safe loader (libyaml's parser when
-available) plus two constructors; duplicate keys in a mapping are errors (PyYAML would keep the last silently).
+turns a field path into the (line, column) to report. It is PyYAML's safe loader (libyaml's
+parser when available) plus two constructors; duplicate keys in a mapping are errors (PyYAML
+would silently keep the last one).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class Mark:
         start, end = node.start_mark, node.end_mark
         one_line = isinstance(node, yaml.ScalarNode) and start.line == end.line
         style = getattr(node, "style", None) or None  # libyaml says "" for plain
-        return cls(start.line + 1, start.column + 1, one_line and style in (None, "'", '"'), 1 if style in ("'", '"') else 0)
+        quoted = style in ("'", '"')
+        inline = one_line and (quoted or style is None)
+        return cls(start.line + 1, start.column + 1, inline, int(quoted))
 
 
 class MarkedDict(dict):
@@ -74,12 +77,18 @@ def _construct_mapping(loader: _MarkedLoader, node: yaml.MappingNode) -> Any:
             hash(key)
         except TypeError:
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark, "found an unhashable key", key_node.start_mark
+                "while constructing a mapping",
+                node.start_mark,
+                "found an unhashable key",
+                key_node.start_mark,
             ) from None
         if index >= merged:
             if key in explicit:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
                 )
             explicit.add(key)
         data[key] = loader.construct_object(value_node, deep=True)

@@ -90,7 +90,9 @@ class AudioFormat:
 
     def to_session(self) -> dict[str, Any]:
         """The GA ``format`` object (``rate`` only for audio/pcm)."""
-        return {"type": self.type, "rate": self.rate} if self.type == "audio/pcm" else {"type": self.type}
+        if self.type == "audio/pcm":
+            return {"type": self.type, "rate": self.rate}
+        return {"type": self.type}
 
 
 @attrs.frozen
@@ -161,19 +163,22 @@ class SessionConfig:
 
     def to_session(self) -> dict[str, Any]:
         """The GA ``session`` object for ``session.update`` (the beta dialect translates it)."""
-        detection = self.turn_detection
+        detection, transcription = self.turn_detection, self.transcription
         audio_input: dict[str, Any] = {
             "format": self.input_format.to_session(),
-            "turn_detection": None if detection is None else {"type": detection.type, **attrs.asdict(detection)},
-            "transcription": None if self.transcription is None else {
-                k: v for k, v in attrs.asdict(self.transcription).items() if v is not None
-            },
+            "turn_detection": None
+            if detection is None
+            else {"type": detection.type, **attrs.asdict(detection)},
+            "transcription": None
+            if transcription is None
+            else {k: v for k, v in attrs.asdict(transcription).items() if v is not None},
         }
+        audio_output = {"format": self.output_format.to_session(), "voice": self.voice}
         session: dict[str, Any] = {
             "type": "realtime",
             "model": self.model,
             "output_modalities": [m.value for m in self.output_modalities],
-            "audio": {"input": audio_input, "output": {"format": self.output_format.to_session(), "voice": self.voice}},
+            "audio": {"input": audio_input, "output": audio_output},
         }
         if self.instructions is not None:
             session["instructions"] = self.instructions
@@ -193,7 +198,8 @@ class EmbeddedTarget:
 
 def _url(_instance: Any, _attribute: attrs.Attribute, value: str) -> None:
     if not value.startswith(("ws://", "wss://", "http://", "https://")):
-        raise InvalidField(f"expected a ws://, wss://, http:// or https:// URL, got {value!r}", ("url",))
+        message = f"expected a ws://, wss://, http:// or https:// URL, got {value!r}"
+        raise InvalidField(message, ("url",))
 
 
 @attrs.frozen
@@ -221,8 +227,8 @@ class Phase:
     * ``sessions``: start this many sessions at once; the phase lasts until they finish
       (or ``duration``, when given).
 
-    ``ramp_to`` (rate or concurrency only) ramps linearly from the start value to itself
-    over ``duration``.
+    ``ramp_to`` (rate or concurrency only) moves the rate or concurrency linearly from its
+    start value to ``ramp_to`` over ``duration``.
     """
 
     duration: Duration | None = attrs.field(default=None, converter=optional_seconds)
@@ -233,22 +239,26 @@ class Phase:
     name: str | None = None
 
     def __attrs_post_init__(self) -> None:
-        given = [k for k in ("arrival_rate", "concurrency", "sessions") if getattr(self, k) is not None]
+        modes = ("arrival_rate", "concurrency", "sessions")
+        given = [k for k in modes if getattr(self, k) is not None]
         if not given:
             raise InvalidField("a phase needs one of arrival_rate, concurrency or sessions")
         if len(given) > 1:
-            raise InvalidField(
-                f"a phase takes one of arrival_rate, concurrency or sessions, not both {given[0]} and {given[1]}",
-                (given[1],),
-                at_key=True,
+            message = (
+                "a phase takes one of arrival_rate, concurrency or sessions, "
+                f"not both {given[0]} and {given[1]}"
             )
+            raise InvalidField(message, (given[1],), at_key=True)
         if self.sessions is not None:
             if self.ramp_to is not None:
-                raise InvalidField("ramp_to applies to arrival_rate or concurrency", ("ramp_to",), at_key=True)
+                message = "ramp_to applies to arrival_rate or concurrency"
+                raise InvalidField(message, ("ramp_to",), at_key=True)
         elif self.duration is None or self.duration <= 0:
             raise InvalidField(f"a {given[0]} phase needs a duration > 0", ("duration",))
-        if self.concurrency is not None and self.ramp_to is not None and self.ramp_to != int(self.ramp_to):
-            raise InvalidField(f"a concurrency ramp goes to a whole number, got {self.ramp_to}", ("ramp_to",))
+        ramp = self.ramp_to
+        if self.concurrency is not None and ramp is not None and ramp != int(ramp):
+            message = f"a concurrency ramp goes to a whole number, got {ramp}"
+            raise InvalidField(message, ("ramp_to",))
 
     @property
     def mode(self) -> str:
@@ -259,7 +269,10 @@ class Phase:
 
     def level_at(self, elapsed: float) -> float:
         """The rate (sessions/s) or concurrency ``elapsed`` seconds into the phase."""
-        start = float(self.arrival_rate if self.arrival_rate is not None else self.concurrency or self.sessions or 0)
+        if self.arrival_rate is not None:
+            start = float(self.arrival_rate)
+        else:
+            start = float(self.concurrency or self.sessions or 0)
         if self.ramp_to is None or not self.duration:
             return start
         frac = min(max(elapsed / self.duration, 0.0), 1.0)
@@ -293,10 +306,6 @@ class Phase:
             u += 1.0 if rng is None else rng.expovariate(1.0)
 
 
-def _phases(value: Any) -> tuple[Phase, ...]:
-    return to_tuple(value)
-
-
 @attrs.frozen
 class Population:
     """Sessions that share a transport and a script. A file may write ``sessions: N`` instead
@@ -304,12 +313,16 @@ class Population:
 
     name: str = attrs.field(validator=non_empty)
     script: str = attrs.field(validator=non_empty)
-    phases: tuple[Phase, ...] = attrs.field(converter=_phases, validator=non_empty)
+    phases: tuple[Phase, ...] = attrs.field(converter=to_tuple, validator=non_empty)
     transport: Transport = attrs.field(default=Transport.WEBSOCKET, converter=Transport)
 
     @classmethod
-    def all_at_once(cls, name: str, script: str, sessions: int, transport: str = "websocket") -> "Population":
-        return cls(name=name, script=script, phases=(Phase(sessions=sessions),), transport=transport)
+    def all_at_once(
+        cls, name: str, script: str, sessions: int, transport: str = "websocket"
+    ) -> "Population":
+        """The file's ``sessions: N``: one phase starting N sessions at once."""
+        phases = (Phase(sessions=sessions),)
+        return cls(name=name, script=script, phases=phases, transport=transport)
 
     @property
     def duration(self) -> float | None:
@@ -324,7 +337,8 @@ class Population:
 
 def _scripts(value: Mapping[str, Any]) -> dict[str, tuple[Step, ...]]:
     if not isinstance(value, Mapping):
-        raise InvalidField(f"expected a mapping of script names to steps, got {type(value).__name__}")
+        got = type(value).__name__
+        raise InvalidField(f"expected a mapping of script names to steps, got {got}")
     return {name: to_tuple(steps) for name, steps in value.items()}
 
 
@@ -338,7 +352,9 @@ class Scenario:
     description: str = ""
     seed: int = 0
     #: the run stops after this long whatever is still going on
-    duration_limit: Duration = attrs.field(default=600.0, converter=seconds, validator=at_least(0, strict=True))
+    duration_limit: Duration = attrs.field(
+        default=600.0, converter=seconds, validator=at_least(0, strict=True)
+    )
     target: Target = attrs.field(factory=EmbeddedTarget)
     session: SessionConfig = attrs.field(factory=SessionConfig)
     populations: tuple[Population, ...] = attrs.field(default=(), converter=to_tuple)
@@ -355,7 +371,8 @@ class Scenario:
         seen: set[str] = set()
         for i, pop in enumerate(self.populations):
             if pop.name in seen:
-                yield Problem(("populations", i, "name"), f"population {pop.name!r} is defined twice")
+                message = f"population {pop.name!r} is defined twice"
+                yield Problem(("populations", i, "name"), message)
             seen.add(pop.name)
             if pop.script not in self.scripts:
                 known = ", ".join(sorted(self.scripts)) or "none defined"

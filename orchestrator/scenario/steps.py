@@ -61,6 +61,9 @@ CHUNK_SECONDS = 0.02
 AUDIO_SUFFIXES = (".wav", ".pcm")
 
 
+_positive = at_least(0, strict=True)
+
+
 def _audio_path(_instance: Any, _attribute: attrs.Attribute, value: Path) -> None:
     if value.suffix.lower() not in AUDIO_SUFFIXES:
         raise InvalidField(f"expected a .wav or .pcm file, got {str(value)!r}", ("path",))
@@ -80,7 +83,7 @@ class Say:
 
     text: str = attrs.field(validator=non_empty)
     wait: bool = True
-    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=at_least(0, strict=True))
+    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=_positive)
 
 
 @attrs.frozen
@@ -98,7 +101,7 @@ class WaitResponse:
     kind: ClassVar[str] = "wait_response"
     primary: ClassVar[str] = "timeout"
 
-    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=at_least(0, strict=True))
+    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=_positive)
 
 
 @attrs.frozen

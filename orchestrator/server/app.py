@@ -50,7 +50,7 @@ class RealtimeApp:
         self.server.stats.http_requests += 1
         path = scope["path"].rstrip("/")
         if path != CLIENT_SECRETS_PATH:
-            await _json(send, 404, _error(f"Unknown path {scope['path']}", "not_found", type="invalid_request_error"))
+            await _json(send, 404, _error(f"Unknown path {scope['path']}", "not_found"))
             return
         if scope["method"] != "POST":
             await _json(send, 405, _error("Use POST", "method_not_allowed"), [(b"allow", b"POST")])
@@ -72,7 +72,9 @@ class RealtimeApp:
             await _json(send, 400, _error("The body is not valid JSON.", "invalid_json"))
             return
         try:
-            minted = self.server.secrets.mint(parsed, now=self.server.clock(), default_model=self.server.default_model)
+            minted = self.server.secrets.mint(
+                parsed, now=self.server.clock(), default_model=self.server.default_model
+            )
         except ClientError as exc:
             await _json(send, 400, _error(exc.message, exc.code, param=exc.param))
             return
@@ -106,8 +108,8 @@ async def _read_body(receive: Any) -> bytes | None:
             return b"".join(chunks)
 
 
-def _error(message: str, code: str, *, param: str | None = None, type: str = "invalid_request_error") -> dict[str, Any]:
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+def _error(message: str, code: str, *, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
 
 
 async def _json(send: Any, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -88,7 +88,9 @@ def _ttl(expires_after: Any) -> int:
         raise ClientError("invalid_type", "expires_after must be an object", "expires_after")
     anchor = expires_after.get("anchor", "created_at")
     if anchor != "created_at":
-        raise ClientError("invalid_value", "expires_after.anchor must be 'created_at'", "expires_after.anchor")
+        raise ClientError(
+            "invalid_value", "expires_after.anchor must be 'created_at'", "expires_after.anchor"
+        )
     seconds = expires_after.get("seconds", DEFAULT_TTL_S)
     if not isinstance(seconds, int) or isinstance(seconds, bool) or not MIN_TTL_S <= seconds <= MAX_TTL_S:
         raise ClientError(

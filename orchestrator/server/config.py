@@ -139,7 +139,8 @@ def _apply_audio(new: dict[str, Any], audio: Any, *, voice_locked: bool) -> None
         raise ClientError("invalid_type", "must be an object", "session.audio")
     for side in audio:
         if side not in ("input", "output"):
-            raise ClientError("unknown_parameter", f"Unknown parameter: 'session.audio.{side}'.", f"session.audio.{side}")
+            param = f"session.audio.{side}"
+            raise ClientError("unknown_parameter", f"Unknown parameter: '{param}'.", param)
         if not isinstance(audio[side], dict):
             raise ClientError("invalid_type", "must be an object", f"session.audio.{side}")
     given_in = audio.get("input", {})
@@ -196,8 +197,11 @@ def _check_turn_detection(value: Any) -> dict[str, Any] | None:
     fields = {k: v for k, v in value.items() if k != "type"}
     if kind == "semantic_vad":
         if fields.get("eagerness", "auto") not in ("low", "medium", "high", "auto"):
-            raise ClientError("invalid_value", "eagerness must be low, medium, high or auto", f"{param}.eagerness")
-        return {"type": "semantic_vad", "eagerness": "auto", "create_response": True, "interrupt_response": True} | fields
+            raise ClientError(
+                "invalid_value", "eagerness must be low, medium, high or auto", f"{param}.eagerness"
+            )
+        defaults = {"eagerness": "auto", "create_response": True, "interrupt_response": True}
+        return {"type": "semantic_vad"} | defaults | fields
     if kind != "server_vad":
         raise ClientError("invalid_value", "type must be server_vad or semantic_vad", f"{param}.type")
     checks = {

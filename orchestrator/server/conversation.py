@@ -96,7 +96,8 @@ def item_from_client(raw: Any, new_id: str, fmt: AudioFormat) -> tuple[dict[str,
         for key in ("name", "arguments"):
             if not isinstance(raw.get(key), str):
                 raise ClientError("missing_required_parameter", f"item.{key} must be a string", f"item.{key}")
-        return base | {"name": raw["name"], "arguments": raw["arguments"], "call_id": raw.get("call_id")}, audio_ms
+        call = {"name": raw["name"], "arguments": raw["arguments"], "call_id": raw.get("call_id")}
+        return base | call, audio_ms
     if kind == "function_call_output":
         for key in ("call_id", "output"):
             if not isinstance(raw.get(key), str):

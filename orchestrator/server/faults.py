@@ -36,11 +36,8 @@ import attrs
 __all__ = ["ConnectionFaults", "Drop", "Expire", "FaultPlan", "FaultStats", "MALFORMED_KINDS"]
 
 MALFORMED_KINDS = ("invalid_json", "unknown_type", "binary", "oversized")
-
-
-def _positive_or_none(_inst: object, attribute: attrs.Attribute, value: float | None) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+_v = attrs.validators
+_optional = attrs.validators.optional
 
 
 def _check_kinds(_inst: object, _attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
@@ -52,16 +49,18 @@ def _check_kinds(_inst: object, _attribute: attrs.Attribute, value: tuple[str, .
 @attrs.frozen(kw_only=True)
 class FaultPlan:
     seed: int = 0
-    drop_after_events: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
-    drop_rate: float = attrs.field(default=0.0, validator=attrs.validators.and_(attrs.validators.ge(0.0), attrs.validators.le(1.0)))
-    drop_after_s: float | None = attrs.field(default=None, validator=_positive_or_none)
-    drop_mode: Literal["abort", "close"] = attrs.field(default="abort", validator=attrs.validators.in_(("abort", "close")))
-    drop_close_code: int = attrs.field(default=1011, validator=attrs.validators.and_(attrs.validators.ge(1000), attrs.validators.le(4999)))
+    drop_after_events: int | None = attrs.field(default=None, validator=_optional(_v.ge(1)))
+    drop_rate: float = attrs.field(default=0.0, validator=[_v.ge(0.0), _v.le(1.0)])
+    drop_after_s: float | None = attrs.field(default=None, validator=_optional(_v.ge(0.0)))
+    drop_mode: Literal["abort", "close"] = attrs.field(default="abort", validator=_v.in_(("abort", "close")))
+    drop_close_code: int = attrs.field(default=1011, validator=[_v.ge(1000), _v.le(4999)])
     reject_keys: bool = False
-    latency_ms: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
-    expire_after_s: float | None = attrs.field(default=None, validator=_positive_or_none)
-    malformed_every: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
-    malformed_kinds: tuple[str, ...] = attrs.field(default=MALFORMED_KINDS, converter=tuple, validator=_check_kinds)
+    latency_ms: float = attrs.field(default=0.0, validator=_v.ge(0.0))
+    expire_after_s: float | None = attrs.field(default=None, validator=_optional(_v.ge(0.0)))
+    malformed_every: int | None = attrs.field(default=None, validator=_optional(_v.ge(1)))
+    malformed_kinds: tuple[str, ...] = attrs.field(
+        default=MALFORMED_KINDS, converter=tuple, validator=_check_kinds
+    )
     oversized_bytes: int = 2**20 + 1
 
     @property
@@ -108,7 +107,9 @@ class ConnectionFaults:
     _rate_deadline: float | None = None
 
     @classmethod
-    def for_connection(cls, plan: FaultPlan, index: int, connected_at: float, max_session_s: float) -> ConnectionFaults:
+    def for_connection(
+        cls, plan: FaultPlan, index: int, connected_at: float, max_session_s: float
+    ) -> ConnectionFaults:
         return cls(index, connected_at, max_session_s, random.Random(f"{plan.seed}:{index}"))
 
     def next_timed(self, plan: FaultPlan, now: float) -> tuple[float, Drop | Expire]:
@@ -127,7 +128,8 @@ class ConnectionFaults:
         if plan.expire_after_s is not None:
             candidates.append((self.connected_at + plan.expire_after_s, Expire("fault")))
         if plan.drop_after_s is not None:
-            candidates.append((self.connected_at + plan.drop_after_s, Drop("after_s", plan.drop_mode, plan.drop_close_code)))
+            drop = Drop("after_s", plan.drop_mode, plan.drop_close_code)
+            candidates.append((self.connected_at + plan.drop_after_s, drop))
         if self._rate_deadline is not None:
             candidates.append((self._rate_deadline, Drop("rate", plan.drop_mode, plan.drop_close_code)))
         return min(candidates, key=lambda c: c[0])

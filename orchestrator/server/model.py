@@ -113,7 +113,7 @@ class RealtimeSession:
         return self.receive_event(obj, now)
 
     def receive_binary(self, data: bytes, now: float) -> list[Event]:
-        return [self._error(ClientError("unsupported_frame", "Binary frames are not supported; send JSON text."))]
+        return [self._error(ClientError("unsupported_frame", "Binary frames are not supported; use JSON text."))]
 
     def receive_event(self, obj: Any, now: float) -> list[Event]:
         if not isinstance(obj, dict):
@@ -127,7 +127,7 @@ class RealtimeSession:
             if not isinstance(kind, str):
                 raise ClientError("missing_required_parameter", "The 'type' field is required.", "type")
             if handler is None:
-                raise ClientError("invalid_value", f"Invalid value: '{kind}'. Unknown client event type.", "type")
+                raise ClientError("invalid_value", f"Invalid value: '{kind}'. Unknown event type.", "type")
             handler(self, obj, now, out)
         except ClientError as exc:
             out.append(self._error(exc, client_event_id))
@@ -194,7 +194,8 @@ class RealtimeSession:
         out.append(self._ev("input_audio_buffer.cleared"))
 
     def _on_item_create(self, obj: Event, now: float, out: list[Event]) -> None:
-        item, audio_ms = item_from_client(obj.get("item"), self.ids.new("item"), cfg.input_format(self.session))
+        fmt = cfg.input_format(self.session)
+        item, audio_ms = item_from_client(obj.get("item"), self.ids.new("item"), fmt)
         if item["id"] in self.conversation:
             raise ClientError("invalid_value", f"item id '{item['id']}' already exists", "item.id")
         previous = obj.get("previous_item_id")
@@ -203,6 +204,8 @@ class RealtimeSession:
         prev = self.conversation.insert(item, previous)
         if audio_ms and item.get("role") == "user":
             self._heard[item["id"]] = f"audio of {round(sum(audio_ms.values()))} ms"
+        elif audio_ms and item.get("role") == "assistant":
+            self._played_ms[item["id"]] = round(audio_ms.get(0, 0.0))  # replayed assistant audio
         out.append(self._ev("conversation.item.added", previous_item_id=prev, item=_copy(item)))
         out.append(self._ev("conversation.item.done", previous_item_id=prev, item=_copy(item)))
 
@@ -231,7 +234,9 @@ class RealtimeSession:
             raise ClientError("invalid_value", f"audio_end_ms must be within 0..{played}", "audio_end_ms")
         words = split_words(parts[0]["transcript"] or "")
         parts[0]["transcript"] = "".join(words[: end_ms // self.config.chunk_ms]).rstrip()
-        out.append(self._ev("conversation.item.truncated", item_id=item["id"], content_index=0, audio_end_ms=end_ms))
+        out.append(
+            self._ev("conversation.item.truncated", item_id=item["id"], content_index=0, audio_end_ms=end_ms)
+        )
 
     def _on_response_create(self, obj: Event, now: float, out: list[Event]) -> None:
         params = obj.get("response") or {}
@@ -239,7 +244,7 @@ class RealtimeSession:
             raise ClientError("invalid_type", "response must be an object", "response")
         conversation = params.get("conversation", "auto")
         if conversation not in ("auto", "none"):
-            raise ClientError("invalid_value", "conversation must be 'auto' or 'none'", "response.conversation")
+            raise ClientError("invalid_value", "must be 'auto' or 'none'", "response.conversation")
         modalities = cfg.output_modalities(self.session)
         if "output_modalities" in params:
             modalities = cfg.check_modalities(params["output_modalities"], "response.output_modalities")
@@ -266,7 +271,7 @@ class RealtimeSession:
 
     def _on_output_audio_clear(self, obj: Event, now: float, out: list[Event]) -> None:
         if self.transport != "sideband":
-            raise ClientError("invalid_value", "output_audio_buffer.clear is for WebRTC and SIP calls only", "type")
+            raise ClientError("invalid_value", "output_audio_buffer.clear is for WebRTC/SIP calls only", "type")
         active = self._active_default()
         out.append(self._ev("output_audio_buffer.cleared", response_id=active.id if active else None))
 
@@ -277,7 +282,9 @@ class RealtimeSession:
         start = max(self._buffer_start_ms, at_ms - cfg.vad_params(detection).prefix_padding_ms)
         item_id = self.ids.new("item")
         self._speech = (item_id, start)
-        out.append(self._ev("input_audio_buffer.speech_started", audio_start_ms=round(start), item_id=item_id))
+        out.append(
+            self._ev("input_audio_buffer.speech_started", audio_start_ms=round(start), item_id=item_id)
+        )
         active = self._active_default()
         if active is not None and detection.get("interrupt_response", True):
             out += active.cancel(self._ev, "turn_detected")
@@ -321,7 +328,8 @@ class RealtimeSession:
                 usage={"type": "duration", "seconds": duration / 1000},
             )
             if self.config.transcription_delay_s > 0:
-                heapq.heappush(self._scheduled, (now + self.config.transcription_delay_s, next(self._seq), done))
+                due = now + self.config.transcription_delay_s
+                heapq.heappush(self._scheduled, (due, next(self._seq), done))
             else:
                 out.append(done)
 
@@ -332,9 +340,12 @@ class RealtimeSession:
         words_heard = (item_text(user) or self._heard.get(user["id"], "")) if user else ""
         words = split_words(reply_for(words_heard))
         out_fmt = cfg.output_format(self.session)
-        audio = [self._tone.chunk(out_fmt, self.config.chunk_ms) for _ in words] if modality == "audio" else []
+        audio = []
+        if modality == "audio":
+            audio = [self._tone.chunk(out_fmt, self.config.chunk_ms) for _ in words]
         if audio:
             self.audio_output_started = True
+        output = self.session["audio"]["output"]
         response = {
             "id": self.ids.new("resp"),
             "object": "realtime.response",
@@ -344,7 +355,7 @@ class RealtimeSession:
             "conversation_id": "conv_default" if in_conversation else None,
             "output_modalities": [modality],
             "max_output_tokens": self.session.get("max_output_tokens", "inf"),
-            "audio": {"output": {"format": self.session["audio"]["output"]["format"], "voice": self.session["audio"]["output"]["voice"]}},
+            "audio": {"output": {"format": output["format"], "voice": output["voice"]}},
             "usage": None,
             "metadata": metadata if isinstance(metadata, dict) else None,
         }
@@ -383,7 +394,9 @@ class RealtimeSession:
         self._speech = None
         detection = cfg.turn_detection(self.session)
         fmt = cfg.input_format(self.session)
-        self._vad = None if detection is None else EnergyVad(cfg.vad_params(detection), fmt.rate, self._audio_ms)
+        self._vad = None
+        if detection is not None:
+            self._vad = EnergyVad(cfg.vad_params(detection), fmt.rate, self._audio_ms)
 
     def _active_default(self) -> ResponseRun | None:
         return next((r for r in self._runs if r.in_conversation), None)
@@ -409,7 +422,8 @@ class RealtimeSession:
             if isinstance(entry, dict) and entry.get("type") == "item_reference":
                 found = self.conversation.get(entry.get("id"))
                 if found is None:
-                    raise ClientError("item_not_found", "referenced item does not exist", f"response.input[{i}].id")
+                    param = f"response.input[{i}].id"
+                    raise ClientError("item_not_found", "referenced item does not exist", param)
                 items.append(found)
             else:
                 items.append(item_from_client(entry, self.ids.new("item"), cfg.input_format(self.session))[0])
@@ -429,7 +443,9 @@ def _copy(value: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(value))
 
 
-def _usage(context: list[dict[str, Any]], heard: dict[str, str], words: list[str], modality: str, chunk_ms: int) -> dict[str, Any]:
+def _usage(
+    context: list[dict[str, Any]], heard: dict[str, str], words: list[str], modality: str, chunk_ms: int
+) -> dict[str, Any]:
     text_in = sum(len(item_text(i).split()) for i in context)
     audio_in = sum(len(heard.get(i["id"], "").split()) for i in context if not item_text(i))
     out_audio = len(words) * chunk_ms // 50 if modality == "audio" else 0

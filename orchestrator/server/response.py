@@ -46,7 +46,8 @@ def split_words(text: str) -> list[str]:
 def rate_limits(tokens_used: int) -> list[dict[str, Any]]:
     return [
         {"name": "requests", "limit": 10_000, "remaining": 9_999, "reset_seconds": 0.006},
-        {"name": "tokens", "limit": 2_000_000, "remaining": max(0, 2_000_000 - tokens_used), "reset_seconds": 0.5},
+        {"name": "tokens", "limit": 2_000_000, "remaining": max(0, 2_000_000 - tokens_used),
+         "reset_seconds": 0.5},
     ]
 
 
@@ -106,6 +107,9 @@ class ResponseRun:
     def _ids(self) -> dict[str, Any]:
         return {"response_id": self.id, "item_id": self.item["id"], "output_index": 0, "content_index": 0}
 
+    def _item(self) -> dict[str, Any]:
+        return copy.deepcopy(self.item)
+
     def _part(self) -> dict[str, Any]:
         content = self.item["content"][0]
         if self.modality == "text":
@@ -115,10 +119,10 @@ class ResponseRun:
     def _head(self, emit: Emit) -> list[dict[str, Any]]:
         out = [
             emit("response.created", response=copy.deepcopy(self.response)),
-            emit("response.output_item.added", response_id=self.id, output_index=0, item=copy.deepcopy(self.item)),
+            emit("response.output_item.added", response_id=self.id, output_index=0, item=self._item()),
         ]
         if self.in_conversation:
-            out.append(emit("conversation.item.added", previous_item_id=self.previous_item_id, item=copy.deepcopy(self.item)))
+            out.append(emit("conversation.item.added", previous_item_id=self.previous_item_id, item=self._item()))
         if self.modality == "text":
             self.item["content"].append({"type": "output_text", "text": ""})
         else:
@@ -136,7 +140,7 @@ class ResponseRun:
         self.audio_ms_sent += self.chunk_ms
         return [
             emit("response.output_audio_transcript.delta", **self._ids(), delta=word),
-            emit("response.output_audio.delta", **self._ids(), delta=base64.b64encode(self.audio[index]).decode("ascii")),
+            emit("response.output_audio.delta", **self._ids(), delta=base64.b64encode(self.audio[index]).decode()),
         ]
 
     def _tail(self, emit: Emit, status: str, reason: str | None) -> list[dict[str, Any]]:
@@ -152,12 +156,12 @@ class ResponseRun:
             ]
         out.append(emit("response.content_part.done", **self._ids(), part=self._part()))
         self.item["status"] = "completed" if status == "completed" else "incomplete"
-        out.append(emit("response.output_item.done", response_id=self.id, output_index=0, item=copy.deepcopy(self.item)))
+        out.append(emit("response.output_item.done", response_id=self.id, output_index=0, item=self._item()))
         if self.in_conversation:
-            out.append(emit("conversation.item.done", previous_item_id=self.previous_item_id, item=copy.deepcopy(self.item)))
+            out.append(emit("conversation.item.done", previous_item_id=self.previous_item_id, item=self._item()))
         self.response["status"] = status
         self.response["status_details"] = None if reason is None else {"type": status, "reason": reason}
-        self.response["output"] = [copy.deepcopy(self.item)]
+        self.response["output"] = [self._item()]
         self.response["usage"] = self.usage
         out.append(emit("response.done", response=copy.deepcopy(self.response)))
         out.append(emit("rate_limits.updated", rate_limits=rate_limits(self.usage["total_tokens"])))

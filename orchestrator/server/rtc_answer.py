@@ -139,7 +139,11 @@ class RtcCall:
 
     async def send_events(self, events: Sequence[dict[str, Any]]) -> None:
         texts = [json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in events]
-        self.events_sent += await self.peer.send_texts(texts)
+        oversized = await self.peer.send_texts(texts)
+        self.events_sent += len(texts) - len(oversized)
+        if oversized:
+            kinds = ", ".join(str(events[i].get("type")) for i in oversized)
+            raise RtcError(f"event(s) too large for the data channel, not sent: {kinds}")
 
     def play(self, pcm: bytes) -> float:
         """Queue 24 kHz mono PCM16 on the outgoing track; returns the queued milliseconds."""
@@ -161,6 +165,7 @@ class RtcCall:
 
     async def close(self, timeout: float | None = None) -> bool:
         """Close the call (bounded, idempotent); False if the close timed out."""
+        self.end_reason = self.end_reason or "closed by the server"
         ok = await self.peer.aclose(self.close_timeout if timeout is None else timeout)
         self._finish(self.end_reason or "closed by the server")
         return ok

@@ -144,7 +144,10 @@ async def handle_websocket(server: EmbeddedServer, scope: dict[str, Any], receiv
         server.stats.connections_closed += 1
 
 
-def _refusal(auth: Any, headers: dict[str, str], model: str | None, call_id: str | None) -> tuple[str, int, str, str | None] | None:
+def _refusal(
+    auth: Any, headers: dict[str, str], model: str | None, call_id: str | None
+) -> tuple[str, int, str, str | None] | None:
+    """``(error code, close code, message, param)`` when the connection must be refused."""
     if auth.kind is None:
         return "invalid_api_key", AUTH_FAILURE_CLOSE, auth.reason, None
     if "realtime=v1" in headers.get("openai-beta", ""):

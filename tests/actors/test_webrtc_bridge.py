@@ -251,3 +251,19 @@ async def test_twenty_open_close_cycles_are_bounded_and_leak_no_threads():
             baseline = threads
         elif baseline is not None:
             assert threads <= baseline, f"cycle {cycle}: {threads} threads, baseline {baseline}"
+
+
+async def test_oversized_message_is_refused_and_the_channel_lives_on(rtc):
+    got = trio.Event()
+
+    def on_message(call: RtcCall, text: str) -> None:
+        if text == "small":
+            got.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            client, call = await connect_pair(rtc, nursery, on_message=on_message)
+            assert await client.send_texts(["x" * 300_000, "small"]) == [0]
+            await got.wait()
+            await client.aclose()
+            await call.close()

@@ -6,8 +6,9 @@ one frame every 20 ms.  :class:`JitterBuffer` sits between them:
 * ``push(packet)`` stores a packet under its sequence number.  Order is computed on the
   16-bit sequence space with wrap-around (65535 is followed by 0).
 * ``pop()`` is called once per frame period and returns the next frame in sequence.
-  Playback starts once ``depth`` frames are buffered (the fixed delay, 60 ms by default)
-  and returns ``None`` until then.  A frame that never came is concealed by a silence
+  Playback starts once ``depth`` frames are buffered or ``depth`` periods have passed
+  since the first packet (the fixed delay, 60 ms by default, and a stream shorter than
+  that still plays); until then it returns ``None``.  A frame that never came is concealed by a silence
   frame when later packets prove it lost; an empty buffer (underrun) also yields
   silence but does not advance, so a late packet can still play.
 
@@ -59,6 +60,7 @@ class JitterBuffer:
     _frames: dict[int, bytes] = attrs.field(factory=dict)
     _next: int | None = None
     _playing: bool = False
+    _waited: int = 0
     _ssrc: int | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -98,7 +100,8 @@ class JitterBuffer:
         if self._next is None:
             return None
         if not self._playing:
-            if len(self._frames) < self.depth:
+            self._waited += 1
+            if len(self._frames) < self.depth and self._waited <= self.depth:
                 return None
             self._playing = True
         payload = self._frames.pop(self._next, None)
@@ -125,3 +128,4 @@ class JitterBuffer:
         self._frames.clear()
         self._next = None
         self._playing = False
+        self._waited = 0

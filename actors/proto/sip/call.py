@@ -87,6 +87,7 @@ class SipCall:
     _intervals: dict[str, float] = attrs.field(factory=dict)
     _auth: ClientAuthenticator = attrs.field(factory=ClientAuthenticator)
     _trying_reported: bool = False
+    _provisional: bool = False
     _cancel_requested: bool = False
     _cancel_sent: bool = False
     _timed_out: bool = False
@@ -161,7 +162,7 @@ class SipCall:
         if self.role == "uac" and state in (C.CALLING, C.EARLY):
             self._cancel_requested = True
             self._goto(C.TERMINATING)
-            if state is C.EARLY:
+            if self._provisional:  # RFC 3261 9.1: only once a provisional response arrived
                 self._send_cancel(now)
         elif self.role == "uas" and state in (C.INCOMING, C.EARLY):
             self.reject(603, now)
@@ -395,6 +396,7 @@ class SipCall:
         assert self._invite is not None
         status = response.status
         if status < 200:
+            self._provisional = True
             if status == 100:
                 if not self._trying_reported:
                     self._trying_reported = True

@@ -152,7 +152,8 @@ def test_commit_stays_after_its_appends() -> None:
     core.submit(APPEND)  # drops the first append
     core.submit({"type": "input_audio_buffer.commit"})
     core.submit(APPEND)  # drops the second
-    assert [e["type"].split(".")[-1] for e in ready(core)] == ["create", "append", "commit", "append"]
+    kinds = [e["type"].split(".")[-1] for e in ready(core)]
+    assert kinds == ["create", "append", "commit", "append"]
 
 
 def test_acknowledgements() -> None:
@@ -167,8 +168,9 @@ def test_acknowledgements() -> None:
     ack_item(core, out[1])
     created(core, "r1")  # FIFO: the first response.create
     assert core.pending == [out[3]]
-    core.receive(frame({"type": "error", "error": {"message": "busy", "event_id": out[3]["event_id"],
-                                                   "code": "conversation_already_has_active_response"}}))
+    core.receive(frame({"type": "error", "error": {
+        "message": "busy", "event_id": out[3]["event_id"],
+        "code": "conversation_already_has_active_response"}}))
     core.receive(frame({"type": "error", "error": {"message": "nobody", "event_id": "evt_zz"}}))
     assert core.pending == []
     counters = core.counters
@@ -355,3 +357,25 @@ def test_written_events_are_valid_for_the_official_sdk() -> None:
                                            "response.create"]
     for event in out:
         adapter.validate_python(json.loads(json.dumps(event)))
+
+
+def test_skipped_and_discarded_items_are_counted() -> None:
+    core = ClientCore()
+    ready(core)
+    core.receive(frame({"type": "conversation.item.added", "previous_item_id": None, "item": {
+        "id": "u1", "type": "message", "role": "user",
+        "content": [{"type": "input_audio", "transcript": None}]}}))
+    created(core, "r1")
+    partial = {"id": "a1", "type": "message", "role": "assistant", "status": "in_progress",
+               "content": []}
+    core.receive(frame({"type": "response.output_item.added", "response_id": "r1",
+                        "output_index": 0, "item": partial}))
+    core.receive(frame({"type": "conversation.item.added", "previous_item_id": "u1",
+                        "item": partial}))
+    core.connection_lost()
+    out = ready(core)
+    assert [e["type"] for e in out] == ["response.create"]  # u1 has no transcript to replay
+    counters = core.counters
+    assert (counters.skipped_items, counters.discarded_items) == (1, 1)
+    assert (counters.replayed_items, counters.reissued_responses) == (0, 1)
+    assert core.last_restore.skipped_items == 1

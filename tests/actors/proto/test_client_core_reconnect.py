@@ -77,7 +77,8 @@ class FakeServer:
             if previous not in (None, "root") and previous not in ids:
                 return self._error(event, "previous_item_not_found")
             before = self._insert(item, previous)
-            self._emit({"type": "conversation.item.added", "previous_item_id": before, "item": item})
+            self._emit({"type": "conversation.item.added", "previous_item_id": before,
+                        "item": item})
             self._emit({"type": "conversation.item.done", "previous_item_id": before, "item": item})
         elif kind == "response.create":
             self._respond(event)
@@ -96,7 +97,8 @@ class FakeServer:
         self._emit({"type": "conversation.item.added", "previous_item_id": before, "item": partial})
         self._emit({"type": "response.output_text.done", **base, "item_id": iid,
                     "content_index": 0, "text": text})
-        done = {**partial, "status": "completed", "content": [{"type": "output_text", "text": text}]}
+        done = {**partial, "status": "completed",
+                "content": [{"type": "output_text", "text": text}]}
         self.conversation[-1] = done
         self._emit({"type": "response.output_item.done", **base, "item": done})
         self._emit({"type": "conversation.item.done", "previous_item_id": before, "item": done})
@@ -246,7 +248,7 @@ class ReconnectMachine(RuleBasedStateMachine):
 
 TestReconnectMachine = ReconnectMachine.TestCase
 TestReconnectMachine.settings = settings(
-    max_examples=300, stateful_step_count=60, deadline=None,
+    max_examples=200, stateful_step_count=60, deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 

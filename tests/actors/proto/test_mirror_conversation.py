@@ -93,7 +93,8 @@ def test_truncate_drops_audio_beyond_the_mark_and_keeps_the_transcript() -> None
     for bad in ({"item_id": "nope", "content_index": 0}, {"item_id": "a1", "content_index": 5}):
         feed(m, {"type": "conversation.item.truncated", "audio_end_ms": 0, **bad})
     assert m.item("a1") is before
-    assert m.replay_events()[0]["item"]["content"] == [{"type": "output_text", "text": "hello there"}]
+    [replay] = m.replay_events()
+    assert replay["item"]["content"] == [{"type": "output_text", "text": "hello there"}]
 
 
 def test_truncate_with_undecodable_audio_drops_it() -> None:
@@ -169,7 +170,8 @@ def test_replay_events() -> None:
         {"type": "input_text", "text": ""}]}
     system = {"id": "s1", "type": "message", "role": "system",
               "content": [{"type": "input_text", "text": "rules"}]}
-    feed(m, added(system), added(user("u1", "hello"), "s1"), added(audio_user("u2", "spoken"), "u1"),
+    feed(m, added(system), added(user("u1", "hello"), "s1"),
+         added(audio_user("u2", "spoken"), "u1"),
          added(assistant("a1", transcript="reply"), "u2"), added(call, "a1"), added(output, "f1"),
          added(assistant("a2", "in_progress", transcript="partial"), "f2"),
          added(audio_user("u4"), "a2"), added(image, "u4"),

@@ -58,8 +58,9 @@ def test_beta_assistant_parts_and_session_objects() -> None:
 
 
 def test_ga_to_beta_client_events() -> None:
-    update = ga_to_beta_client(SessionConfig(voice="ash", output_format="audio/pcmu",
-                                             transcription={"model": "whisper-1"}).to_update_event())
+    config = SessionConfig(voice="ash", output_format="audio/pcmu",
+                           transcription={"model": "whisper-1"})
+    update = ga_to_beta_client(config.to_update_event())
     assert update["session"] == {
         "modalities": ["text", "audio"], "voice": "ash", "input_audio_format": "pcm16",
         "output_audio_format": "g711_ulaw", "turn_detection": {"type": "server_vad"},
@@ -82,7 +83,8 @@ def test_beta_session_conflict_and_no_mutation() -> None:
     assert session == original
     with pytest.raises(SessionConfigError):
         beta_session_to_ga({"voice": "ash", "audio": {"output": {"voice": "echo"}}})
-    assert ga_session_to_beta({"type": "realtime", "audio": {"output": {"speed": 1.1}}}) == {"speed": 1.1}
+    speed = {"type": "realtime", "audio": {"output": {"speed": 1.1}}}
+    assert ga_session_to_beta(speed) == {"speed": 1.1}
 
 
 def test_client_core_in_beta_dialect() -> None:
@@ -94,7 +96,8 @@ def test_client_core_in_beta_dialect() -> None:
     out = core.outgoing()
     assert out[0]["session"]["voice"] == "ash" and "audio" not in out[0]["session"]
     assert out[1]["item"]["content"][0]["type"] == "text"
-    [event] = core.receive(json.dumps({"type": "conversation.item.created", "item": out[1]["item"]}))
+    created = {"type": "conversation.item.created", "item": out[1]["item"]}
+    [event] = core.receive(json.dumps(created))
     assert event["type"] == "conversation.item.added"
     assert event["item"]["content"][0]["type"] == "output_text"
     assert core.pending[0]["type"] == "session.update"  # the item was acknowledged

@@ -20,7 +20,9 @@ def test_protocol_error_fields_and_payload() -> None:
     assert (error.code, error.message, error.detail, error.local) == (
         "invalid_field", "bad", {"field": "x"}, False,
     )
-    assert error.to_payload() == {"code": "invalid_field", "message": "bad", "detail": {"field": "x"}}
+    assert error.to_payload() == {
+        "code": "invalid_field", "message": "bad", "detail": {"field": "x"},
+    }
     assert str(error) == "invalid_field: bad"
     assert "remote" in repr(error)
     assert "local" in repr(ProtocolError("c", "m", local=True))

@@ -209,7 +209,9 @@ JSON = st.recursive(
 @given(st.sampled_from(sorted(SERVER_SCHEMAS)), st.dictionaries(
     st.sampled_from(["item", "response", "item_id", "error", "session", "delta", "content_index",
                      "response_id", "text", "transcript", "audio_end_ms", "part"]), JSON))
-def test_parse_of_random_fields_returns_or_raises_invalid_field(event_type: str, fields: dict) -> None:
+def test_parse_of_random_fields_returns_or_raises_invalid_field(
+    event_type: str, fields: dict[str, Any]
+) -> None:
     frame = json.dumps({**fields, "type": event_type})
     try:
         assert parse_server_event(frame)["type"] == event_type
@@ -307,7 +309,8 @@ def test_encode_maps_unserialisable_to_a_local_error() -> None:
 def test_error_info() -> None:
     event = parse_server_event(json.dumps({"type": "error", "error": {
         "type": "invalid_request_error", "code": "x", "message": "m", "event_id": "evt_1"}}))
-    assert ErrorInfo.from_event(event) == ErrorInfo("invalid_request_error", "x", "m", None, "evt_1")
+    expected = ErrorInfo("invalid_request_error", "x", "m", None, "evt_1")
+    assert ErrorInfo.from_event(event) == expected
     bare = check_server_event({"type": "error", "error": {"message": "m"}})
     assert ErrorInfo.from_event(bare) == ErrorInfo("unknown", None, "m", None, None)
 
@@ -315,7 +318,8 @@ def test_error_info() -> None:
 def test_session_info() -> None:
     event = {"type": "session.created", "session": {"id": "sess_1", "model": "gpt-realtime",
                                                     "expires_at": 99}}
-    assert SessionInfo.from_event(check_server_event(event)) == SessionInfo("sess_1", "gpt-realtime", 99)
+    expected = SessionInfo("sess_1", "gpt-realtime", 99)
+    assert SessionInfo.from_event(check_server_event(event)) == expected
     assert SessionInfo.from_event({"session": {}}) == SessionInfo(None, None, None)
 
 

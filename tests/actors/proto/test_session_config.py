@@ -27,7 +27,8 @@ def test_defaults_and_session_object() -> None:
         "type": "realtime",
         "output_modalities": ["audio"],
         "audio": {
-            "input": {"format": PCM, "turn_detection": {"type": "server_vad"}, "transcription": None},
+            "input": {"format": PCM, "turn_detection": {"type": "server_vad"},
+                      "transcription": None},
             "output": {"format": PCM},
         },
     }
@@ -156,7 +157,8 @@ def test_extra_fields_pass_through() -> None:
         ({"audio": {"input": {"turn_detection": "server_vad"}}}, "audio.input.turn_detection"),
         ({"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2}}}},
          "audio.input.turn_detection.threshold"),
-        ({"audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": True}}}},
+        ({"audio": {"input": {"turn_detection": {"type": "server_vad",
+                                                 "silence_duration_ms": True}}}},
          "audio.input.turn_detection.silence_duration_ms"),
         ({"audio": {"input": {"turn_detection": {"type": "server_vad", "eagerness": "low"}}}},
          "audio.input.turn_detection.eagerness"),
@@ -268,7 +270,9 @@ def test_round_trip_through_beta_names(config: SessionConfig) -> None:
 
 
 @given(configs, configs)
-def test_updated_with_a_whole_session_object_gives_that_config(a: SessionConfig, b: SessionConfig) -> None:
+def test_updated_with_a_whole_session_object_gives_that_config(
+    a: SessionConfig, b: SessionConfig
+) -> None:
     # What b does not send (no instructions, no voice, no extra key) is left as it was.
     target = attrs.evolve(
         b,

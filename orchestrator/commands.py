@@ -1,0 +1,77 @@
+"""The bodies of the CLI commands.  Each returns an exit code or raises UsageError/RunFailed."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+import trio
+
+from orchestrator.cli import EXIT_OK, RunFailed, UsageError
+
+__all__ = ["serve_command", "validate_command", "run_command"]
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from orchestrator.server import generate_api_key, run_server
+
+    if not (0 <= args.port <= 65535):
+        raise UsageError(f"--port must be 0..65535, not {args.port}")
+    key = args.api_key or generate_api_key()
+    key_file = None if args.api_key else _write_key_file(key)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            try:
+                url = await nursery.start(run_server, args.host, args.port, [key])
+            except OSError as exc:
+                raise RunFailed(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+            print(f"rtfleet embedded server on {url}", flush=True)
+            print(f"  WebSocket   {url.replace('http', 'ws', 1)}/v1/realtime?model=gpt-realtime", flush=True)
+            print(f"  secrets     POST {url}/v1/realtime/client_secrets", flush=True)
+            if key_file:
+                # The generated key goes to a private file, never to the terminal or a log.
+                print(f"  API key     in {key_file} (mode 0600)", flush=True)
+            if not _is_loopback(args.host):
+                print(f"  warning: listening on {args.host}, reachable from other hosts", file=sys.stderr)
+
+    try:
+        trio.run(main)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
+def _write_key_file(key: str) -> str:
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="rtfleet-server-", suffix=".key")
+    with os.fdopen(fd, "w") as f:  # mkstemp creates the file with mode 0600
+        f.write(key + "\n")
+    return path
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    from orchestrator.scenario.runner import load_for_cli
+
+    scenario = load_for_cli(args.scenario)
+    print(f"{args.scenario}: ok ({scenario.name}: {len(scenario.populations)} population(s), "
+          f"{len(scenario.thresholds)} threshold(s))")
+    return EXIT_OK
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from orchestrator.scenario.runner import run_for_cli
+
+    return run_for_cli(args)
