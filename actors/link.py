@@ -44,6 +44,8 @@ class SessionLink:
     _space: trio.Event = attrs.field(factory=trio.Event, init=False)
     #: set when the session should close cleanly (the actor closes with 1000 and returns)
     stop_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
+    #: set to drop the current connection abruptly (chaos); replaced for each connection
+    abort_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     @stamper.default
     def _default_stamper(self) -> EventStamper:
@@ -86,6 +88,10 @@ class SessionLink:
                 if self._space.is_set():
                     self._space = trio.Event()
                 await self._space.wait()
+
+    def abort_connection(self) -> None:
+        """Drop the current connection without a close handshake (fault injection)."""
+        self.abort_requested.set()
 
     def wake_writer(self) -> None:
         self._outbound.set()

@@ -131,12 +131,15 @@ async def run_websocket(
                 return ActorExit(ExitReason.DROPPED, None,
                                  f"connection failed: {type(exc).__name__}: {exc}")
             core.connection_started()
+            exit: ActorExit | None = None
             try:
-                return await _session(link, ws, params, task_status)
+                exit = await _session(link, ws, params, task_status)
+                return exit
             finally:
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(params.close_timeout):
-                        await ws.aclose()
+                if exit is None or exit.detail != _ABORTED:
+                    with trio.CancelScope(shield=True):
+                        with trio.move_on_after(params.close_timeout):
+                            await ws.aclose()
                 nursery.cancel_scope.cancel()
     finally:
         if stream is not None:
@@ -201,8 +204,11 @@ async def _session(
         if deadline < math.inf:
             nursery.start_soon(_recycle_at, deadline, finish)
         nursery.start_soon(_stop_when_asked, link, finish)
+        nursery.start_soon(_abort_when_asked, link, finish)
         link.wake_writer()
     exit = outcome[0]
+    if exit.detail == _ABORTED:
+        return exit  # no close handshake: the caller closes the TCP stream forcefully
     if not ws.closed:
         with trio.move_on_after(params.close_timeout) as scope:
             scope.shield = True
@@ -284,6 +290,17 @@ def _recycle_deadline(link: SessionLink, params: ConnectParams) -> float:
         remaining = float(expires_at) - link.stamper.wall() - params.recycle_margin
         deadline = min(deadline, now + max(remaining, 0.0))
     return deadline
+
+
+_ABORTED = "connection aborted by fault injection"
+
+
+async def _abort_when_asked(link: SessionLink, finish: Callable[[ActorExit], None]) -> None:
+    if link.abort_requested.is_set():
+        link.abort_requested = trio.Event()
+    await link.abort_requested.wait()
+    link.abort_requested = trio.Event()
+    finish(ActorExit(ExitReason.DROPPED, 1006, _ABORTED))
 
 
 async def _stop_when_asked(link: SessionLink, finish: Callable[[ActorExit], None]) -> None:

@@ -123,9 +123,14 @@ class Subscription:
 
 @attrs.define
 class Router:
+    """Subscriptions filtered by session are indexed by session id, so publishing costs
+    O(matching subscribers), not O(all subscribers), with one subscriber per session."""
+
     subscriptions: list[Subscription] = attrs.field(factory=list)
     published: int = 0
     dropped: int = 0
+    _broad: list[Subscription] = attrs.field(factory=list, init=False)
+    _by_session: dict[str, list[Subscription]] = attrs.field(factory=dict, init=False)
 
     def subscribe(
         self,
@@ -137,17 +142,36 @@ class Router:
         send, receive = trio.open_memory_channel[ConnectionEvent](size)
         sub = Subscription(filter or EventFilter(), send, receive, self)
         self.subscriptions.append(sub)
+        if sub.filter.sessions is None:
+            self._broad.append(sub)
+        else:
+            for sid in sub.filter.sessions:
+                self._by_session.setdefault(sid, []).append(sub)
         return sub
 
     def publish(self, event: ConnectionEvent) -> None:
         self.published += 1
-        for sub in self.subscriptions:
+        for sub in tuple(self._broad):  # a copy: a closed subscriber removes itself
             if sub.filter.matches(event):
                 sub._offer(event)
+        targeted = self._by_session.get(event.session_id)
+        if targeted:
+            for sub in tuple(targeted):
+                if sub.filter.matches(event):
+                    sub._offer(event)
 
     def _remove(self, sub: Subscription) -> None:
         if sub in self.subscriptions:
             self.subscriptions.remove(sub)
+            if sub.filter.sessions is None:
+                self._broad.remove(sub)
+            else:
+                for sid in sub.filter.sessions:
+                    subs = self._by_session.get(sid)
+                    if subs is not None:
+                        subs.remove(sub)
+                        if not subs:
+                            del self._by_session[sid]
         sub._send.close()
 
     def close(self) -> None:

@@ -74,6 +74,15 @@ class ClientSecretStore:
             return None, "expired"
         return secret, ""
 
+    def expire_all(self, now: float) -> int:
+        """Fault injection: every live secret expires now; returns how many did."""
+        count = 0
+        for value, secret in list(self._by_value.items()):
+            if secret.expires_at > now:
+                self._by_value[value] = attrs.evolve(secret, expires_at=int(now))
+                count += 1
+        return count
+
     def _prune(self, now: float) -> None:
         # Forget secrets expired for over an hour (recently expired ones still say "expired").
         while self._expiry and self._expiry[0][0] + 3600 <= now:

@@ -16,6 +16,10 @@ import attrs
 import numpy as np
 import pytest
 import trio
+
+pytest.importorskip("aiortc", reason="needs the webrtc extra: pip install -e .[webrtc]")
+pytest.importorskip("trio_asyncio", reason="needs the webrtc extra")
+
 from hypercorn.config import Config
 from hypercorn.trio import serve
 

@@ -12,6 +12,9 @@ import numpy as np
 import pytest
 import trio
 
+pytest.importorskip("aiortc", reason="needs the webrtc extra: pip install -e .[webrtc]")
+pytest.importorskip("trio_asyncio", reason="needs the webrtc extra")
+
 from actors.rtc_bridge import (
     PCM_RATE,
     Inbox,

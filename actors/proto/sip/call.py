@@ -20,6 +20,7 @@ once the call is up (deferred until the ACK on the UAS side, RFC 3261 15).
 from __future__ import annotations
 
 import enum
+
 import attrs
 
 from .auth import ClientAuthenticator
@@ -30,12 +31,13 @@ from .events import (CallAnswered, CallCancelled, CallConfirmed, CallEnded, Call
                      CallRinging, CallTrying, CallUpdated, CallUpdateFailed, IncomingCall)
 from .headers import Headers
 from .message import SipRequest, SipResponse, make_response
-from .sdp import SessionDescription
+from .sdp import SessionDescription, description_in
 from .transaction import (ClientInviteTransaction, ClientNonInviteTransaction,
-                          ServerInviteTransaction, ServerNonInviteTransaction)
+                          ServerInviteTransaction, ServerNonInviteTransaction, make_cancel)
 from .values import Address, NameAddress
 
-__all__ = ["CallState", "CALL_TRANSITIONS", "SipCall", "parse_sdp_body"]
+__all__ = ["CallState", "CALL_TRANSITIONS", "SipCall"]
+
 
 class CallState(enum.Enum):
     CALLING = "calling"
@@ -57,13 +59,6 @@ CALL_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
     C.TERMINATING: frozenset({C.TERMINATED}),
     C.TERMINATED: frozenset(),
 }
-
-
-def parse_sdp_body(message: SipRequest | SipResponse) -> SessionDescription | None:
-    """The session description in a message body, ``None`` if there is none."""
-    if not message.body.strip() or message.content_type not in (None, "application/sdp"):
-        return None
-    return SessionDescription.parse(message.body)
 
 
 @attrs.define(eq=False)
@@ -188,7 +183,7 @@ class SipCall:
     # -- input from the user agent -------------------------------------------------------
 
     def on_response(self, tx: object, response: SipResponse, now: float) -> None:
-        role = next((r for r, t in self._txs.items() if t is tx), None)
+        role = self._role(tx)
         if role is None:
             if 200 <= response.status < 300 and response.cseq.method == "INVITE":
                 self.on_stray_2xx(response)  # retransmitted 2xx: ACK again
@@ -205,7 +200,7 @@ class SipCall:
             self._finish(CallEnded(self.call_id, "local", "bye"))
 
     def on_timeout(self, tx: object, now: float) -> None:
-        role = next((r for r, t in self._txs.items() if t is tx), None)
+        role = self._role(tx)
         if role is None:
             return
         del self._txs[role]
@@ -229,7 +224,7 @@ class SipCall:
             return
         self._pending_2xx = None
         self._cancel_deadlines("2xx", "ack")
-        sdp = parse_sdp_body(request)
+        sdp = description_in(request)
         if self.state is C.ANSWERED:
             if sdp is not None:
                 self.remote_sdp = sdp
@@ -312,6 +307,9 @@ class SipCall:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _role(self, tx: object) -> str | None:
+        return next((r for r, t in self._txs.items() if t is tx), None)
+
     def _require(self, *states: CallState, role: str | None = None) -> None:
         if self.state not in states or (role is not None and self.role != role):
             raise SipStateError(f"call {self.call_id} ({self.role}) is {self.state.value}")
@@ -377,7 +375,7 @@ class SipCall:
             tx.send_response(make_response(request, 491), now)
             return
         try:
-            sdp = parse_sdp_body(request)
+            sdp = description_in(request)
         except SipParseError as exc:
             tx.send_response(make_response(request, exc.status_hint), now)
             return
@@ -407,7 +405,7 @@ class SipCall:
                 if self.state is C.CALLING:
                     self._goto(C.EARLY)
                 try:
-                    sdp = parse_sdp_body(response)
+                    sdp = description_in(response)
                 except SipParseError:
                     sdp = None
                 self.core.emit(CallRinging(self.call_id, status, sdp))
@@ -439,7 +437,7 @@ class SipCall:
             self._send_bye(now)
             return
         try:
-            sdp = parse_sdp_body(response)
+            sdp = description_in(response)
         except SipParseError as exc:
             self._report(CallFailed(self.call_id, exc.status_hint, f"bad SDP in answer: {exc}"))
             self._send_bye(now)
@@ -472,20 +470,15 @@ class SipCall:
         self._acks[seq] = (ack.to_bytes(), self.dialog.destination())
         self.core.send_datagram(*self._acks[seq])
         self.dialog.update_target(response)
-        sdp = parse_sdp_body(response)
+        sdp = description_in(response)
         self.remote_sdp = sdp if sdp is not None else self.remote_sdp
         self.core.emit(CallUpdated(self.call_id, sdp))
 
     def _send_cancel(self, now: float) -> None:
         assert self._invite is not None
-        invite = self._invite
-        items = [("Via", str(invite.via)), ("Max-Forwards", "70"),
-                 ("From", invite.headers.get("From") or ""), ("To", invite.headers.get("To") or ""),
-                 ("Call-ID", self.call_id), ("CSeq", f"{invite.cseq.seq} CANCEL")]
-        items += [("Route", r) for r in invite.headers.get_all("Route")]
         self._cancel_sent = True
-        self._start("cancel", SipRequest("CANCEL", invite.uri, Headers.of(items)), self.destination, now)
-        self._deadlines["cancel"] = now + self.core.config.timers.timeout
+        self._start("cancel", make_cancel(self._invite), self.destination, now)
+        self._deadlines["cancel"] = now + self.core.config.timers.timeout  # RFC 3261 9.1
 
     def _send_bye(self, now: float) -> None:
         assert self.dialog is not None
@@ -515,10 +508,6 @@ class SipCall:
         request = self._with_auth(attrs.evolve(old, headers=headers))
         if role == "invite":
             self._invite = request
-        self._start(role, request, self._txs_destination(role), now)
+        destination = self.destination if self.dialog is None else self.dialog.destination()
+        self._start(role, request, destination, now)
         return True
-
-    def _txs_destination(self, role: str) -> Address:
-        if role == "invite" or self.dialog is None:
-            return self.destination
-        return self.dialog.destination()

@@ -18,6 +18,7 @@ An offer with nothing in common raises :class:`SdpNegotiationError` (answer 488)
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 import attrs
 
@@ -37,6 +38,7 @@ __all__ = [
     "create_answer",
     "audio_session",
     "answer_direction",
+    "description_in",
 ]
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -268,6 +270,21 @@ def _media_from_dict(m: dict[str, object]) -> MediaDescription:
         formats=tuple(m["formats"]), connection=m.get("connection"),  # type: ignore[arg-type]
         attributes=tuple(m["attributes"]), other=tuple(m["other"]),  # type: ignore[arg-type]
     )
+
+
+class _HasBody(Protocol):
+    body: bytes
+
+    @property
+    def content_type(self) -> str | None: ...
+
+
+def description_in(message: _HasBody) -> "SessionDescription | None":
+    """The session description in a SIP message body; ``None`` if the body is empty or
+    of another type.  Raises SdpParseError if it is malformed."""
+    if not message.body.strip() or message.content_type not in (None, "application/sdp"):
+        return None
+    return SessionDescription.parse(message.body)
 
 
 def _attr_line(name: str, value: str | None) -> str:

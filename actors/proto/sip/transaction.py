@@ -49,6 +49,7 @@ __all__ = [
     "ServerNonInviteTransaction",
     "client_key",
     "server_key",
+    "make_cancel",
 ]
 
 
@@ -112,6 +113,21 @@ def server_key(request: SipRequest) -> tuple[str, ...]:
     # RFC 2543 peers: no usable branch, fall back to the dialog identifiers.
     return ("server-2543", request.call_id, request.from_.tag or "", str(request.cseq.seq),
             via.sent_by.lower(), method)
+
+
+def _same_transaction_request(invite: SipRequest, method: str, to: str) -> SipRequest:
+    """ACK (for a non-2xx) or CANCEL for ``invite``: its Request-URI, top Via (so the same
+    branch), From, Call-ID, CSeq number and Route headers."""
+    items = [("Via", str(invite.via)), ("Max-Forwards", "70"), ("From", invite.headers.get("From") or ""),
+             ("To", to), ("Call-ID", invite.call_id), ("CSeq", f"{invite.cseq.seq} {method}")]
+    items += [("Route", r) for r in invite.headers.get_all("Route")]
+    return SipRequest(method, invite.uri, Headers.of(items))
+
+
+def make_cancel(invite: SipRequest) -> SipRequest:
+    """The CANCEL for a pending INVITE (RFC 3261 9.1); it is matched to the INVITE's
+    server transaction by the shared branch."""
+    return _same_transaction_request(invite, "CANCEL", invite.headers.get("To") or "")
 
 
 @attrs.define(eq=False)
@@ -236,13 +252,7 @@ class ClientInviteTransaction(_Transaction):
 
     def _ack_for(self, response: SipResponse) -> SipRequest:
         """The ACK of RFC 3261 17.1.1.3 (same branch, To from the response)."""
-        request = self.request
-        cseq = request.cseq
-        items = [("Via", str(request.via)), ("Max-Forwards", "70"),
-                 ("From", request.headers.get("From") or ""), ("To", response.headers.get("To") or ""),
-                 ("Call-ID", request.call_id), ("CSeq", f"{cseq.seq} ACK")]
-        items += [("Route", r) for r in request.headers.get_all("Route")]
-        return SipRequest("ACK", request.uri, Headers.of(items))
+        return _same_transaction_request(self.request, "ACK", response.headers.get("To") or "")
 
     def _fire(self, name: str, deadline: float) -> None:
         if name == "A" and self.state is S.CALLING:

@@ -27,17 +27,18 @@ from __future__ import annotations
 import collections
 import random
 
-from .call import SipCall, parse_sdp_body
+from .auth import VerifyResult
+from .call import SipCall
 from .config import ALLOW, SipConfig
 from .errors import SipError, SipParseError, SipStateError
 from .events import MalformedMessage, OptionsResult, SipEvent
 from .headers import Headers
 from .message import SipRequest, SipResponse, make_response, parse_message
+from .sdp import description_in
 from .transaction import (ClientInviteTransaction, ClientNonInviteTransaction, ResponseReceived,
                           ServerInviteTransaction, ServerNonInviteTransaction,
                           TransactionTimeout, client_key, server_key)
 from .values import MAGIC_COOKIE, Address, NameAddress, SipUri, Via
-from .auth import VerifyResult
 
 __all__ = ["SipUserAgent"]
 
@@ -278,7 +279,7 @@ class SipUserAgent:
             if call is not None:
                 tx.send_response(make_response(request, 482), now)  # merged request
             elif self._authorized(tx, request, now):
-                sdp = parse_sdp_body(request)
+                sdp = description_in(request)
                 assert isinstance(tx, ServerInviteTransaction)
                 new_call = SipCall.incoming(self, tx, request, sdp)
                 tx.owner = new_call

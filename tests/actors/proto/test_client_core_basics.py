@@ -5,7 +5,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.proto.client import ClientCore, ClientCounters
@@ -82,6 +82,7 @@ def test_submit_assigns_ids_without_touching_the_callers_dict() -> None:
     assert core.last_submitted["item"]["id"] == "item_custom"
 
 
+@settings(deadline=None)
 @given(st.lists(st.sampled_from(["append", "item", "commit", "response"]), max_size=40))
 def test_ids_are_unique_and_order_is_submit_order(kinds: list[str]) -> None:
     core = ClientCore(audio_limit=1000)
@@ -302,6 +303,7 @@ def test_connection_lifecycle_edges() -> None:
     assert core.ready and core.connected and core.connections == 2
 
 
+@settings(deadline=None)
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=50)))
 def test_receive_never_raises_for_peer_input(data: str | bytes) -> None:
     core = ClientCore()

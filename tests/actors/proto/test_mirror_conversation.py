@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.proto.mirror import SessionMirror
@@ -53,6 +53,7 @@ def test_ordering_by_previous_item_id() -> None:
     assert [i["id"] for i in m.items()] == m.ids
 
 
+@settings(deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 30)), max_size=30))
 def test_ordering_matches_a_list_model(steps: list[tuple[bool, int]]) -> None:
     """Insert after a random existing item (or at root / the end), delete sometimes."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.proto.errors import (
@@ -87,6 +87,7 @@ def test_excerpt_truncates_and_handles_bytes() -> None:
     assert len(excerpt(bytearray(b"y" * 5000), 50)) == 50
 
 
+@settings(deadline=None)
 @given(st.text(), st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=6))
 def test_excerpt_is_short_and_never_leaks_a_key(prefix: str, key: str) -> None:
     out = excerpt(f"{prefix} sk-{key}")

@@ -4,7 +4,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.proto.errors import ProtocolError
@@ -190,6 +190,7 @@ def test_optional_nullable_field() -> None:
     raises("invalid_field", json.dumps({**ok, "previous_item_id": 3}))
 
 
+@settings(deadline=None)
 @given(st.text(max_size=300))
 def test_parse_only_ever_raises_protocol_errors_on_text(text: str) -> None:
     try:
@@ -206,6 +207,7 @@ JSON = st.recursive(
 )
 
 
+@settings(deadline=None)
 @given(st.sampled_from(sorted(SERVER_SCHEMAS)), st.dictionaries(
     st.sampled_from(["item", "response", "item_id", "error", "session", "delta", "content_index",
                      "response_id", "text", "transcript", "audio_end_ms", "part"]), JSON))

@@ -5,7 +5,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.proto.dialect import ga_session_to_beta
@@ -254,6 +254,7 @@ configs = st.builds(
 )
 
 
+@settings(deadline=None)
 @given(configs)
 def test_round_trip_through_the_session_object(config: SessionConfig) -> None:
     session = config.to_session_object()
@@ -262,6 +263,7 @@ def test_round_trip_through_the_session_object(config: SessionConfig) -> None:
     assert session == before
 
 
+@settings(deadline=None)
 @given(configs)
 def test_round_trip_through_beta_names(config: SessionConfig) -> None:
     beta = ga_session_to_beta(config.to_session_object())
@@ -269,6 +271,7 @@ def test_round_trip_through_beta_names(config: SessionConfig) -> None:
     assert SessionConfig.from_dict({**beta, "model": config.model}) == config
 
 
+@settings(deadline=None)
 @given(configs, configs)
 def test_updated_with_a_whole_session_object_gives_that_config(
     a: SessionConfig, b: SessionConfig

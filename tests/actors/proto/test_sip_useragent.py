@@ -15,7 +15,7 @@ from actors.proto.sip import (TERMINAL_EVENTS, CallAnswered, CallCancelled, Call
                               IncomingCall, MalformedMessage, OptionsResult, SipConfig,
                               SipStateError, SipUserAgent, create_answer, create_offer,
                               parse_message)
-from actors.proto.sip.message import SipRequest, SipResponse
+from actors.proto.sip.message import SipResponse
 
 A = ("192.0.2.1", 5060)
 B = ("192.0.2.2", 5062)
