@@ -62,16 +62,56 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def validate_command(args: argparse.Namespace) -> int:
-    from orchestrator.scenario.runner import load_for_cli
+def _load(path: str):  # type: ignore[no-untyped-def]
+    from orchestrator.scenario import ScenarioError, load_scenario
 
-    scenario = load_for_cli(args.scenario)
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    scenario = _load(args.scenario)
     print(f"{args.scenario}: ok ({scenario.name}: {len(scenario.populations)} population(s), "
           f"{len(scenario.thresholds)} threshold(s))")
     return EXIT_OK
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from orchestrator.scenario.runner import run_for_cli
+    import json
+    from pathlib import Path
 
-    return run_for_cli(args)
+    from orchestrator.scenario.progress import make_reporter
+    from orchestrator.scenario.results import format_summary, write_results
+    from orchestrator.scenario.runner import RunError, RunInputError, run_scenario
+    from orchestrator.telemetry import setup_telemetry
+
+    scenario = _load(args.scenario)
+    try:
+        telemetry = setup_telemetry(trace_file=args.trace_file)
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    reporter = make_reporter(quiet=args.quiet, json_lines=args.json)
+    try:
+        result = trio.run(lambda: run_scenario(scenario, file=args.scenario, target=args.target,
+                                               seed=args.seed, on_tick=reporter))
+    except RunInputError as exc:
+        raise UsageError(str(exc)) from None
+    except RunError as exc:
+        raise RunFailed(str(exc)) from None
+    finally:
+        reporter.close()
+        telemetry.shutdown()
+    written = write_results(Path(args.out), result.results) if args.out else []
+    if args.json:
+        print(json.dumps({"summary": {k: result.results[k] for k in
+                                      ("verdict", "sessions", "thresholds", "duration_s")}},
+                         separators=(",", ":"), default=str))
+    else:
+        print(format_summary(result.results))
+        for path in written:
+            print(f"wrote {path}")
+    return result.exit_code

@@ -117,10 +117,16 @@ class Fleet:
         self.supervisor.start(link, spec)
         return sid
 
-    async def remove_session(self, session_id: str) -> SessionStatus:
+    async def remove_session(self, session_id: str, *, forget: bool = False) -> SessionStatus:
+        """Close the session cleanly; ``forget`` also drops its state (long runs)."""
         self._link(session_id)
         await self.supervisor.stop(session_id)
-        return self.supervisor.status(session_id)
+        status = self.supervisor.status(session_id)
+        if forget:
+            del self.links[session_id]
+            del self.supervisor.children[session_id]
+            self._watchers.pop(session_id, None)
+        return status
 
     async def send(self, session_id: str, event: Mapping[str, Any]) -> None:
         """Queue a client event for the session (waits while its control queue is full)."""

@@ -1,0 +1,244 @@
+"""One scripted session: runs its steps against the fleet and measures its turns.
+
+The runner's dispatcher hands every event of the session to :meth:`SessionDriver.on_event`
+(synchronously, in order); the script task waits on the driver's trio events.  A turn starts
+when the client asks for a response (``say``), when the server reports the end of speech
+(``play`` with server VAD), or when the client commits (``play`` without VAD); it ends at
+``response.done``.
+"""
+
+from __future__ import annotations
+
+import base64
+import wave
+from pathlib import Path
+from typing import Any, Sequence
+
+import attrs
+import trio
+
+from actors.events import ConnectionEvent, EventKind
+from orchestrator.fleet import Fleet, user_text
+from orchestrator.scenario.runmetrics import RunMetrics
+from orchestrator.telemetry import start_span
+from orchestrator.scenario.steps import (
+    BargeIn,
+    Cancel,
+    Pause,
+    Play,
+    Repeat,
+    Say,
+    Send,
+    Step,
+    WaitResponse,
+)
+
+__all__ = ["SessionDriver", "StepFailed", "load_audio"]
+
+TEXT_DELTAS = frozenset({"response.output_text.delta", "response.output_audio_transcript.delta"})
+PCM_RATE = 24_000
+CHUNK_BYTES = PCM_RATE * 2 // 50  # 20 ms of PCM16 mono
+
+
+class StepFailed(Exception):
+    """A step could not complete (a turn timed out, the session ended)."""
+
+
+@attrs.define
+class _Turn:
+    started: float
+    span: Any = None
+    first_text: float | None = None
+    first_audio: float | None = None
+
+
+@attrs.define(eq=False)
+class SessionDriver:
+    sid: str
+    fleet: Fleet
+    metrics: RunMetrics
+    vad: bool
+    #: the session's span; each turn is a child span
+    span: Any = None
+    _turn: _Turn | None = None
+    _done_count: int = 0
+    _done: trio.Event = attrs.field(factory=trio.Event)
+    _first_audio: trio.Event = attrs.field(factory=trio.Event)
+    _audio_bytes: int = 0
+    _audio_item: str | None = None
+    _audio_started: float | None = None
+    last_response: dict[str, Any] | None = None
+    turns: int = 0
+
+    def _start_turn(self, kind: str) -> _Turn:
+        if self._turn is not None and self._turn.span is not None:
+            self._turn.span.end()
+        span = None
+        if self.span is not None:
+            span = start_span("gen_ai.realtime.turn", {"gen_ai.operation.name": "realtime",
+                                                       "rtfleet.turn.kind": kind}, parent=self.span)
+        turn = self._turn = _Turn(self.metrics.clock(), span)
+        return turn
+
+    # -- events (called by the dispatcher, in order) ----------------------------------------
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        if event.kind is not EventKind.SERVER:
+            return
+        payload = event.payload
+        kind = payload["type"]
+        now = self.metrics.clock()
+        turn = self._turn
+        if kind in TEXT_DELTAS:
+            if turn is not None and turn.first_text is None:
+                turn.first_text = now
+                self.metrics.observe("turn.time_to_first_text", now - turn.started)
+        elif kind == "response.output_audio.delta":
+            self._audio_bytes += len(payload.get("delta", "")) * 3 // 4
+            if self._audio_item is None:
+                self._audio_item = payload.get("item_id")
+                self._audio_started = now
+                self._first_audio.set()
+            if turn is not None and turn.first_audio is None:
+                turn.first_audio = now
+                self.metrics.observe("turn.time_to_first_audio", now - turn.started)
+        elif kind == "response.created":
+            self._audio_bytes = 0
+            self._audio_item = None
+            self._audio_started = None
+            self._first_audio = trio.Event()
+        elif kind == "input_audio_buffer.speech_stopped":
+            if self.vad:
+                self._start_turn("audio")
+        elif kind == "response.done":
+            self.last_response = payload.get("response")
+            if turn is not None:
+                self.metrics.observe("turn.duration", now - turn.started)
+                if turn.span is not None:
+                    _end_turn_span(turn, self.last_response)
+                self._turn = None
+            self.metrics.inc("turns.completed")
+            self.turns += 1
+            self._done_count += 1
+            self._done.set()
+            self._done = trio.Event()
+        elif kind == "error":
+            self.metrics.inc("errors")
+            self.metrics.inc("errors.server")
+
+    # -- steps ----------------------------------------------------------------------------
+
+    async def run(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            await self._step(step)
+
+    async def _step(self, step: Step) -> None:
+        if isinstance(step, Say):
+            await self._say(step)
+        elif isinstance(step, Play):
+            await self._play(step)
+        elif isinstance(step, WaitResponse):
+            await self._wait_done(self._done_count, step.timeout)
+        elif isinstance(step, BargeIn):
+            await self._barge_in(step.after)
+        elif isinstance(step, Cancel):
+            await self.fleet.send(self.sid, {"type": "response.cancel"})
+        elif isinstance(step, Pause):
+            await trio.sleep(step.duration)
+        elif isinstance(step, Repeat):
+            for _ in range(step.times):
+                await self.run(step.steps)
+        elif isinstance(step, Send):
+            await self.fleet.send(self.sid, dict(step.event))
+        else:  # pragma: no cover - the loader admits only the kinds above
+            raise StepFailed(f"unknown step {step!r}")
+
+    async def _say(self, step: Say) -> None:
+        await self.fleet.send(self.sid, user_text(step.text))
+        count = self._done_count
+        self._start_turn("text")
+        await self.fleet.send(self.sid, {"type": "response.create"})
+        if step.wait:
+            await self._wait_done(count, step.timeout)
+
+    async def _wait_done(self, count: int, timeout: float) -> None:
+        with trio.move_on_after(timeout):
+            while self._done_count <= count:
+                await self._done.wait()
+            return
+        if self._turn is not None and self._turn.span is not None:
+            self._turn.span.set_attribute("error.type", "timeout")
+            self._turn.span.end()
+        self._turn = None
+        self.metrics.inc("turns.failed")
+        self.metrics.inc("errors")
+        raise StepFailed(f"no response.done within {timeout:g}s")
+
+    async def _play(self, step: Play) -> None:
+        pcm = load_audio(step.path)
+        start = trio.current_time()
+        for index, offset in enumerate(range(0, len(pcm), CHUNK_BYTES)):
+            if step.realtime:
+                due = start + index * 0.02
+                now = trio.current_time()
+                if now < due:
+                    await trio.sleep_until(due)
+                else:
+                    self.metrics.observe("audio.frame_lateness", now - due)
+            chunk = pcm[offset: offset + CHUNK_BYTES]
+            await self.fleet.send(self.sid, {"type": "input_audio_buffer.append",
+                                             "audio": base64.b64encode(chunk).decode("ascii")})
+        commit = step.commit if step.commit is not None else not self.vad
+        if commit:
+            await self.fleet.send(self.sid, {"type": "input_audio_buffer.commit"})
+            self._start_turn("audio")
+            await self.fleet.send(self.sid, {"type": "response.create"})
+
+    async def _barge_in(self, after: float) -> None:
+        await self._first_audio.wait()
+        await trio.sleep(after)
+        started = self._audio_started or self.metrics.clock()
+        received_ms = self._audio_bytes * 1000 // (PCM_RATE * 2)
+        played_ms = int(min((self.metrics.clock() - started) * 1000, received_ms))
+        await self.fleet.send(self.sid, {"type": "response.cancel"})
+        if self._audio_item:
+            await self.fleet.send(self.sid, {"type": "conversation.item.truncate",
+                                             "item_id": self._audio_item, "content_index": 0,
+                                             "audio_end_ms": played_ms})
+        self.metrics.inc("turns.barged_in")
+
+
+def _end_turn_span(turn: _Turn, response: dict[str, Any] | None) -> None:
+    span = turn.span
+    response = response or {}
+    span.set_attribute("gen_ai.response.id", str(response.get("id", "")))
+    span.set_attribute("rtfleet.response.status", str(response.get("status", "")))
+    usage = response.get("usage") or {}
+    for key in ("input_tokens", "output_tokens", "total_tokens"):
+        if isinstance(usage.get(key), int):
+            span.set_attribute(f"gen_ai.usage.{key}", usage[key])
+    if turn.first_text is not None:
+        span.set_attribute("rtfleet.turn.time_to_first_text", turn.first_text - turn.started)
+    if turn.first_audio is not None:
+        span.set_attribute("rtfleet.turn.time_to_first_audio", turn.first_audio - turn.started)
+    span.end()
+
+
+_AUDIO_CACHE: dict[Path, bytes] = {}
+
+
+def load_audio(path: Path) -> bytes:
+    """PCM16 mono 24 kHz from a .wav (checked) or raw .pcm file; cached per path."""
+    cached = _AUDIO_CACHE.get(path)
+    if cached is not None:
+        return cached
+    if path.suffix.lower() == ".wav":
+        with wave.open(str(path), "rb") as w:
+            if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != PCM_RATE:
+                raise StepFailed(f"{path}: need PCM16 mono 24 kHz WAV, got {w.getnchannels()} ch, "
+                                 f"{8 * w.getsampwidth()} bit, {w.getframerate()} Hz")
+            data = w.readframes(w.getnframes())
+    else:
+        data = path.read_bytes()
+    _AUDIO_CACHE[path] = data
+    return data

@@ -1,0 +1,142 @@
+"""The results of a run: ``results.json`` (format 1), the printed summary, and the report.
+
+The run configuration is stored with secrets redacted: any value under a key that looks like
+a credential, and any string that looks like a key (``sk-…``, ``ek_…``), becomes
+``[redacted]``.  Histograms are stored whole (mergeable), not only their percentiles.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from orchestrator.scenario.model import Scenario
+from orchestrator.scenario.runmetrics import RunMetrics
+from orchestrator.scenario.thresholds import ThresholdResult
+from orchestrator.scenario.unstructure import unstructure_scenario
+
+__all__ = ["build_results", "write_results", "format_summary", "redact_config"]
+
+FORMAT = 1
+_SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.I)
+_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|ek_[A-Za-z0-9_\-]{6,})")
+
+
+def redact_config(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: redact_config(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_config(v, key) for v in value]
+    if isinstance(value, str):
+        if _SECRET_KEY.search(key) and not key.endswith("_env"):
+            return "[redacted]"
+        return _SECRET_VALUE.sub("[redacted]", value)
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rtfleet")
+    except PackageNotFoundError:  # pragma: no cover
+        return "0+unknown"
+
+
+def build_results(
+    scenario: Scenario,
+    *,
+    file: str,
+    target: str,
+    seed: int,
+    started: float,
+    elapsed: float,
+    metrics: RunMetrics,
+    thresholds: Sequence[ThresholdResult],
+    marks: list[dict[str, Any]],
+    errors: list[dict[str, str]],
+) -> dict[str, Any]:
+    registry = metrics.registry
+    try:
+        config = redact_config(unstructure_scenario(scenario))
+    except Exception:  # never lose a run's results over its config dump
+        config = {}
+    c = registry.counters
+    return {
+        "format": FORMAT,
+        "rtfleet_version": _version(),
+        "scenario": {"name": scenario.name, "description": scenario.description, "file": file,
+                     "seed": seed, "config": config},
+        "target": _SECRET_VALUE.sub("[redacted]", target),
+        "started_at": started,
+        "finished_at": started + elapsed,
+        "duration_s": elapsed,
+        "verdict": "pass" if all(r.passed for r in thresholds) else "fail",
+        "thresholds": [
+            {"expression": r.threshold.source_text, "observed": r.observed, "passed": r.passed,
+             "reason": r.reason}
+            for r in thresholds
+        ],
+        "metrics": registry.snapshot(),
+        "summary": {
+            "histograms": {name: h.summary() for name, h in sorted(registry.histograms.items())},
+            "counters": dict(sorted(registry.counters.items())),
+            "gauges": dict(sorted(registry.gauges.items())),
+        },
+        "timeline": metrics.series.snapshot(),
+        "marks": marks,
+        "sessions": {"started": int(c.get("sessions.started", 0)),
+                     "completed": int(c.get("sessions.completed", 0)),
+                     "failed": int(c.get("sessions.failed", 0)),
+                     "stopped": int(c.get("sessions.stopped", 0)),
+                     "errors": errors},
+    }
+
+
+def write_results(out: Path, results: dict[str, Any]) -> list[Path]:
+    """Write ``results.json`` and, when the report package is present, ``report.html``."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    path.write_text(json.dumps(results, indent=1, sort_keys=False, default=str) + "\n")
+    written = [path]
+    try:
+        from orchestrator.report import write_report
+    except ImportError:  # pragma: no cover - the report package ships with rtfleet
+        return written
+    written.append(write_report(out, results))
+    return written
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}ms"
+
+
+def format_summary(results: dict[str, Any]) -> str:
+    """A plain-text summary (the CLI prints it; no colours, so it reads the same in CI logs)."""
+    s = results["sessions"]
+    counters = results["summary"]["counters"]
+    lines = [
+        f"scenario {results['scenario']['name']!r} against {results['target']}: "
+        f"{results['verdict'].upper()} in {results['duration_s']:.1f}s",
+        f"sessions: {s['started']} started, {s['completed']} completed, {s['failed']} failed, "
+        f"{s['stopped']} stopped; turns: {int(counters.get('turns.completed', 0))} completed, "
+        f"{int(counters.get('turns.failed', 0))} failed; errors: {int(counters.get('errors', 0))}; "
+        f"reconnects: {int(counters.get('reconnect.succeeded', 0))}/"
+        f"{int(counters.get('reconnect.attempts', 0))}",
+    ]
+    histograms = results["summary"]["histograms"]
+    if histograms:
+        lines.append(f"{'metric':28} {'count':>7} {'p50':>8} {'p90':>8} {'p95':>8} {'p99':>8} {'max':>8}")
+        for name, h in histograms.items():
+            lines.append(f"{name:28} {h['count']:>7} {_ms(h['p50']):>8} {_ms(h['p90']):>8} "
+                         f"{_ms(h['p95']):>8} {_ms(h['p99']):>8} {_ms(h['max']):>8}")
+    for t in results["thresholds"]:
+        observed = "absent" if t["observed"] is None else f"{t['observed']:.6g}"
+        mark = "ok  " if t["passed"] else "FAIL"
+        reason = f"  ({t['reason']})" if t["reason"] and not t["passed"] else ""
+        lines.append(f"  {mark} {t['expression']}  [observed {observed}]{reason}")
+    for error in s["errors"][:5]:
+        lines.append(f"  error in {error['session']}: {error['error']}")
+    return "\n".join(lines)

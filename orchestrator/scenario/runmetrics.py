@@ -1,0 +1,70 @@
+"""What a run measures, fed from the fleet's event stream.
+
+:class:`RunMetrics` writes every observation twice: into a whole-run
+:class:`~orchestrator.metrics.MetricsRegistry` (for thresholds and the summary) and into a
+per-second :class:`~orchestrator.metrics.TimeSeries` (for "over time" plots).  Times are
+seconds on the trio clock, relative to the run start.
+
+Metric names (histograms in seconds):
+
+=============================  ===========================================================
+``connect.duration``           session added -> first ``connected``
+``reconnect.duration``         ``reconnecting`` -> ``connected``
+``reconnect.attempts``         outages (transitions into ``reconnecting``)
+``reconnect.succeeded``        outages that ended ``connected``
+``reconnect.success_rate``     gauge: succeeded / attempts (1 when there were none)
+``turn.time_to_first_text``    turn start -> first text or transcript delta
+``turn.time_to_first_audio``   turn start -> first ``response.output_audio.delta``
+``turn.duration``              turn start -> ``response.done``
+``turns.completed``/``failed`` turns answered / timed out
+``audio.frame_lateness``       how late each 20 ms input chunk left, against its schedule
+``events.received``            server events (``events.received rate`` = events/s)
+``errors``                     protocol errors + server ``error`` events + failed turns
+                               + failed sessions
+``sessions.started/completed/failed/stopped``
+``sessions.<state>``           gauges sampled every second
+=============================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import attrs
+
+from orchestrator.metrics import MetricsRegistry, TimeSeries
+
+__all__ = ["RunMetrics"]
+
+
+@attrs.define
+class RunMetrics:
+    clock: Callable[[], float]
+    origin: float
+    registry: MetricsRegistry = attrs.field(factory=MetricsRegistry)
+    series: TimeSeries = attrs.field()
+
+    @series.default
+    def _series(self) -> TimeSeries:
+        return TimeSeries(interval=1.0, origin=0.0)
+
+    def elapsed(self) -> float:
+        return self.clock() - self.origin
+
+    def inc(self, name: str, amount: float = 1) -> None:
+        self.registry.inc(name, amount)
+        self.series.inc(name, self.elapsed(), amount)
+
+    def observe(self, name: str, value: float) -> None:
+        if value < 0:
+            value = 0.0
+        self.registry.observe(name, value)
+        self.series.observe(name, value, self.elapsed())
+
+    def gauge(self, name: str, value: float, *, series: bool = True) -> None:
+        self.registry.set_gauge(name, value)
+        if series:
+            self.series.set_gauge(name, value, self.elapsed())
+
+    def counter(self, name: str) -> float:
+        return float(self.registry.counters.get(name, 0))

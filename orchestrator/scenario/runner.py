@@ -1,0 +1,388 @@
+"""Runs a scenario: target, populations and their phases, scripts, faults, metrics, verdict.
+
+::
+
+    result = await run_scenario(load_scenario("scenarios/smoke.yaml"))
+    result.exit_code   # 0 thresholds held, 1 a threshold failed
+
+Load models per phase (see :class:`~orchestrator.scenario.model.Phase`): ``sessions`` (N at
+once, each runs its script once), ``arrival_rate`` (open model: new sessions per second,
+Poisson arrivals seeded by the scenario seed, ramped), ``concurrency`` (closed model: keep N
+running, a finished session is replaced; ramped).  Populations run side by side.  The whole
+run is bounded by ``duration_limit``: what still runs then is stopped (``sessions.stopped``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import secrets
+import time
+from functools import partial
+from typing import Any, Callable
+
+import attrs
+import trio
+
+from actors.events import ConnectionEvent, ConnectionState, EventKind
+from actors.proto.session import SessionConfig as ProtoSessionConfig
+from orchestrator.fleet import ACTORS, Fleet, FleetError, open_fleet
+from orchestrator.metrics import make_lookup
+from orchestrator.policy import Backoff
+from orchestrator.scenario.chaos import ServerControl, run_faults
+from orchestrator.scenario.driver import SessionDriver, StepFailed
+from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
+from orchestrator.scenario.runmetrics import RunMetrics
+from orchestrator.scenario.thresholds import evaluate
+from orchestrator.server import EmbeddedServer, FaultPlan
+from orchestrator.telemetry import start_span
+
+__all__ = ["RunError", "RunInputError", "RunResult", "run_scenario"]
+
+S = ConnectionState
+CONNECT_TIMEOUT = 30.0
+MAX_ERRORS_KEPT = 50
+
+
+class RunError(Exception):
+    """The run could not be carried out (exit 3)."""
+
+
+class RunInputError(RunError):
+    """The scenario asks for something this build cannot do (exit 2)."""
+
+
+@attrs.frozen
+class RunResult:
+    results: dict[str, Any]
+    passed: bool
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
+@attrs.define(eq=False)
+class _Run:
+    scenario: Scenario
+    fleet: Fleet
+    metrics: RunMetrics
+    rng: random.Random
+    on_tick: Callable[[dict[str, Any]], None] | None
+    drivers: dict[str, SessionDriver] = attrs.field(factory=dict)
+    started_at: dict[str, float] = attrs.field(factory=dict)
+    outage_since: dict[str, float] = attrs.field(factory=dict)
+    states: dict[str, ConnectionState] = attrs.field(factory=dict)
+    spans: dict[str, Any] = attrs.field(factory=dict)
+    connect_spans: dict[str, Any] = attrs.field(factory=dict)
+    marks: list[dict[str, Any]] = attrs.field(factory=list)
+    errors: list[dict[str, str]] = attrs.field(factory=list)
+    phase: str = ""
+
+    # -- event dispatch -------------------------------------------------------------------
+
+    async def dispatch(self, subscription: Any) -> None:
+        async for event in subscription:
+            self.on_event(event)
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        kind = event.kind
+        sid = event.session_id
+        if kind is EventKind.SERVER:
+            self.metrics.inc("events.received")
+            driver = self.drivers.get(sid)
+            if driver is not None:
+                driver.on_event(event)
+        elif kind is EventKind.STATE:
+            self._on_state(sid, event.payload)
+        elif kind is EventKind.PROTOCOL_ERROR:
+            self.metrics.inc("errors")
+            self.metrics.inc("errors.protocol")
+        elif kind is EventKind.DROPPED:
+            self.metrics.inc(f"dropped.{event.payload.get('category', 'other')}", event.payload.get("count", 1))
+
+    def _on_state(self, sid: str, change: dict[str, Any]) -> None:
+        now = self.metrics.clock()
+        target = S(change["to"])
+        previous = self.states.get(sid)
+        self.states[sid] = target
+        if target is S.CONNECTED:
+            if sid in self.outage_since:
+                self.metrics.inc("reconnect.succeeded")
+                self.metrics.observe("reconnect.duration", now - self.outage_since.pop(sid))
+            elif sid in self.started_at:
+                self.metrics.observe("connect.duration", now - self.started_at[sid])
+            self._end_connect_span(sid, "connected")
+        elif target is S.RECONNECTING:
+            if previous is not S.RECONNECTING and sid not in self.outage_since:
+                self.metrics.inc("reconnect.attempts")
+                self.outage_since[sid] = now
+            self._start_connect_span(sid, change.get("reason", ""))
+        elif target is S.CONNECTING:
+            self._start_connect_span(sid, "initial")
+        elif target in (S.ERROR, S.CLOSED):
+            self._end_connect_span(sid, target.value)
+            if target is S.ERROR:
+                self.metrics.inc("sessions.errored")
+
+    def _start_connect_span(self, sid: str, reason: str) -> None:
+        parent = self.spans.get(sid)
+        if parent is None or sid in self.connect_spans:
+            return
+        self.connect_spans[sid] = start_span("rtfleet.connect", {"rtfleet.session.id": sid,
+                                                                 "rtfleet.connect.reason": reason},
+                                             parent=parent)
+
+    def _end_connect_span(self, sid: str, outcome: str) -> None:
+        span = self.connect_spans.pop(sid, None)
+        if span is not None:
+            span.set_attribute("rtfleet.connect.outcome", outcome)
+            span.end()
+
+    def mark(self, kind: str, label: str) -> None:
+        self.marks.append({"t": round(self.metrics.elapsed(), 3), "kind": kind, "label": label})
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def one_session(self, population: Population, stop: list[trio.CancelScope] | None = None) -> None:
+        fleet, metrics = self.fleet, self.metrics
+        steps = self.scenario.scripts[population.script]
+        sid = await fleet.add_session(transport=population.transport.value)
+        metrics.inc("sessions.started")
+        vad = self.scenario.session.turn_detection is not None
+        span = start_span("rtfleet.session", {
+            "rtfleet.session.id": sid, "rtfleet.population": population.name,
+            "rtfleet.transport": population.transport.value, "gen_ai.operation.name": "realtime",
+            "gen_ai.request.model": self.scenario.session.model, "gen_ai.system": "openai",
+        })
+        self.spans[sid] = span
+        self.started_at[sid] = metrics.clock()
+        self._start_connect_span(sid, "initial")
+        driver = SessionDriver(sid, fleet, metrics, vad, span=span)
+        self.drivers[sid] = driver
+        outcome = "failed"
+        scope = trio.CancelScope()
+        if stop is not None:
+            stop.append(scope)
+        try:
+            with scope:
+                try:
+                    with trio.fail_after(CONNECT_TIMEOUT):
+                        await fleet.wait_connected(sid)
+                    conversation = fleet.links[sid].core.session_id
+                    if conversation:
+                        span.set_attribute("gen_ai.conversation.id", conversation)
+                    await driver.run(steps)
+                    outcome = "completed"
+                except trio.TooSlowError:
+                    self._error(sid, f"not connected within {CONNECT_TIMEOUT:g}s")
+                except (FleetError, StepFailed) as exc:
+                    self._error(sid, str(exc))
+            if scope.cancelled_caught:
+                outcome = "stopped"
+        finally:
+            metrics.inc(f"sessions.{outcome}")
+            if outcome == "failed":
+                metrics.inc("errors")
+            span.set_attribute("rtfleet.session.outcome", outcome)
+            span.set_attribute("rtfleet.session.turns", driver.turns)
+            with trio.CancelScope(shield=True):
+                status = await fleet.remove_session(sid, forget=True)
+            span.set_attribute("rtfleet.session.reconnects", status.reconnects)
+            self._end_connect_span(sid, "closed")
+            span.end()
+            self.spans.pop(sid, None)
+            self.drivers.pop(sid, None)
+            self.started_at.pop(sid, None)
+            self.outage_since.pop(sid, None)
+            self.states.pop(sid, None)
+            if stop is not None:
+                stop.remove(scope)
+
+    def _error(self, sid: str, message: str) -> None:
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append({"session": sid, "error": message})
+
+    # -- phases ---------------------------------------------------------------------------
+
+    async def population(self, population: Population) -> None:
+        async with trio.open_nursery() as sessions:
+            for index, phase in enumerate(population.phases):
+                name = phase.name or f"{population.name}[{index}] {phase.mode}"
+                self.mark("phase", name)
+                self.phase = name
+                if phase.mode == "sessions":
+                    await self._phase_sessions(population, phase)
+                elif phase.mode == "arrival_rate":
+                    await self._phase_arrivals(population, phase, sessions)
+                else:
+                    await self._phase_concurrency(population, phase)
+
+    async def _phase_sessions(self, population: Population, phase: Phase) -> None:
+        stop: list[trio.CancelScope] = []
+        async with trio.open_nursery() as timer:
+            if phase.duration:
+                timer.start_soon(_stop_after, stop, phase.duration)
+            async with trio.open_nursery() as nursery:
+                for _ in range(phase.sessions or 0):
+                    nursery.start_soon(self.one_session, population, stop)
+            timer.cancel_scope.cancel()
+
+    async def _phase_arrivals(self, population: Population, phase: Phase, sessions: trio.Nursery) -> None:
+        start = trio.current_time()
+        for offset in phase.arrival_offsets(random.Random(self.rng.random())):
+            await trio.sleep_until(start + offset)
+            sessions.start_soon(self.one_session, population)
+        await trio.sleep_until(start + (phase.duration or 0))
+
+    async def _phase_concurrency(self, population: Population, phase: Phase) -> None:
+        start = trio.current_time()
+        end = start + (phase.duration or 0)
+        stop: list[trio.CancelScope] = []
+        running = 0
+        changed = trio.Event()
+
+        async def slot() -> None:
+            nonlocal running
+            try:
+                await self.one_session(population, stop)
+            finally:
+                running -= 1
+                changed.set()
+
+        async with trio.open_nursery() as nursery:
+            while trio.current_time() < end:
+                want = round(phase.level_at(trio.current_time() - start))
+                while running < want:
+                    running += 1
+                    nursery.start_soon(slot)
+                # wake on a finished session, or every 250 ms to follow a ramp
+                with trio.move_on_at(min(end, trio.current_time() + 0.25)):
+                    await changed.wait()
+                changed = trio.Event()
+            for scope in list(stop):
+                scope.cancel()
+
+    # -- sampling ------------------------------------------------------------------------
+
+    async def sample(self) -> None:
+        while True:
+            counts = {state: 0 for state in S}
+            for state in self.states.values():
+                counts[state] += 1
+            for state, n in counts.items():
+                self.metrics.gauge(f"sessions.{state.value}", n)
+            if self.on_tick is not None:
+                self.on_tick(self.progress(counts))
+            await trio.sleep(1.0)
+
+    def progress(self, counts: dict[ConnectionState, int] | None = None) -> dict[str, Any]:
+        c = self.metrics.counter
+        if counts is None:
+            counts = {state: 0 for state in S}
+            for state in self.states.values():
+                counts[state] += 1
+        return {
+            "t": round(self.metrics.elapsed(), 1), "phase": self.phase,
+            "limit": self.scenario.duration_limit,
+            "sessions": {state.value: n for state, n in counts.items()},
+            "started": int(c("sessions.started")), "completed": int(c("sessions.completed")),
+            "failed": int(c("sessions.failed")), "turns": int(c("turns.completed")),
+            "errors": int(c("errors")), "reconnects": int(c("reconnect.attempts")),
+        }
+
+
+async def _stop_after(scopes: list[trio.CancelScope], delay: float) -> None:
+    await trio.sleep(delay)
+    for scope in list(scopes):
+        scope.cancel()
+
+
+def _proto_config(scenario: Scenario) -> ProtoSessionConfig:
+    return ProtoSessionConfig.from_dict(scenario.session.to_session())
+
+
+def _check_supported(scenario: Scenario) -> None:
+    for population in scenario.populations:
+        if population.transport.value not in {t.value for t in ACTORS}:
+            raise RunInputError(
+                f"population {population.name!r}: transport {population.transport.value!r} is not "
+                f"available in this build (available: {', '.join(t.value for t in ACTORS)})")
+
+
+async def run_scenario(
+    scenario: Scenario,
+    *,
+    file: str = "",
+    target: str | None = None,
+    seed: int | None = None,
+    on_tick: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    """Run ``scenario`` to the end and evaluate its thresholds."""
+    from orchestrator.scenario.results import build_results
+
+    _check_supported(scenario)
+    seed = scenario.seed if seed is None else seed
+    rng = random.Random(seed)
+    config = _proto_config(scenario)
+    started_wall = time.time()
+    metrics = RunMetrics(trio.current_time, trio.current_time())
+    for name in ("errors", "sessions.started", "sessions.completed", "sessions.failed",
+                 "sessions.stopped", "turns.completed", "turns.failed", "reconnect.attempts",
+                 "reconnect.succeeded", "events.received"):
+        metrics.registry.inc(name, 0)
+    target_spec = scenario.target
+    if target is not None:
+        target_spec = EmbeddedTarget() if target == "embedded" else RemoteTarget(url=target)
+    run: _Run | None = None
+    async with trio.open_nursery() as root:
+        control = None
+        if isinstance(target_spec, EmbeddedTarget):
+            key = f"sk-local-{secrets.token_urlsafe(16)}"
+            plan = FaultPlan(**target_spec.faults.plan_fields(seed))
+            server = EmbeddedServer(api_keys={key}, faults=plan)
+            control = ServerControl(server, root)
+            url = await control.start()
+            api_key = key
+            target_label = "embedded"
+        else:
+            url = target_spec.url
+            api_key = os.environ.get(target_spec.api_key_env, "")
+            if not api_key:
+                raise RunError(f"no API key: set {target_spec.api_key_env} for target {url}")
+            target_label = url
+        async with open_fleet(url, api_key=api_key, config=config, seed=seed,
+                              backoff=Backoff(base=0.25, cap=5.0)) as fleet:
+            run = _Run(scenario, fleet, metrics, rng, on_tick)
+            subscription = fleet.subscribe(buffer=math.inf)
+            with trio.move_on_after(scenario.duration_limit) as limit:
+                async with trio.open_nursery() as background:
+                    background.start_soon(run.dispatch, subscription)
+                    background.start_soon(run.sample)
+                    if scenario.faults:
+                        background.start_soon(partial(
+                            run_faults, scenario.faults, fleet=fleet, control=control,
+                            metrics=metrics, rng=random.Random(rng.random()), mark=run.mark))
+                    async with trio.open_nursery() as populations:
+                        for population in scenario.populations:
+                            populations.start_soon(run.population, population)
+                    background.cancel_scope.cancel()
+            if limit.cancelled_caught:
+                run.mark("phase", "duration limit reached")
+            subscription.close()
+            async for event in subscription:  # what is still buffered
+                run.on_event(event)
+        root.cancel_scope.cancel()
+    assert run is not None
+    attempts = metrics.counter("reconnect.attempts")
+    succeeded = metrics.counter("reconnect.succeeded")
+    metrics.gauge("reconnect.success_rate", succeeded / attempts if attempts else 1.0, series=False)
+    elapsed = metrics.elapsed()
+    results_threshold = evaluate(scenario.thresholds, make_lookup(metrics.registry, elapsed=elapsed))
+    results = build_results(
+        scenario, file=file, target=target_label, seed=seed, started=started_wall,
+        elapsed=elapsed, metrics=metrics, thresholds=results_threshold, marks=run.marks,
+        errors=run.errors,
+    )
+    return RunResult(results, all(r.passed for r in results_threshold))
