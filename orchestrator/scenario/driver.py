@@ -36,6 +36,9 @@ from orchestrator.scenario.steps import (
 __all__ = ["SessionDriver", "StepFailed", "load_audio"]
 
 TEXT_DELTAS = frozenset({"response.output_text.delta", "response.output_audio_transcript.delta"})
+#: server errors that a script provokes by racing the server, not failures of the service:
+#: a barge-in's cancel arriving just after the response finished
+BENIGN_ERRORS = frozenset({"response_cancel_not_active"})
 PCM_RATE = 24_000
 CHUNK_BYTES = PCM_RATE * 2 // 50  # 20 ms of PCM16 mono
 
@@ -123,8 +126,10 @@ class SessionDriver:
             self._done.set()
             self._done = trio.Event()
         elif kind == "error":
-            self.metrics.inc("errors")
-            self.metrics.inc("errors.server")
+            code = str((payload.get("error") or {}).get("code") or "unknown")
+            self.metrics.inc(f"server_errors.{code}")
+            if code not in BENIGN_ERRORS:
+                self.metrics.inc("errors")
 
     # -- steps ----------------------------------------------------------------------------
 
