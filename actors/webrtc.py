@@ -3,7 +3,8 @@
 ``run_webrtc(link, params, task_status=...)`` has the contract of
 :func:`actors.websocket.run_websocket` and takes the same :class:`ConnectParams`
 (``credential`` must be an ``ek_`` client secret; ``model`` and ``call_id`` are not used:
-the model comes from the secret's session).  WebRTC-only settings are in
+the model comes from the secret's session; ``max_message_size`` and ``message_queue_size``
+are WebSocket settings: the data channel's limits come from SDP and ``RtcOptions``).  WebRTC-only settings are in
 :class:`RtcOptions` (``functools.partial(run_webrtc, options=...)`` for a fleet).
 
 One connection:

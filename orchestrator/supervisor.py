@@ -224,7 +224,9 @@ class Supervisor:
                 return await self.keys.credential(force=force)
             except KeyMintError as exc:
                 status.last_error = str(exc)
-                if not exc.retryable or attempt >= spec.max_restarts:
+                # Refusals (401/403) are retried too: the key service may be failing for a
+                # while; the attempt budget bounds it.
+                if attempt >= spec.max_restarts:
                     self._final(child, S.ERROR, str(exc))
                     return None
                 link = child.link

@@ -35,8 +35,11 @@ def write_report(out_dir: Path | str, results: dict[str, Any]) -> Path:
     page = render_report(results)
     path = out_dir / REPORT_NAME
     partial = out_dir / f".{REPORT_NAME}.partial"
-    partial.write_text(page, encoding="utf-8")
-    os.replace(partial, path)
+    try:
+        partial.write_text(page, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

@@ -83,8 +83,10 @@ def _format_observed(expression: str, observed: float | None) -> str:
     if observed is None:
         return DASH
     unit = expression.rstrip()
-    if unit.endswith("ms") or (unit.endswith("s") and unit[-2:-1].isdigit()):
+    if unit.endswith("ms"):
         return f"{format_ms(observed)} ms"
+    if unit.endswith("s") and unit[-2:-1].isdigit():
+        return f"{observed:.4g} s"
     if unit.endswith("%"):
         return f"{observed * 100:.4g} %"
     return _format_number(observed)

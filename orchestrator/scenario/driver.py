@@ -36,9 +36,10 @@ from orchestrator.scenario.steps import (
 __all__ = ["SessionDriver", "StepFailed", "load_audio"]
 
 TEXT_DELTAS = frozenset({"response.output_text.delta", "response.output_audio_transcript.delta"})
-#: server errors that a script provokes by racing the server, not failures of the service:
-#: a barge-in's cancel arriving just after the response finished
-BENIGN_ERRORS = frozenset({"response_cancel_not_active"})
+#: server errors not counted in ``errors`` because they are no failure of the session: a
+#: barge-in's cancel racing the end of the response, and a refused key, which the supervisor
+#: answers with a fresh one (a session that still cannot connect counts as failed)
+BENIGN_ERRORS = frozenset({"response_cancel_not_active", "invalid_api_key"})
 PCM_RATE = 24_000
 CHUNK_BYTES = PCM_RATE * 2 // 50  # 20 ms of PCM16 mono
 

@@ -25,6 +25,9 @@ Wiring ``POST /v1/realtime/calls`` (the HTTP app owns auth, status codes and hea
     call.clear_audio()                         # output_audio_buffer.clear / barge-in
     await call.close()                         # bounded; also what happens when the peer leaves
 
+Callback signatures: ``on_open(call)``, ``on_message(call, text: str | bytes)``,
+``on_audio(call, pcm: bytes)`` (``audio_chunk_ms`` chunks, 20 ms by default),
+``on_close(call, reason: str)``.
 Callbacks may be plain functions or async functions; each kind is called in order from one
 task (``on_message`` and ``on_audio`` from two different tasks, so a slow audio handler does
 not hold events up).  Exceptions from a callback close the call and propagate into the
@@ -34,6 +37,9 @@ are given).
 
 Errors: :class:`~actors.rtc_bridge.RtcError` when the offer cannot be answered (not SDP, no
 ``oai-events`` channel or audio, ICE gathering failure): answer ``400`` with its message.
+``send_event`` raises ``RtcError`` once the call has ended (the peer may leave at any time:
+model code should catch it and stop), or for an event larger than the peer's
+``max-message-size`` (nothing of that event is sent; the call goes on).
 
 ICE host addresses: ``host_addresses="auto"`` offers only ``127.0.0.1`` when every candidate
 in the offer is a loopback address (an in-process or same-machine client; aioice never
@@ -46,7 +52,7 @@ import inspect
 import json
 import re
 import secrets
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import attrs
 import trio

@@ -293,8 +293,10 @@ class SipCall:
                 self._report(CallFailed(self.call_id, 408, "no ACK for our 2xx"))
                 self._bye_pending = False
                 self._send_bye(now)
-            elif name == "cancel":
-                self._txs.pop("invite", None)
+            elif name == "cancel":  # no final response 64*T1 after CANCEL (RFC 3261 9.1)
+                invite_tx = self._txs.pop("invite", None)
+                if invite_tx is not None:
+                    invite_tx.terminate()
                 self._finish(self._unanswered_end(487, "cancelled"))
             elif name == "no-answer" and self.state in (C.CALLING, C.EARLY):
                 self._timed_out = True

@@ -168,6 +168,12 @@ class _Transaction:
         out, self._outbox = self._outbox, []
         return out
 
+    def terminate(self) -> None:
+        """Destroy the transaction now (e.g. an INVITE whose CANCEL got no answer within
+        64*T1, RFC 3261 9.1).  Nothing is sent; TransactionTerminated is reported."""
+        if self.state is not S.TERMINATED:
+            self._goto(S.TERMINATED)
+
     def next_event(self) -> TxEvent | None:
         return self._events.popleft() if self._events else None
 

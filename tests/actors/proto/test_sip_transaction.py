@@ -102,6 +102,16 @@ def test_client_invite_2xx_accepted_state() -> None:
     assert tx.terminated
 
 
+def test_terminate_destroys_a_proceeding_invite() -> None:
+    invite = request()
+    tx = ClientInviteTransaction.start(invite, PEER, now=0.0)
+    tx.receive_response(make_response(invite, 180, to_tag="tt"), now=0.1)
+    assert tx.get_timer() is None  # Proceeding has no timer: only the TU can end it
+    tx.terminate()
+    tx.terminate()
+    assert tx.terminated and events(tx)[-1] == TransactionTerminated()
+
+
 def test_client_non_invite_timer_e_capped_at_t2() -> None:
     tx = ClientNonInviteTransaction.start(request("BYE"), PEER, now=0.0)
     tx.datagrams_to_send()

@@ -184,6 +184,18 @@ def test_hangup_before_any_response_ends_at_timer_b() -> None:
     assert net.a.call_ids == []
 
 
+def test_cancel_without_any_answer_gives_up_after_64_t1() -> None:
+    """Found by the property test below: CANCEL, 487 and 200 all lost."""
+    net = Network()
+    net.drop = lambda data, src, dst: src == B and not data.startswith(b"SIP/2.0 100")
+    call_id = net.a.place_call("sip:bob@192.0.2.2:5062", OFFER, 0.0)
+    net.run(0.1)
+    net.a.hangup(call_id, net.now)
+    net.run(200.0)
+    assert net.events(net.a)[-1] == CallCancelled(call_id, "local")
+    assert net.a.call_ids == [] and net.a.get_timer() is None  # the INVITE transaction is gone too
+
+
 def test_lost_invite_is_retransmitted() -> None:
     net = Network()
     lost = []
@@ -351,25 +363,35 @@ def test_received_and_rport_are_stamped_on_responses() -> None:
 
 @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32), loss=st.sampled_from([0.0, 0.1, 0.3, 0.6]),
-       hangup_side=st.sampled_from(["caller", "callee", "none"]),
-       hangup_at=st.floats(0.0, 3.0), answer_at=st.floats(0.0, 2.0) | st.none())
-def test_every_call_ends_with_exactly_one_terminal_event(seed: int, loss: float, hangup_side: str,
-                                                         hangup_at: float, answer_at: float | None) -> None:
-    """Random loss, answer and hang-up times: both sides end exactly once, nothing leaks."""
+       hangup_side=st.sampled_from(["caller", "callee", "none"]), hangup_at=st.floats(0.0, 3.0),
+       ring_at=st.floats(0.0, 1.0) | st.none(), answer_at=st.floats(0.0, 2.0) | st.none(),
+       reinvite_at=st.floats(0.0, 3.0) | st.none())
+def test_every_call_ends_with_exactly_one_terminal_event(
+        seed: int, loss: float, hangup_side: str, hangup_at: float, ring_at: float | None,
+        answer_at: float | None, reinvite_at: float | None) -> None:
+    """Random loss, ringing, answer, re-INVITE and hang-up times: both sides end exactly
+    once, and nothing (calls, transactions, timers) is left behind."""
     net = Network(seed=seed)
     rng = random.Random(seed)
     net.drop = lambda data, src, dst: rng.random() < loss
     call_id = net.a.place_call("sip:bob@192.0.2.2:5062", OFFER, 0.0)
-    actions = []
-    if answer_at is not None:
-        actions.append((answer_at, "answer"))
+    actions = [(at, name) for at, name in ((ring_at, "ring"), (answer_at, "answer"),
+                                           (reinvite_at, "reinvite")) if at is not None]
     if hangup_side != "none":
         actions.append((hangup_at, hangup_side))
     for at, action in sorted(actions):
         net.run(at)
-        known = net.b.call(call_id) is not None
-        if action == "answer" and known and net.b.call(call_id).state in (CallState.INCOMING, CallState.EARLY):
+        callee, caller = net.b.call(call_id), net.a.call(call_id)
+        ringing = callee is not None and callee.state in (CallState.INCOMING, CallState.EARLY)
+        if action == "ring" and ringing:
+            net.b.ring(call_id, net.now)
+        elif action == "answer" and ringing:
             net.b.answer(call_id, create_offer(B[0], 50000).to_bytes(), net.now)
+        elif action == "reinvite" and caller is not None and caller.state is CallState.CONFIRMED:
+            try:
+                net.a.reinvite(call_id, OFFER, net.now)
+            except SipStateError:
+                pass  # one is already in progress
         elif action == "caller":
             net.a.hangup(call_id, net.now)
         elif action == "callee":

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh Debian machine, then run the whole suite.
+# This is the README's test command; CI (.ci/run) runs exactly this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore DEBIAN_FRONTEND=noninteractive
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ "${#need[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+python3 -m pip install -q -e '.[test]'
+export RTFLEET_REQUIRE_BROWSER=1
+exec python3 -m pytest -q "$@"
