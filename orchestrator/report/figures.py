@@ -33,6 +33,9 @@ TURN_LATENCIES = ("turn.time_to_first_text", "turn.time_to_first_audio", "turn.d
 HISTOGRAM_ORDER = TURN_LATENCIES + ("connect.duration", "reconnect.duration", "audio.frame_lateness")
 
 PERCENTILES = (("p50", 50, "#2563eb"), ("p95", 95, "#ea580c"), ("p99", 99, "#dc2626"))
+#: p99 drawn first and widest, so that where percentiles coincide (few samples in a second)
+#: each line still shows as an outline around the next
+PERCENTILE_WIDTHS = {"p99": 3.4, "p95": 2.2, "p50": 1.6}
 STATES = (
     ("connected", "#16a34a"),
     ("connecting", "#60a5fa"),
@@ -49,9 +52,10 @@ EVENT_SERIES = (
 MARK_STYLES = {  # kind: (color, dash, stroke width, opacity, labelled)
     "phase": ("#1d4ed8", "6 4", 1.4, 0.8, True),
     "fault": ("#7c3aed", "", 1.6, 0.85, True),
-    "error": ("#dc2626", "2 3", 1.0, 0.45, False),
+    "error": ("#dc2626", "", 1.2, 0.6, False),  # a short tick at the top: errors come in bursts
 }
 OTHER_MARK = ("#6b7280", "2 2", 1.0, 0.6, True)
+ERROR_TICK = 12.0
 TIME_AXIS = "time since start (s)"
 
 
@@ -87,7 +91,7 @@ def _vmarks(marks: Sequence[RunMark], *, errors: bool) -> list[svg.VMark]:
         color, dash, width, opacity, labelled = MARK_STYLES.get(mark.kind, OTHER_MARK)
         tooltip = f"{mark.t:.1f} s \u00b7 {mark.kind or 'mark'} \u00b7 {mark.label}"
         out.append(svg.VMark(mark.t, mark.label if labelled else "", tooltip, color, dash,
-                             width, opacity))
+                             width, opacity, ERROR_TICK if mark.kind == "error" else 0.0))
     return out
 
 
@@ -189,14 +193,16 @@ def time_figures(report: RunReport) -> list[Figure]:
     ))
 
     for name in TURN_LATENCIES:
-        lines = [svg.Line(label, color, _percentile_points(report, name, q))
-                 for label, q, color in PERCENTILES]
+        lines = [svg.Line(label, color, _percentile_points(report, name, q),
+                          width=PERCENTILE_WIDTHS[label])
+                 for label, q, color in reversed(PERCENTILES)]
         title = f"{name} percentiles per second"
         figures.append(Figure(
             f"percentiles:{name}", title,
             svg.line_chart(title, lines, x_max=x_max, x_label=TIME_AXIS, y_label="latency (ms)",
                            marks=marks, empty_message=f"no {name} samples"),
-            tuple(LegendItem(line.name, line.color, "line") for line in lines) + tuple(mark_legend),
+            tuple(LegendItem(label, color, "line") for label, _, color in PERCENTILES)
+            + tuple(mark_legend),
         ))
     return figures
 

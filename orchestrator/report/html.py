@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -95,15 +95,15 @@ def _format_observed(expression: str, observed: float | None) -> str:
 # ---------------------------------------------------------------------------- building blocks
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, numeric_from: int = 1,
-           cls: str = "") -> str:
-    """Cells are HTML already (callers escape); columns from ``numeric_from`` align right."""
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], *,
+           numeric: Container[int] = range(1, 99), cls: str = "") -> str:
+    """Cells are HTML already (callers escape); the ``numeric`` columns align right."""
     head = "".join(
-        f'<th{" class=num" if i >= numeric_from else ""}>{esc(h)}</th>' for i, h in enumerate(headers)
+        f'<th{" class=num" if i in numeric else ""}>{esc(h)}</th>' for i, h in enumerate(headers)
     )
     body = "".join(
         "<tr>" + "".join(
-            f'<td{" class=num" if i >= numeric_from else ""}>{cell}</td>' for i, cell in enumerate(row)
+            f'<td{" class=num" if i in numeric else ""}>{cell}</td>' for i, cell in enumerate(row)
         ) + "</tr>"
         for row in rows
     )
@@ -195,7 +195,7 @@ def _thresholds(r: RunReport) -> str:
     ]
     failed = sum(not t.passed for t in r.thresholds)
     summary = f'<p>{len(r.thresholds) - failed} of {len(r.thresholds)} thresholds held.</p>'
-    table = _table(["", "Threshold", "Observed", "Reason"], rows, numeric_from=2, cls="thresholds")
+    table = _table(["", "Threshold", "Observed", "Reason"], rows, numeric=(2,), cls="thresholds")
     return _section("Thresholds", summary + table, anchor="thresholds")
 
 
@@ -219,8 +219,8 @@ def _plots(r: RunReport) -> str:
     grid = ("<div class=plots-grid>" + "".join(_figure(f) for f in distributions) + "</div>"
             if distributions else _empty("No histogram has samples."))
     note = ('<p class="hint">All time plots share the run\'s time axis. Vertical lines: '
-            'phase starts (dashed blue), injected faults (purple), errors (dotted red, '
-            'on the reconnects plot). Hover a line or a bar for details.</p>')
+            'phase starts (dashed blue) and injected faults (purple); red ticks along the top '
+            'of the reconnects plot: errors. Hover a line, a mark or a bar for details.</p>')
     return (_section("Over time", note + over_time, anchor="over-time")
             + _section("Latency distributions", grid, anchor="distributions"))
 
@@ -253,7 +253,7 @@ def _session_errors(r: RunReport) -> str:
     rows = [(f"<code>{esc(e.session)}</code>", esc(e.error)) for e in shown]
     more = (f"<p>\u2026 and {len(errors) - len(shown):,} more (see results.json).</p>"
             if len(errors) > len(shown) else "")
-    table = _table(["Session", "Error"], rows, numeric_from=99, cls="errors")
+    table = _table(["Session", "Error"], rows, numeric=(), cls="errors")
     return _section(f"Session errors ({len(errors):,})", table + more, anchor="errors")
 
 
@@ -262,7 +262,7 @@ def _details(r: RunReport) -> str:
     if r.marks:
         rows = [(esc(f"{m.t:.1f}"), esc(m.kind), esc(m.label)) for m in r.marks]
         parts.append("<details><summary>Marks (" + f"{len(r.marks):,}" + ")</summary>"
-                     + _table(["t (s)", "kind", "label"], rows, numeric_from=99) + "</details>")
+                     + _table(["t (s)", "kind", "label"], rows, numeric=(0,)) + "</details>")
     if r.config is not None:
         text = json.dumps(r.config, indent=2, ensure_ascii=False, default=str)
         parts.append("<details><summary>Scenario configuration</summary>"
@@ -321,7 +321,8 @@ svg .gridlines line{stroke:#eef0f3}
 svg .axis line{stroke:#9ca3af}
 svg .tick{font-size:11px;fill:#4b5563}
 svg .axis-label{font-size:12px;fill:#1f2937}
-svg .mark-label{font-size:11px;font-weight:600}
+svg .mark-label{font-size:11px;font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:3px;
+stroke-linejoin:round}
 svg .no-data{font-size:14px;fill:#9ca3af}
 svg .bars rect{fill:#4c78a8}
 svg .bars rect:hover{fill:#2b5a8a}

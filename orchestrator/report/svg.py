@@ -26,7 +26,7 @@ __all__ = [
     "linear_ticks", "log_ticks", "nice_ceiling", "format_tick", "esc",
 ]
 
-CHAR_WIDTH = 6.2  # estimated width of one character at the 11 px chart font
+CHAR_WIDTH = 7.0  # generous width of one character of a bold 11 px label
 ROW_HEIGHT = 13  # one row of mark labels above the plot
 MAX_LABEL_ROWS = 4
 MAX_LABEL_CHARS = 36
@@ -97,6 +97,7 @@ class Line:
     color: str
     points: Sequence[tuple[float, float | None]]
     dash: str = ""
+    width: float = 1.6
 
 
 @attrs.frozen
@@ -120,6 +121,7 @@ class VMark:
     dash: str = ""
     width: float = 1.5
     opacity: float = 0.9
+    rug: float = 0.0  # > 0: only a tick this long at the top of the plot (for many marks)
 
 
 @attrs.frozen
@@ -250,25 +252,36 @@ def _no_data(frame: Frame, message: str) -> str:
     return _text((frame.x0 + frame.x1) / 2, (frame.y0 + frame.y1) / 2, message, cls="no-data")
 
 
+def _label_place(mark: VMark, x: float, frame: Frame) -> tuple[str, str, float, float, float]:
+    """(shown label, text-anchor, text x, left, right): right of the line, or left of it
+    when it would run past the chart's edge."""
+    label = mark.label
+    if len(label) > MAX_LABEL_CHARS:
+        label = label[: MAX_LABEL_CHARS - 1] + "\u2026"
+    width = len(label) * CHAR_WIDTH + 8
+    if x + 3 + width <= frame.width:
+        return label, "start", x + 3, x + 3, x + 3 + width
+    return label, "end", x - 3, x - 3 - width, x - 3
+
+
 def _label_rows(marks: Sequence[VMark], xs: Scale, frame: Frame) -> list[int | None]:
-    """Row of each mark's label (None: no room, tooltip only), greedy left to right."""
+    """Row of each mark's label (None: no label, or no room left: tooltip only), filled
+    greedily left to right."""
     row_ends: list[float] = []
     rows: list[int | None] = []
     for mark in marks:
-        if not mark.label:
+        if not mark.label or mark.rug:
             rows.append(None)
             continue
-        x = xs(mark.x)
-        width = min(len(mark.label), MAX_LABEL_CHARS) * CHAR_WIDTH + 6
-        start, end = (x + 3, x + 3 + width) if x + 3 + width <= frame.width else (x - 3 - width, x - 3)
+        _, _, _, left, right = _label_place(mark, xs(mark.x), frame)
         for r, row_end in enumerate(row_ends):
-            if row_end < start:
-                row_ends[r] = end
+            if row_end < left:
+                row_ends[r] = right
                 rows.append(r)
                 break
         else:
             if len(row_ends) < MAX_LABEL_ROWS:
-                row_ends.append(end)
+                row_ends.append(right)
                 rows.append(len(row_ends) - 1)
             else:
                 rows.append(None)
@@ -277,31 +290,23 @@ def _label_rows(marks: Sequence[VMark], xs: Scale, frame: Frame) -> list[int | N
 
 def _marks(marks: Sequence[VMark], rows: Sequence[int | None], xs: Scale,
            frame: Frame) -> list[str]:
-    parts = ['<g class="marks">']
+    """The lines, then the labels over them (with a white halo, see the page's CSS)."""
+    lines, labels = ['<g class="marks">'], ['<g class="mark-labels">']
     for mark, row in zip(marks, rows):
         x = xs(mark.x)
         top = frame.y1 if row is None else 4 + row * ROW_HEIGHT + 3
+        bottom = frame.y1 + mark.rug if mark.rug else frame.y0
         dash = f' stroke-dasharray="{mark.dash}"' if mark.dash else ""
-        parts.append(
+        lines.append(
             f'<g><title>{esc(mark.tooltip)}</title>'
-            f'<line x1="{_num(x)}" x2="{_num(x)}" y1="{_num(top)}" y2="{_num(frame.y0)}" '
-            f'stroke="{mark.color}" stroke-width="{mark.width}" opacity="{mark.opacity}"{dash}/>'
+            f'<line x1="{_num(x)}" x2="{_num(x)}" y1="{_num(top)}" y2="{_num(bottom)}" '
+            f'stroke="{mark.color}" stroke-width="{mark.width}" opacity="{mark.opacity}"{dash}/></g>'
         )
         if row is not None:
-            label = mark.label
-            if len(label) > MAX_LABEL_CHARS:
-                label = label[: MAX_LABEL_CHARS - 1] + "\u2026"
-            width = len(label) * CHAR_WIDTH + 6
-            y = 4 + row * ROW_HEIGHT + 9
-            if x + 3 + width <= frame.width:
-                parts.append(_text(x + 3, y, label, anchor="start", cls="mark-label",
-                                   extra=f' fill="{mark.color}"'))
-            else:
-                parts.append(_text(x - 3, y, label, anchor="end", cls="mark-label",
-                                   extra=f' fill="{mark.color}"'))
-        parts.append("</g>")
-    parts.append("</g>")
-    return parts
+            label, anchor, tx, _, _ = _label_place(mark, x, frame)
+            labels.append(_text(tx, 4 + row * ROW_HEIGHT + 9, label, anchor=anchor,
+                                cls="mark-label", extra=f' fill="{mark.color}"'))
+    return lines + ["</g>"] + labels + ["</g>"]
 
 
 def _marks_frame(frame: Frame, marks: Sequence[VMark], xs: Scale) -> tuple[Frame, list[int | None]]:
@@ -350,7 +355,7 @@ def _polyline(line: Line, xs: Scale, ys: Scale) -> str:
             parts.append(f'<circle cx="{_num(run[0][0])}" cy="{_num(run[0][1])}" r="2.2"/>')
         elif run:
             d = "M" + " L".join(f"{_num(px)} {_num(py)}" for px, py in run)
-            parts.append(f'<path d="{d}" fill="none" stroke-width="1.6"{dash}/>')
+            parts.append(f'<path d="{d}" fill="none" stroke-width="{line.width}"{dash}/>')
     parts.append("</g>")
     return "".join(parts)
 
@@ -397,7 +402,7 @@ def histogram_chart(title: str, bars: Sequence[Bar], *, markers: Sequence[VMark]
     if bars:
         lo, hi = min(b.lo for b in bars), max(b.hi for b in bars)
         centre, span = math.sqrt(lo * hi), max(hi / lo, 10.0)  # at least a decade wide
-        lo, hi = min(lo, centre / math.sqrt(span)), max(hi, centre * math.sqrt(span))
+        lo, hi = min(lo, centre / math.sqrt(span)) / 1.15, max(hi, centre * math.sqrt(span)) * 1.15
     else:
         lo, hi = 1.0, 1000.0
     xs = Scale(lo, hi, frame.x0, frame.x1, log=True)

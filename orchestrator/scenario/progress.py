@@ -22,23 +22,24 @@ class QuietReporter:
 
 
 class JsonLinesReporter:
-    def __init__(self, stream: TextIO = sys.stdout):
+    def __init__(self, stream: TextIO | None = None):
         self.stream = stream
 
     def __call__(self, progress: dict[str, Any]) -> None:
-        self.stream.write(json.dumps({"progress": progress}, separators=(",", ":")) + "\n")
-        self.stream.flush()
+        stream = self.stream or sys.stdout
+        stream.write(json.dumps({"progress": progress}, separators=(",", ":")) + "\n")
+        stream.flush()
 
     def close(self) -> None:
         pass
 
 
 class RichReporter:
-    def __init__(self, stream: TextIO = sys.stderr):
+    def __init__(self, stream: TextIO | None = None):
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console(file=stream)
+        self.console = Console(file=stream or sys.stderr)
         self.live = Live(console=self.console, refresh_per_second=4, transient=True)
         self.live.start()
         self._last_turns = 0

@@ -12,7 +12,9 @@ Metric names (histograms in seconds):
 ``reconnect.duration``         ``reconnecting`` -> ``connected``
 ``reconnect.attempts``         outages (transitions into ``reconnecting``)
 ``reconnect.succeeded``        outages that ended ``connected``
-``reconnect.success_rate``     gauge: succeeded / attempts (1 when there were none)
+``reconnect.failed``           outages that ended with the session in ``error``
+``reconnect.abandoned``        outages cut short because the session itself ended
+``reconnect.success_rate``     gauge: succeeded / (succeeded + failed); 1 when none ended
 ``turn.time_to_first_text``    turn start -> first text or transcript delta
 ``turn.time_to_first_audio``   turn start -> first ``response.output_audio.delta``
 ``turn.duration``              turn start -> ``response.done``

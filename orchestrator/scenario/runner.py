@@ -125,6 +125,8 @@ class _Run:
             self._end_connect_span(sid, target.value)
             if target is S.ERROR:
                 self.metrics.inc("sessions.errored")
+                if self.outage_since.pop(sid, None) is not None:
+                    self.metrics.inc("reconnect.failed")
 
     def _start_connect_span(self, sid: str, reason: str) -> None:
         parent = self.spans.get(sid)
@@ -195,7 +197,9 @@ class _Run:
             self.spans.pop(sid, None)
             self.drivers.pop(sid, None)
             self.started_at.pop(sid, None)
-            self.outage_since.pop(sid, None)
+            if self.outage_since.pop(sid, None) is not None:
+                # the session ended (script done, or stopped) while reconnecting: no verdict
+                metrics.inc("reconnect.abandoned")
             self.states.pop(sid, None)
             if stop is not None:
                 stop.remove(scope)
@@ -330,11 +334,13 @@ async def run_scenario(
     metrics = RunMetrics(trio.current_time, trio.current_time())
     for name in ("errors", "sessions.started", "sessions.completed", "sessions.failed",
                  "sessions.stopped", "turns.completed", "turns.failed", "reconnect.attempts",
-                 "reconnect.succeeded", "events.received"):
+                 "reconnect.succeeded", "reconnect.failed", "events.received"):
         metrics.registry.inc(name, 0)
     target_spec = scenario.target
     if target is not None:
         target_spec = EmbeddedTarget() if target == "embedded" else RemoteTarget(url=target)
+    if isinstance(target_spec, RemoteTarget) and not os.environ.get(target_spec.api_key_env):
+        raise RunError(f"no API key: set {target_spec.api_key_env} for target {target_spec.url}")
     run: _Run | None = None
     async with trio.open_nursery() as root:
         control = None
@@ -348,9 +354,7 @@ async def run_scenario(
             target_label = "embedded"
         else:
             url = target_spec.url
-            api_key = os.environ.get(target_spec.api_key_env, "")
-            if not api_key:
-                raise RunError(f"no API key: set {target_spec.api_key_env} for target {url}")
+            api_key = os.environ[target_spec.api_key_env]
             target_label = url
         async with open_fleet(url, api_key=api_key, config=config, seed=seed,
                               backoff=Backoff(base=0.25, cap=5.0)) as fleet:
@@ -375,9 +379,11 @@ async def run_scenario(
                 run.on_event(event)
         root.cancel_scope.cancel()
     assert run is not None
-    attempts = metrics.counter("reconnect.attempts")
+    # Outages that ended because the session itself ended (reconnect.abandoned) have no
+    # outcome; the rate is over those that did.
     succeeded = metrics.counter("reconnect.succeeded")
-    metrics.gauge("reconnect.success_rate", succeeded / attempts if attempts else 1.0, series=False)
+    decided = succeeded + metrics.counter("reconnect.failed")
+    metrics.gauge("reconnect.success_rate", succeeded / decided if decided else 1.0, series=False)
     elapsed = metrics.elapsed()
     results_threshold = evaluate(scenario.thresholds, make_lookup(metrics.registry, elapsed=elapsed))
     results = build_results(

@@ -89,7 +89,7 @@ def build_sample() -> dict[str, Any]:
         nonlocal episodes
         episodes += 1
         s.update(state="reconnecting", turn=None, dropped_at=t, attempts=0,
-                 due=t + rng.uniform(0.05, 0.5))
+                 due=t + rng.uniform(0.3, 2.5))
 
     k = 0
     while True:

@@ -33,7 +33,8 @@ from .headers import Headers
 from .message import SipRequest, SipResponse, make_response
 from .sdp import SessionDescription, description_in
 from .transaction import (ClientInviteTransaction, ClientNonInviteTransaction,
-                          ServerInviteTransaction, ServerNonInviteTransaction, make_cancel)
+                          ServerInviteTransaction, ServerNonInviteTransaction, TxState,
+                          make_cancel)
 from .values import Address, NameAddress
 
 __all__ = ["CallState", "CALL_TRANSITIONS", "SipCall"]
@@ -333,6 +334,11 @@ class SipCall:
             self._goto(C.TERMINATED)
         self._deadlines.clear()
         self._pending_2xx = None
+        for role in ("invite", "reinvite"):  # a Proceeding INVITE has no timer of its own
+            tx = self._txs.get(role)
+            if tx is not None and tx.state in (TxState.CALLING, TxState.PROCEEDING):
+                del self._txs[role]
+                tx.terminate()
 
     def _unanswered_end(self, status: int, reason: str) -> object:
         if self._timed_out:
