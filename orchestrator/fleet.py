@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import random
 import secrets
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, AsyncIterator, Iterable, Mapping
 
 import attrs
@@ -38,13 +38,37 @@ from orchestrator.policy import Backoff, RestartPolicy
 from orchestrator.router import EventFilter, Router, Subscription
 from orchestrator.supervisor import SessionSpec, SessionStatus, Supervisor
 
-__all__ = ["Fleet", "FleetError", "open_fleet", "user_text"]
-
-ACTORS = {Transport.WEBSOCKET: run_websocket}
+__all__ = ["Fleet", "FleetError", "open_fleet", "user_text", "actor_for", "available_transports"]
 
 
 class FleetError(Exception):
     pass
+
+
+def _webrtc_actor() -> Any:
+    try:
+        from actors.webrtc import run_webrtc
+    except ImportError as exc:
+        raise FleetError(f"WebRTC needs the webrtc extra: pip install 'rtfleet[webrtc]' ({exc})") from None
+    return run_webrtc
+
+
+def actor_for(transport: Transport) -> Any:
+    if transport is Transport.WEBSOCKET:
+        return run_websocket
+    if transport is Transport.WEBRTC:
+        return _webrtc_actor()
+    raise FleetError(f"transport {transport.value!r} is not available in this build")
+
+
+def available_transports() -> list[Transport]:
+    found = [Transport.WEBSOCKET]
+    try:
+        _webrtc_actor()
+        found.append(Transport.WEBRTC)
+    except FleetError:
+        pass
+    return found
 
 
 def user_text(text: str, *, item_id: str | None = None) -> dict[str, Any]:
@@ -73,6 +97,8 @@ class Fleet:
     #: the embedded server when ``target="embedded"``
     server: Any = None
     links: dict[str, SessionLink] = attrs.field(factory=dict)
+    #: a trio-asyncio loop for aiortc is open around the fleet
+    webrtc: bool = False
     _ids: Iterable[int] = attrs.field(factory=lambda: itertools.count(1))
     _watchers: dict[str, list[tuple[ConnectionState, trio.Event]]] = attrs.field(factory=dict)
 
@@ -91,8 +117,11 @@ class Fleet:
     ) -> str:
         """Start a supervised session; returns its id at once (see ``wait_connected``)."""
         transport = Transport(transport)
-        if transport not in ACTORS:
-            raise FleetError(f"transport {transport.value!r} is not available in this build")
+        actor = actor_for(transport)
+        if transport is Transport.WEBRTC and self.keys.mode != "ephemeral":
+            raise FleetError("WebRTC sessions need ephemeral keys (key_mode='ephemeral')")
+        if transport is Transport.WEBRTC and not self.webrtc:
+            raise FleetError("open the fleet with open_fleet(..., webrtc=True) for WebRTC sessions")
         sid = session_id or f"s{next(self._ids):05d}"  # type: ignore[call-overload]
         if sid in self.links and not self.supervisor.children[sid].done.is_set():
             raise FleetError(f"session {sid!r} already exists")
@@ -111,7 +140,7 @@ class Fleet:
             **merged,
         )
         spec = SessionSpec(
-            ACTORS[transport], connect, RestartPolicy(policy or self.policy), self.backoff,
+            actor, connect, RestartPolicy(policy or self.policy), self.backoff,
             self.max_restarts, self.restart_window,
         )
         self.supervisor.start(link, spec)
@@ -206,12 +235,19 @@ async def open_fleet(
     seed: int | None = None,
     server: Any = None,
     connect_params: Mapping[str, Any] | None = None,
+    webrtc: bool = False,
 ) -> AsyncIterator[Fleet]:
     """Open a fleet; on exit every session is closed and the embedded server stopped."""
     if isinstance(config, Mapping):
         config = SessionConfig.from_dict(dict(config))
     secret = Secret(api_key, kind="api_key") if isinstance(api_key, str) else api_key
-    async with trio.open_nursery() as nursery:
+    async with AsyncExitStack() as stack:
+        if webrtc:
+            _webrtc_actor()
+            from actors.rtc_bridge import open_rtc_loop
+
+            await stack.enter_async_context(open_rtc_loop())
+        nursery = await stack.enter_async_context(trio.open_nursery())
         if target == "embedded":
             from orchestrator.server import EmbeddedServer
 
@@ -231,6 +267,7 @@ async def open_fleet(
         fleet = Fleet(
             nursery, url, keys, router, supervisor, config, model, backoff,
             RestartPolicy(policy), max_restarts, restart_window, dict(connect_params or {}), server,
+            webrtc=webrtc,
         )
         nursery.start_soon(refresh_ahead, keys)
         try:

@@ -101,7 +101,8 @@ def _mark_legend(marks: Sequence[RunMark], *, errors: bool) -> list[LegendItem]:
     for kind, label in (("phase", "phase start"), ("fault", "fault injected"),
                         ("error", "error")):
         if kind in kinds and (errors or kind != "error"):
-            items.append(LegendItem(label, MARK_STYLES[kind][0], "dash" if MARK_STYLES[kind][1] else "line"))
+            color, dash = MARK_STYLES[kind][:2]
+            items.append(LegendItem(label, color, "dash" if dash else "line"))
     return items
 
 
@@ -259,7 +260,7 @@ def histogram_figures(report: RunReport) -> list[Figure]:
                                 x_label=f"{name} (ms, log scale)"),
             (LegendItem("samples", "#4c78a8"),)
             + tuple(LegendItem(label, color, "dash") for label, _, color in PERCENTILES),
-            note=f"{h.count:,} samples",
+            note=f"{h.count:,} sample{'' if h.count == 1 else 's'}",
         ))
     return figures
 

@@ -175,7 +175,8 @@ def _cards(r: RunReport) -> str:
             cards.append((label, counters[name]))
     items = "".join(
         f'<div class="card{" bad" if label in ("failed", "errors") and value else ""}">'
-        f'<div class="value">{esc(_format_number(value))}</div><div class="label">{esc(label)}</div></div>'
+        f'<div class="value">{esc(_format_number(value))}</div>'
+        f'<div class="label">{esc(label)}</div></div>'
         for label, value in cards
     )
     return f'<div class="cards">{items}</div>'
@@ -186,7 +187,8 @@ def _thresholds(r: RunReport) -> str:
         return _section("Thresholds", _empty("This scenario sets no thresholds."), anchor="thresholds")
     rows = [
         (
-            f'<span class="status {"pass" if t.passed else "fail"}">{"pass" if t.passed else "FAIL"}</span>',
+            f'<span class="status pass">pass</span>' if t.passed
+            else '<span class="status fail">FAIL</span>',
             f"<code>{esc(t.expression)}</code>",
             esc(_format_observed(t.expression, t.observed)),
             esc(t.reason),
@@ -296,7 +298,8 @@ dl.facts{display:flex;flex-wrap:wrap;gap:6px 28px;margin:8px 0 0}
 dl.facts div{min-width:0}dt{color:var(--muted);font-size:11px;text-transform:uppercase;
 letter-spacing:.05em}dd{margin:0;overflow-wrap:anywhere}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:20px 0 0}
-.card{border:1px solid var(--line);background:var(--panel);border-radius:8px;padding:8px 14px;min-width:120px}
+.card{border:1px solid var(--line);background:var(--panel);border-radius:8px;padding:8px 14px;
+min-width:120px}
 .card .value{font-size:20px;font-weight:650;font-variant-numeric:tabular-nums}
 .card .label{color:var(--muted);font-size:12px}
 .card.bad .value{color:var(--fail)}

@@ -330,8 +330,8 @@ def line_chart(title: str, lines: Sequence[Line], *, x_max: float, x_label: str,
     values = [y for line in lines for _, y in line.points if y is not None and math.isfinite(y)]
     y_max = nice_ceiling(max(values, default=0.0), integer=integer_y)
     ys = Scale(0.0, y_max, frame.y0, frame.y1)
-    parts = _axes(frame, xs, ys, linear_ticks(0.0, x_max, 10), linear_ticks(0.0, y_max, 5, integer=integer_y),
-                  x_label, y_label)
+    parts = _axes(frame, xs, ys, linear_ticks(0.0, x_max, 10),
+                  linear_ticks(0.0, y_max, 5, integer=integer_y), x_label, y_label)
     parts += _marks(marks, rows, xs, frame)
     for line in lines:
         parts.append(_polyline(line, xs, ys))
@@ -349,7 +349,8 @@ def _polyline(line: Line, xs: Scale, ys: Scale) -> str:
         else:
             runs[-1].append((xs(x), ys(y)))
     dash = f' stroke-dasharray="{line.dash}"' if line.dash else ""
-    parts = [f'<g class="series" stroke="{line.color}" fill="{line.color}"><title>{esc(line.name)}</title>']
+    parts = [f'<g class="series" stroke="{line.color}" fill="{line.color}">'
+             f"<title>{esc(line.name)}</title>"]
     for run in runs:
         if len(run) == 1:
             parts.append(f'<circle cx="{_num(run[0][0])}" cy="{_num(run[0][1])}" r="2.2"/>')
@@ -372,8 +373,8 @@ def stacked_steps_chart(title: str, layers: Sequence[Layer], *, origin: float,
               for i in range(slots)]
     y_max = nice_ceiling(max(totals, default=0.0), integer=True)
     ys = Scale(0.0, y_max, frame.y0, frame.y1)
-    parts = _axes(frame, xs, ys, linear_ticks(0.0, x_max, 10), linear_ticks(0.0, y_max, 5, integer=True),
-                  x_label, y_label)
+    parts = _axes(frame, xs, ys, linear_ticks(0.0, x_max, 10),
+                  linear_ticks(0.0, y_max, 5, integer=True), x_label, y_label)
     base = [0.0] * slots
     for layer in layers:
         top = [base[i] + (layer.values[i] if i < len(layer.values) else 0.0) for i in range(slots)]

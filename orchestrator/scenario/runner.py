@@ -27,7 +27,7 @@ import trio
 
 from actors.events import ConnectionEvent, ConnectionState, EventKind
 from actors.proto.session import SessionConfig as ProtoSessionConfig
-from orchestrator.fleet import ACTORS, Fleet, FleetError, open_fleet
+from orchestrator.fleet import Fleet, FleetError, available_transports, open_fleet
 from orchestrator.metrics import make_lookup
 from orchestrator.policy import Backoff
 from orchestrator.scenario.chaos import ServerControl, run_faults
@@ -308,11 +308,12 @@ def _proto_config(scenario: Scenario) -> ProtoSessionConfig:
 
 
 def _check_supported(scenario: Scenario) -> None:
+    available = {t.value for t in available_transports()}
     for population in scenario.populations:
-        if population.transport.value not in {t.value for t in ACTORS}:
+        if population.transport.value not in available:
             raise RunInputError(
                 f"population {population.name!r}: transport {population.transport.value!r} is not "
-                f"available in this build (available: {', '.join(t.value for t in ACTORS)})")
+                f"available in this build (available: {', '.join(sorted(available))})")
 
 
 async def run_scenario(
@@ -356,7 +357,8 @@ async def run_scenario(
             url = target_spec.url
             api_key = os.environ[target_spec.api_key_env]
             target_label = url
-        async with open_fleet(url, api_key=api_key, config=config, seed=seed,
+        webrtc = any(p.transport.value == "webrtc" for p in scenario.populations)
+        async with open_fleet(url, api_key=api_key, config=config, seed=seed, webrtc=webrtc,
                               backoff=Backoff(base=0.25, cap=5.0)) as fleet:
             run = _Run(scenario, fleet, metrics, rng, on_tick)
             subscription = fleet.subscribe(buffer=math.inf)
