@@ -201,3 +201,29 @@ async def test_malformed_server_frames_become_error_events_and_the_session_survi
         assert first.payload["code"] == code
         status = fleet.status(sid)
         assert status.state is S.CONNECTED and status.reconnects == 0
+
+
+async def test_session_is_recycled_before_the_server_deadline_and_keeps_its_conversation():
+    from orchestrator.server import ModelConfig
+
+    server = EmbeddedServer(api_keys={"sk-local-test"}, model_config=ModelConfig(max_session_s=3.0))
+    async with open_fleet(server=server, api_key="sk-local-test",
+                          config={"output_modalities": ["text"]},
+                          connect_params={"recycle_margin": 2.6}) as fleet:
+        sid = await fleet.add_session()
+        await fleet.wait_connected(sid)
+        await fleet.send(sid, user_text("remember me", item_id="item_keep"))
+        states = fleet.subscribe(sessions=[sid], kinds=["state"])
+        added = fleet.subscribe(sessions=[sid], types=["conversation.item.added"])
+        with trio.fail_after(10):
+            await added.receive()  # on the first connection
+            first = await states.receive()
+            second = await states.receive()
+            replayed = await added.receive()  # the restore on the second connection
+        assert replayed.payload["item"]["id"] == "item_keep"
+        assert (first.payload["to"], second.payload["to"]) == ("reconnecting", "connected")
+        assert "recycle" in first.payload["reason"]
+        status = fleet.status(sid)
+        assert status.recycles >= 1 and status.restarts == 0
+        record = _record_for(server, fleet, sid)
+        assert record.index >= 2 and [i["id"] for i in record.items][:1] == ["item_keep"]

@@ -52,7 +52,10 @@ PLOTS_JS = """Array.from(document.querySelectorAll('[data-plot]'), e => {
 })"""
 
 
-def _chromium_or_skip() -> str:
+@pytest.fixture
+def chromium() -> str:
+    """The browser's path; a plain (not trio) fixture, so that the skip or failure reaches
+    pytest as itself rather than inside an exception group."""
     path = os.environ.get("RTFLEET_CHROMIUM") or shutil.which("chromium")
     if path and os.access(path, os.X_OK):
         return path
@@ -233,8 +236,7 @@ def _results(**changes: Any) -> dict[str, Any]:
     return results
 
 
-async def test_report_renders_cleanly_in_chromium(tmp_path: Path) -> None:
-    chromium = _chromium_or_skip()
+async def test_report_renders_cleanly_in_chromium(chromium: str, tmp_path: Path) -> None:
     sample_dir, empty_dir, hostile_dir = (tmp_path / n for n in ("sample", "empty", "hostile"))
     for d in (sample_dir, empty_dir, hostile_dir):
         d.mkdir()

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.proto.client import ClientCore
+from actors.proto.client import ClientCore, QueueFull
 from actors.proto.realtime import encode_client_event
 from actors.proto.session import SessionConfig
 
@@ -118,7 +118,7 @@ class Harness:
 
     def __init__(self) -> None:
         self.client = ClientCore(SessionConfig(instructions="be brief", voice="marin"),
-                                 audio_limit=3, control_limit=64)
+                                 audio_limit=3, control_limit=12)
         self.server: FakeServer | None = None
         self.wire: deque[str] = deque()  # written by the client, not yet read by the server
         self.servers: list[FakeServer] = []
@@ -126,6 +126,7 @@ class Harness:
         self.responses: list[str] = []
         self.audio: list[str] = []  # event ids of appends and commits, in submit order
         self.notices = 0
+        self.refused = 0
 
     def connect(self) -> None:
         self.client.connection_started()
@@ -137,8 +138,16 @@ class Harness:
         self.server = None
         self.wire.clear()
 
-    def submit(self, event: dict[str, Any]) -> dict[str, Any]:
-        self.notices += sum(n["count"] for n in self.client.submit(event))
+    def submit(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Submit; ``None`` when the control queue refused it (nothing was enqueued)."""
+        before = self.client.counters.submitted
+        try:
+            self.notices += sum(n["count"] for n in self.client.submit(event))
+        except QueueFull:
+            assert self.client.queued_control == self.client.control_limit
+            assert self.client.counters.submitted == before
+            self.refused += 1
+            return None
         return self.client.last_submitted
 
     def flush(self) -> None:
@@ -198,17 +207,22 @@ class ReconnectMachine(RuleBasedStateMachine):
     def submit_item(self, with_id: bool) -> None:
         n = len(self.h.items) + 1
         event = self.h.submit(text_item(f"user {n}", f"u{n}" if with_id else None))
-        self.h.items.append(event["item"]["id"])
+        if event is not None:
+            self.h.items.append(event["item"]["id"])
 
     @rule()
     def submit_response(self) -> None:
-        self.h.responses.append(self.h.submit({"type": "response.create"})["event_id"])
+        event = self.h.submit({"type": "response.create"})
+        if event is not None:
+            self.h.responses.append(event["event_id"])
 
     @rule(commit=st.booleans())
     def submit_audio(self, commit: bool) -> None:
         event = {"type": "input_audio_buffer.commit"} if commit else {
             "type": "input_audio_buffer.append", "audio": "AAAA"}
-        self.h.audio.append(self.h.submit(event)["event_id"])
+        submitted = self.h.submit(event)
+        if submitted is not None:
+            self.h.audio.append(submitted["event_id"])
 
     @precondition(lambda self: self.h.server is not None)
     @rule()
