@@ -30,11 +30,19 @@ Metric names (histograms in seconds):
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 
 from orchestrator.metrics import MetricsRegistry, TimeSeries
+from orchestrator.telemetry import meter
+
+#: metrics also exported as OpenTelemetry instruments (``rtfleet.<name>``); histograms in s
+OTEL_COUNTERS = frozenset({"reconnect.attempts", "reconnect.succeeded", "reconnect.failed",
+                           "turns.completed", "turns.failed", "errors", "sessions.started",
+                           "sessions.completed", "sessions.failed", "faults.injected"})
+OTEL_HISTOGRAMS = frozenset({"turn.time_to_first_text", "turn.time_to_first_audio",
+                             "turn.duration", "connect.duration", "reconnect.duration"})
 
 __all__ = ["RunMetrics"]
 
@@ -46,9 +54,25 @@ class RunMetrics:
     registry: MetricsRegistry = attrs.field(factory=MetricsRegistry)
     series: TimeSeries = attrs.field()
 
+    _otel: dict[str, Any] = attrs.field(factory=dict, init=False)
+
     @series.default
     def _series(self) -> TimeSeries:
         return TimeSeries(interval=1.0, origin=0.0)
+
+    def _instrument(self, kind: str, name: str) -> Any:
+        instrument = self._otel.get(name)
+        if instrument is None:
+            m = meter()
+            full = f"rtfleet.{name}"
+            if kind == "counter":
+                instrument = m.create_counter(full)
+            elif kind == "histogram":
+                instrument = m.create_histogram(full, unit="s")
+            else:
+                instrument = m.create_gauge(full)
+            self._otel[name] = instrument
+        return instrument
 
     def elapsed(self) -> float:
         return self.clock() - self.origin
@@ -56,17 +80,23 @@ class RunMetrics:
     def inc(self, name: str, amount: float = 1) -> None:
         self.registry.inc(name, amount)
         self.series.inc(name, self.elapsed(), amount)
+        if name in OTEL_COUNTERS:
+            self._instrument("counter", name).add(amount)
 
     def observe(self, name: str, value: float) -> None:
         if value < 0:
             value = 0.0
         self.registry.observe(name, value)
         self.series.observe(name, value, self.elapsed())
+        if name in OTEL_HISTOGRAMS:
+            self._instrument("histogram", name).record(value)
 
     def gauge(self, name: str, value: float, *, series: bool = True) -> None:
         self.registry.set_gauge(name, value)
         if series:
             self.series.set_gauge(name, value, self.elapsed())
+        if name.startswith("sessions."):  # sessions by state
+            self._instrument("gauge", name).set(value)
 
     def counter(self, name: str) -> float:
         return float(self.registry.counters.get(name, 0))

@@ -336,7 +336,7 @@ async def run_scenario(
     for name in ("errors", "sessions.started", "sessions.completed", "sessions.failed",
                  "sessions.stopped", "turns.completed", "turns.failed", "reconnect.attempts",
                  "reconnect.succeeded", "reconnect.failed", "events.received"):
-        metrics.registry.inc(name, 0)
+        metrics.inc(name, 0)
     target_spec = scenario.target
     if target is not None:
         target_spec = EmbeddedTarget() if target == "embedded" else RemoteTarget(url=target)

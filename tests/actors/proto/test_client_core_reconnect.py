@@ -118,7 +118,7 @@ class Harness:
 
     def __init__(self) -> None:
         self.client = ClientCore(SessionConfig(instructions="be brief", voice="marin"),
-                                 audio_limit=3, control_limit=12)
+                                 audio_limit=3, control_limit=16)
         self.server: FakeServer | None = None
         self.wire: deque[str] = deque()  # written by the client, not yet read by the server
         self.servers: list[FakeServer] = []
@@ -238,6 +238,14 @@ class ReconnectMachine(RuleBasedStateMachine):
     @rule(count=st.integers(1, 12))
     def deliver(self, count: int) -> None:
         self.h.deliver(count)
+
+    @precondition(lambda self: self.h.server is not None)
+    @rule(served=st.integers(0, 10), delivered=st.integers(0, 30))
+    def pump(self, served: int, delivered: int) -> None:
+        """Write, let the server read some, deliver some of its frames: a busy link."""
+        self.h.flush()
+        self.h.serve(served)
+        self.h.deliver(delivered)
 
     @precondition(lambda self: self.h.server is not None)
     @rule(reconnect=st.booleans())
