@@ -325,7 +325,7 @@ class ClientCore:
             if request is None:
                 request = self._stamp({"type": _RESPONSE_CREATE})
             if request["event_id"] not in self._pending:
-                self._reissue = request
+                pass
         self._requests.clear()
         self._cancel_requested = False
 

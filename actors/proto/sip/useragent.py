@@ -120,7 +120,8 @@ class SipUserAgent:
                    headers: tuple[tuple[str, str], ...] = ()) -> str:
         """Send an INVITE to ``target`` (a SIP URI); returns the new call's Call-ID.
 
-        ``destination`` defaults to the URI's host and port (5060).
+        ``destination`` defaults to the URI's host and port (5060); a ``target`` that is
+        not a SIP URI then raises SipParseError.
         """
         if destination is None:
             destination = SipUri.parse(target).address()
@@ -235,7 +236,11 @@ class SipUserAgent:
         if request.method == "ACK":
             call = self._calls.get(request.call_id)
             if call is not None:
-                call.on_ack(request, now)
+                try:
+                    call.on_ack(request, now)
+                except SipError as exc:  # e.g. a malformed SDP answer in the ACK
+                    self.emit(MalformedMessage(source, str(exc), getattr(exc, "status_hint", 400)))
+                    call.abort(now, getattr(exc, "status_hint", 400), str(exc))
             return
         if request.method == "INVITE":
             tx: ServerInviteTransaction | ServerNonInviteTransaction = ServerInviteTransaction.start(

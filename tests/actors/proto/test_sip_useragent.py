@@ -31,6 +31,7 @@ class Network:
         self.agents = {A: self.a, B: self.b}
         self.now = 0.0
         self.log: list[tuple[float, tuple, str]] = []
+        self.raw: list[tuple[bytes, tuple, tuple]] = []
         self.drop: Drop | None = None
         self.received: dict[int, list[object]] = {id(self.a): [], id(self.b): []}
 
@@ -42,6 +43,7 @@ class Network:
                 for data, dest in agent.datagrams_to_send():
                     moved = True
                     self.log.append((self.now, source, data.split(b"\r\n", 1)[0].decode()))
+                    self.raw.append((data, source, dest))
                     if self.drop is not None and self.drop(data, source, dest):
                         continue
                     if dest in self.agents:
@@ -359,6 +361,48 @@ def test_received_and_rport_are_stamped_on_responses() -> None:
     response, = _send_raw(net, request)
     assert response.status == 200
     assert response.via.params["received"] == A[0] and response.via.params["rport"] == str(A[1])
+
+
+def _mutate(data: bytes, rng: random.Random) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 3)):
+        pos = rng.randrange(len(buf))
+        choice = rng.random()
+        if choice < 0.3:
+            buf[pos] = rng.randrange(256)
+        elif choice < 0.6:
+            buf[pos:pos] = rng.choice([b";", b",", b"<", b'"', b" ", b"\r\n ", b"0", b"tag=x", b"a=", b"\xff"])
+        elif choice < 0.8:
+            del buf[pos : pos + rng.randint(1, 12)]
+        else:  # swap the body for junk SDP
+            head, _, _ = bytes(buf).partition(b"\r\n\r\n")
+            buf = bytearray(head.replace(b"Content-Length", b"X-Old-Length") + b"\r\nContent-Type: application/sdp\r\n\r\nv=0\r\nm=x")
+    return bytes(buf)
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False))
+def test_fuzz_agents_mid_call_never_raise(rng: random.Random) -> None:
+    """Mutated copies of real datagrams (INVITE, ACK, 200, BYE, re-INVITE...) fed to both
+    agents during and after a call: receive_datagram and handle_timer never raise."""
+    net = Network(seed=rng.randrange(1000))
+    call_id, _ = place_and_answer(net)
+    net.a.reinvite(call_id, OFFER, net.at(1.0))
+    net.run(2.0)
+    corpus = list(net.raw)
+    for step in range(20):
+        data, source, dest = rng.choice(corpus)
+        target = net.agents.get(dest)
+        if target is not None:
+            target.receive_datagram(_mutate(data, rng), source, net.now)
+        if step == 10:
+            net.b.hangup(call_id, net.now)
+        net.run(net.now + rng.choice([0.0, 0.1, 1.0]))
+    net.run(net.now + 400.0)
+    for agent in net.agents.values():
+        while agent.next_event() is not None:
+            pass
+        assert agent.get_timer() is None
 
 
 @settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
