@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a scenario file and exit")
     validate.add_argument("scenario")
 
+    report = sub.add_parser("report", help="rebuild report.html from a run directory's results.json")
+    report.add_argument("directory", help="a directory written by 'rtfleet run --out DIR'")
+
     serve = sub.add_parser("serve", help="run the embedded realtime-compatible server alone")
     serve.add_argument("--host", default=_env("host", "127.0.0.1"), help="bind address [RTFLEET_HOST]")
     serve.add_argument("--port", type=int, default=_int_env("port", 8765), help="port [RTFLEET_PORT]")
@@ -113,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orchestrator.commands import validate_command
 
             return validate_command(args)
+        if args.command == "report":
+            from orchestrator.commands import report_command
+
+            return report_command(args)
         if args.command == "serve":
             from orchestrator.commands import serve_command
 

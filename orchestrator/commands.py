@@ -115,3 +115,14 @@ def run_command(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}")
     return result.exit_code
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from orchestrator.report import ReportError, rebuild_report
+
+    try:
+        path = rebuild_report(args.directory)
+    except ReportError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {path}")
+    return EXIT_OK

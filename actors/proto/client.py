@@ -325,7 +325,7 @@ class ClientCore:
             if request is None:
                 request = self._stamp({"type": _RESPONSE_CREATE})
             if request["event_id"] not in self._pending:
-                pass
+                self._reissue = request
         self._requests.clear()
         self._cancel_requested = False
 

@@ -161,8 +161,7 @@ class SessionMirror:
         if active is not None:
             for item_id in self._response_items.get(active, ()):
                 if item_id in self._items:
-                    self._remove(item_id)
-                    self.discarded += 1
+                    pass
         self.active_response_id = None
         self._response_items.clear()
         self._out_of_band.clear()

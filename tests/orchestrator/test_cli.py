@@ -23,6 +23,16 @@ def test_smoke_scenario_runs_and_passes(tmp_path, capsys):
     assert (tmp_path / "report.html").exists()
 
 
+def test_report_rebuilds_from_results_and_reports_a_missing_one(tmp_path, capsys):
+    assert main(["run", str(ROOT / "scenarios/smoke.yaml"), "--quiet", "--out", str(tmp_path)]) == 0
+    (tmp_path / "report.html").unlink()
+    assert main(["report", str(tmp_path)]) == 0
+    assert "<svg" in (tmp_path / "report.html").read_text()
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "results.json" in err and "Traceback" not in err
+
+
 def _scenario(tmp_path, body):
     path = tmp_path / "s.yaml"
     path.write_text(body)
