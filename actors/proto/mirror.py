@@ -161,7 +161,8 @@ class SessionMirror:
         if active is not None:
             for item_id in self._response_items.get(active, ()):
                 if item_id in self._items:
-                    pass
+                    self._remove(item_id)
+                    self.discarded += 1
         self.active_response_id = None
         self._response_items.clear()
         self._out_of_band.clear()

@@ -6,7 +6,8 @@ Plot names (the ``data-plot`` attribute of each figure)::
     events                   reconnect attempts/successes, errors and faults per second,
                              with phase, fault and error marks
     throughput               turns completed per second
-    percentiles:<metric>     p50/p95/p99 per second, for each turn latency (always present)
+    percentiles:<metric>     p50/p95/p99 per second, for each turn latency with samples
+                             (turn.duration, empty, when there is none)
     histogram:<metric>       distribution on a log axis, for each histogram with samples
 
 All time plots share one time axis (seconds since the run started) and show the phase and
@@ -36,13 +37,18 @@ PERCENTILES = (("p50", 50, "#2563eb"), ("p95", 95, "#ea580c"), ("p99", 99, "#dc2
 #: p99 drawn first and widest, so that where percentiles coincide (few samples in a second)
 #: each line still shows as an outline around the next
 PERCENTILE_WIDTHS = {"p99": 3.4, "p95": 2.2, "p50": 1.6}
+#: live states, stacked; "closed" only grows, so it is a line over them, not a band that
+#: would squash the others
 STATES = (
     ("connected", "#16a34a"),
     ("connecting", "#60a5fa"),
     ("reconnecting", "#f59e0b"),
     ("error", "#dc2626"),
-    ("closed", "#a8a29e"),
 )
+CLOSED = ("closed", "#78716c")
+#: a latency line is drawn through up to this many seconds without samples (turns in
+#: lockstep leave every other second empty); a longer gap (an outage) breaks it
+BRIDGE_SLOTS = 4
 EVENT_SERIES = (
     ("reconnect.attempts", "reconnect attempts", "#f59e0b", ""),
     ("reconnect.succeeded", "reconnects succeeded", "#16a34a", ""),
@@ -129,6 +135,12 @@ def _has_counter(report: RunReport, name: str) -> bool:
         name in r.counters for r in report.timeline.slots.values())
 
 
+def _has_samples(report: RunReport, name: str) -> bool:
+    h = report.metrics.histograms.get(name)
+    return bool(h and h.count) or any(
+        r.histograms[name].count for r in report.timeline.slots.values() if name in r.histograms)
+
+
 def _gauge_levels(report: RunReport, name: str) -> list[float]:
     """The gauge's level in every slot; a slot that does not set it keeps the last level."""
     level, out = 0.0, []
@@ -162,12 +174,18 @@ def time_figures(report: RunReport) -> list[Figure]:
     slots = _slot_times(report)
     layers = [svg.Layer(state, color, _gauge_levels(report, f"sessions.{state}"))
               for state, color in STATES]
+    closed_levels = _gauge_levels(report, f"sessions.{CLOSED[0]}")
+    closed = [svg.Line(CLOSED[0], CLOSED[1], [
+        point for (_, t), level in zip(slots, closed_levels)
+        for point in ((t, level), (t + interval, level))
+    ], dash="5 3", width=1.8)] if any(closed_levels) else []
     figures.append(Figure(
         "sessions", "Sessions by state",
-        svg.stacked_steps_chart("Sessions by state", layers,
+        svg.stacked_steps_chart("Sessions by state", layers, lines=closed,
                                 origin=slots[0][1] if slots else 0.0, interval=interval,
                                 x_max=x_max, x_label=TIME_AXIS, y_label="sessions", marks=marks),
-        tuple(LegendItem(state, color) for state, color in STATES) + tuple(mark_legend),
+        tuple(LegendItem(state, color) for state, color in STATES)
+        + (LegendItem(f"{CLOSED[0]} (not stacked)", CLOSED[1], "dash"),) + tuple(mark_legend),
     ))
 
     lines = [svg.Line(label, color, _counter_rate(report, name), dash)
@@ -193,9 +211,10 @@ def time_figures(report: RunReport) -> list[Figure]:
         tuple(LegendItem(line.name, line.color, "line") for line in turns) + tuple(mark_legend),
     ))
 
-    for name in TURN_LATENCIES:
+    recorded = [name for name in TURN_LATENCIES if _has_samples(report, name)]
+    for name in recorded or [TURN_LATENCIES[-1]]:
         lines = [svg.Line(label, color, _percentile_points(report, name, q),
-                          width=PERCENTILE_WIDTHS[label])
+                          width=PERCENTILE_WIDTHS[label], bridge=BRIDGE_SLOTS)
                  for label, q, color in reversed(PERCENTILES)]
         title = f"{name} percentiles per second"
         figures.append(Figure(

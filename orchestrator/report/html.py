@@ -167,6 +167,8 @@ def _cards(r: RunReport) -> str:
         ("completed", r.sessions_completed),
         ("failed", r.sessions_failed),
     ]
+    if r.sessions_stopped is not None:
+        cards.append(("stopped", r.sessions_stopped))
     for name, label in (("turns.completed", "turns completed"), ("errors", "errors"),
                         ("reconnect.attempts", "reconnect attempts"),
                         ("reconnect.succeeded", "reconnects succeeded"),

@@ -24,6 +24,8 @@ from orchestrator.metrics import MetricsRegistry, TimeSeries
 __all__ = ["ReportError", "RunReport", "ThresholdRow", "RunMark", "SessionError", "RESULTS_FORMAT"]
 
 RESULTS_FORMAT = 1
+#: a timeline longer than this (a week of seconds) is taken for corrupt data, not plotted
+MAX_SLOTS = 7 * 24 * 3600
 
 
 class ReportError(ValueError):
@@ -73,6 +75,7 @@ class RunReport:
     sessions_started: int | None
     sessions_completed: int | None
     sessions_failed: int | None
+    sessions_stopped: int | None
     session_errors: tuple[SessionError, ...]
 
     @classmethod
@@ -106,6 +109,7 @@ class RunReport:
             sessions_started=sessions.integer("started"),
             sessions_completed=sessions.integer("completed"),
             sessions_failed=sessions.integer("failed"),
+            sessions_stopped=sessions.integer("stopped"),
             session_errors=tuple(
                 SessionError(e.string("session", ""), e.string("error", ""))
                 for e in sessions.items("errors")
@@ -229,6 +233,8 @@ def _timeline(r: _Reader) -> TimeSeries:
         if not (isinstance(slot, list) and len(slot) == 2 and type(slot[0]) is int
                 and isinstance(slot[1], Mapping)):
             raise ReportError(f"{r.path}.slots[{i}]: expected [slot index, metrics snapshot]")
+    if slots and max(s[0] for s in slots) - min(s[0] for s in slots) >= MAX_SLOTS:
+        raise ReportError(f"{r.path}.slots: spans more than {MAX_SLOTS:,} slots")
     snapshot = {"interval": interval, "origin": r.number("origin") or 0.0, "slots": slots}
     try:
         return TimeSeries.from_snapshot(snapshot)

@@ -98,6 +98,8 @@ class Line:
     points: Sequence[tuple[float, float | None]]
     dash: str = ""
     width: float = 1.6
+    #: join the line across up to this many missing points (None) in a row; longer gaps break it
+    bridge: int = 0
 
 
 @attrs.frozen
@@ -342,12 +344,15 @@ def line_chart(title: str, lines: Sequence[Line], *, x_max: float, x_label: str,
 
 def _polyline(line: Line, xs: Scale, ys: Scale) -> str:
     runs: list[list[tuple[float, float]]] = [[]]
+    missing = 0
     for x, y in line.points:
         if y is None or not math.isfinite(y):
-            if runs[-1]:
-                runs.append([])
-        else:
-            runs[-1].append((xs(x), ys(y)))
+            missing += 1
+            continue
+        if missing > line.bridge and runs[-1]:
+            runs.append([])
+        missing = 0
+        runs[-1].append((xs(x), ys(y)))
     dash = f' stroke-dasharray="{line.dash}"' if line.dash else ""
     parts = [f'<g class="series" stroke="{line.color}" fill="{line.color}">'
              f"<title>{esc(line.name)}</title>"]
@@ -363,15 +368,18 @@ def _polyline(line: Line, xs: Scale, ys: Scale) -> str:
 
 def stacked_steps_chart(title: str, layers: Sequence[Layer], *, origin: float,
                         interval: float, x_max: float, x_label: str, y_label: str,
-                        marks: Sequence[VMark] = (), width: float = 1100,
-                        height: float = 190, empty_message: str = "no data recorded") -> str:
+                        lines: Sequence[Line] = (), marks: Sequence[VMark] = (),
+                        width: float = 1100, height: float = 190,
+                        empty_message: str = "no data recorded") -> str:
+    """``layers`` stacked as bands of steps; ``lines`` drawn over them, not stacked."""
     frame = Frame(width, height)
     xs = Scale(0.0, x_max, frame.x0, frame.x1)
     frame, rows = _marks_frame(frame, marks, xs)
     slots = max((len(layer.values) for layer in layers), default=0)
     totals = [sum(layer.values[i] for layer in layers if i < len(layer.values))
               for i in range(slots)]
-    y_max = nice_ceiling(max(totals, default=0.0), integer=True)
+    overlay = [y for line in lines for _, y in line.points if y is not None and math.isfinite(y)]
+    y_max = nice_ceiling(max(totals + overlay, default=0.0), integer=True)
     ys = Scale(0.0, y_max, frame.y0, frame.y1)
     parts = _axes(frame, xs, ys, linear_ticks(0.0, x_max, 10),
                   linear_ticks(0.0, y_max, 5, integer=True), x_label, y_label)
@@ -389,8 +397,9 @@ def stacked_steps_chart(title: str, layers: Sequence[Layer], *, origin: float,
             parts.append(f'<polygon class="band" points="{pts}" fill="{layer.color}" '
                          f'stroke="{layer.color}"><title>{esc(layer.name)}</title></polygon>')
         base = top
+    parts += [_polyline(line, xs, ys) for line in lines]
     parts += _marks(marks, rows, xs, frame)
-    if not any(totals):
+    if not any(totals) and not any(overlay):
         parts.append(_no_data(frame, empty_message))
     return _svg(frame, title, parts)
 

@@ -22,6 +22,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "results-sample.jso
 SVG_NS = "{http://www.w3.org/2000/svg}"
 TIME_PLOTS = {"sessions", "events", "throughput", "percentiles:turn.time_to_first_text",
               "percentiles:turn.time_to_first_audio", "percentiles:turn.duration"}
+EMPTY_TIME_PLOTS = {"sessions", "events", "throughput", "percentiles:turn.duration"}
 SAMPLE_HISTOGRAMS = {"turn.time_to_first_text", "turn.time_to_first_audio", "turn.duration",
                      "connect.duration", "reconnect.duration", "audio.frame_lateness"}
 EVIL = '"><script>alert(1)</script><img src=x onerror=alert(2)>&amp;'
@@ -156,7 +157,7 @@ def test_untrusted_text_is_escaped_everywhere(sample: dict[str, Any]) -> None:
 def test_empty_run_renders() -> None:
     page = render_report({"format": 1})
     plots = _plots(page)
-    assert set(plots) == TIME_PLOTS
+    assert set(plots) == EMPTY_TIME_PLOTS
     assert "No histogram has samples." in page
     assert "This scenario sets no thresholds." in page
     assert "No latencies were recorded." in page
@@ -164,7 +165,7 @@ def test_empty_run_renders() -> None:
     assert "NO VERDICT" in page
     assert "no data recorded" in plots["sessions"]
     assert "no turn.duration samples" in plots["percentiles:turn.duration"]
-    assert len(_svg_roots(page)) == len(TIME_PLOTS)
+    assert len(_svg_roots(page)) == len(EMPTY_TIME_PLOTS)
 
 
 def test_empty_containers_render() -> None:
@@ -176,8 +177,11 @@ def test_empty_containers_render() -> None:
         "sessions": {"started": 0, "completed": 0, "failed": 0, "errors": []},
     }
     page = render_report(results)
-    assert set(_plots(page)) == TIME_PLOTS
+    assert set(_plots(page)) == EMPTY_TIME_PLOTS
     assert '<span class="badge pass">PASS</span>' in page
+    assert '<div class="label">stopped</div>' not in page
+    results["sessions"]["stopped"] = 20  # the runner also counts sessions it stopped
+    assert '<div class="value">20</div><div class="label">stopped</div>' in render_report(results)
 
 
 def test_any_metric_may_be_absent(sample: dict[str, Any]) -> None:
@@ -191,7 +195,7 @@ def test_any_metric_may_be_absent(sample: dict[str, Any]) -> None:
                "duration_s": 9.0, "marks": [{"t": 2.0, "kind": "phase", "label": "hold"}]}
     page = render_report(results)
     plots = _plots(page)
-    assert set(plots) == TIME_PLOTS | {"histogram:reconnect.duration"}
+    assert set(plots) == EMPTY_TIME_PLOTS | {"histogram:reconnect.duration"}
     assert "no data recorded" not in plots["sessions"]  # 3 connected from 4 s on
     assert "no reconnects, errors or faults" in plots["events"]
     row = re.search(r"<td><code>turn.duration</code></td>(.*?)</tr>", page).group(1)
@@ -218,6 +222,23 @@ def test_unusual_values_render() -> None:
     _svg_roots(page)
 
 
+def test_only_recorded_turn_latencies_get_percentile_plots() -> None:
+    series = TimeSeries()
+    for t in (0.5, 2.5, 3.5, 9.5):  # lockstep turns leave seconds without samples
+        series.observe("turn.time_to_first_text", 0.2, now=t)
+    series.set_gauge("sessions.closed", 4, now=9.5)
+    plots = _plots(render_report({"format": 1, "timeline": series.snapshot()}))
+    assert {name for name in plots if name.startswith("percentiles:")} == {
+        "percentiles:turn.time_to_first_text"}
+    body = plots["percentiles:turn.time_to_first_text"]
+    svg = ET.fromstring(re.search(r"<svg .*?</svg>", body, re.S).group(0))
+    paths = list(svg.iter(f"{SVG_NS}path"))
+    dots = list(svg.iter(f"{SVG_NS}circle"))
+    # 0.5 -> 2.5 -> 3.5 is one line (a 1 s gap is bridged); 9.5 is after a 5 s gap: a dot
+    assert len(paths) == 3 and len(dots) == 3  # one of each per percentile
+    assert "closed (not stacked)" in plots["sessions"]
+
+
 def test_rendering_is_deterministic(sample: dict[str, Any]) -> None:
     assert render_report(sample) == render_report(copy.deepcopy(sample))
 
@@ -240,6 +261,8 @@ def test_rendering_is_deterministic(sample: dict[str, Any]) -> None:
         ({"timeline": {"interval": 1, "slots": [[0.5, {}]]}},
          "results.timeline.slots[0]: expected [slot index, metrics snapshot]"),
         ({"sessions": {"started": 1.5}}, "results.sessions.started: expected a whole number"),
+        ({"timeline": {"interval": 1, "slots": [[0, {}], [10**9, {}]]}},
+         "results.timeline.slots: spans more than 604,800 slots"),
     ],
 )
 def test_malformed_results_raise_report_error(change: dict[str, Any], message: str) -> None:

@@ -67,7 +67,8 @@ class RtpPacketizer:
         ).encode()
         self._talkspurt = False
         self.sequence = (self.sequence + 1) & 0xFFFF
-        self.timestamp = (self.timestamp + (self.samples_per_frame if samples is None else samples)) & 0xFFFFFFFF
+        step = self.samples_per_frame if samples is None else samples
+        self.timestamp = (self.timestamp + step) & 0xFFFFFFFF
         return packet
 
     def packetize_event(self, payload: bytes, *, payload_type: int, timestamp: int,

@@ -24,7 +24,7 @@ from .events import (TERMINAL_EVENTS, CallAnswered, CallCancelled, CallConfirmed
 from .headers import Headers
 from .message import SipMessageReader, SipRequest, SipResponse, make_response, parse_message
 from .sdp import (PCMA, PCMU, TELEPHONE_EVENT, AudioSession, Codec, SdpParseError,
-                  SessionDescription, audio_session, create_answer, create_offer)
+                  SessionDescription, audio_session, create_answer, create_offer, description_in)
 from .transaction import TimerSettings
 from .useragent import SipUserAgent
 from .values import CSeq, NameAddress, SipUri, Via
@@ -38,5 +38,5 @@ __all__ = [
     "SipDialog", "SipError", "SipEvent", "SipMessageReader", "SipParseError", "SipRequest",
     "SipResponse", "SipStateError", "SipUri", "SipUserAgent", "TELEPHONE_EVENT",
     "TERMINAL_EVENTS", "TimerSettings", "Via", "VerifyResult", "audio_session",
-    "create_answer", "create_offer", "make_response", "parse_message",
+    "create_answer", "create_offer", "description_in", "make_response", "parse_message",
 ]

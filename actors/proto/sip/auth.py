@@ -269,6 +269,15 @@ class ClientAuthenticator:
         self._nc = 0
         return True
 
+    def retry(self, request: "SipRequest", response: "SipResponse", *, seq: int, via: str,
+              cnonce: str) -> "SipRequest | None":
+        """The request to send again after a 401/407 (new Via branch and CSeq number,
+        with credentials), or ``None`` to give up."""
+        if not self.accept(response):
+            return None
+        headers = request.headers.set("Via", via).set("CSeq", f"{seq} {request.method}")
+        return self.authorize(attrs.evolve(request, headers=headers), cnonce)
+
     def authorize(self, request: "SipRequest", cnonce: str) -> "SipRequest":
         """``request`` with credentials for the last accepted challenge (if any)."""
         if self._challenge is None or self.credentials is None:

@@ -29,13 +29,12 @@ from .dialog import SipDialog
 from .errors import SipParseError, SipStateError
 from .events import (CallAnswered, CallCancelled, CallConfirmed, CallEnded, CallFailed,
                      CallRinging, CallTrying, CallUpdated, CallUpdateFailed, IncomingCall)
-from .headers import Headers
 from .message import SipRequest, SipResponse, make_response
 from .sdp import SessionDescription, description_in
 from .transaction import (ClientInviteTransaction, ClientNonInviteTransaction,
                           ServerInviteTransaction, ServerNonInviteTransaction, TxState,
                           make_cancel)
-from .values import Address, NameAddress
+from .values import Address
 
 __all__ = ["CallState", "CALL_TRANSITIONS", "SipCall"]
 
@@ -77,7 +76,7 @@ class SipCall:
     _invite: SipRequest | None = None
     _server_tx: ServerInviteTransaction | None = None
     _txs: dict[str, ClientInviteTransaction | ClientNonInviteTransaction] = attrs.field(factory=dict)
-    _acks: dict[int, tuple[bytes, Address]] = attrs.field(factory=dict)
+    _acks: dict[tuple[int, str], tuple[bytes, Address]] = attrs.field(factory=dict)
     _pending_2xx: tuple[bytes, Address, int] | None = None
     _deadlines: dict[str, float] = attrs.field(factory=dict)
     _intervals: dict[str, float] = attrs.field(factory=dict)
@@ -97,14 +96,8 @@ class SipCall:
                  destination: Address, headers: tuple[tuple[str, str], ...] = ()) -> "SipCall":
         """Place a call: send the INVITE (UAC)."""
         cfg = core.config
-        local = NameAddress(cfg.aor, cfg.display_name, {"tag": core.new_tag()})
-        items = [("Via", core.via()), ("Max-Forwards", "70"), ("From", str(local)),
-                 ("To", str(NameAddress(target))), ("Call-ID", call_id), ("CSeq", "1 INVITE"),
-                 ("Contact", cfg.contact), ("Allow", ALLOW), ("User-Agent", cfg.user_agent),
-                 *headers]
-        if sdp is not None:
-            items.append(("Content-Type", "application/sdp"))
-        invite = SipRequest("INVITE", target, Headers.of(items), sdp or b"")
+        invite = cfg.new_request("INVITE", target, via=core.via(), call_id=call_id,
+                                 tag=core.new_tag(), headers=headers, body=sdp or b"")
         call = cls(core, call_id, "uac", C.CALLING, destination, local_sdp=sdp, invite=invite,
                    auth=ClientAuthenticator(cfg.credentials))
         call._start("invite", invite, destination, now)
@@ -187,7 +180,7 @@ class SipCall:
         role = self._role(tx)
         if role is None:
             if 200 <= response.status < 300 and response.cseq.method == "INVITE":
-                self.on_stray_2xx(response)  # retransmitted 2xx: ACK again
+                self.on_stray_2xx(response, now)
             return
         if response.status in (401, 407) and role != "cancel" and self._retry_with_auth(role, response, now):
             return
@@ -213,11 +206,17 @@ class SipCall:
             self.core.emit(CallUpdateFailed(self.call_id, 408, "re-INVITE timed out"))
             self.hangup(now)
 
-    def on_stray_2xx(self, response: SipResponse) -> None:
-        """A 2xx retransmission whose transaction is gone: send the ACK again."""
-        ack = self._acks.get(response.cseq.seq)
+    def on_stray_2xx(self, response: SipResponse, now: float) -> None:
+        """A 2xx after the first one: a retransmission (send the ACK again) or a forked
+        answer from another To tag (acknowledge it and end that leg with a BYE)."""
+        ack = self._acks.get((response.cseq.seq, response.to.tag or ""))
         if ack is not None:
             self.core.send_datagram(*ack)
+        elif self._invite is not None and self.dialog and response.cseq.seq == self._invite.cseq.seq:
+            fork = SipDialog.from_uac(self._invite, response)
+            self._send_ack(fork, now)
+            bye = fork.create_request("BYE", via=self.core.via())
+            self.core.start_client_transaction(bye, fork.destination(), None, now)
 
     def on_ack(self, request: SipRequest, now: float) -> None:
         """The ACK for our 2xx (UAS, or UAC after answering a re-INVITE)."""
@@ -245,7 +244,7 @@ class SipCall:
 
     def on_request(self, tx: ServerInviteTransaction | ServerNonInviteTransaction,
                    request: SipRequest, now: float) -> None:
-        """An in-dialog request from the peer (BYE, re-INVITE, OPTIONS, ...)."""
+        """An in-dialog BYE or re-INVITE from the peer (the agent answers the rest)."""
         assert self.dialog is not None
         status = self.dialog.check_remote_request(request)
         if status is not None:
@@ -256,19 +255,13 @@ class SipCall:
             if self.role == "uas" and self.state in (C.INCOMING, C.EARLY):
                 self._answer_invite(487, now, None)
             self._finish(CallEnded(self.call_id, "remote", "bye"))
-        elif request.method == "INVITE":
-            self._on_reinvite(tx, request, now)
-        elif request.method == "OPTIONS":
-            tx.send_response(make_response(request, 200, headers=(
-                ("Allow", ALLOW), ("Accept", "application/sdp"))), now)
         else:
-            tx.send_response(make_response(request, 405, headers=(("Allow", ALLOW),)), now)
+            self._on_reinvite(tx, request, now)
 
     def abort(self, now: float, status: int, reason: str) -> None:
         """Give up after unusable input from the peer: report CallFailed and hang up."""
         self._report(CallFailed(self.call_id, status, reason))
-        if self.state is C.CONFIRMED or (self.state in (C.CALLING, C.EARLY, C.INCOMING, C.ANSWERED)):
-            self.hangup(now)
+        self.hangup(now)
 
     # -- timers --------------------------------------------------------------------------
 
@@ -276,9 +269,10 @@ class SipCall:
         return min(self._deadlines.values(), default=None)
 
     def handle_timer(self, now: float) -> None:
-        for name, deadline in sorted(self._deadlines.items(), key=lambda kv: kv[1]):
-            if deadline > now or name not in self._deadlines:
-                continue
+        """Fire due call timers, earliest first: 2xx retransmission, ACK wait, CANCEL wait,
+        no-answer."""
+        while due := [(t, name) for name, t in self._deadlines.items() if t <= now]:
+            deadline, name = min(due)
             del self._deadlines[name]
             if name == "2xx" and self._pending_2xx is not None:
                 data, dest, _ = self._pending_2xx
@@ -286,9 +280,7 @@ class SipCall:
                 interval = min(self._intervals["2xx"] * 2, self.core.config.timers.t2)
                 self._intervals["2xx"] = interval
                 self._deadlines["2xx"] = deadline + interval
-                self.handle_timer(now)
-                return
-            if name == "ack":
+            elif name == "ack":
                 self._pending_2xx = None
                 self._cancel_deadlines("2xx")
                 self._report(CallFailed(self.call_id, 408, "no ACK for our 2xx"))
@@ -428,15 +420,6 @@ class SipCall:
 
     def _invite_accepted(self, response: SipResponse, now: float) -> None:
         assert self._invite is not None
-        if self.dialog is not None and self.dialog.confirmed:
-            if response.to.tag == self.dialog.remote_tag:
-                self.on_stray_2xx(response)
-            else:  # a forked second answer: acknowledge it and end that leg at once
-                fork = SipDialog.from_uac(self._invite, response)
-                self._send_ack(fork, now, remember=False)
-                bye = fork.create_request("BYE", via=self.core.via())
-                self.core.start_client_transaction(bye, fork.destination(), None, now)
-            return
         self.dialog = SipDialog.from_uac(self._invite, response)
         self.dialog.confirmed = True
         self._send_ack(self.dialog, now)
@@ -454,14 +437,13 @@ class SipCall:
         self._goto(C.CONFIRMED)
         self.core.emit(CallAnswered(self.call_id, sdp, response))
 
-    def _send_ack(self, dialog: SipDialog, now: float, remember: bool = True) -> None:
+    def _send_ack(self, dialog: SipDialog, now: float) -> None:
+        """ACK a 2xx to our INVITE (a new transaction; kept to answer retransmissions)."""
         assert self._invite is not None
         seq = self._invite.cseq.seq
         auth = tuple((n, v) for n, v in self._invite.headers if n in ("Authorization", "Proxy-Authorization"))
         ack = dialog.create_ack(seq, via=self.core.via(), headers=auth)
-        entry = (ack.to_bytes(), dialog.destination())
-        if remember:
-            self._acks[seq] = entry
+        self._acks[(seq, dialog.remote_tag)] = entry = (ack.to_bytes(), dialog.destination())
         self.core.send_datagram(*entry)
 
     def _reinvite_response(self, response: SipResponse, now: float) -> None:
@@ -475,8 +457,8 @@ class SipCall:
             return
         seq = response.cseq.seq
         ack = self.dialog.create_ack(seq, via=self.core.via())
-        self._acks[seq] = (ack.to_bytes(), self.dialog.destination())
-        self.core.send_datagram(*self._acks[seq])
+        self._acks[(seq, self.dialog.remote_tag)] = entry = (ack.to_bytes(), self.dialog.destination())
+        self.core.send_datagram(*entry)
         self.dialog.update_target(response)
         sdp = description_in(response)
         self.remote_sdp = sdp if sdp is not None else self.remote_sdp
@@ -502,20 +484,17 @@ class SipCall:
 
     def _retry_with_auth(self, role: str, response: SipResponse, now: float) -> bool:
         """Answer a 401/407 by resending the request with credentials."""
-        if not self._auth.accept(response):
+        old = self._txs[role].request
+        dialog = self.dialog if role != "invite" else None
+        seq = (dialog.local_seq if dialog else old.cseq.seq) + 1
+        request = self._auth.retry(old, response, seq=seq, via=self.core.via(),
+                                   cnonce=self.core.random_hex(16))
+        if request is None:
             return False
-        old = self._txs.pop(role).request
-        if role == "invite":
-            seq = old.cseq.seq + 1
-            self.dialog = None
-        else:
-            assert self.dialog is not None
-            self.dialog.local_seq += 1
-            seq = self.dialog.local_seq
-        headers = old.headers.set("Via", self.core.via()).set("CSeq", f"{seq} {old.method}")
-        request = self._with_auth(attrs.evolve(old, headers=headers))
-        if role == "invite":
-            self._invite = request
-        destination = self.destination if self.dialog is None else self.dialog.destination()
-        self._start(role, request, destination, now)
+        del self._txs[role]
+        if dialog:
+            dialog.local_seq = seq
+        else:  # a new INVITE: whatever early dialog the challenge came with is void
+            self._invite, self.dialog = request, None
+        self._start(role, request, self.dialog.destination() if self.dialog else self.destination, now)
         return True

@@ -20,9 +20,10 @@ from typing import Protocol
 import attrs
 
 from .auth import DigestCredentials, DigestVerifier
+from .headers import Headers
 from .message import SipRequest
 from .transaction import ClientInviteTransaction, ClientNonInviteTransaction, TimerSettings
-from .values import Address
+from .values import Address, NameAddress
 
 __all__ = ["SipConfig", "CallCore", "ALLOW"]
 
@@ -66,6 +67,18 @@ class SipConfig:
         """Our Contact header value (where in-dialog requests should reach us)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"<sip:{self.user}@{host}:{self.port}>"
+
+    def new_request(self, method: str, target: str, *, via: str, call_id: str, tag: str,
+                    headers: tuple[tuple[str, str], ...] = (), body: bytes = b"") -> SipRequest:
+        """An out-of-dialog request from us (RFC 3261 8.1.1): CSeq 1, From with ``tag``."""
+        local = NameAddress(self.aor, self.display_name, {"tag": tag})
+        items = [("Via", via), ("Max-Forwards", "70"), ("From", str(local)),
+                 ("To", str(NameAddress(target))), ("Call-ID", call_id), ("CSeq", f"1 {method}"),
+                 ("Contact", self.contact), ("Allow", ALLOW), ("User-Agent", self.user_agent),
+                 *headers]
+        if body:
+            items.append(("Content-Type", "application/sdp"))
+        return SipRequest(method, target, Headers.of(items), body)
 
 
 class CallCore(Protocol):

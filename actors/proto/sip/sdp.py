@@ -207,7 +207,8 @@ class SessionDescription:
                 media.append(_parse_m_line(value))
             elif kind == "a":
                 name, colon, attr_value = value.partition(":")
-                target["attributes"].append((name, attr_value if colon else None))  # type: ignore[attr-defined]
+                attributes = target["attributes"]
+                attributes.append((name, attr_value if colon else None))  # type: ignore[attr-defined]
             elif kind == "c":
                 _connection_address(value)
                 target["connection"] = value

@@ -194,7 +194,8 @@ class _Transaction:
 
     def _goto(self, state: TxState) -> None:
         if state not in self.TRANSITIONS.get(self.state, frozenset()):
-            raise SipStateError(f"{type(self).__name__}: illegal transition {self.state.value} -> {state.value}")
+            raise SipStateError(f"{type(self).__name__}: illegal transition "
+                                f"{self.state.value} -> {state.value}")
         self.state = state
         if state is S.TERMINATED:
             self._deadlines.clear()

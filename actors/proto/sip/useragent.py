@@ -32,13 +32,12 @@ from .call import SipCall
 from .config import ALLOW, SipConfig
 from .errors import SipError, SipParseError, SipStateError
 from .events import MalformedMessage, OptionsResult, SipEvent
-from .headers import Headers
 from .message import SipRequest, SipResponse, make_response, parse_message
 from .sdp import description_in
 from .transaction import (ClientInviteTransaction, ClientNonInviteTransaction, ResponseReceived,
                           ServerInviteTransaction, ServerNonInviteTransaction,
                           TransactionTimeout, client_key, server_key)
-from .values import MAGIC_COOKIE, Address, NameAddress, SipUri, Via
+from .values import MAGIC_COOKIE, Address, SipUri, Via
 
 __all__ = ["SipUserAgent"]
 
@@ -162,12 +161,8 @@ class SipUserAgent:
         if destination is None:
             destination = SipUri.parse(target).address()
         call_id = f"{self.random_hex(24)}@{self.config.host}"
-        local = NameAddress(self.config.aor, self.config.display_name, {"tag": self.new_tag()})
-        request = SipRequest("OPTIONS", target, Headers.of([
-            ("Via", self.via()), ("Max-Forwards", "70"), ("From", str(local)),
-            ("To", str(NameAddress(target))), ("Call-ID", call_id), ("CSeq", "1 OPTIONS"),
-            ("Contact", self.config.contact), ("Accept", "application/sdp"),
-            ("User-Agent", self.config.user_agent)]))
+        request = self.config.new_request("OPTIONS", target, via=self.via(), call_id=call_id,
+                                          tag=self.new_tag(), headers=(("Accept", "application/sdp"),))
         self.start_client_transaction(request, destination, _OptionsPing(self, call_id), now)
         self._pump(now)
         return call_id
@@ -224,7 +219,7 @@ class SipUserAgent:
         elif cseq.method == "INVITE" and 200 <= response.status < 300:
             call = self._calls.get(response.call_id)
             if call is not None:
-                call.on_stray_2xx(response)
+                call.on_stray_2xx(response, now)
 
     def _receive_request(self, request: SipRequest, source: Address, now: float) -> None:
         request = self._stamp_via(request, source)
@@ -274,8 +269,11 @@ class SipUserAgent:
                 ("Unsupported", ", ".join(required)),)), now)
             return
         call = self._calls.get(request.call_id)
-        if request.to.tag is not None:
-            if call is not None and call.dialog is not None and call.dialog.matches(request, incoming_request=True):
+        if method not in ("INVITE", "BYE"):
+            self._answer_simple(tx, request, now)
+        elif request.to.tag is not None:
+            dialog = call.dialog if call is not None else None
+            if call is not None and dialog is not None and dialog.matches(request, incoming_request=True):
                 tx.owner = call
                 call.on_request(tx, request, now)
             else:
@@ -289,12 +287,16 @@ class SipUserAgent:
                 new_call = SipCall.incoming(self, tx, request, sdp)
                 tx.owner = new_call
                 self._calls[request.call_id] = new_call
-        elif method == "OPTIONS":
+        else:  # BYE outside any dialog
+            tx.send_response(make_response(request, 481), now)
+
+    def _answer_simple(self, tx: ServerInviteTransaction | ServerNonInviteTransaction,
+                       request: SipRequest, now: float) -> None:
+        """OPTIONS (in or out of a dialog) gets our capabilities; other methods get 405."""
+        if request.method == "OPTIONS":
             tx.send_response(make_response(request, 200, to_tag=self.new_tag(), headers=(
                 ("Allow", ALLOW), ("Accept", "application/sdp"),
                 ("Server", self.config.user_agent))), now)
-        elif method == "BYE":
-            tx.send_response(make_response(request, 481), now)
         else:
             tx.send_response(make_response(request, 405, headers=(("Allow", ALLOW),)), now)
 

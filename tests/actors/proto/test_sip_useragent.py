@@ -15,7 +15,7 @@ from actors.proto.sip import (TERMINAL_EVENTS, CallAnswered, CallCancelled, Call
                               IncomingCall, MalformedMessage, OptionsResult, SipConfig,
                               SipStateError, SipUserAgent, create_answer, create_offer,
                               parse_message)
-from actors.proto.sip.message import SipResponse
+from actors.proto.sip.message import SipRequest, SipResponse, make_response
 
 A = ("192.0.2.1", 5060)
 B = ("192.0.2.2", 5062)
@@ -236,6 +236,22 @@ def test_ack_retransmission_after_one_lost_ack() -> None:
     assert sum(1 for line in net.lines(A) if line.startswith("ACK")) == 2
 
 
+def test_forked_second_answer_is_acked_and_released() -> None:
+    net = Network()
+    call_id, _ = place_and_answer(net)
+    first_ok = next(data for data, src, _ in net.raw if src == B and data.startswith(b"SIP/2.0 200"))
+    call = net.a.call(call_id)
+    assert call is not None and call.dialog is not None
+    fork_ok = first_ok.replace(call.dialog.remote_tag.encode(), b"forktag")
+    net.a.receive_datagram(fork_ok, ("192.0.2.3", 5060), net.now)
+    sent = [parse_message(d) for d, _ in net.a.datagrams_to_send()]
+    assert [(m.method, m.to.tag) for m in sent] == [("ACK", "forktag"), ("BYE", "forktag")]  # type: ignore[union-attr]
+    net.a.receive_datagram(first_ok, B, net.now)  # a plain retransmission: the same ACK again
+    again = [parse_message(d) for d, _ in net.a.datagrams_to_send()]
+    assert [(m.method, m.to.tag) for m in again] == [("ACK", call.dialog.remote_tag)]  # type: ignore[union-attr]
+    assert call.state is CallState.CONFIRMED
+
+
 def test_digest_authentication_of_invite() -> None:
     verifier = DigestVerifier("rtfleet", {"alice": "pw"}, b"secret" * 4, algorithm="SHA-256")
     net = Network(a=SipConfig(host=A[0], port=A[1], user="alice",
@@ -251,6 +267,32 @@ def test_digest_authentication_of_invite() -> None:
     net.a.hangup(call_id, net.at(1.0))
     net.run(2.0)
     assert net.events(net.a) == [CallEnded(call_id, "local", "bye")]
+
+
+def test_challenged_bye_is_resent_with_credentials_and_next_cseq() -> None:
+    net = Network(a=SipConfig(host=A[0], port=A[1], credentials=DigestCredentials("alice", "pw")))
+    call_id, _ = place_and_answer(net)
+    challenged: list[SipRequest] = []
+
+    def proxy(data: bytes, src: tuple, dst: tuple) -> bool:
+        """Play a proxy that challenges the first BYE with 407."""
+        if data.startswith(b"BYE") and not challenged:
+            bye = parse_message(data)
+            assert isinstance(bye, SipRequest)
+            challenged.append(bye)
+            net.a.receive_datagram(make_response(bye, 407, headers=(
+                ("Proxy-Authenticate", 'Digest realm="proxy", nonce="n1", qop="auth"'),)).to_bytes(), B, net.now)
+            return True
+        return False
+
+    net.drop = proxy
+    net.a.hangup(call_id, net.at(1.0))
+    net.run(5.0)
+    byes = [parse_message(d) for d, src, _ in net.raw if src == A and d.startswith(b"BYE")]
+    assert len(byes) == 2 and byes[0].cseq.seq + 1 == byes[1].cseq.seq
+    assert "Proxy-Authorization" not in byes[0].headers and "Proxy-Authorization" in byes[1].headers
+    assert byes[0].via.branch != byes[1].via.branch
+    assert net.events(net.a)[-1] == CallEnded(call_id, "local", "bye")
 
 
 def test_digest_wrong_password_fails_after_one_retry() -> None:
@@ -353,6 +395,21 @@ def test_retransmitted_invite_reports_one_call_and_merged_request_482() -> None:
     assert [type(e) for e in net.events(net.b)] == [IncomingCall]
     forked = invite.replace(b"branch=z9hG4bKINVITE", b"branch=z9hG4bKother")
     assert [r.status for r in _send_raw(net, forked)] == [100, 482]
+
+
+def test_callee_copies_record_route_into_dialog_responses() -> None:
+    net = Network()
+    invite = _raw_request("INVITE", extra="Record-Route: <sip:p1.example.com;lr>\r\n")
+    _send_raw(net, invite)
+    incoming = net.events(net.b)[0]
+    assert isinstance(incoming, IncomingCall)
+    net.b.ring(incoming.call_id, net.now)
+    net.b.answer(incoming.call_id, OFFER, net.now)
+    responses = [parse_message(d) for d, _ in net.b.datagrams_to_send()]
+    assert [r.status for r in responses] == [180, 200]  # type: ignore[union-attr]
+    for response in responses:
+        assert response.headers.get_all("Record-Route") == ["<sip:p1.example.com;lr>"]
+        assert response.to.tag is not None and "Contact" in response.headers
 
 
 def test_received_and_rport_are_stamped_on_responses() -> None:

@@ -1,0 +1,178 @@
+"""Shared helpers for the bench scripts: the embedded server in its own process, process CPU
+and memory from /proc, statistics over repeats, PCM16 test audio, JSON output.
+
+Not a public API: the scripts in ``bench/`` import it as a sibling module.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+RATE = 24_000
+CHUNK_MS = 20
+CHUNK_BYTES = RATE * 2 * CHUNK_MS // 1000  # 960: a multiple of 3, so base64 has no padding
+
+
+# -- process figures ------------------------------------------------------------------------
+
+
+def proc_cpu(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one by default), from /proc."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def proc_rss(pid: int | None = None) -> int:
+    """Resident set size in bytes."""
+    with open(f"/proc/{pid or 'self'}/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def loadavg() -> list[float]:
+    return [float(x) for x in os.getloadavg()]
+
+
+# -- statistics -----------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return math.nan
+    data = sorted(values)
+    k = (len(data) - 1) * q / 100.0
+    lo, hi = math.floor(k), math.ceil(k)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Median and range of repeated measurements."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return {"median": math.nan, "min": math.nan, "max": math.nan, "n": 0}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def fmt(s: dict[str, float], scale: float = 1.0, digits: int = 1) -> str:
+    if not s.get("n"):
+        return "n/a"
+    m, lo, hi = s["median"] * scale, s["min"] * scale, s["max"] * scale
+    return f"{m:.{digits}f} [{lo:.{digits}f}..{hi:.{digits}f}]"
+
+
+def ratio(a: dict[str, float], b: dict[str, float]) -> float:
+    if not a.get("n") or not b.get("n") or not b["median"]:
+        return math.nan
+    return a["median"] / b["median"]
+
+
+# -- audio ----------------------------------------------------------------------------------
+
+
+def pcm_chunks_b64(tone_ms: int = 1000, silence_ms: int = 1000, hz: float = 440.0,
+                   amplitude: float = 0.3) -> list[str]:
+    """One turn of base64 PCM16 24 kHz chunks of 20 ms: a tone (server VAD hears speech),
+    then silence (the VAD ends the turn and the server answers with paced audio)."""
+    import numpy as np
+
+    n = RATE * tone_ms // 1000
+    t = np.arange(n) / RATE
+    tone = (amplitude * 32767 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+    pcm = tone + bytes(RATE * 2 * silence_ms // 1000)
+    return [base64.b64encode(pcm[i:i + CHUNK_BYTES]).decode("ascii")
+            for i in range(0, len(pcm), CHUNK_BYTES)]
+
+
+# -- the embedded server in its own process ---------------------------------------------------
+
+
+class ServerProcess:
+    def __init__(self, proc: subprocess.Popen[str], url: str, key: str):
+        self.proc = proc
+        self.url = url
+        self.key = key
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def command(self, line: str, timeout: float = 30.0) -> str:
+        """Send one command line to bench/_server.py and return its one-line answer."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+
+@contextmanager
+def server_process(extra: Sequence[str] = ()) -> Iterator[ServerProcess]:
+    """Start ``bench/_server.py`` (``run_server`` on 127.0.0.1 port 0) and read its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH / "_server.py"), *extra],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(ROOT),
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        if len(line) != 2:
+            raise RuntimeError(f"bench server did not start (got {line!r})")
+        yield ServerProcess(proc, line[0], line[1])
+    finally:
+        if proc.stdin:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_worker(argv: Sequence[str], timeout: float) -> dict[str, Any]:
+    """Run a worker process that prints one JSON object as its last stdout line."""
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True,
+                          timeout=timeout, cwd=str(ROOT))
+    lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout)[-2000:]
+        return {"error": f"worker exit {done.returncode}: {tail}"}
+    return json.loads(lines[-1])
+
+
+def write_json(path: str | None, data: dict[str, Any]) -> None:
+    if not path:
+        return
+    def clean(o: Any) -> Any:
+        if isinstance(o, float) and (math.isnan(o) or math.isinf(o)):
+            return None
+        if isinstance(o, dict):
+            return {str(k): clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+    Path(path).write_text(json.dumps(clean(data), indent=2) + "\n")
+
+
+def environment() -> dict[str, Any]:
+    return {"python": sys.version.split()[0], "cpus": os.cpu_count(), "loadavg_start": loadavg(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
