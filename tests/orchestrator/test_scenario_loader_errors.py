@@ -475,12 +475,14 @@ def test_all_problems_are_collected_in_file_order(tmp_path):
         ("name: t\nx: !!python/object:os.system {}\n", 2, "could not determine a constructor"),
         ("name: 'unterminated\n", 2, "YAML syntax error"),
         ("name: t\nseed: 1\x00\n", 2, "character U+0000 is not allowed"),
-        ("name: t\nx: " + "[" * 3000 + "]" * 3000 + "\n", 1, "nested too deeply"),
+        # PyYAML 6.0.3 reports Python's recursion limit (line 1); 6.0.4 its own depth limit at
+        # the offending line (2): either names a line of the file
+        ("name: t\nx: " + "[" * 3000 + "]" * 3000 + "\n", (1, 2), "nest"),
     ],
 )
 def test_yaml_syntax_errors_have_a_line(text, line, message, tmp_path):
     err = _load_error(text, tmp_path)
-    assert err.line == line, str(err)
+    assert err.line in (line if isinstance(line, tuple) else (line,)), str(err)
     assert message in str(err)
     assert err.field == ""
     assert "\n" not in str(err)

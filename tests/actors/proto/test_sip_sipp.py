@@ -78,7 +78,7 @@ def test_call_sipp_uas_with_rtp_echo(tmp_path: Path) -> None:
         rtp.bind((LOOPBACK, 0))
         ua = SipUserAgent(SipConfig(host=LOOPBACK, port=sock.getsockname()[1]))
         offer = create_offer(LOOPBACK, rtp.getsockname()[1])
-        time.sleep(0.3)  # let sipp bind
+        # no sleep for sipp to bind: if it is late, INVITE retransmission (Timer A) covers it
         call_id = ua.place_call(f"sip:service@{LOOPBACK}:{sipp_port}", offer.to_bytes(), time.monotonic())
         answered: list[CallAnswered] = []
         drive(ua, sock, lambda e, now: isinstance(e, CallAnswered) and not answered.append(e))
