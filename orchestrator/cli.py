@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     tgt.add_argument("--target", default=_env("target"),
                      help="override the scenario target: 'embedded' or a base URL [RTFLEET_TARGET]")
     tgt.add_argument("--seed", type=int, default=_int_env("seed"), help="random seed [RTFLEET_SEED]")
+    tgt.add_argument("--time-scale", type=float, default=float(_env("time_scale", "1")),
+                     help="multiply the schedule (phases, pauses, fault times) by this factor, "
+                          "e.g. 0.1 for a quick rehearsal [RTFLEET_TIME_SCALE]")
 
     validate = sub.add_parser("validate", help="check a scenario file and exit")
     validate.add_argument("scenario")

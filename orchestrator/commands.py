@@ -90,6 +90,13 @@ def run_command(args: argparse.Namespace) -> int:
     from orchestrator.telemetry import setup_telemetry
 
     scenario = _load(args.scenario)
+    if args.time_scale != 1:
+        from orchestrator.scenario.timescale import scale_time
+
+        try:
+            scenario = scale_time(scenario, args.time_scale)
+        except ValueError as exc:
+            raise UsageError(f"--time-scale: {exc}") from None
     try:
         telemetry = setup_telemetry(trace_file=args.trace_file)
     except (ValueError, OSError) as exc:

@@ -22,6 +22,10 @@ field                      effect
                            ``binary``, ``oversized`` (a text frame of ``oversized_bytes``)
 ``seed``                   seeds the per-connection random choices
 =========================  ===================================================================
+
+WebRTC calls (``rtc_session.py``) apply the same plan: a drop closes the peer connection
+(``drop_mode``/``drop_close_code`` do not apply), ``drop_after_events`` counts data-channel
+events, ``reject_keys`` refuses ``POST /v1/realtime/calls`` with ``401``.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ class FaultStats:
     delayed_events: int = 0
     sessions_expired: int = 0
     malformed: Counter = attrs.field(factory=Counter)  # kind -> count
+    rtc_calls_closed: int = 0  # WebRTC calls whose peer connection a drop closed
 
 
 @attrs.define

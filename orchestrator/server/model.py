@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 from . import config as cfg
-from .audio import Tone
+from .audio import PCM_24K, Tone
 from .conversation import Conversation, item_from_client, item_text
 from .events import ClientError, IdFactory, error_event
 from .response import ResponseRun, reply_for, split_words
@@ -55,7 +55,7 @@ class RealtimeSession:
     session: dict[str, Any]
     config: ModelConfig
     ids: IdFactory
-    transport: str = "websocket"  # "websocket" | "sideband" (attached with ?call_id=)
+    transport: str = "websocket"  # "websocket" | "sideband" (attached with ?call_id=) | "webrtc"
     conversation: Conversation = attrs.field(factory=Conversation)
     received: list[Event] = attrs.field(factory=list)
     responses: list[dict[str, Any]] = attrs.field(factory=list)  # response objects, latest state
@@ -133,6 +133,19 @@ class RealtimeSession:
             out.append(self._error(exc, client_event_id))
         return out + self.handle_timer(now)
 
+    def receive_audio(self, pcm: bytes, now: float) -> list[Event]:
+        """Caller audio from a media track (WebRTC/SIP): PCM16 mono at 24 kHz, whatever the
+        session's input format. It goes to the input buffer and the VAD like appended audio,
+        but is not a client event (nothing is recorded in :attr:`received`)."""
+        fmt = cfg.input_format(self.session)
+        samples = PCM_24K.decode(pcm)
+        if fmt.rate != PCM_24K.rate:
+            samples = samples[:: PCM_24K.rate // fmt.rate]  # 8 kHz G.711 sessions: decimate
+        self._audio_ms += PCM_24K.duration_ms(len(pcm) - len(pcm) % 2)
+        out: list[Event] = []
+        self._feed_vad(samples, now, out)
+        return out + self.handle_timer(now)
+
     def get_timer(self) -> float | None:
         dues = [d for d in (run.due() for run in self._runs) if d is not None]
         if self._scheduled:
@@ -168,9 +181,12 @@ class RealtimeSession:
             raise ClientError("invalid_value", "audio must be base64-encoded", "audio") from None
         fmt = cfg.input_format(self.session)
         self._audio_ms += fmt.duration_ms(len(data))
+        self._feed_vad(fmt.decode(data), now, out)
+
+    def _feed_vad(self, samples: Any, now: float, out: list[Event]) -> None:
         if self._vad is None:
             return
-        for change in self._vad.feed(fmt.decode(data)):
+        for change in self._vad.feed(samples):
             if isinstance(change, SpeechStarted):
                 self._speech_started(change.at_ms, out)
             elif self._speech is not None:
@@ -270,7 +286,7 @@ class RealtimeSession:
         self._forget_finished()
 
     def _on_output_audio_clear(self, obj: Event, now: float, out: list[Event]) -> None:
-        if self.transport != "sideband":
+        if self.transport == "websocket":
             raise ClientError("invalid_value", "output_audio_buffer.clear is for WebRTC/SIP calls only", "type")
         active = self._active_default()
         out.append(self._ev("output_audio_buffer.cleared", response_id=active.id if active else None))

@@ -8,6 +8,11 @@
         ...                                               # ws URL: server.ws_url
         nursery.cancel_scope.cancel()                     # stops the server
 
+WebRTC (``POST /v1/realtime/calls``, see ``calls.py``): the trio-asyncio loop aiortc needs is
+opened by :class:`RtcHost` on the first call (``webrtc=None``), at once (``True``) or never
+(``False``); live calls are in ``server.calls``; :meth:`EmbeddedServer.hangup_calls` closes them
+all (a fault hook). ``demo_token=…`` enables the browser demo at ``/demo`` (``demo.py``).
+
 Observability: ``server.connections`` (one :class:`~.ws.ConnectionRecord` each, oldest first,
 at most ``record_limit`` closed ones kept), ``server.stats`` (:class:`ServerStats`, fault counters
 in ``stats.faults``). Faults: ``server.faults = FaultPlan(...)`` at any time (from the trio thread).
@@ -21,6 +26,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AsyncExitStack
 from functools import partial
 from typing import Any
 
@@ -36,7 +42,8 @@ from .faults import FaultPlan, FaultStats
 from .model import ModelConfig
 from .ws import ConnectionRecord
 
-__all__ = ["AuthResult", "EmbeddedServer", "ServerStats", "generate_api_key", "run_server"]
+__all__ = ["AuthResult", "EmbeddedServer", "RtcHost", "ServerStats", "WebRtcUnavailable",
+           "generate_api_key", "run_server"]
 
 _hypercorn_log = logging.getLogger("orchestrator.server.hypercorn")
 
@@ -56,6 +63,11 @@ class ServerStats:
     events_sent: int = 0
     errors_sent: int = 0
     sessions_ended_max_length: int = 0
+    calls_answered: int = 0  # WebRTC calls answered (201)
+    calls_refused: int = 0  # POST /v1/realtime/calls answered with an error status
+    calls_ended: int = 0
+    rtc_messages_too_large: int = 0  # events larger than the peer's max-message-size
+    demo_secrets_minted: int = 0
     faults: FaultStats = attrs.field(factory=FaultStats)
 
 
@@ -74,12 +86,25 @@ class EmbeddedServer:
     default_model: str = DEFAULT_MODEL
     record_limit: int = 1000
     _faults: FaultPlan = attrs.field(factory=FaultPlan, alias="faults")
+    #: WebRTC: None = open a trio-asyncio loop on the first call (or use the enclosing
+    #: ``open_rtc_loop()``), True = at once when serving (fails if the extra is missing),
+    #: False = refuse calls (``501``)
+    webrtc: bool | None = None
+    #: the caller token ``/v1/demo/session`` requires (header ``X-Rtfleet-Demo-Token``);
+    #: None disables ``/demo`` and the key-vending endpoint
+    demo_token: str | None = attrs.field(default=None, repr=False)
     connections: list[ConnectionRecord] = attrs.field(factory=list, init=False)
+    #: live WebRTC calls by call id (``rtc_session.CallSession``)
+    calls: dict[str, Any] = attrs.field(factory=dict, init=False)
+    rtc: RtcHost = attrs.field(init=False, repr=False)
     stats: ServerStats = attrs.field(factory=ServerStats, init=False)
     secrets: ClientSecretStore = attrs.field(factory=ClientSecretStore, init=False, repr=False)
     base_url: str | None = attrs.field(default=None, init=False)
     faults_changed: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
     _opened: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.rtc = RtcHost(self.webrtc)
 
     @classmethod
     def with_generated_key(cls, **kwargs: Any) -> EmbeddedServer:
@@ -133,6 +158,14 @@ class EmbeddedServer:
             return AuthResult(None, f"The client secret is {why}.")
         return AuthResult(None, "Incorrect API key provided.")
 
+    async def hangup_calls(self, reason: str = "hung up by the server") -> int:
+        """Close every live WebRTC call now (a fault hook); returns how many were closed."""
+        live = [call for call in self.calls.values() if call.live]
+        async with trio.open_nursery() as nursery:
+            for call in live:
+                nursery.start_soon(call.hangup, reason)
+        return len(live)
+
     def _open_record(self, *, model: str | None, call_id: str | None, auth_kind: str | None,
                      subprotocol: str | None) -> ConnectionRecord:
         self._opened += 1
@@ -158,11 +191,70 @@ class EmbeddedServer:
         config.websocket_max_message_size = 16 * 1024 * 1024
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.rtc.run)
                 binds = await nursery.start(partial(hypercorn_serve, RealtimeApp(self), config))
                 self.base_url = binds[0]
                 task_status.started(self.base_url)
         finally:
             self.base_url = None
+            self.rtc = RtcHost(self.webrtc)  # a later serve() starts afresh
+
+
+class WebRtcUnavailable(Exception):
+    """WebRTC calls cannot be answered here (the extra is missing, or ``webrtc=False``)."""
+
+
+@attrs.define(eq=False)
+class RtcHost:
+    """The server's trio-asyncio loop for aiortc and the nursery its calls run in.
+
+    Runs as a task of :meth:`EmbeddedServer.serve`. ``mode`` None opens the loop on the first
+    :meth:`acquire` (so a server that never answers a call never imports aiortc), True at once,
+    False never. An ``open_rtc_loop()`` already open around the server (a fleet opened with
+    ``webrtc=True``) is used instead of a second loop. The calls' nursery is inside the loop's
+    context, so on shutdown every call is closed (bounded) before the loop ends.
+    """
+
+    mode: bool | None
+    loop: Any = None  # actors.rtc_bridge.RtcLoop
+    nursery: trio.Nursery | None = None
+    error: str | None = None
+    _wanted: trio.Event = attrs.field(factory=trio.Event)
+    _ready: trio.Event = attrs.field(factory=trio.Event)
+
+    async def acquire(self) -> tuple[Any, trio.Nursery]:
+        """``(rtc loop, calls nursery)``, opening the loop if needed; WebRtcUnavailable if not."""
+        self._wanted.set()
+        await self._ready.wait()
+        if self.error is not None or self.nursery is None:
+            raise WebRtcUnavailable(self.error or "WebRTC is not available")
+        return self.loop, self.nursery
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.mode is False:
+            self.error = "WebRTC is disabled on this server (webrtc=False)"
+            self._ready.set()
+            task_status.started()
+            return
+        if self.mode is None:
+            task_status.started()
+            await self._wanted.wait()
+        try:
+            from actors.rtc_bridge import current_rtc_loop, open_rtc_loop
+        except ImportError as exc:
+            self.error = f"WebRTC needs the webrtc extra: pip install 'rtfleet[webrtc]' ({exc})"
+            self._ready.set()
+            if self.mode:
+                raise WebRtcUnavailable(self.error) from None
+            return
+        async with AsyncExitStack() as stack:
+            loop = current_rtc_loop() or await stack.enter_async_context(open_rtc_loop())
+            async with trio.open_nursery() as nursery:
+                self.loop, self.nursery = loop, nursery
+                self._ready.set()
+                if self.mode:
+                    task_status.started()
+                await trio.sleep_forever()
 
 
 async def run_server(
@@ -171,6 +263,7 @@ async def run_server(
     api_keys: Iterable[str] = (),
     faults: FaultPlan | None = None,
     *,
+    webrtc: bool | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Entry point for ``rtfleet serve``: serve until cancelled; prints nothing.
@@ -181,5 +274,5 @@ async def run_server(
     keys = set(api_keys)
     if not keys:
         raise ValueError("at least one API key is required (see generate_api_key())")
-    server = EmbeddedServer(api_keys=keys, faults=faults or FaultPlan())
+    server = EmbeddedServer(api_keys=keys, faults=faults or FaultPlan(), webrtc=webrtc)
     await server.serve(host, port, task_status=task_status)

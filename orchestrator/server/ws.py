@@ -1,7 +1,9 @@
 """The WebSocket side of the embedded server: ``/v1/realtime`` connections (I/O shell).
 
 Connect with ``?model=<model>`` (a new session) or ``?call_id=<id>`` (a sideband socket for a
-WebRTC/SIP call; not tied to a media call yet), never both, and authenticate with
+call), never both. A ``call_id`` naming a live WebRTC call attaches to it (``rtc_session.py``:
+it sees the call's server events, its events go to the call's model); any other ``call_id`` gets
+a session of its own (SIP calls are not modelled yet), and authenticate with
 ``Authorization: Bearer <key>`` or the subprotocols ``realtime`` + ``openai-insecure-api-key.<key>``
 (the server selects ``realtime``). The key is a standard API key or an unexpired ``ek_`` secret.
 
@@ -39,6 +41,7 @@ import trio
 from .events import IdFactory, error_event
 from .faults import ConnectionFaults, Drop, Expire
 from .model import RealtimeSession
+from .rtc_session import run_sideband
 from .tcp_abort import abort_connection
 
 if TYPE_CHECKING:
@@ -70,6 +73,9 @@ class ConnectionRecord:
     closed_by: str | None = None  # "server" | "client"
     events_sent: int = 0
     closed: trio.Event = attrs.field(factory=trio.Event, repr=False)
+    #: "websocket", "sideband" (``?call_id=``) or "webrtc" (a call; ``call_id`` is its id)
+    transport: str = "websocket"
+    end_reason: str = ""  # WebRTC calls: why the call ended
 
     @property
     def received(self) -> list[dict[str, Any]]:
@@ -127,6 +133,11 @@ async def handle_websocket(server: EmbeddedServer, scope: dict[str, Any], receiv
             record.close_code, record.closed_by = close_code, "server"
             await send({"type": "websocket.close", "code": close_code, "reason": code})
             return
+        call = server.calls.get(call_id) if call_id else None
+        if call is not None and call.live:
+            record.transport, record.model, record.session = "sideband", call.session.session["model"], call.session
+            await run_sideband(call, record, receive, send)
+            return
         if auth.secret is not None:
             model = auth.secret.session.get("model") or model
         record.model = model or server.default_model
@@ -138,6 +149,7 @@ async def handle_websocket(server: EmbeddedServer, scope: dict[str, Any], receiv
             initial=auth.secret.session if auth.secret is not None else None,
             transport="sideband" if call_id else "websocket",
         )
+        record.transport = record.session.transport
         await _Connection(server, record, record.session, scope, receive, send).run()
     finally:
         record.closed.set()
