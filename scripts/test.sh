@@ -6,12 +6,13 @@ cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore DEBIAN_FRONTEND=noninteractive
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-python3 -m pip install -q -e '.[test]'
-export RTFLEET_REQUIRE_BROWSER=1
+python3 -m pip install -q -e '.[test,webrtc]'
+export RTFLEET_REQUIRE_BROWSER=1 RTFLEET_REQUIRE_SIPP=1
 exec python3 -m pytest -q "$@"
