@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     tgt.add_argument("--target", default=_env("target"),
                      help="override the scenario target: 'embedded' or a base URL [RTFLEET_TARGET]")
     tgt.add_argument("--seed", type=int, default=_int_env("seed"), help="random seed [RTFLEET_SEED]")
+    scale = run.add_argument_group("scale-out")
+    scale.add_argument("--workers", type=int, default=_int_env("workers", 1),
+                       help="run N worker processes, each with a shard of the load, and merge "
+                            "their results [RTFLEET_WORKERS]")
+    scale.add_argument("--shard", default=_shard_env(),
+                       help="run only shard I/N of the load (1-based); also from RTFLEET_SHARD, or "
+                            "JOB_COMPLETION_INDEX (0-based) with RTFLEET_SHARD_COUNT")
     tgt.add_argument("--time-scale", type=float, default=float(_env("time_scale", "1")),
                      help="multiply the schedule (phases, pauses, fault times) by this factor, "
                           "e.g. 0.1 for a quick rehearsal [RTFLEET_TIME_SCALE]")
@@ -83,8 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a scenario file and exit")
     validate.add_argument("scenario")
 
-    report = sub.add_parser("report", help="rebuild report.html from a run directory's results.json")
-    report.add_argument("directory", help="a directory written by 'rtfleet run --out DIR'")
+    report = sub.add_parser(
+        "report", help="rebuild report.html from DIR/results.json, or 'report merge DIR... --out DIR'")
+    report.add_argument("directories", nargs="+", metavar="DIR",
+                        help="a directory written by 'rtfleet run --out DIR' (or: merge DIR DIR ...)")
+    report.add_argument("--out", help="with merge: where to write the merged results and report")
 
     serve = sub.add_parser("serve", help="run the embedded realtime-compatible server alone")
     serve.add_argument("--host", default=_env("host", "127.0.0.1"), help="bind address [RTFLEET_HOST]")
@@ -93,6 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="standard key the server accepts (default: generated, printed once) "
                             "[RTFLEET_SERVER_API_KEY]")
     return parser
+
+
+def _shard_env() -> str | None:
+    shard = _env("shard")
+    if shard:
+        return shard
+    index, count = os.environ.get("JOB_COMPLETION_INDEX"), _env("shard_count")
+    if index is not None and count:
+        try:
+            return f"{int(index) + 1}/{int(count)}"
+        except ValueError:
+            raise UsageError(f"JOB_COMPLETION_INDEX={index!r} / RTFLEET_SHARD_COUNT={count!r} "
+                             "must be integers") from None
+    return None
 
 
 def _int_env(name: str, default: int | None = None) -> int | None:

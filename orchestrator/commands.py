@@ -89,7 +89,17 @@ def run_command(args: argparse.Namespace) -> int:
     from orchestrator.scenario.runner import RunError, RunInputError, run_scenario
     from orchestrator.telemetry import setup_telemetry
 
+    if args.workers > 1:
+        return _run_workers(args)
     scenario = _load(args.scenario)
+    if args.shard:
+        from orchestrator.scenario.shard import ShardSpecError, parse_shard, shard
+
+        try:
+            index, count = parse_shard(args.shard)
+        except ShardSpecError as exc:
+            raise UsageError(str(exc)) from None
+        scenario = shard(scenario, index, count)
     if args.time_scale != 1:
         from orchestrator.scenario.timescale import scale_time
 
@@ -127,9 +137,79 @@ def run_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from orchestrator.report import ReportError, rebuild_report
 
+    if args.directories[0] == "merge":
+        return _merge_command(args.directories[1:], args.out)
+    if len(args.directories) != 1 or args.out:
+        raise UsageError("usage: rtfleet report DIR  |  rtfleet report merge DIR DIR... --out DIR")
     try:
-        path = rebuild_report(args.directory)
+        path = rebuild_report(args.directories[0])
     except ReportError as exc:
         raise UsageError(str(exc)) from None
     print(f"wrote {path}")
     return EXIT_OK
+
+
+def _merge_command(directories: list[str], out: str | None) -> int:
+    import json
+    from pathlib import Path
+
+    from orchestrator.scenario.results import format_summary, write_results
+    from orchestrator.scenario.shard import merge_results
+
+    if not directories or not out:
+        raise UsageError("usage: rtfleet report merge DIR DIR... --out DIR")
+    parts = []
+    for directory in directories:
+        path = Path(directory) / "results.json"
+        try:
+            parts.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        merged = merge_results(parts)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot merge: {exc}") from None
+    written = write_results(Path(out), merged)
+    print(format_summary(merged))
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_OK if merged["verdict"] == "pass" else 1
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from orchestrator.scenario.progress import make_reporter
+    from orchestrator.scenario.results import format_summary, write_results
+    from orchestrator.scenario.workers import WorkerFailed, run_workers
+
+    if args.shard:
+        raise UsageError("--workers and --shard do not combine (each worker is a shard)")
+    _load(args.scenario)  # bad input fails here, once, not in every worker
+    extra: list[str] = []
+    if args.time_scale != 1:
+        extra += ["--time-scale", str(args.time_scale)]
+    if args.seed is not None:
+        extra += ["--seed", str(args.seed)]
+    if args.target:
+        extra += ["--target", args.target]
+    reporter = make_reporter(quiet=args.quiet, json_lines=args.json)
+    try:
+        merged = trio.run(lambda: run_workers(args.scenario, args.workers, extra_args=extra,
+                                              on_tick=reporter))
+    except WorkerFailed as exc:
+        if exc.code == 2:
+            raise UsageError(str(exc)) from None
+        raise RunFailed(str(exc)) from None
+    finally:
+        reporter.close()
+    written = write_results(Path(args.out), merged) if args.out else []
+    if args.json:
+        print(json.dumps({"summary": {k: merged[k] for k in ("verdict", "sessions", "thresholds", "duration_s")}},
+                         separators=(",", ":"), default=str))
+    else:
+        print(format_summary(merged))
+        for path in written:
+            print(f"wrote {path}")
+    return 0 if merged["verdict"] == "pass" else 1

@@ -5,6 +5,10 @@ Routes:
 * ``lifespan``: startup/shutdown acknowledged.
 * ``POST /v1/realtime/client_secrets``: mint an ``ek_`` secret (Bearer standard key required;
   ``401`` ``invalid_api_key`` otherwise; ``400`` for a bad body; see ``client_secrets.py``).
+* ``POST /v1/realtime/calls`` (WebRTC offer -> answer) and
+  ``POST /v1/realtime/calls/{call_id}/hangup``: see ``calls.py``.
+* ``GET /demo`` and ``POST /v1/demo/session``: the browser demo, when the server has a
+  ``demo_token`` (``404`` otherwise); see ``demo.py``.
 * WebSocket ``/v1/realtime``: see ``ws.py``.
 * Anything else: ``404`` (``405`` for a known path with another method), WebSocket ``403``.
 
@@ -13,10 +17,12 @@ HTTP errors use the OpenAI JSON shape ``{"error": {"message", "type", "param", "
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
-from .events import ClientError
+from .calls import handle_calls, is_calls_path
+from .client_secrets import mint_from_body
+from .demo import DEMO_PATHS, handle_demo
+from .http import error_body, respond_json
 from .ws import handle_websocket
 
 if TYPE_CHECKING:
@@ -24,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RealtimeApp"]
 
-MAX_BODY = 1 << 20
 CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
 REALTIME_PATH = "/v1/realtime"
 
@@ -49,37 +54,29 @@ class RealtimeApp:
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.server.stats.http_requests += 1
         path = scope["path"].rstrip("/")
+        if is_calls_path(path):
+            await handle_calls(self.server, scope, receive, send)
+            return
+        if path in DEMO_PATHS:
+            await handle_demo(self.server, scope, receive, send)
+            return
         if path != CLIENT_SECRETS_PATH:
-            await _json(send, 404, _error(f"Unknown path {scope['path']}", "not_found"))
+            await respond_json(send, 404, error_body(f"Unknown path {scope['path']}", "not_found"))
             return
         if scope["method"] != "POST":
-            await _json(send, 405, _error("Use POST", "method_not_allowed"), [(b"allow", b"POST")])
+            await respond_json(send, 405, error_body("Use POST", "method_not_allowed"), [(b"allow", b"POST")])
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         auth_header = headers.get("authorization", "")
         token = auth_header[7:].strip() if auth_header[:7].lower() == "bearer " else None
         auth = self.server.authenticate(token, allow_secret=False)
         if auth.kind is None:
-            await _json(send, 401, _error(auth.reason, "invalid_api_key"))
+            await respond_json(send, 401, error_body(auth.reason, "invalid_api_key"))
             return
-        body = await _read_body(receive)
-        if body is None:
-            await _json(send, 413, _error("Request body too large", "request_too_large"))
-            return
-        try:
-            parsed = json.loads(body) if body.strip() else None
-        except ValueError:
-            await _json(send, 400, _error("The body is not valid JSON.", "invalid_json"))
-            return
-        try:
-            minted = self.server.secrets.mint(
-                parsed, now=self.server.clock(), default_model=self.server.default_model
-            )
-        except ClientError as exc:
-            await _json(send, 400, _error(exc.message, exc.code, param=exc.param))
-            return
-        self.server.stats.client_secrets_minted += 1
-        await _json(send, 200, minted)
+        minted = await mint_from_body(self.server, receive, send)
+        if minted is not None:
+            self.server.stats.client_secrets_minted += 1
+            await respond_json(send, 200, minted)
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
@@ -90,30 +87,3 @@ async def _lifespan(receive: Any, send: Any) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-async def _read_body(receive: Any) -> bytes | None:
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b""
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _error(message: str, code: str, *, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
-
-
-async def _json(send: Any, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-    await send({"type": "http.response.body", "body": body})

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import copy
 import heapq
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from . import config as cfg
 from .events import ClientError, IdFactory, new_secret_value
+from .http import error_body, read_body, respond_json
 
-__all__ = ["ClientSecret", "ClientSecretStore", "DEFAULT_TTL_S", "MAX_TTL_S", "MIN_TTL_S"]
+if TYPE_CHECKING:
+    from .server import EmbeddedServer
+
+__all__ = ["ClientSecret", "ClientSecretStore", "DEFAULT_TTL_S", "MAX_TTL_S", "MIN_TTL_S", "mint_from_body"]
 
 DEFAULT_TTL_S = 600
 MIN_TTL_S = 10
@@ -108,3 +113,21 @@ def _ttl(expires_after: Any) -> int:
             "expires_after.seconds",
         )
     return seconds
+
+
+async def mint_from_body(server: EmbeddedServer, receive: Any, send: Any) -> dict[str, Any] | None:
+    """Mint a client secret from a client_secrets request body; None after answering an error."""
+    body = await read_body(receive)
+    if body is None:
+        await respond_json(send, 413, error_body("Request body too large", "request_too_large"))
+        return None
+    try:
+        parsed = json.loads(body) if body.strip() else None
+    except ValueError:
+        await respond_json(send, 400, error_body("The body is not valid JSON.", "invalid_json"))
+        return None
+    try:
+        return server.secrets.mint(parsed, now=server.clock(), default_model=server.default_model)
+    except ClientError as exc:
+        await respond_json(send, 400, error_body(exc.message, exc.code, param=exc.param))
+        return None
