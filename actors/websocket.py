@@ -70,6 +70,10 @@ class ConnectParams:
     extra_headers: tuple[tuple[str, str], ...] = ()
     #: publish a ``sent`` event for audio appends too (off: they are only counted)
     echo_audio: bool = False
+    #: send a ping this often (None: never); no pong within ``ping_timeout`` means the peer
+    #: is gone (a half-open TCP connection) and the connection is dropped
+    ping_interval: float | None = 20.0
+    ping_timeout: float = 10.0
 
 
 def realtime_ws_url(base: str, *, model: str | None, call_id: str | None) -> str:
@@ -136,7 +140,7 @@ async def run_websocket(
                 exit = await _session(link, ws, params, task_status)
                 return exit
             finally:
-                if exit is None or exit.detail != _ABORTED:
+                if exit is None or exit.detail not in _NO_HANDSHAKE:
                     with trio.CancelScope(shield=True):
                         with trio.move_on_after(params.close_timeout):
                             await ws.aclose()
@@ -204,10 +208,12 @@ async def _session(
         if deadline < math.inf:
             nursery.start_soon(_recycle_at, deadline, finish)
         nursery.start_soon(_stop_when_asked, link, finish)
+        if params.ping_interval is not None:
+            nursery.start_soon(_heartbeat, ws, params.ping_interval, params.ping_timeout, finish)
         nursery.start_soon(_abort_when_asked, link, finish)
         link.wake_writer()
     exit = outcome[0]
-    if exit.detail == _ABORTED:
+    if exit.detail in _NO_HANDSHAKE:
         return exit  # no close handshake: the caller closes the TCP stream forcefully
     if not ws.closed:
         with trio.move_on_after(params.close_timeout) as scope:
@@ -293,6 +299,23 @@ def _recycle_deadline(link: SessionLink, params: ConnectParams) -> float:
 
 
 _ABORTED = "connection aborted by fault injection"
+_HALF_OPEN = "no pong in time: the peer is gone (half-open connection)"
+#: exits after which no close handshake is attempted (the TCP stream is closed at once)
+_NO_HANDSHAKE = frozenset({_ABORTED, _HALF_OPEN})
+
+
+async def _heartbeat(ws: WebSocketConnection, interval: float, timeout: float,
+                     finish: Callable[[ActorExit], None]) -> None:
+    try:
+        while True:
+            await trio.sleep(interval)
+            with trio.move_on_after(timeout) as scope:
+                await ws.ping()
+            if scope.cancelled_caught:
+                finish(ActorExit(ExitReason.DROPPED, None, _HALF_OPEN))
+                return
+    except ConnectionClosed:
+        return  # the reader reports the close
 
 
 async def _abort_when_asked(link: SessionLink, finish: Callable[[ActorExit], None]) -> None:

@@ -135,12 +135,13 @@ class SipCall:
         self._await_ack(data, self.destination, self._invite.cseq.seq, now)
         self._goto(C.ANSWERED)
 
-    def reject(self, status: int, now: float, reason: str | None = None) -> None:
-        """Refuse an incoming call with a 3xx-6xx status."""
+    def reject(self, status: int, now: float, reason: str | None = None,
+               headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Refuse an incoming call with a 3xx-6xx status (``headers``: e.g. a 302's Contact)."""
         self._require(C.INCOMING, C.EARLY, role="uas")
         if not 300 <= status <= 699:
             raise SipStateError(f"reject needs a 3xx-6xx status, not {status}")
-        self._answer_invite(status, now, None, reason)
+        self._answer_invite(status, now, None, reason, extra=headers)
         self._finish(CallEnded(self.call_id, "local", f"rejected with {status}"))
 
     def hangup(self, now: float) -> None:
@@ -347,10 +348,11 @@ class SipCall:
         self._txs[role] = self.core.start_client_transaction(request, destination, self, now)
 
     def _answer_invite(self, status: int, now: float, body: bytes | None,
-                       reason: str | None = None) -> bytes:
+                       reason: str | None = None, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
         assert self._invite is not None and self._server_tx is not None and self.dialog
         headers: list[tuple[str, str]] = [("Record-Route", r) for r in
                                           self._invite.headers.get_all("Record-Route")]
+        headers += extra
         if status < 300:
             headers += [("Contact", self.core.config.contact), ("Allow", ALLOW)]
         headers.append(("Server", self.core.config.user_agent))

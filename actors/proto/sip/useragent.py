@@ -139,9 +139,10 @@ class SipUserAgent:
         self._call(call_id).answer(sdp, now)
         self._pump(now)
 
-    def reject(self, call_id: str, now: float, status: int = 486, reason: str | None = None) -> None:
-        """Refuse an incoming call (486 Busy Here by default)."""
-        self._call(call_id).reject(status, now, reason)
+    def reject(self, call_id: str, now: float, status: int = 486, reason: str | None = None,
+               headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Refuse an incoming call (486 Busy Here by default; ``headers`` go in the response)."""
+        self._call(call_id).reject(status, now, reason, headers)
         self._pump(now)
 
     def hangup(self, call_id: str, now: float) -> None:
