@@ -99,6 +99,8 @@ class Fleet:
     links: dict[str, SessionLink] = attrs.field(factory=dict)
     #: a trio-asyncio loop for aiortc is open around the fleet
     webrtc: bool = False
+    #: the most sessions the fleet runs at once (None: no limit); more is a FleetError
+    max_sessions: int | None = None
     _ids: Iterable[int] = attrs.field(factory=lambda: itertools.count(1))
     _watchers: dict[str, list[tuple[ConnectionState, trio.Event]]] = attrs.field(factory=dict)
 
@@ -122,6 +124,10 @@ class Fleet:
             raise FleetError("WebRTC sessions need ephemeral keys (key_mode='ephemeral')")
         if transport is Transport.WEBRTC and not self.webrtc:
             raise FleetError("open the fleet with open_fleet(..., webrtc=True) for WebRTC sessions")
+        if self.max_sessions is not None:
+            live = sum(1 for c in self.supervisor.children.values() if not c.done.is_set())
+            if live >= self.max_sessions:
+                raise FleetError(f"the fleet already runs {live} sessions (max_sessions={self.max_sessions})")
         sid = session_id or f"s{next(self._ids):05d}"  # type: ignore[call-overload]
         if sid in self.links and not self.supervisor.children[sid].done.is_set():
             raise FleetError(f"session {sid!r} already exists")
@@ -236,6 +242,7 @@ async def open_fleet(
     server: Any = None,
     connect_params: Mapping[str, Any] | None = None,
     webrtc: bool = False,
+    max_sessions: int | None = None,
 ) -> AsyncIterator[Fleet]:
     """Open a fleet; on exit every session is closed and the embedded server stopped."""
     if isinstance(config, Mapping):
@@ -267,7 +274,7 @@ async def open_fleet(
         fleet = Fleet(
             nursery, url, keys, router, supervisor, config, model, backoff,
             RestartPolicy(policy), max_restarts, restart_window, dict(connect_params or {}), server,
-            webrtc=webrtc,
+            webrtc=webrtc, max_sessions=max_sessions,
         )
         nursery.start_soon(refresh_ahead, keys)
         try:

@@ -130,7 +130,8 @@ class CallSession:
                 nursery.start_soon(self._timer)
                 nursery.start_soon(self._fault_timer)
                 nursery.start_soon(self._playout)
-                self.end_reason = await call.run()
+                reason = await call.run()
+                self.end_reason = self.end_reason or reason
                 nursery.cancel_scope.cancel()
         finally:
             self._finish(call)

@@ -185,3 +185,23 @@ async def test_every_state_event_follows_the_transition_table(autojump_clock):
     assert transitions[-1] == ("connected", "closed")
     for src, dst in transitions[1:]:
         assert S(dst) in TRANSITIONS[S(src)]
+
+
+async def test_a_clock_jump_ages_restarts_out_of_the_intensity_window(autojump_clock):
+    class JumpingActor(Scripted):
+        async def __call__(self, link, params, *, task_status=trio.TASK_STATUS_IGNORED):
+            if len(self.calls) == 3:
+                autojump_clock.jump(3600)  # the machine slept for an hour
+            return await super().__call__(link, params, task_status=task_status)
+
+    actor = JumpingActor([RuntimeError("boom")] * 4)
+    spec = SessionSpec(actor, _params(), backoff=Backoff(base=0.01, cap=0.1), max_restarts=3,
+                       restart_window=60.0)
+    async with trio.open_nursery() as nursery:
+        sup, router, _ = _harness(nursery)
+        sup.start(_link(router), spec)
+        while len(actor.calls) < 5:
+            await trio.sleep(0.01)
+        status = sup.status("s1")
+        assert status.state is S.CONNECTED and status.restarts == 4
+        await sup.stop("s1")

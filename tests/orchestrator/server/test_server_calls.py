@@ -182,7 +182,6 @@ async def test_output_audio_buffer_clear_and_barge_in(server):
         await caller.send({"type": "response.cancel"})
         await caller.send({"type": "output_audio_buffer.clear"})
         turn = await caller.until("output_audio_buffer.cleared")
-        assert turn[-1]["response_id"] == turn[0]["response_id"] if "response_id" in turn[0] else True
         done = next(e for e in turn if e["type"] == "response.done")
         assert done["response"]["status_details"]["reason"] == "client_cancelled"
         assert turn[-1]["response_id"] == done["response"]["id"]

@@ -1,0 +1,315 @@
+"""One accepted SIP call of the embedded server: the deterministic model over RTP.
+
+A :class:`SipMediaCall` joins the sans-I/O model (:class:`~.model.RealtimeSession`), one RTP
+socket (UDP, 127.0.0.1, an ephemeral port put in the SDP answer) and any sideband WebSockets
+attached with ``/v1/realtime?call_id=…``. It has the interface ``ws.run_sideband`` and the
+``/hangup`` route use for WebRTC calls (``live``, ``session``, ``attach``, ``detach``,
+``receive_client``, ``hangup``), so it sits in ``server.calls`` beside them.
+
+In (one reader task): RTP datagrams are depacketized; G.711 payloads are decoded, resampled
+8 -> 24 kHz and fed to the model's input buffer and VAD (``receive_audio``); RFC 4733
+telephone events become ``input_audio_buffer.dtmf_event_received`` for the sidebands.
+
+Out: model events are handled as they are made (no queue): ``response.output_audio.delta``
+audio is converted to 8 kHz G.711 and queued for playout (announced with
+``output_audio_buffer.started``); a response cancelled by barge-in (``turn_detected``) or a
+client ``output_audio_buffer.clear`` flushes the queue (``output_audio_buffer.cleared``);
+when a finished response's audio has all been played, ``output_audio_buffer.stopped``;
+every other event goes to the sidebands. One pacer task sends a frame every 20 ms on the
+stream's own schedule (:class:`~actors.proto.rtp.Pacer`): queued audio, or silence, so
+the caller hears continuous RTP; its lateness (send time minus due time) is recorded.
+
+Not modelled for SIP calls: the server's fault plan, a jitter buffer (loopback does not
+reorder), re-INVITE media changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+import trio
+
+from actors.proto.audio import AudioConverter, g711_decode, g711_encode
+from actors.proto.rtp import DtmfDetector, Pacer, RtpDepacketizer, RtpPacketizer
+from actors.proto.sip import AudioSession
+
+from .audio import AudioFormat
+from .config import output_format
+from .model import RealtimeSession
+from .rtc_session import to_pcm24k
+
+if TYPE_CHECKING:
+    from .sip_uas import SipUas
+    from .ws import ConnectionRecord
+
+__all__ = ["LatenessLog", "SipMediaCall"]
+
+Event = dict[str, Any]
+FRAME = 160  # 20 ms of 8 kHz G.711
+PTIME = 0.020
+AUDIO_DELTA = "response.output_audio.delta"
+
+
+@attrs.define
+class LatenessLog:
+    """Pacer lateness samples (seconds), bounded: the last ``limit`` sends."""
+
+    limit: int = 50_000
+    samples: deque[float] = attrs.field(factory=deque)
+
+    def add(self, value: float) -> None:
+        self.samples.append(value)
+        if len(self.samples) > self.limit:
+            self.samples.popleft()
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(np.fromiter(self.samples, float), q)) if self.samples else 0.0
+
+
+@attrs.define(eq=False)
+class SipMediaCall:
+    uas: SipUas
+    call_id: str  # the API id (rtc_…)
+    sip_call_id: str
+    session: RealtimeSession
+    media: AudioSession
+    sock: Any  # trio UDP socket, bound
+    record: ConnectionRecord | None = None
+    ended: trio.Event = attrs.field(factory=trio.Event)
+    end_reason: str = ""
+    rtp_received: int = 0
+    rtp_sent: int = 0
+    audio_frames_sent: int = 0  # frames of model audio (not silence) sent
+    dtmf_digits: list[str] = attrs.field(factory=list)
+    audio_buffer_events: int = 0
+    lateness: LatenessLog = attrs.field(factory=LatenessLog)
+    _sidebands: list[trio.MemorySendChannel[Event]] = attrs.field(factory=list)
+    _playout: deque[bytes] = attrs.field(factory=deque)
+    _partial: bytes = b""
+    _playing: str | None = None  # response whose audio is queued/playing
+    _audio_done: str | None = None  # ... all of whose audio has been queued
+    _wake: trio.Event = attrs.field(factory=trio.Event)
+    _closing: bool = False
+    _cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+
+    @property
+    def server(self) -> Any:
+        return self.uas.server
+
+    @property
+    def live(self) -> bool:
+        return not self.ended.is_set() and not self._closing
+
+    # -- running ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Until the call ends (BYE either way, hangup) or the server stops."""
+        codec = self.media.codec.payload_type
+        self._depacketizer = RtpDepacketizer(frozenset(
+            {codec} | ({self.media.dtmf.payload_type} if self.media.dtmf else set())))
+        self._dtmf = DtmfDetector(self.media.dtmf.payload_type if self.media.dtmf else -1)
+        self._packetizer = RtpPacketizer.create(codec)
+        self._upsample = AudioConverter(8000, 24000)
+        self._downsample = AudioConverter(24000, 8000)
+        self._silence = g711_encode(codec, bytes(2 * FRAME))
+        try:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reader)
+                    nursery.start_soon(self._timer)
+                    nursery.start_soon(self._pacer)
+                    self._emit(self.session.start())
+                    await trio.sleep_forever()
+        finally:
+            self._finish()
+
+    def end(self, reason: str) -> None:
+        """The SIP side ended (BYE, CANCEL, failure): stop the media now."""
+        self.end_reason = self.end_reason or reason
+        self._cancel.cancel()
+
+    async def hangup(self, reason: str = "hung up by the server") -> None:
+        """Send BYE and return once the call has ended (bounded)."""
+        if self.ended.is_set():
+            return
+        self._closing = True
+        self.end_reason = self.end_reason or reason
+        self.uas.hangup_sip(self.sip_call_id)
+        with trio.move_on_after(5):
+            await self.ended.wait()
+        self._cancel.cancel()
+        await self.ended.wait()
+
+    def _finish(self) -> None:
+        if self.ended.is_set():
+            return
+        self.end_reason = self.end_reason or "ended"
+        self.sock.close()
+        record = self.record
+        if record is not None:
+            record.closed_by = record.closed_by or ("server" if self._closing else "client")
+            record.end_reason = self.end_reason
+            record.closed.set()
+        for channel in self._sidebands:
+            channel.close()
+        self._sidebands.clear()
+        if self.server.calls.get(self.call_id) is self:
+            del self.server.calls[self.call_id]
+        self.server.stats.connections_closed += 1
+        self.uas.stats.calls_ended += 1
+        self.ended.set()
+
+    # -- sidebands ------------------------------------------------------------------------
+
+    def attach(self, buffer: int | float = math.inf) -> trio.MemoryReceiveChannel[Event]:
+        send, receive = trio.open_memory_channel[Event](buffer)
+        if self.ended.is_set():
+            send.close()
+        else:
+            self._sidebands.append(send)
+        return receive
+
+    def detach(self, channel: trio.MemoryReceiveChannel[Event]) -> None:
+        channel.close()
+
+    def receive_client(self, message: str | bytes) -> None:
+        if not self.live:
+            return
+        self.server.stats.client_events_received += 1
+        now = trio.current_time()
+        if isinstance(message, str):
+            self._emit(self.session.receive_text(message, now))
+        else:
+            self._emit(self.session.receive_binary(message, now))
+
+    def _to_sidebands(self, event: Event) -> None:
+        if self.record is not None:
+            self.record.events_sent += 1
+        self.server.stats.events_sent += 1
+        for channel in list(self._sidebands):
+            try:
+                channel.send_nowait(event)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._sidebands.remove(channel)
+
+    # -- model output ------------------------------------------------------------------------
+
+    def _emit(self, events: list[Event]) -> None:
+        if not events or self.ended.is_set():
+            return
+        for event in events:
+            for out in self._media(event):
+                self._to_sidebands(out)
+        self._wake.set()
+
+    def _buffer_event(self, kind: str, response_id: str | None) -> Event:
+        self.audio_buffer_events += 1
+        return {"type": f"output_audio_buffer.{kind}", "event_id": self.session.ids.new("event"),
+                "response_id": response_id or ""}
+
+    def _media(self, event: Event) -> list[Event]:
+        kind = event["type"]
+        if kind == AUDIO_DELTA:
+            return self._queue_audio(event)
+        if kind == "response.done":
+            response = event["response"]
+            if response["id"] != self._playing:
+                return [event]
+            if (response.get("status_details") or {}).get("reason") == "turn_detected":
+                self._clear()
+                return [event, self._buffer_event("cleared", response["id"])]
+            self._audio_done = response["id"]
+            return [event]
+        if kind == "output_audio_buffer.cleared":  # the client's output_audio_buffer.clear
+            response_id = self._playing or event.get("response_id")
+            self._clear()
+            self.audio_buffer_events += 1
+            return [{**event, "response_id": response_id or ""}]
+        return [event]
+
+    def _queue_audio(self, event: Event) -> list[Event]:
+        try:
+            data = base64.b64decode(event.get("delta") or "", validate=True)
+        except (binascii.Error, ValueError):
+            return []
+        out: list[Event] = []
+        response_id = event.get("response_id")
+        if response_id != self._playing:
+            if self._playing is not None:
+                out.append(self._buffer_event("stopped", self._playing))
+            self._playing, self._audio_done = response_id, None
+            out.append(self._buffer_event("started", response_id))
+        pcm24 = to_pcm24k(AudioFormat.from_session(output_format(self.session.session)), data)
+        g711 = self._partial + g711_encode(self.media.codec.payload_type,
+                                           self._downsample.process(pcm24))
+        whole = len(g711) - len(g711) % FRAME
+        self._playout.extend(g711[i:i + FRAME] for i in range(0, whole, FRAME))
+        self._partial = g711[whole:]
+        return out
+
+    def _clear(self) -> None:
+        self._playout.clear()
+        self._partial = b""
+        self._playing = self._audio_done = None
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    async def _timer(self) -> None:
+        while True:
+            due = self.session.get_timer()
+            self._wake = trio.Event()
+            with trio.move_on_at(math.inf if due is None else due):
+                await self._wake.wait()
+            self._emit(self.session.handle_timer(trio.current_time()))
+
+    async def _reader(self) -> None:
+        codec = self.media.codec.payload_type
+        while True:
+            data, _ = await self.sock.recvfrom(2048)
+            packet = self._depacketizer.receive(data)
+            if packet is None:
+                continue
+            self.rtp_received += 1
+            self.uas.stats.rtp_received += 1
+            if packet.payload_type != codec:
+                for digit in self._dtmf.push(packet):
+                    self.dtmf_digits.append(digit.digit)
+                    self._to_sidebands({
+                        "type": "input_audio_buffer.dtmf_event_received",
+                        "event_id": self.session.ids.new("event"),
+                        "event": digit.digit, "received_at": int(time.time()),
+                    })
+                continue
+            pcm = self._upsample.process(g711_decode(codec, packet.payload))
+            self._emit(self.session.receive_audio(pcm, trio.current_time()))
+
+    async def _pacer(self) -> None:
+        pacer = Pacer(trio.current_time(), PTIME)
+        destination = self.media.remote_address
+        stats = self.uas.stats
+        while True:
+            deadline = pacer.next_deadline()
+            await trio.sleep_until(deadline)
+            now = trio.current_time()
+            count = pacer.due(now)
+            self.lateness.add(now - deadline)
+            for _ in range(count):
+                if self._playout:
+                    payload = self._playout.popleft()
+                    self.audio_frames_sent += 1
+                else:
+                    payload = self._silence
+                await self.sock.sendto(self._packetizer.packetize(payload), destination)
+                self.rtp_sent += 1
+                stats.rtp_sent += 1
+            pacer.mark_sent(count)
+            if not self._playout and self._audio_done is not None and self._audio_done == self._playing:
+                self._to_sidebands(self._buffer_event("stopped", self._playing))
+                self._playing = self._audio_done = None
