@@ -93,6 +93,14 @@ class EmbeddedServer:
     #: the caller token ``/v1/demo/session`` requires (header ``X-Rtfleet-Demo-Token``);
     #: None disables ``/demo`` and the key-vending endpoint
     demo_token: str | None = attrs.field(default=None, repr=False)
+    #: SIP: the UDP port of the SIP user agent server on ``host`` (0 = ephemeral; None = no
+    #: SIP side). See ``sip_uas.py``; once serving, ``server.sip`` is the :class:`SipUas`.
+    sip_port: int | None = None
+    #: where ``realtime.call.incoming`` webhooks go (None: SIP calls are accepted at once)
+    webhook_url: str | None = None
+    #: the ``whsec_…`` signing secret (generated when None and a webhook_url is set)
+    webhook_secret: str | None = attrs.field(default=None, repr=False)
+    sip: Any = attrs.field(default=None, init=False, repr=False)
     connections: list[ConnectionRecord] = attrs.field(factory=list, init=False)
     #: live WebRTC calls by call id (``rtc_session.CallSession``)
     calls: dict[str, Any] = attrs.field(factory=dict, init=False)
@@ -194,10 +202,28 @@ class EmbeddedServer:
                 await nursery.start(self.rtc.run)
                 binds = await nursery.start(partial(hypercorn_serve, RealtimeApp(self), config))
                 self.base_url = binds[0]
+                if self.sip_port is not None:
+                    await nursery.start(self._serve_sip, host)
                 task_status.started(self.base_url)
         finally:
             self.base_url = None
             self.rtc = RtcHost(self.webrtc)  # a later serve() starts afresh
+
+
+    async def _serve_sip(self, host: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        from .sip_uas import SipUas
+        from .webhooks import WebhookSender, new_webhook_secret
+
+        webhook = None
+        if self.webhook_url is not None:
+            if self.webhook_secret is None:
+                self.webhook_secret = new_webhook_secret()
+            webhook = WebhookSender(self.webhook_url, self.webhook_secret, clock=self.clock)
+        self.sip = SipUas(self, host, self.sip_port or 0, webhook)
+        try:
+            await self.sip.run(task_status=task_status)
+        finally:
+            self.sip = None
 
 
 class WebRtcUnavailable(Exception):
