@@ -283,13 +283,24 @@ class PcmTrack(MediaStreamTrack):
     buffer is empty.  ``max_buffered_ms`` caps the buffer: the oldest audio is dropped and
     counted in ``dropped_bytes``.  ``clear()`` empties it (barge-in); ``drained`` is a trio
     Event set whenever the buffer has been emptied.
+
+    ``dtx=True`` (discontinuous transmission): when the buffer is empty nothing is sent at
+    all instead of silence; ``recv()`` waits for the next ``feed`` and the frame timestamps
+    jump by the pause (RTP timestamps keep following the wall clock, as with Opus DTX).
+    Nothing is encoded, encrypted or decoded while a side is silent, which is most of a
+    conversation; a receiver simply gets no audio during the pause.  ``silent_frames`` counts
+    the silence frames sent (always 0 with DTX).
     """
 
     kind = "audio"
 
-    def __init__(self, loop: RtcLoop, *, max_buffered_ms: int = 120_000) -> None:
+    def __init__(self, loop: RtcLoop, *, max_buffered_ms: int = 120_000, dtx: bool = False) -> None:
         super().__init__()
         self._rtc = loop
+        self.dtx = dtx
+        self._fed: asyncio.Event | None = None
+        self._paused = False
+        self.silent_frames = 0
         self._buffer = bytearray()
         self._max_bytes = max_buffered_ms * PCM_RATE // 1000 * 2
         self._start: float | None = None
@@ -314,6 +325,8 @@ class PcmTrack(MediaStreamTrack):
         if self._drained.is_set():
             self._drained = trio.Event()
         self._buffer += pcm
+        if self._fed is not None:
+            self._fed.set()
         excess = len(self._buffer) - self._max_bytes
         if excess > 0:
             excess += excess % 2
@@ -330,6 +343,8 @@ class PcmTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._drained.set()
+        if self._fed is not None:
+            self._fed.set()
 
     @property
     def buffered_ms(self) -> float:
@@ -338,9 +353,22 @@ class PcmTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        if self.dtx and not self._buffer:
+            if self._fed is None:
+                self._fed = asyncio.Event()
+            self._fed.clear()
+            self._paused = True
+            await self._fed.wait()
+            if self.readyState != "live":
+                raise MediaStreamError
         now = self._rtc.time()
         if self._start is None:
             self._start = now
+            self._paused = False
+        elif self._paused:  # resume after a pause: the timestamp jumps to the wall clock
+            self._paused = False
+            elapsed = math.ceil((now - self._start) * PCM_RATE / FRAME_SAMPLES) * FRAME_SAMPLES
+            self._pts = max(self._pts + FRAME_SAMPLES, elapsed)
         else:
             self._pts += FRAME_SAMPLES
             due = self._start + self._pts / PCM_RATE
@@ -362,6 +390,7 @@ class PcmTrack(MediaStreamTrack):
             if not buf:
                 self._drained.set()
         else:
+            self.silent_frames += 1
             frame = av.AudioFrame.from_ndarray(self._silence, format="s16", layout="mono")
         frame.sample_rate = PCM_RATE
         frame.pts = self._pts
@@ -446,6 +475,8 @@ class RtcPeer:
     #: resume when the queue falls to this many bytes (bufferedAmountLowThreshold)
     low_water: int = 16 * 1024
     max_play_buffer_ms: int = 120_000
+    #: the outgoing track sends nothing while it has nothing to play (see PcmTrack)
+    dtx: bool = False
     name: str = attrs.field(factory=lambda: f"rtc{next(_peer_ids)}")
 
     messages: Inbox[str | bytes] = attrs.field(init=False)
@@ -597,7 +628,7 @@ class RtcPeer:
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         if self.audio:
-            self.track = PcmTrack(self.rtc, max_buffered_ms=self.max_play_buffer_ms)
+            self.track = PcmTrack(self.rtc, max_buffered_ms=self.max_play_buffer_ms, dtx=self.dtx)
         return pc
 
     async def _gather(self, pc: Any, description: Any) -> str:

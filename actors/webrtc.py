@@ -102,6 +102,11 @@ class RtcOptions:
     message_buffer: int = 4096
     #: cap on queued outgoing audio (oldest dropped beyond it)
     max_audio_buffer_ms: int = 60_000
+    #: discontinuous transmission: the microphone track sends nothing while no appended
+    #: audio is queued (instead of silence, as a browser's microphone would).  Much cheaper
+    #: for load runs; the server then hears exactly the appended audio, as on WebSocket
+    #: (append trailing silence for the server VAD to end a turn)
+    dtx: bool = False
 
 
 def realtime_calls_url(base: str) -> str:
@@ -161,6 +166,7 @@ async def _connection(
         high_water=options.high_water,
         low_water=options.low_water,
         max_play_buffer_ms=options.max_audio_buffer_ms,
+        dtx=options.dtx,
     )
     state = _ConnState()
     core = link.core

@@ -33,6 +33,7 @@ from trio_websocket import (
     WebSocketConnection,
     wrap_client_stream,
 )
+from wsproto.events import TextMessage
 
 from actors.credentials import Secret, redact
 from actors.events import EventKind
@@ -275,15 +276,53 @@ async def _writer(
     try:
         while True:
             await link.wait_outbound()
-            for event in link.take_outgoing():
+            events = link.take_outgoing()
+            if len(events) == 1:
+                event = events[0]
                 await ws.send_message(encode_client_event(event))
                 if echo_audio or event["type"] != AUDIO_APPEND:
                     emit(EventKind.SENT, event)
+            elif events:
+                # A backlog (restore sequence, a burst, or a writer that woke late under load):
+                # all of its frames in one write, then the ``sent`` events in order.
+                await _send_texts(ws, [encode_client_event(event) for event in events])
+                for event in events:
+                    if echo_audio or event["type"] != AUDIO_APPEND:
+                        emit(EventKind.SENT, event)
             if link.stop_requested.is_set():
                 finish(ActorExit(ExitReason.NORMAL, 1000, "closed by request"))
                 return
     except ConnectionClosed as exc:
         finish(_closed_exit(exc, state))
+
+
+# Writing several messages in one ``send_all`` needs trio-websocket internals (0.12: the
+# wsproto connection, the stream and its lock); without them each message is sent on its own.
+_BATCH_WRITES = all(
+    hasattr(WebSocketConnection, name) for name in ("_send", "_abort_web_socket")
+)
+
+
+async def _send_texts(ws: WebSocketConnection, texts: list[str]) -> None:
+    """Send text messages in order, framed together and written with one ``send_all``
+    (the same bytes as one ``send_message`` each, fewer syscalls and wake-ups)."""
+    if not _BATCH_WRITES or not all(
+        hasattr(ws, name) for name in ("_wsproto", "_stream", "_stream_lock", "_close_reason")
+    ):
+        for text in texts:
+            await ws.send_message(text)
+        return
+    if ws._close_reason:
+        raise ConnectionClosed(ws._close_reason)
+    frame = ws._wsproto.send
+    data = b"".join([frame(TextMessage(data=text)) for text in texts])
+    async with ws._stream_lock:
+        try:
+            await ws._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await ws._abort_web_socket()
+            assert ws._close_reason is not None
+            raise ConnectionClosed(ws._close_reason) from None
 
 
 def _recycle_deadline(link: SessionLink, params: ConnectParams) -> float:

@@ -3,17 +3,24 @@
 Prints ``URL KEY`` on one line once listening (127.0.0.1, port 0, a generated key), then serves
 until stdin is closed.  Commands on stdin, one answer line each on stdout:
 
-``drop``   every open connection is aborted at once (TCP closed without a close frame, via
-           ``FaultPlan(drop_after_s=0)``), then the plan is reset so reconnects are accepted;
-           answers ``dropped N``.
+``drop [abort|close]``  every open connection is dropped at once (``FaultPlan(drop_after_s=0)``):
+           ``abort`` = TCP shut down without a close frame (1006), ``close`` = close frame 1011
+           (the server's default drop code); the plan is reset a few scheduler ticks later, so
+           reconnects are accepted; answers ``dropped N`` once those connections are closed.
+``accepts`` when each connection opened since the last drop was accepted (seconds after the
+           drop, JSON list): the reconnect herd as the server sees it.
 ``stats``  ``ServerStats`` as JSON (counts of connections and events).
 
 This is what ``orchestrator.server.run_server`` does, plus the command channel (run_server
-does not hand out its ``EmbeddedServer``).
+does not hand out its ``EmbeddedServer``), plus a listen backlog of ``--backlog`` (4096 by
+default; hypercorn's default is 100, and ``EmbeddedServer.serve`` keeps it): with 100, a herd of
+1,000 reconnects overflows the accept queue, SYNs are dropped and clients retry after 1, 3, 7 s.
+``--backlog 100`` measures the server as shipped.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -23,17 +30,31 @@ import trio
 from orchestrator.server import EmbeddedServer, FaultPlan, generate_api_key
 
 
-async def _drop_all(server: EmbeddedServer) -> int:
+_dropped_at = [0.0]
+
+
+async def _drop_all(server: EmbeddedServer, mode: str) -> int:
     live = [r for r in server.connections if not r.closed.is_set()]
-    server.faults = FaultPlan(drop_after_s=0.0, drop_mode="abort")
+    _dropped_at[0] = trio.current_time()
+    server.faults = FaultPlan(drop_after_s=0.0, drop_mode=mode)
+    # Every connection's fault timer wakes on the change and drops at once (in the next
+    # scheduler batch); reset the plan right after, so reconnects are not dropped again.
+    for _ in range(3):
+        await trio.sleep(0)
+    server.faults = FaultPlan()
     with trio.move_on_after(5.0):
         for record in live:
             await record.closed.wait()
-    server.faults = FaultPlan()
     return len(live)
 
 
 async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--backlog", type=int, default=4096)
+    args = p.parse_args()
+    from hypercorn.config import Config
+
+    Config.backlog = args.backlog  # read by hypercorn when it creates the listening socket
     key = generate_api_key()
     server = EmbeddedServer(api_keys={key})
     async with trio.open_nursery() as nursery:
@@ -44,8 +65,12 @@ async def main() -> None:
             if not line:
                 break
             command = line.strip()
-            if command == "drop":
-                answer = f"dropped {await _drop_all(server)}"
+            if command.startswith("drop"):
+                mode = command.split()[1] if len(command.split()) > 1 else "abort"
+                answer = f"dropped {await _drop_all(server, mode)} ({mode})"
+            elif command == "accepts":
+                answer = json.dumps([r.connected_at - _dropped_at[0] for r in server.connections
+                                     if r.connected_at > _dropped_at[0]])
             elif command == "stats":
                 stats = attrs.asdict(server.stats)
                 answer = json.dumps(stats, default=str)

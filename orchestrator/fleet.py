@@ -58,6 +58,10 @@ def actor_for(transport: Transport) -> Any:
         return run_websocket
     if transport is Transport.WEBRTC:
         return _webrtc_actor()
+    if transport is Transport.SIP:  # options per session: actors.sip.plan_call(sid, SipOptions(...))
+        from actors.sip import run_sip
+
+        return run_sip
     raise FleetError(f"transport {transport.value!r} is not available in this build")
 
 
@@ -68,6 +72,8 @@ def available_transports() -> list[Transport]:
         found.append(Transport.WEBRTC)
     except FleetError:
         pass
+    # Transport.SIP has an actor (actor_for) but needs per-session SipOptions, which scenario
+    # populations cannot give yet: it is not listed here until they can.
     return found
 
 

@@ -61,6 +61,9 @@ class EventFilter:
         return True
 
 
+_MATCH_ALL = EventFilter()
+
+
 @attrs.define(eq=False)
 class Subscription:
     """One subscriber: iterate it (``async for event in sub``) or call ``receive``."""
@@ -131,6 +134,7 @@ class Router:
     dropped: int = 0
     _broad: list[Subscription] = attrs.field(factory=list, init=False)
     _by_session: dict[str, list[Subscription]] = attrs.field(factory=dict, init=False)
+    _broad_snapshot: tuple[tuple[Subscription, bool], ...] = attrs.field(default=(), init=False)
 
     def subscribe(
         self,
@@ -144,6 +148,7 @@ class Router:
         self.subscriptions.append(sub)
         if sub.filter.sessions is None:
             self._broad.append(sub)
+            self._snapshot()
         else:
             for sid in sub.filter.sessions:
                 self._by_session.setdefault(sid, []).append(sub)
@@ -151,8 +156,10 @@ class Router:
 
     def publish(self, event: ConnectionEvent) -> None:
         self.published += 1
-        for sub in tuple(self._broad):  # a copy: a closed subscriber removes itself
-            if sub.filter.matches(event):
+        # Snapshots (rebuilt on subscribe/remove): a subscriber removed while offering (its
+        # receiver closed) does not disturb the iteration, and no copy is made per event.
+        for sub, match_all in self._broad_snapshot:
+            if match_all or sub.filter.matches(event):
                 sub._offer(event)
         targeted = self._by_session.get(event.session_id)
         if targeted:
@@ -160,11 +167,15 @@ class Router:
                 if sub.filter.matches(event):
                     sub._offer(event)
 
+    def _snapshot(self) -> None:
+        self._broad_snapshot = tuple((sub, sub.filter == _MATCH_ALL) for sub in self._broad)
+
     def _remove(self, sub: Subscription) -> None:
         if sub in self.subscriptions:
             self.subscriptions.remove(sub)
             if sub.filter.sessions is None:
                 self._broad.remove(sub)
+                self._snapshot()
             else:
                 for sid in sub.filter.sessions:
                     subs = self._by_session.get(sid)

@@ -60,7 +60,9 @@ whose transcript never arrived cannot be replayed (enable input transcription to
 turns across reconnects); skipped items are counted, and a re-sent item whose
 ``previous_item_id`` names a skipped item is rejected by the server.  The restore assumes a
 new connection is a new, empty session: not so for a ``?call_id=`` sideband socket that
-re-attaches to a live call, where a replay would duplicate the conversation.
+re-attaches to a live call, where a replay would duplicate the conversation: make its core
+with ``replay=False``, which restores without steps 2 and 4 (the config is still sent, and
+unacknowledged creates are still re-sent, since the server may never have seen them).
 
 Errors: :class:`ProtocolError` (``local=True``) from :meth:`submit` for an invalid event,
 :class:`QueueFull` when the control queue is full, :class:`SessionConfigError` for an invalid
@@ -79,6 +81,7 @@ from actors.proto.dialect import beta_to_ga_server, ga_to_beta_client
 from actors.proto.errors import ProtocolError, QueueFull
 from actors.proto.mirror import SessionMirror
 from actors.proto.realtime import (
+    MAX_APPEND_AUDIO,
     ErrorInfo,
     SessionInfo,
     check_server_event,
@@ -156,6 +159,9 @@ class ClientCore:
         default="ga", kw_only=True, validator=attrs.validators.in_(("ga", "beta"))
     )
     mirror: SessionMirror = attrs.field(factory=SessionMirror, kw_only=True)
+    #: replay the conversation (and re-issue an unfinished response) on a new connection;
+    #: False for ``?call_id=`` sideband sockets, whose call keeps its conversation
+    replay: bool = attrs.field(default=True, kw_only=True)
 
     session_id: str | None = attrs.field(default=None, init=False)
     expires_at: int | None = attrs.field(default=None, init=False)
@@ -236,30 +242,16 @@ class ClientCore:
         The caller's dict is not mutated: an ``event_id`` (and an item id for
         ``conversation.item.create``) is added to a shallow copy.
         """
+        if type(event) is dict and event.get("type") == _APPEND and "event_id" not in event:
+            audio = event.get("audio")
+            if type(audio) is str and len(audio) <= MAX_APPEND_AUDIO:
+                return self._submit_audio(event)  # the hot path: nothing else to check
         validate_client_event(event)
         event_id = event.get("event_id")
         if event_id is not None and event_id.startswith(EVENT_ID_PREFIX):
             raise _event_id_error(event, f"ids starting with {EVENT_ID_PREFIX!r} are reserved")
         if event["type"] == _APPEND:
-            notices = []
-            if len(self._audio) >= self.audio_limit:
-                count = len(self._audio) - self.audio_limit + 1
-                for _ in range(count):
-                    self._audio.popleft()
-                self._dropped_audio += count
-                reason = (
-                    "audio queue full: writer not keeping up"
-                    if self._ready
-                    else "audio queue full while not connected"
-                )
-                notices.append({"count": count, "category": "audio", "reason": reason})
-            if event_id is None:
-                event = self._stamp(event)
-            self._seq += 1
-            self._audio.append((self._seq, event))
-            self.last_submitted = event
-            self._submitted += 1
-            return notices
+            return self._submit_audio(event)
         if len(self._control) >= self.control_limit:
             raise QueueFull("control", self.control_limit)
         if event_id is not None and self._id_in_use(event_id):
@@ -280,6 +272,30 @@ class ClientCore:
         self.last_submitted = event
         self._submitted += 1
         return []
+
+    def _submit_audio(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Enqueue one (valid) append: at most once, freshest kept."""
+        audio = self._audio
+        notices = []
+        if len(audio) >= self.audio_limit:
+            count = len(audio) - self.audio_limit + 1
+            for _ in range(count):
+                audio.popleft()
+            self._dropped_audio += count
+            reason = (
+                "audio queue full: writer not keeping up"
+                if self._ready
+                else "audio queue full while not connected"
+            )
+            notices.append({"count": count, "category": "audio", "reason": reason})
+        if "event_id" not in event:
+            self._event_n += 1
+            event = {**event, "event_id": f"{EVENT_ID_PREFIX}{self._event_n}"}
+        self._seq += 1
+        audio.append((self._seq, event))
+        self.last_submitted = event
+        self._submitted += 1
+        return notices
 
     def _set_config(self, config: SessionConfig) -> None:
         self.config = config
@@ -445,14 +461,16 @@ class ClientCore:
             update = self._stamp(self.config.to_update_event())
             self._note_written(update)
             out.append(update)
-        replay = self.mirror.replay_events()
+        replay = self.mirror.replay_events() if self.replay else []
         for event in replay:
             out.append(self._stamp(event))
         self._replayed += len(replay)
-        self._skipped += self.mirror.last_skipped
+        self._skipped += self.mirror.last_skipped if self.replay else 0
         out.extend(resent)
         self._resent += len(resent)
         reissue, self._reissue = self._reissue, None
+        if not self.replay:
+            reissue = None
         if reissue is not None:
             self._pending[reissue["event_id"]] = reissue
             out.append(reissue)
@@ -463,7 +481,7 @@ class ClientCore:
         )
         self.last_restore = RestoreSummary(
             self.connections, self.session_id, config_sent, len(replay),
-            self.mirror.last_skipped, len(resent), reissue is not None,
+            self.mirror.last_skipped if self.replay else 0, len(resent), reissue is not None,
         )
 
     def _note_written(self, event: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ when their parent object is present.
 from __future__ import annotations
 
 import json
+import json.encoder as _json_encoder
 from collections.abc import Mapping
 from typing import Any
 
@@ -431,10 +432,26 @@ def validate_client_event(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_encode_str = _json_encoder.encode_basestring  # the C escaper json uses for ensure_ascii=False
+
+
 def encode_client_event(event: dict[str, Any]) -> str:
-    """Compact JSON text for one client event (UTF-8 kept as is, no spaces)."""
+    """Compact JSON text for one client event (UTF-8 kept as is, no spaces).
+
+    Hot path: an event whose values are all strings (every ``input_audio_buffer.append``) is
+    written directly, key by key with json's own C string escaper (the same text as
+    ``json.dumps``, without building an encoder per call); anything else goes through one
+    cached compact encoder.
+    """
+    if type(event) is dict:
+        try:
+            return "{" + ",".join([_encode_str(k) + ":" + _encode_str(v)
+                                   for k, v in event.items()]) + "}"
+        except TypeError:
+            pass  # a non-string key or value: the general encoder below
     try:
-        return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        return _encode_json(event)
     except (TypeError, ValueError) as exc:
         event_type = event.get("type") if isinstance(event, dict) else None
         raise ProtocolError(

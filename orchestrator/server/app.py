@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .call_control import handle_call_control, is_call_control_path  # SIP call control
 from .calls import handle_calls, is_calls_path
 from .client_secrets import mint_from_body
 from .demo import DEMO_PATHS, handle_demo
@@ -54,6 +55,11 @@ class RealtimeApp:
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.server.stats.http_requests += 1
         path = scope["path"].rstrip("/")
+        # -- SIP call control (call_control.py): accept/reject/refer, hangup of SIP calls --
+        if is_call_control_path(self.server, path):
+            await handle_call_control(self.server, scope, receive, send)
+            return
+        # -- end SIP call control --
         if is_calls_path(path):
             await handle_calls(self.server, scope, receive, send)
             return

@@ -182,7 +182,7 @@ async def _answer(server: EmbeddedServer, auth: AuthResult, offer: str, session:
     try:
         answer, rtc_call = await answer_offer(
             offer, rtc_loop=rtc, call_id=call_id, on_open=call.on_open,
-            on_message=call.on_message, on_audio=call.on_audio,
+            on_message=call.on_message, on_audio=call.on_audio, dtx=server.rtc_dtx,
         )
     except RtcError as exc:
         raise _Refusal(400, f"Cannot answer the offer: {exc}", "invalid_offer", "sdp") from None

@@ -232,6 +232,7 @@ async def answer_offer(
     ice_servers: Sequence[str | dict[str, Any]] = (),
     host_addresses: str | Sequence[str] | None = "auto",
     audio_chunk_ms: int = 20,
+    dtx: bool = False,
     open_timeout: float = 10.0,
     close_timeout: float = 2.0,
     answer_timeout: float = 10.0,
@@ -240,7 +241,8 @@ async def answer_offer(
 
     ``call.run()`` is started in ``nursery`` when one is given; otherwise the caller runs it.
     Raises :class:`RtcError` (the offer could not be answered; nothing is left open) or
-    ``trio.TooSlowError`` after ``answer_timeout``.
+    ``trio.TooSlowError`` after ``answer_timeout``.  ``dtx=True``: the outgoing track sends
+    nothing while nothing is played (see :class:`~actors.rtc_bridge.PcmTrack`).
     """
     rtc = rtc_loop or current_rtc_loop()
     if rtc is None:
@@ -257,6 +259,7 @@ async def answer_offer(
         ice_servers=tuple(ice_servers),
         host_addresses=_auto_host_addresses(offer_sdp, host_addresses),
         audio_chunk_ms=audio_chunk_ms,
+        dtx=dtx,
     )
     try:
         with trio.fail_after(answer_timeout):

@@ -90,6 +90,9 @@ class EmbeddedServer:
     #: ``open_rtc_loop()``), True = at once when serving (fails if the extra is missing),
     #: False = refuse calls (``501``)
     webrtc: bool | None = None
+    #: WebRTC calls send no audio packets while the model is silent (discontinuous
+    #: transmission) instead of 50 silence frames a second; False: silence is sent
+    rtc_dtx: bool = True
     #: the caller token ``/v1/demo/session`` requires (header ``X-Rtfleet-Demo-Token``);
     #: None disables ``/demo`` and the key-vending endpoint
     demo_token: str | None = attrs.field(default=None, repr=False)
@@ -219,11 +222,8 @@ class EmbeddedServer:
             if self.webhook_secret is None:
                 self.webhook_secret = new_webhook_secret()
             webhook = WebhookSender(self.webhook_url, self.webhook_secret, clock=self.clock)
-        self.sip = SipUas(self, host, self.sip_port or 0, webhook)
-        try:
-            await self.sip.run(task_status=task_status)
-        finally:
-            self.sip = None
+        self.sip = SipUas(self, host, self.sip_port or 0, webhook)  # kept after stopping (stats)
+        await self.sip.run(task_status=task_status)
 
 
 class WebRtcUnavailable(Exception):

@@ -98,6 +98,12 @@ class SipMediaCall:
     _wake: trio.Event = attrs.field(factory=trio.Event)
     _closing: bool = False
     _cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    _depacketizer: RtpDepacketizer = attrs.field(init=False)
+    _dtmf: DtmfDetector = attrs.field(init=False)
+    _packetizer: RtpPacketizer = attrs.field(init=False)
+    _upsample: AudioConverter = attrs.field(init=False)
+    _downsample: AudioConverter = attrs.field(init=False)
+    _silence: bytes = attrs.field(init=False, default=b"")
 
     @property
     def server(self) -> Any:
@@ -164,6 +170,7 @@ class SipMediaCall:
             del self.server.calls[self.call_id]
         self.server.stats.connections_closed += 1
         self.uas.stats.calls_ended += 1
+        self.uas.finished.append(self)
         self.ended.set()
 
     # -- sidebands ------------------------------------------------------------------------
@@ -306,7 +313,10 @@ class SipMediaCall:
                     self.audio_frames_sent += 1
                 else:
                     payload = self._silence
-                await self.sock.sendto(self._packetizer.packetize(payload), destination)
+                try:
+                    await self.sock.sendto(self._packetizer.packetize(payload), destination)
+                except OSError:
+                    continue  # UDP: a lost datagram (e.g. ICMP unreachable reported late)
                 self.rtp_sent += 1
                 stats.rtp_sent += 1
             pacer.mark_sent(count)

@@ -20,8 +20,10 @@ either way. A caller who hangs up (CANCEL) before the accept makes the accept ``
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
+from collections import deque
 import socket as stdlib_socket
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,8 @@ from .webhooks import WebhookSender, call_incoming_event
 
 if TYPE_CHECKING:
     from .server import EmbeddedServer
+
+_log = logging.getLogger("orchestrator.server.sip")
 
 __all__ = ["CallControlError", "IncomingSipCall", "SipStats", "SipUas"]
 
@@ -86,6 +90,8 @@ class SipUas:
     #: ``rtc_…`` id -> call, for pending calls and accepted ones until they end
     calls: dict[str, IncomingSipCall] = attrs.field(factory=dict)
     stats: SipStats = attrs.field(factory=SipStats)
+    #: the last ``history`` calls that ended (for tests and reports)
+    finished: deque[SipMediaCall] = attrs.field(factory=lambda: deque(maxlen=1000))
     ua: SipUserAgent | None = None
     _by_sip_id: dict[str, IncomingSipCall] = attrs.field(factory=dict)
     _sock: Any = None
@@ -240,10 +246,19 @@ class SipUas:
         call.media = SipMediaCall(self, call_id, call.invite.call_id, session, media, rtp, record=record)
         server.calls[call_id] = call.media
         self.stats.accepted += 1
-        self._nursery.start_soon(call.media.run, name=f"sip-call:{call_id}")
+        self._nursery.start_soon(self._run_call, call.media, name=f"sip-call:{call_id}")
         call.decided.set()
         self._flush()
         return call.media
+
+    async def _run_call(self, media: SipMediaCall) -> None:
+        """One call's media; a failure ends that call (BYE), never the server."""
+        try:
+            await media.run()
+        except Exception as exc:
+            _log.exception("SIP call %s failed", media.call_id)
+            media.end_reason = media.end_reason or f"internal error: {type(exc).__name__}"
+            self.hangup_sip(media.sip_call_id)
 
     def reject(self, call_id: str, status: int = 603) -> None:
         if not isinstance(status, int) or isinstance(status, bool) or not 300 <= status <= 699:

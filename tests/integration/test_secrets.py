@@ -15,7 +15,10 @@ async def test_secrets_never_leak_into_logs_events_errors_or_reprs(caplog):
     caplog.set_level(logging.DEBUG)
     server = EmbeddedServer(api_keys={FAKE_KEY})
     texts: list[str] = []
-    async with open_fleet(server=server, api_key=FAKE_KEY) as fleet:
+    from orchestrator.policy import Backoff
+
+    async with open_fleet(server=server, api_key=FAKE_KEY, max_restarts=2,
+                          backoff=Backoff(base=0.01, cap=0.05)) as fleet:
         everything = fleet.subscribe(buffer=100_000)
         ok = await fleet.add_session()
         await fleet.wait_connected(ok)

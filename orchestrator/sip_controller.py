@@ -1,0 +1,145 @@
+"""rtfleet as the controller of incoming SIP calls: webhook -> accept -> sideband session.
+
+::
+
+    controller = SipController(webhook_secret="whsec_…", accept_config={"type": "realtime", …})
+    url = await nursery.start(controller.serve)           # "http://127.0.0.1:PORT/" (the webhook)
+    controller.attach(fleet, api_base=fleet.url, api_key=key)
+
+For each ``realtime.call.incoming`` POSTed to its URL (served by hypercorn on 127.0.0.1):
+
+1. the Standard Webhooks signature is verified (``webhooks.verify``, 300 s tolerance); a
+   missing or forged signature or a stale timestamp is answered ``401`` and nothing else
+   happens;
+2. redelivered webhooks are deduplicated on ``call_id`` (answered ``200``, counted in
+   ``duplicates``), as the hosted service may deliver more than once;
+3. the call is accepted: ``POST {api_base}/v1/realtime/calls/{call_id}/accept`` with the
+   session config (a ``404`` means the caller hung up meanwhile: counted in ``gone``);
+4. the sideband WebSocket is attached as a fleet session: ``fleet.add_session(call_id=…)``
+   with the ``transient`` policy (the call's end closes the session for good) and a core that
+   restores without replaying the conversation (the call keeps it).
+
+The webhook is answered as soon as it is verified; accepting happens in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import attrs
+import httpx
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+
+from actors.credentials import Secret
+from orchestrator.server.http import error_body, read_body, respond_json
+from orchestrator.server.webhooks import DEFAULT_TOLERANCE, WebhookVerificationError, verify
+
+__all__ = ["SipController"]
+
+_log = logging.getLogger("orchestrator.sip_controller")
+
+
+@attrs.define(eq=False)
+class SipController:
+    webhook_secret: str = attrs.field(repr=False)
+    accept_config: dict[str, Any] = attrs.field(factory=lambda: {"type": "realtime"})
+    tolerance: float = DEFAULT_TOLERANCE
+    clock: Any = None  # wall clock for the timestamp check (None: time.time)
+    fleet: Any = None
+    api_base: str | None = None
+    api_key: Secret | None = attrs.field(default=None, repr=False)
+    #: call_id -> fleet session id (None while accepting, or when the accept failed)
+    calls: dict[str, str | None] = attrs.field(factory=dict)
+    accepted: list[str] = attrs.field(factory=list)
+    gone: list[str] = attrs.field(factory=list)
+    duplicates: int = 0
+    refused_signatures: int = 0
+    url: str | None = None
+    call_accepted: trio.Event = attrs.field(factory=trio.Event)
+    _nursery: trio.Nursery | None = None
+
+    def attach(self, fleet: Any, *, api_base: str, api_key: str | Secret) -> None:
+        self.fleet, self.api_base = fleet, api_base.rstrip("/")
+        self.api_key = api_key if isinstance(api_key, Secret) else Secret(api_key, kind="api_key")
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 0, *,
+                    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        config = Config()
+        config.bind = [f"{host}:{port}"]
+        config.accesslog = None
+        config.errorlog = _log
+        config.graceful_timeout = 1.0
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            binds = await nursery.start(partial(hypercorn_serve, self._app, config))
+            self.url = binds[0] + "/"
+            task_status.started(self.url)
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        if scope["method"] != "POST":
+            await respond_json(send, 405, error_body("Use POST", "method_not_allowed"))
+            return
+        body = await read_body(receive)
+        if body is None:
+            await respond_json(send, 413, error_body("Request body too large", "request_too_large"))
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        try:
+            event = verify(self.webhook_secret, body, headers, tolerance=self.tolerance,
+                           now=self.clock() if self.clock else None)
+        except WebhookVerificationError as exc:
+            self.refused_signatures += 1
+            await respond_json(send, 401, error_body(str(exc), "invalid_signature"))
+            return
+        if event.get("type") == "realtime.call.incoming":
+            call_id = (event.get("data") or {}).get("call_id")
+            if isinstance(call_id, str):
+                self._incoming(call_id)
+        await respond_json(send, 200, {})
+
+    def _incoming(self, call_id: str) -> None:
+        if call_id in self.calls:
+            self.duplicates += 1
+            return
+        self.calls[call_id] = None
+        assert self._nursery is not None
+        self._nursery.start_soon(self._take, call_id, name=f"sip-accept:{call_id}")
+
+    async def _take(self, call_id: str) -> None:
+        if self.fleet is None or self.api_base is None or self.api_key is None:
+            _log.warning("call %s: no fleet attached; not accepted", call_id)
+            return
+        url = f"{self.api_base}/v1/realtime/calls/{call_id}/accept"
+        headers = {"Authorization": f"Bearer {self.api_key.reveal()}"}
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.post(url, json=self.accept_config, headers=headers)
+        except httpx.HTTPError as exc:
+            _log.warning("call %s: accept failed: %s", call_id, type(exc).__name__)
+            return
+        if response.status_code == 404:
+            self.gone.append(call_id)
+            return
+        if response.status_code != 200:
+            _log.warning("call %s: accept answered %s", call_id, response.status_code)
+            return
+        sid = await self.fleet.add_session(call_id=call_id, policy="transient")
+        self.fleet.links[sid].core.replay = False  # a sideband re-attaches to a live call
+        self.calls[call_id] = sid
+        self.accepted.append(call_id)
+        self.call_accepted.set()
+        self.call_accepted = trio.Event()
