@@ -140,7 +140,9 @@ class Fleet:
         if isinstance(config, Mapping):
             config = SessionConfig.from_dict(dict(config))
         config = config or self.default_config
-        core = ClientCore(config)
+        # A ?call_id= sideband socket re-attaches to a live call: restore the config, never
+        # replay the conversation into it (that would duplicate the call's history).
+        core = ClientCore(config, replay=call_id is None)
         link = SessionLink(sid, transport, core, self._publish)
         self.links[sid] = link
         merged = {**self.connect_params, **params}

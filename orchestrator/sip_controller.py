@@ -59,6 +59,8 @@ class SipController:
     duplicates: int = 0
     refused_signatures: int = 0
     url: str | None = None
+    #: set (then replaced) when a new call is announced, and when one is accepted
+    call_announced: trio.Event = attrs.field(factory=trio.Event)
     call_accepted: trio.Event = attrs.field(factory=trio.Event)
     _nursery: trio.Nursery | None = None
 
@@ -116,6 +118,8 @@ class SipController:
             self.duplicates += 1
             return
         self.calls[call_id] = None
+        self.call_announced.set()
+        self.call_announced = trio.Event()
         assert self._nursery is not None
         self._nursery.start_soon(self._take, call_id, name=f"sip-accept:{call_id}")
 
@@ -138,7 +142,6 @@ class SipController:
             _log.warning("call %s: accept answered %s", call_id, response.status_code)
             return
         sid = await self.fleet.add_session(call_id=call_id, policy="transient")
-        self.fleet.links[sid].core.replay = False  # a sideband re-attaches to a live call
         self.calls[call_id] = sid
         self.accepted.append(call_id)
         self.call_accepted.set()
