@@ -119,8 +119,20 @@ class RtcLoop:
     peers: int = 0
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``await fn(*args)`` as an asyncio coroutine on this loop, from trio."""
-        return await self.loop.run_aio_coroutine(fn(*args))
+        """``await fn(*args)`` as an asyncio coroutine on this loop, from trio.
+
+        Works from any trio task, including one that did not inherit the loop's context
+        (e.g. an HTTP request task of a server whose loop was opened elsewhere): the asyncio
+        task is created with trio-asyncio's ``current_loop`` set, so the protocol callbacks
+        and reader tasks it installs (aioice's UDP endpoints) can call ``get_running_loop()``.
+        """
+        if trio_asyncio.current_loop.get() is self.loop:
+            return await self.loop.run_aio_coroutine(fn(*args))
+        token = trio_asyncio.current_loop.set(self.loop)
+        try:
+            return await self.loop.run_aio_coroutine(fn(*args))
+        finally:
+            trio_asyncio.current_loop.reset(token)
 
     def time(self) -> float:
         return self.loop.time()

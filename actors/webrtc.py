@@ -26,7 +26,9 @@ One connection:
    chunks); connection state changes as ``info`` events;
 5. a failed or closed peer connection (ICE consent lost, DTLS closed, the data channel
    closed) ends the connection with ``DROPPED``; ``error`` ``session_expired`` first makes it
-   ``RECYCLE``, an auth ``error`` ``AUTH``.  Closing is bounded by ``close_timeout``.
+   ``RECYCLE``, an auth ``error`` ``AUTH``.  ``link.stop_requested`` (the supervisor stopping
+   the session) flushes what is queued and ends it ``NORMAL``; ``link.abort_requested``
+   (chaos) ends it ``DROPPED``.  Closing is bounded by ``close_timeout``.
 
 **Audio goes over the media track, not the data channel.**  Client
 ``input_audio_buffer.append`` events are never written to the data channel: their base64
@@ -266,6 +268,8 @@ async def _session(
         nursery.start_soon(_audio_out, link, peer)
         nursery.start_soon(_states_out, link, peer)
         nursery.start_soon(_watch_end, peer, state, finish)
+        nursery.start_soon(_stop_when_asked, link)
+        nursery.start_soon(_abort_when_asked, link, finish)
         if deadline < math.inf:
             nursery.start_soon(_recycle_at, deadline, finish)
         link.wake_writer()
@@ -343,6 +347,9 @@ async def _writer(link: SessionLink, peer: RtcPeer, options: RtcOptions,
                     audio_queued = False
                 pending.append(event)
             await _flush(peer, pending, emit)
+            if link.stop_requested.is_set():
+                finish(ActorExit(ExitReason.NORMAL, None, "closed by request"))
+                return
     except RtcError as exc:
         finish(ActorExit(ExitReason.DROPPED, None, f"webrtc: {exc}"))
 
@@ -410,6 +417,21 @@ def _recycle_deadline(link: SessionLink, params: ConnectParams) -> float:
         remaining = float(expires_at) - link.stamper.wall() - params.recycle_margin
         deadline = min(deadline, now + max(remaining, 0.0))
     return deadline
+
+
+async def _stop_when_asked(link: SessionLink) -> None:
+    await link.stop_requested.wait()
+    link.wake_writer()  # the writer flushes what is queued, then finishes (NORMAL)
+
+
+async def _abort_when_asked(link: SessionLink, finish: Callable[[ActorExit], None]) -> None:
+    """Chaos: ``link.abort_connection()`` drops the call (the peer connection is closed
+    without a word, as a lost network would leave it)."""
+    if link.abort_requested.is_set():
+        link.abort_requested = trio.Event()
+    await link.abort_requested.wait()
+    link.abort_requested = trio.Event()
+    finish(ActorExit(ExitReason.DROPPED, None, "connection aborted by fault injection"))
 
 
 async def _recycle_at(deadline: float, finish: Callable[[ActorExit], None]) -> None:

@@ -38,6 +38,7 @@ import _common as C  # noqa: E402
 import trio  # noqa: E402
 
 from orchestrator.fleet import open_fleet, user_text  # noqa: E402
+from orchestrator.policy import Backoff  # noqa: E402
 
 BIN_S = 0.1
 
@@ -58,10 +59,11 @@ def _progress(text: str) -> None:
     print(f"    .. {text}", file=sys.stderr, flush=True)
 
 
-async def storm(server: C.ServerProcess, n: int, timeout: float, mode: str) -> dict[str, Any]:
-    result: dict[str, Any] = {"sessions": n, "drop_mode": mode}
+async def storm(server: C.ServerProcess, n: int, timeout: float, mode: str,
+                backoff_base: float) -> dict[str, Any]:
+    result: dict[str, Any] = {"sessions": n, "drop_mode": mode, "backoff_base_s": backoff_base}
     async with open_fleet(server.url, api_key=server.key, key_mode="direct",
-                          max_restarts=50) as fleet:
+                          max_restarts=50, backoff=Backoff(base=backoff_base)) as fleet:
         everything = fleet.subscribe(buffer=math.inf)
         seqs: dict[str, list[int]] = defaultdict(list)
         reconnect_times: list[float] = []
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout", type=float, default=120.0, help="per phase, seconds")
+    p.add_argument("--backoff-base", type=float, default=Backoff().base,
+                   help="first reconnect is jittered over [0, base] s (the fleet default: %(default)s)")
     p.add_argument("--drop-mode", choices=("close", "abort"), default="close",
                    help="close: close frame 1011 to all at once; abort: TCP shutdown without a close "
                         "frame (the embedded server finds each socket by scanning its descriptors, "
@@ -173,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
     env = C.environment()
-    print(f"reconnect_storm: {args.sessions} sessions, {args.repeats} repeats, load {env['loadavg_start']}")
+    print(f"reconnect_storm: {args.sessions} sessions, drop mode {args.drop_mode}, backoff base "
+          f"{args.backoff_base} s, {args.repeats} repeats, load {env['loadavg_start']}")
     runs = []
     for rep in range(args.repeats):
         with C.server_process() as server:
-            r = trio.run(storm, server, args.sessions, args.timeout, args.drop_mode)
+            r = trio.run(storm, server, args.sessions, args.timeout, args.drop_mode, args.backoff_base)
         r["loadavg"] = C.loadavg()[0]
         runs.append(r)
         print(f"  rep {rep}: connect all {r['connect_all_s']:.2f} s; after the drop ({r['server_answer']}): "

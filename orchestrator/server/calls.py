@@ -147,7 +147,7 @@ async def _create(server: EmbeddedServer, scope: dict[str, Any], headers: dict[s
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     model = (query.get("model") or [server.default_model])[0]
     session = _new_session(server, auth, model, session_part)
-    await _answer(server, auth, offer, session, send)
+    await _answer(server, auth, offer, session, send, (scope.get("client") or (None,))[0])
 
 
 def _new_session(server: EmbeddedServer, auth: AuthResult, model: str, part: Any) -> RealtimeSession:
@@ -167,14 +167,14 @@ def _new_session(server: EmbeddedServer, auth: AuthResult, model: str, part: Any
 
 
 async def _answer(server: EmbeddedServer, auth: AuthResult, offer: str, session: RealtimeSession,
-                  send: Any) -> None:
+                  send: Any, client_host: str | None) -> None:
     from .server import WebRtcUnavailable
 
     try:
         rtc, nursery = await server.rtc.acquire()
     except WebRtcUnavailable as exc:
         raise _Refusal(501, str(exc), "webrtc_unavailable") from None
-    from .rtc_answer import RtcError, answer_offer, new_call_id
+    from .rtc_answer import RtcError, answer_offer, host_addresses_for_caller, new_call_id
     from .rtc_session import CallSession
 
     call_id = new_call_id()
@@ -183,6 +183,7 @@ async def _answer(server: EmbeddedServer, auth: AuthResult, offer: str, session:
         answer, rtc_call = await answer_offer(
             offer, rtc_loop=rtc, call_id=call_id, on_open=call.on_open,
             on_message=call.on_message, on_audio=call.on_audio, dtx=server.rtc_dtx,
+            host_addresses=host_addresses_for_caller(offer, client_host),
         )
     except RtcError as exc:
         raise _Refusal(400, f"Cannot answer the offer: {exc}", "invalid_offer", "sdp") from None

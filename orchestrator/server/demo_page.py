@@ -42,7 +42,7 @@ button:disabled { background: #c5ccd6; border-color: #c5ccd6; cursor: default; }
          padding: .6rem .8rem; background: #f3f5f8; border-radius: 6px; }
 .panel dt { color: #5a6472; }
 .panel dd { margin: 0; font-variant-numeric: tabular-nums; }
-#meter { height: .6rem; background: #dde2e9; border-radius: 3px; overflow: hidden; }
+#meter { height: .6rem; margin-top: .45rem; background: #dde2e9; border-radius: 3px; overflow: hidden; }
 #meter-bar { height: 100%; width: 0; background: #3a6fd0; }
 #transcript { white-space: pre-wrap; min-height: 1.4em; }
 #log { font: 12px/1.35 ui-monospace, monospace; max-height: 24rem; overflow: auto; padding-left: 3.2rem;

@@ -67,7 +67,8 @@ from actors.rtc_bridge import (
     is_loopback_host,
 )
 
-__all__ = ["RtcCall", "answer_offer", "offer_candidate_hosts", "new_call_id", "RtcError"]
+__all__ = ["RtcCall", "answer_offer", "host_addresses_for_caller", "offer_candidate_hosts",
+           "new_call_id", "RtcError"]
 
 Callback = Callable[..., Any]
 _CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ", re.MULTILINE)
@@ -80,6 +81,21 @@ def new_call_id() -> str:
 def offer_candidate_hosts(sdp: str) -> list[str]:
     """The connection addresses of the ICE candidates in an SDP."""
     return _CANDIDATE.findall(sdp)
+
+
+def host_addresses_for_caller(offer_sdp: str, caller_host: str | None) -> str | tuple[str, ...]:
+    """The ICE host policy for an offer that came over HTTP from ``caller_host``.
+
+    A caller on this machine (its request came over loopback) whose offer has a loopback
+    candidate is answered with loopback only, so the media stays on the loopback interface
+    even when the caller also offered other interfaces (a browser started with
+    ``--allow-loopback-in-peer-connection``); anything else is ``"auto"``.
+    """
+    hosts = offer_candidate_hosts(offer_sdp)
+    loopback = [h for h in hosts if is_loopback_host(h)]
+    if is_loopback_host(caller_host) and loopback:
+        return ("127.0.0.1",) if any(":" not in h for h in loopback) else ("::1",)
+    return "auto"
 
 
 def _auto_host_addresses(offer_sdp: str, policy: str | Sequence[str] | None) -> tuple[str, ...] | None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import base64
 import json
 from collections import deque
-from typing import Any, Callable
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 from actors.events import ConnectionState, EventKind
 from actors.proto.audio import ulaw_encode
@@ -29,6 +31,26 @@ START = {"event": "start", "sequenceNumber": "1", "streamSid": STREAM,
          "start": {"streamSid": STREAM, "accountSid": "AC1", "callSid": "CA1", "tracks": ["inbound"],
                    "customParameters": {},
                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}
+
+
+@asynccontextmanager
+async def open_phone(url: str) -> AsyncIterator[WebSocketConnection]:
+    """A client socket whose TCP stream is ours to close (trio-websocket leaves a client's
+    stream open when the server closes first)."""
+    parts = urlsplit(url)
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await wrap_client_stream(nursery, stream, parts.hostname, "/")
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(2) as cleanup:
+                    cleanup.shield = True
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(stream)
 
 
 def tone_frames(ms: int) -> list[bytes]:
@@ -160,7 +182,7 @@ async def test_a_call_turn_barge_in_and_stop():
                 bridge = MediaStreamsBridge(fleet)
                 url = await nursery.start(bridge.serve)
                 assert url.startswith("ws://127.0.0.1:")
-                async with open_websocket_url(url) as ws:
+                async with open_phone(url) as ws:
                     phone, sid = await _open_call(bridge, fleet, nursery, ws)
                     link = fleet.links[sid]
                     assert dict(link.core.config.input_format) == {"type": "audio/pcmu"}
@@ -231,7 +253,7 @@ async def test_a_realtime_reconnect_keeps_the_phone_stream():
             async with trio.open_nursery() as nursery:
                 bridge = MediaStreamsBridge(fleet)
                 url = await nursery.start(bridge.serve)
-                async with open_websocket_url(url) as ws:
+                async with open_phone(url) as ws:
                     phone, sid = await _open_call(bridge, fleet, nursery, ws)
                     states = fleet.subscribe(sessions=[sid], kinds=["state"])
                     events = fleet.subscribe(sessions=[sid], kinds=["server"], buffer=100_000)
@@ -264,7 +286,7 @@ async def test_an_unsupported_media_format_is_refused():
             async with trio.open_nursery() as nursery:
                 bridge = MediaStreamsBridge(fleet)
                 url = await nursery.start(bridge.serve)
-                async with open_websocket_url(url) as ws:
+                async with open_phone(url) as ws:
                     start = json.loads(json.dumps(START))
                     start["start"]["mediaFormat"]["encoding"] = "audio/l16"
                     await ws.send_message(json.dumps(start))

@@ -223,6 +223,27 @@ async def test_peer_drop_mid_turn_reconnects_with_a_fresh_key_and_restores_the_c
             assert sent[sid][:2] == [f"item_first_{sid}", f"item_second_{sid}"]
 
 
+async def test_stop_and_chaos_abort_of_a_webrtc_session():
+    server = EmbeddedServer(api_keys={KEY})
+    async with open_fleet(server=server, api_key=KEY, webrtc=True, seed=5) as fleet:
+        sid = await fleet.add_session(transport="webrtc")
+        with trio.fail_after(30):
+            await fleet.wait_connected(sid)
+            first = _call_of(server, fleet, sid)
+            fleet.links[sid].abort_connection()  # chaos: the call is dropped, then restored
+            await first.ended.wait()
+            while fleet.status(sid).reconnects == 0 or fleet.status(sid).state is not S.CONNECTED:
+                await fleet.wait_state(sid, S.CONNECTED)
+        assert "aborted by fault injection" in fleet.status(sid).last_exit.detail
+        second = _call_of(server, fleet, sid)
+        assert second is not first
+        with trio.fail_after(10):
+            status = await fleet.remove_session(sid)  # a clean stop, not a cancellation
+            await second.ended.wait()
+        assert status.state is S.CLOSED and status.last_exit.reason == "normal"
+        assert second.record.closed_by == "client"
+
+
 # -- many calls: the server in its own process -----------------------------------------------
 
 
