@@ -27,6 +27,9 @@ realtime session of the fleet, G.711 µ-law passed through both ways (the sessio
   ``"DTMF <digit>"`` (no response is requested: the model answers on the next turn);
 * ``stop``, or the socket closing, removes the fleet session.
 
+A call the fleet cannot take (``FleetError``, e.g. ``max_sessions``) is refused: the socket is
+closed with 1013 and the bridge serves on.
+
 Malformed provider frames (not JSON, unknown ``event``, missing fields, bad base64, media
 before ``start``, a mark never sent) never end the call: each is counted
 (``MediaStreamsCall.malformed``, ``MediaStreamsBridge.malformed``), logged, and published as a
@@ -57,6 +60,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from actors.events import ConnectionState, EventKind
 from actors.proto.session import SessionConfig
+from orchestrator.fleet import FleetError
 
 __all__ = [
     "MediaStreamsBridge", "MediaStreamsCall", "CallPhase", "Action",
@@ -473,7 +477,14 @@ class _CallShell:
                 if self.session_id is not None:
                     fleet.links[self.session_id].emit(EventKind.INFO, {"event": action.event, **action.detail})
             elif isinstance(action, OpenSession):
-                await self._open(action)
+                try:
+                    await self._open(action)
+                except FleetError as exc:  # e.g. max_sessions: refuse this call, keep the bridge
+                    _log.warning("call %s refused: %s", self._label(), exc)
+                    self.call.phase = CallPhase.ENDED
+                    with trio.move_on_after(2):
+                        await self.ws.aclose(1013, "no realtime session available")
+                    return True
             elif isinstance(action, EndCall):
                 await self._end(action.reason)
                 if action.close_code is not None:

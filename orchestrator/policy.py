@@ -39,9 +39,11 @@ class Backoff:
     #: a connection that lasted this long resets the attempt counter
     stable_after: float = 30.0
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Full jitter: uniform over [0, min(cap, base * 2**attempt)]."""
-        ceiling = min(self.cap, self.base * (2 ** min(attempt, 62)))
+    def delay(self, attempt: int, rng: random.Random, *, window: float = 0.0) -> float:
+        """Full jitter: uniform over [0, min(cap, base * 2**attempt)], widened to at least
+        ``window`` (the supervisor spreads a whole fleet's reconnects over
+        ``sessions / herd_rate`` seconds so that a mass drop does not come back as one burst)."""
+        ceiling = max(min(self.cap, self.base * (2 ** min(attempt, 62))), window)
         return rng.uniform(0.0, ceiling)
 
 

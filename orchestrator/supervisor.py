@@ -100,6 +100,11 @@ class Supervisor:
     keys: KeyManager
     rng: random.Random = attrs.field(factory=random.Random)
     children: dict[str, _Child] = attrs.field(factory=dict)
+    #: reconnects per second the fleet aims not to exceed after a mass drop: the jitter window
+    #: of a reconnect is at least (sessions reconnecting / herd_rate) seconds
+    herd_rate: float = 200.0
+    reconnecting: int = 0
+    _next_admission: float = attrs.field(default=-1e18, init=False)
 
     def start(self, link: SessionLink, spec: SessionSpec) -> SessionStatus:
         if link.session_id in self.children and not self.children[link.session_id].done.is_set():
@@ -144,7 +149,7 @@ class Supervisor:
             self._final(child, S.ERROR, status.last_error)
         finally:
             if child.stopping and link.state is not S.CLOSED:
-                link.set_state(S.CLOSED, "removed")
+                self._to(child, S.CLOSED, "removed")
             status.state = link.state
             status.finished = True
             status.connected_since = None
@@ -210,10 +215,12 @@ class Supervisor:
                 return
             status.restarts += 1
             self._to(child, S.RECONNECTING, _describe(exit))
-            delay = 0.0 if force_key else spec.backoff.delay(attempt, self.rng)
+            window = self.reconnecting / self.herd_rate if self.herd_rate > 0 else 0.0
+            delay = 0.0 if force_key else spec.backoff.delay(attempt, self.rng, window=window)
             attempt += 1
             if delay > 0:
                 await trio.sleep(delay)
+            await self._admit()
 
     async def _credential(self, child: _Child, force: bool) -> Secret | None:
         """A credential, retrying mint failures with backoff inside the intensity budget."""
@@ -240,6 +247,17 @@ class Supervisor:
                 self._final(child, S.ERROR, str(exc))
                 return None
 
+    async def _admit(self) -> None:
+        """Reconnects leave at most ``herd_rate`` per second (a paced queue on the trio clock):
+        after a mass drop the service sees a steady stream, not a thundering herd."""
+        if self.herd_rate <= 0:
+            return
+        now = trio.current_time()
+        slot = max(now, self._next_admission)
+        self._next_admission = slot + 1.0 / self.herd_rate
+        if slot > now:
+            await trio.sleep_until(slot)
+
     def _on_connected(self, child: _Child) -> None:
         status = child.status
         status.connects += 1
@@ -251,6 +269,10 @@ class Supervisor:
     def _to(self, child: _Child, target: ConnectionState, reason: str) -> None:
         link = child.link
         if link.state is not target:
+            if link.state is S.RECONNECTING:
+                self.reconnecting -= 1
+            elif target is S.RECONNECTING:
+                self.reconnecting += 1
             link.set_state(target, reason)
         child.status.state = link.state
 

@@ -196,6 +196,8 @@ class EmbeddedServer:
         """Serve until cancelled; ``task_status.started(base_url)`` once listening."""
         config = Config()
         config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        # a reconnect storm of a whole fleet must not overflow the accept queue (default 100)
+        config.backlog = 4096
         config.accesslog = None
         config.errorlog = _hypercorn_log
         config.graceful_timeout = 1.0

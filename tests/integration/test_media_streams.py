@@ -297,3 +297,21 @@ async def test_an_unsupported_media_format_is_refused():
                         assert exc.reason.code == 1003
                 assert not bridge.sessions and not fleet.session_ids()
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_call_beyond_the_fleet_capacity_is_refused_and_the_bridge_lives_on():
+    with trio.fail_after(15):
+        async with open_fleet(max_sessions=0) as fleet:
+            async with trio.open_nursery() as nursery:
+                bridge = MediaStreamsBridge(fleet)
+                url = await nursery.start(bridge.serve)
+                for _ in range(2):
+                    async with open_phone(url) as ws:
+                        await ws.send_message(json.dumps(START))
+                        try:
+                            while True:
+                                await ws.get_message()
+                        except ConnectionClosed as exc:
+                            assert exc.reason.code == 1013
+                assert not bridge.sessions
+                nursery.cancel_scope.cancel()

@@ -205,3 +205,20 @@ async def test_a_clock_jump_ages_restarts_out_of_the_intensity_window(autojump_c
         status = sup.status("s1")
         assert status.state is S.CONNECTED and status.restarts == 4
         await sup.stop("s1")
+
+
+async def test_a_mass_drop_reconnects_at_no_more_than_the_herd_rate(autojump_clock):
+    actors = [Scripted([ActorExit(ExitReason.DROPPED, 1006)]) for _ in range(30)]
+    async with trio.open_nursery() as nursery:
+        sup, router, _ = _harness(nursery)
+        sup.herd_rate = 10.0
+        for i, actor in enumerate(actors):
+            sup.start(_link(router, f"s{i}"), SessionSpec(actor, _params(), backoff=Backoff(base=0.01, cap=0.01)))
+        while any(len(a.calls) < 2 for a in actors):
+            await trio.sleep(0.05)
+        second = sorted(a.calls[1] for a in actors)
+        gaps = [b - a for a, b in zip(second, second[1:])]
+        assert min(gaps) >= 0.1 - 1e-9, "admissions are paced at herd_rate"
+        assert second[-1] - second[0] == pytest.approx(2.9, abs=0.2)
+        assert sup.reconnecting == 0
+        await sup.stop_many([f"s{i}" for i in range(30)])
