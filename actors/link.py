@@ -90,8 +90,13 @@ class SessionLink:
                 await self._space.wait()
 
     def abort_connection(self) -> None:
-        """Drop the current connection without a close handshake (fault injection)."""
-        self.abort_requested.set()
+        """Drop the current connection without a close handshake (fault injection).
+
+        Only a connected session has a connection to drop; otherwise this does nothing.
+        The request holds until the actor's watcher takes it, so calling this right after
+        the session became connected is not lost."""
+        if self.machine.state is ConnectionState.CONNECTED:
+            self.abort_requested.set()
 
     def wake_writer(self) -> None:
         self._outbound.set()

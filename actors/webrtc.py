@@ -427,8 +427,6 @@ async def _stop_when_asked(link: SessionLink) -> None:
 async def _abort_when_asked(link: SessionLink, finish: Callable[[ActorExit], None]) -> None:
     """Chaos: ``link.abort_connection()`` drops the call (the peer connection is closed
     without a word, as a lost network would leave it)."""
-    if link.abort_requested.is_set():
-        link.abort_requested = trio.Event()
     await link.abort_requested.wait()
     link.abort_requested = trio.Event()
     finish(ActorExit(ExitReason.DROPPED, None, "connection aborted by fault injection"))

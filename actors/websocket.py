@@ -358,8 +358,6 @@ async def _heartbeat(ws: WebSocketConnection, interval: float, timeout: float,
 
 
 async def _abort_when_asked(link: SessionLink, finish: Callable[[ActorExit], None]) -> None:
-    if link.abort_requested.is_set():
-        link.abort_requested = trio.Event()
     await link.abort_requested.wait()
     link.abort_requested = trio.Event()
     finish(ActorExit(ExitReason.DROPPED, 1006, _ABORTED))
