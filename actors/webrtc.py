@@ -60,7 +60,8 @@ import trio
 from actors.credentials import redact
 from actors.events import EventKind
 from actors.exits import ActorExit, ExitReason
-from actors.proto.errors import ProtocolError, excerpt
+from actors.inbound import InboundState, handle_incoming
+from actors.proto.errors import excerpt
 from actors.rtc_bridge import (
     RtcError,
     RtcLoop,
@@ -78,8 +79,6 @@ if TYPE_CHECKING:
 __all__ = ["RtcOptions", "ConnectParams", "run_webrtc", "realtime_calls_url"]
 
 AUDIO_APPEND = "input_audio_buffer.append"
-AUTH_ERROR_CODES = frozenset({"invalid_api_key", "invalid_client_secret", "expired_client_secret",
-                              "authentication_error", "unauthorized"})
 
 
 @attrs.frozen
@@ -141,13 +140,6 @@ async def run_webrtc(
         return await _connection(link, params, options, own, task_status)
 
 
-@attrs.define
-class _ConnState:
-    auth_error: str = ""
-    expired: bool = False
-    call_id: str | None = None
-
-
 async def _connection(
     link: SessionLink,
     params: ConnectParams,
@@ -170,7 +162,7 @@ async def _connection(
         max_play_buffer_ms=options.max_audio_buffer_ms,
         dtx=options.dtx,
     )
-    state = _ConnState()
+    state = InboundState()
     core = link.core
     started = trio.current_time()
     try:
@@ -199,7 +191,7 @@ async def _connection(
 
 
 async def _post_offer(
-    url: str, params: ConnectParams, offer: str, state: _ConnState
+    url: str, params: ConnectParams, offer: str, state: InboundState
 ) -> str | ActorExit:
     headers = {
         **dict(params.extra_headers),
@@ -236,7 +228,7 @@ async def _session(
     peer: RtcPeer,
     params: ConnectParams,
     options: RtcOptions,
-    state: _ConnState,
+    state: InboundState,
     task_status: trio.TaskStatus[None],
 ) -> ActorExit:
     messages = peer.messages.receiver
@@ -244,7 +236,7 @@ async def _session(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_cancel_when, peer.ended, nursery.cancel_scope)
             while not link.core.ready and not state.auth_error:
-                _handle_incoming(link, state, await messages.receive())
+                handle_incoming(link, state, await messages.receive())
             nursery.cancel_scope.cancel()
     if state.auth_error:
         return ActorExit(ExitReason.AUTH, None, state.auth_error)
@@ -281,24 +273,9 @@ async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-def _handle_incoming(link: SessionLink, state: _ConnState, message: str | bytes) -> None:
-    was_ready = link.core.ready
-    for item in link.core.receive(message):
-        if isinstance(item, ProtocolError):
-            link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())
-            continue
-        if item["type"] == "error":
-            code = (item.get("error") or {}).get("code")
-            if code in AUTH_ERROR_CODES:
-                state.auth_error = f"authentication rejected ({code})"
-            elif code == "session_expired":
-                state.expired = True
-        link.emit(EventKind.SERVER, item)
-    if link.core.ready and not was_ready:
-        link.wake_writer()
 
 
-def _ended_exit(peer: RtcPeer, state: _ConnState) -> ActorExit:
+def _ended_exit(peer: RtcPeer, state: InboundState) -> ActorExit:
     if state.auth_error:
         return ActorExit(ExitReason.AUTH, None, state.auth_error)
     if state.expired:
@@ -306,17 +283,17 @@ def _ended_exit(peer: RtcPeer, state: _ConnState) -> ActorExit:
     return ActorExit(ExitReason.DROPPED, None, f"webrtc: {peer.end_reason or 'ended'}")
 
 
-async def _watch_end(peer: RtcPeer, state: _ConnState, finish: Callable[[ActorExit], None]) -> None:
+async def _watch_end(peer: RtcPeer, state: InboundState, finish: Callable[[ActorExit], None]) -> None:
     await peer.ended.wait()
     finish(_ended_exit(peer, state))
 
 
-async def _reader(link: SessionLink, peer: RtcPeer, state: _ConnState,
+async def _reader(link: SessionLink, peer: RtcPeer, state: InboundState,
                   finish: Callable[[ActorExit], None]) -> None:
     inbox = peer.messages
     reported = inbox.dropped
     async for message in inbox.receiver:
-        _handle_incoming(link, state, message)
+        handle_incoming(link, state, message)
         if inbox.dropped != reported:
             link.emit(EventKind.DROPPED, {"count": inbox.dropped - reported,
                                           "category": "inbound_events",

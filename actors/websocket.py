@@ -38,15 +38,13 @@ from wsproto.events import TextMessage
 from actors.credentials import Secret, redact
 from actors.events import EventKind
 from actors.exits import ActorExit, ExitReason
+from actors.inbound import InboundState, handle_incoming
 from actors.link import SessionLink
-from actors.proto.errors import ProtocolError
 from actors.proto.realtime import encode_client_event
 
 __all__ = ["ConnectParams", "run_websocket", "realtime_ws_url"]
 
 AUDIO_APPEND = "input_audio_buffer.append"
-AUTH_ERROR_CODES = frozenset({"invalid_api_key", "invalid_client_secret", "expired_client_secret",
-                              "authentication_error", "unauthorized"})
 
 
 @attrs.frozen
@@ -181,12 +179,12 @@ async def _session(
     params: ConnectParams,
     task_status: trio.TaskStatus[None],
 ) -> ActorExit:
-    state = _ConnState()
+    state = InboundState()
     try:
         with trio.fail_after(params.ready_timeout):
             while not link.core.ready:
                 message = await ws.get_message()
-                _handle_incoming(link, state, message)
+                handle_incoming(link, state, message)
                 if state.auth_error:
                     return ActorExit(ExitReason.AUTH, None, state.auth_error)
     except trio.TooSlowError:
@@ -223,38 +221,17 @@ async def _session(
     return exit
 
 
-async def _reader(link: SessionLink, ws: WebSocketConnection, state: "_ConnState", finish: Callable[[ActorExit], None]) -> None:
+async def _reader(link: SessionLink, ws: WebSocketConnection, state: InboundState, finish: Callable[[ActorExit], None]) -> None:
     try:
         while True:
-            _handle_incoming(link, state, await ws.get_message())
+            handle_incoming(link, state, await ws.get_message())
     except ConnectionClosed as exc:
         finish(_closed_exit(exc, state))
 
 
-@attrs.define
-class _ConnState:
-    auth_error: str = ""
-    expired: bool = False
 
 
-def _handle_incoming(link: SessionLink, state: _ConnState, message: str | bytes) -> None:
-    was_ready = link.core.ready
-    for item in link.core.receive(message):
-        if isinstance(item, ProtocolError):
-            link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())
-            continue
-        if item["type"] == "error":
-            code = (item.get("error") or {}).get("code")
-            if code in AUTH_ERROR_CODES:
-                state.auth_error = f"authentication rejected ({code})"
-            elif code == "session_expired":
-                state.expired = True
-        link.emit(EventKind.SERVER, item)
-    if link.core.ready and not was_ready:
-        link.wake_writer()
-
-
-def _closed_exit(exc: ConnectionClosed, state: _ConnState) -> ActorExit:
+def _closed_exit(exc: ConnectionClosed, state: InboundState) -> ActorExit:
     reason = exc.reason
     code = reason.code if reason is not None else None
     detail = f"closed {code} {reason.reason or ''}".strip() if reason is not None else "closed"
@@ -268,7 +245,7 @@ def _closed_exit(exc: ConnectionClosed, state: _ConnState) -> ActorExit:
 async def _writer(
     link: SessionLink,
     ws: WebSocketConnection,
-    state: _ConnState,
+    state: InboundState,
     finish: Callable[[ActorExit], None],
     echo_audio: bool,
 ) -> None:

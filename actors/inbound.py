@@ -1,0 +1,48 @@
+"""What every transport does with an incoming realtime frame (shared by the actors).
+
+``handle_incoming`` feeds one frame (WebSocket message or data-channel message) to the
+session's :class:`~actors.proto.client.ClientCore` and publishes the results: ``server``
+events, ``protocol_error`` events for bad input (the connection lives on), and it notes in
+the connection's :class:`InboundState` what decides how the connection ends (an auth
+refusal, the server's ``session_expired``).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from actors.events import EventKind
+from actors.link import SessionLink
+from actors.proto.errors import ProtocolError
+
+__all__ = ["AUTH_ERROR_CODES", "InboundState", "handle_incoming"]
+
+#: ``error.code`` values that mean the credential was refused
+AUTH_ERROR_CODES = frozenset({"invalid_api_key", "invalid_client_secret", "expired_client_secret",
+                              "authentication_error", "unauthorized"})
+
+
+@attrs.define
+class InboundState:
+    """Per-connection facts learnt from incoming events."""
+
+    auth_error: str = ""
+    expired: bool = False
+    call_id: str | None = None
+
+
+def handle_incoming(link: SessionLink, state: InboundState, message: str | bytes) -> None:
+    was_ready = link.core.ready
+    for item in link.core.receive(message):
+        if isinstance(item, ProtocolError):
+            link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())
+            continue
+        if item["type"] == "error":
+            code = (item.get("error") or {}).get("code")
+            if code in AUTH_ERROR_CODES:
+                state.auth_error = f"authentication rejected ({code})"
+            elif code == "session_expired":
+                state.expired = True
+        link.emit(EventKind.SERVER, item)
+    if link.core.ready and not was_ready:
+        link.wake_writer()
