@@ -42,12 +42,13 @@ import math
 import random
 import socket as stdlib_socket
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import attrs
 import numpy as np
 import trio
 
+from actors.credentials import Secret
 from actors.events import ConnectionState, EventKind
 from actors.exits import ActorExit, ExitReason
 from actors.link import SessionLink
@@ -428,6 +429,11 @@ class SipOptions:
     reconnect_cap: float = 2.0
     #: hang up when the session is stopped (else leave the call to its peer)
     hangup_on_stop: bool = True
+    #: a fresh credential for each realtime reconnect with the call held, e.g.
+    #: ``fleet.keys.credential`` (called as ``await credentials()``, and with ``force=True``
+    #: after an authentication failure); None reuses the credential the actor was started with,
+    #: which fails once an ephemeral key has expired
+    credentials: Callable[..., Awaitable[Secret]] | None = None
 
 
 #: options of fleet sessions by session id (``plan_call``), for ``fleet.add_session(transport="sip")``
@@ -518,6 +524,7 @@ class _Bridge:
 
         link.publish = tap
         attempts = 0
+        started = auth_retried = False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._audio_in)
@@ -529,12 +536,17 @@ class _Bridge:
                     if call.ended.is_set():
                         nursery.cancel_scope.cancel()
                         return ActorExit(ExitReason.NORMAL, 1000, f"call ended: {call.end_reason}")
-                    if link.stop_requested.is_set() or exit.reason in (ExitReason.AUTH, ExitReason.FATAL,
-                                                                       ExitReason.CRASH):
+                    refresh = self.options.credentials
+                    auth_retry = (exit.reason is ExitReason.AUTH and refresh is not None
+                                  and started and not auth_retried)
+                    if link.stop_requested.is_set() or exit.reason in (ExitReason.FATAL, ExitReason.CRASH) \
+                            or exit.reason is ExitReason.AUTH and not auth_retry:
                         nursery.cancel_scope.cancel()
                         return exit
+                    auth_retried = auth_retry
                     if status.connected:
                         attempts = 0
+                        started, auth_retried = True, False
                     attempts += 1
                     if attempts > self.options.max_reconnects:
                         nursery.cancel_scope.cancel()
@@ -546,6 +558,14 @@ class _Bridge:
                     if exit.reason is not ExitReason.RECYCLE:
                         cap = min(self.options.reconnect_cap, self.options.reconnect_base * 2 ** attempts)
                         await trio.sleep(self._rng.uniform(0, cap))
+                    if refresh is not None:  # never reuse a credential that may have expired
+                        try:
+                            fresh = await (refresh(force=True) if auth_retry else refresh())
+                        except Exception as exc:  # a mint failure: retry with the backoff
+                            link.emit(EventKind.INFO, {"event": "sip.credential_failed",
+                                                       "detail": type(exc).__name__})
+                        else:
+                            params = attrs.evolve(params, credential=fresh)
         finally:
             link.publish = original
 

@@ -10,15 +10,23 @@ sessions. For each N:
 2. after a 1 s warm-up, a measurement window of ``--duration`` seconds in which every session
    does audio turns back to back: 1 s of tone then 1 s of silence on its microphone track
    (server VAD makes the turn), the model answers with paced audio on the server's track;
-   a turn ends at ``output_audio_buffer.stopped``;
+   a turn ends at ``output_audio_buffer.stopped`` (``--idle``: no turns, sessions stay
+   connected and silent);
 3. figures over the window: CPU seconds per session-second of this process (client) and of
    the server process (``/proc``), the decoded audio each client received per second of wall
-   time (1.00 = real time held), turn time (send to ``output_audio_buffer.stopped``; ideal is
-   about 2.6 s: 1 s tone, 0.5 s VAD silence, ~0.5-0.6 s of answer, transport), and load average.
+   time (``audio/s``: 1.00 with a continuously sending server, about 0.23 with the server's
+   DTX, where audio flows only while the model answers), turn time (send to
+   ``output_audio_buffer.stopped``; ideal about 2.2 s: 1 s tone, 0.5 s of VAD silence,
+   0.5 s of answer, transport; real time held while it stays there), and load average.
+
+``--client-dtx``: the clients' microphone tracks send nothing while nothing is appended
+(``RtcOptions(dtx=True)``; the default is a continuous microphone, as a browser's);
+``--server-dtx off``: the server sends silence frames while the model is quiet.
 
 Usage::
 
     python bench/webrtc_scaling.py --sessions 1,5,10,20 --duration 10 --json-out webrtc.json
+    python bench/webrtc_scaling.py --sessions 1,5,10,20 --client-dtx --idle
 """
 
 from __future__ import annotations
@@ -60,7 +68,8 @@ def start_server(dtx: bool) -> tuple[subprocess.Popen[str], str]:
     return proc, json.loads(line)["url"]
 
 
-async def measure(url: str, server_pid: int, n: int, duration: float, client_dtx: bool) -> dict[str, Any]:
+async def measure(url: str, server_pid: int, n: int, duration: float, client_dtx: bool,
+                  idle: bool) -> dict[str, Any]:
     turn_audio = [{"type": "input_audio_buffer.append", "audio": chunk}
                   for chunk in C.pcm_chunks_b64(tone_ms=1000, silence_ms=1000)]
     # The fleet has no way to pass RtcOptions yet: swap the WebRTC actor for this run.
@@ -120,7 +129,8 @@ async def measure(url: str, server_pid: int, n: int, duration: float, client_dtx
             t0, cpu0, scpu0 = trio.current_time(), C.proc_cpu(), C.proc_cpu(server_pid)
             async with trio.open_nursery() as talkers:
                 for sid in sids:
-                    talkers.start_soon(talk, sid, t0 + duration)
+                    if not idle:
+                        talkers.start_soon(talk, sid, t0 + duration)
                 with trio.move_on_after(duration):
                     await trio.sleep_forever()
                 window = trio.current_time() - t0
@@ -154,16 +164,18 @@ def main() -> int:
                         help="clients send no audio packets while nothing is appended")
     parser.add_argument("--server-dtx", choices=("on", "off"), default="on",
                         help="the server sends no audio packets while the model is silent")
+    parser.add_argument("--idle", action="store_true",
+                        help="sessions stay connected but silent during the window (no turns)")
     args = parser.parse_args()
     counts = [int(x) for x in args.sessions.split(",")]
     proc, url = start_server(args.server_dtx == "on")
     results = []
     try:
         print(f"{'N':>3} {'connect p50/max ms':>19} {'setup p50 ms':>12} {'client cpu/s·s':>14} "
-              f"{'server cpu/s·s':>14} {'cores c+s':>9} {'audio rt':>8} {'turn p50/max s':>15} "
+              f"{'server cpu/s·s':>14} {'cores c+s':>9} {'audio/s':>8} {'turn p50/max s':>15} "
               f"{'reconn':>6}", flush=True)
         for n in counts:
-            r = trio.run(measure, url, proc.pid, n, args.duration, args.client_dtx)
+            r = trio.run(measure, url, proc.pid, n, args.duration, args.client_dtx, args.idle)
             results.append(r)
             print(f"{n:>3} {r['connect_ms']['p50']:>9.0f}/{r['connect_ms']['max']:<9.0f} "
                   f"{r['setup_ms']['p50']:>12.0f} {r['client_cpu_per_session_s']:>14.3f} "
@@ -177,6 +189,7 @@ def main() -> int:
         proc.wait(timeout=30)
     C.write_json(args.json_out, {"environment": C.environment(), "duration_s": args.duration,
                                  "client_dtx": args.client_dtx, "server_dtx": args.server_dtx,
+                                 "idle": args.idle,
                                  "results": results})
     return 0
 
