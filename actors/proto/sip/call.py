@@ -214,7 +214,10 @@ class SipCall:
         if ack is not None:
             self.core.send_datagram(*ack)
         elif self._invite is not None and self.dialog and response.cseq.seq == self._invite.cseq.seq:
-            fork = SipDialog.from_uac(self._invite, response)
+            try:
+                fork = SipDialog.from_uac(self._invite, response)
+            except SipParseError:
+                return  # a 2xx that cannot form a dialog (no To tag): nothing to acknowledge
             self._send_ack(fork, now)
             bye = fork.create_request("BYE", via=self.core.via())
             self.core.start_client_transaction(bye, fork.destination(), None, now)
