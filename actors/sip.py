@@ -509,6 +509,7 @@ class _Bridge:
     _down: AudioConverter = attrs.field(factory=lambda: AudioConverter(24000, 8000))
     _partial: bytes = b""
     _played_base: float = 0.0  # call.frames_played_ms when the current item started
+    _audio_done: bool = False  # response.output_audio.done seen for the current item
 
     def on_digit(self, digit: str) -> None:
         self.link.emit(EventKind.INFO, {"event": "sip.dtmf", "digit": digit})
@@ -575,6 +576,9 @@ class _Bridge:
         kind = event["type"]
         if kind == "response.output_audio.delta":
             self._play(event)
+        elif kind == "response.output_audio.done":
+            if event.get("item_id") == self.playing_item:
+                self._audio_done = True
         elif kind == "input_audio_buffer.speech_started":
             self._barge_in()
 
@@ -591,6 +595,7 @@ class _Bridge:
         item_id = event.get("item_id")
         if item_id != self.playing_item:
             self.playing_item = item_id
+            self._audio_done = False
             self._played_base = self.call.frames_played_ms + self.call.queued_frames * 20
         kind = self._output_format()
         codec = self.call.codec
@@ -609,7 +614,10 @@ class _Bridge:
         self._partial = g711[whole:]
 
     def _barge_in(self) -> None:
-        if self.playing_item is None or self.call.queued_frames == 0:
+        # an item still streaming is being played even when its received audio has all gone
+        # out (a real-time stream empties the queue between deltas); only an item whose audio
+        # is complete and fully played has nothing to truncate
+        if self.playing_item is None or self.call.queued_frames == 0 and self._audio_done:
             return
         self.call.clear()
         self._partial = b""

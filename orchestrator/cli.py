@@ -100,8 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=_env("host", "127.0.0.1"), help="bind address [RTFLEET_HOST]")
     serve.add_argument("--port", type=int, default=_int_env("port", 8765), help="port [RTFLEET_PORT]")
     serve.add_argument("--api-key", default=_env("server_api_key"),
-                       help="standard key the server accepts (default: generated, printed once) "
-                            "[RTFLEET_SERVER_API_KEY]")
+                       help="standard key the server accepts (default: generated into a 0600 "
+                            "file whose path is printed) [RTFLEET_SERVER_API_KEY]")
+    serve.add_argument("--webrtc", choices=("auto", "on", "off"), default=_env("webrtc", "auto"),
+                       help="WebRTC calls endpoint: auto (when aiortc is installed, loaded on the "
+                            "first call), on, off [RTFLEET_WEBRTC]")
+    serve.add_argument("--demo-token", default=_env("demo_token"),
+                       help="serve the /demo browser page; its key-vending endpoint requires this "
+                            "token [RTFLEET_DEMO_TOKEN]")
     return parser
 
 

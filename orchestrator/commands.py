@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import sys
+from functools import partial
 
 import trio
 
@@ -21,15 +23,28 @@ def serve_command(args: argparse.Namespace) -> int:
     key = args.api_key or generate_api_key()
     key_file = None if args.api_key else _write_key_file(key)
 
+    async def stop_on_signal(cancel: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                cancel.cancel()
+                return
+
     async def main() -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop_on_signal, nursery.cancel_scope)
             try:
-                url = await nursery.start(run_server, args.host, args.port, [key])
+                webrtc = {"auto": None, "on": True, "off": False}[args.webrtc]
+                url = await nursery.start(partial(run_server, args.host, args.port, [key],
+                                                  webrtc=webrtc, demo_token=args.demo_token))
             except OSError as exc:
                 raise RunFailed(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
             print(f"rtfleet embedded server on {url}", flush=True)
             print(f"  WebSocket   {url.replace('http', 'ws', 1)}/v1/realtime?model=gpt-realtime", flush=True)
             print(f"  secrets     POST {url}/v1/realtime/client_secrets", flush=True)
+            if args.webrtc != "off":
+                print(f"  WebRTC      POST {url}/v1/realtime/calls", flush=True)
+            if args.demo_token:
+                print(f"  demo page   {url}/demo (token required)", flush=True)
             if key_file:
                 # The generated key goes to a private file, never to the terminal or a log.
                 print(f"  API key     in {key_file} (mode 0600)", flush=True)

@@ -18,6 +18,7 @@ in the fleet's nursery with a generated key) or a base URL (``https://api.openai
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import secrets
@@ -107,6 +108,8 @@ class Fleet:
     webrtc: bool = False
     #: the most sessions the fleet runs at once (None: no limit); more is a FleetError
     max_sessions: int | None = None
+    #: ``actors.webrtc.RtcOptions`` for WebRTC sessions (None: the actor's defaults)
+    rtc_options: Any = None
     _ids: Iterable[int] = attrs.field(factory=lambda: itertools.count(1))
     _watchers: dict[str, list[tuple[ConnectionState, trio.Event]]] = attrs.field(factory=dict)
 
@@ -126,6 +129,8 @@ class Fleet:
         """Start a supervised session; returns its id at once (see ``wait_connected``)."""
         transport = Transport(transport)
         actor = actor_for(transport)
+        if transport is Transport.WEBRTC and self.rtc_options is not None:
+            actor = functools.partial(actor, options=self.rtc_options)
         if transport is Transport.WEBRTC and self.keys.mode != "ephemeral":
             raise FleetError("WebRTC sessions need ephemeral keys (key_mode='ephemeral')")
         if transport is Transport.WEBRTC and not self.webrtc:
@@ -251,6 +256,7 @@ async def open_fleet(
     connect_params: Mapping[str, Any] | None = None,
     webrtc: bool = False,
     max_sessions: int | None = None,
+    rtc_options: Any = None,
 ) -> AsyncIterator[Fleet]:
     """Open a fleet; on exit every session is closed and the embedded server stopped."""
     if isinstance(config, Mapping):
@@ -282,7 +288,7 @@ async def open_fleet(
         fleet = Fleet(
             nursery, url, keys, router, supervisor, config, model, backoff,
             RestartPolicy(policy), max_restarts, restart_window, dict(connect_params or {}), server,
-            webrtc=webrtc, max_sessions=max_sessions,
+            webrtc=webrtc, max_sessions=max_sessions, rtc_options=rtc_options,
         )
         nursery.start_soon(refresh_ahead, keys)
         try:

@@ -292,6 +292,7 @@ async def run_server(
     faults: FaultPlan | None = None,
     *,
     webrtc: bool | None = None,
+    demo_token: str | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Entry point for ``rtfleet serve``: serve until cancelled; prints nothing.
@@ -302,5 +303,6 @@ async def run_server(
     keys = set(api_keys)
     if not keys:
         raise ValueError("at least one API key is required (see generate_api_key())")
-    server = EmbeddedServer(api_keys=keys, faults=faults or FaultPlan(), webrtc=webrtc)
+    server = EmbeddedServer(api_keys=keys, faults=faults or FaultPlan(), webrtc=webrtc,
+                            demo_token=demo_token)
     await server.serve(host, port, task_status=task_status)

@@ -331,3 +331,54 @@ async def test_barge_in_stops_playout_and_truncates_at_the_played_ms() -> None:
             await peer.ended.wait()  # the actor hung up: BYE reached the far end
             nursery.cancel_scope.cancel()
     assert exits[0].reason.value in ("normal", "closed"), exits[0]
+
+
+async def test_barge_in_between_two_deltas_still_truncates() -> None:
+    """The answer streams in real time, so the playout queue is empty for a moment after each
+    delta has been played; speech then (before ``response.output_audio.done``) is still a
+    barge-in on an unfinished item and must truncate at what was played."""
+    from types import SimpleNamespace
+
+    from actors.sip import PhoneCall, _Bridge
+
+    sent: list[dict[str, Any]] = []
+
+    class RecordingLink(SessionLink):  # no connection: record what the bridge sends
+        def send_nowait(self, event: dict[str, Any]) -> None:
+            sent.append(event)
+
+    link = RecordingLink("call-1", Transport.SIP, ClientCore(SessionConfig.from_dict({"type": "realtime"})),
+                         lambda event: None)
+    call = PhoneCall(None, "x", "uac")  # type: ignore[arg-type]
+    call.media = SimpleNamespace(codec=SimpleNamespace(payload_type=0))  # PCMU, no sockets
+    bridge = _Bridge(link, call, SipOptions(None))  # type: ignore[arg-type]
+
+    def delta(ms: int) -> dict[str, Any]:
+        pcm = np.full(24 * ms, 8000, dtype="<i2").tobytes()
+        return {"type": "response.output_audio.delta", "item_id": "item_a",
+                "delta": base64.b64encode(pcm).decode()}
+
+    def pace_out() -> None:  # what the pacer does with the queue, 20 ms a frame
+        while call.queued_frames:
+            call._playout.popleft()
+            call.audio_frames_sent += 1
+            call.frames_played_ms += 20
+
+    bridge.on_server(delta(100))
+    pace_out()
+    bridge.on_server(delta(100))
+    pace_out()
+    assert call.queued_frames == 0  # between two deltas: all received audio played
+    bridge.on_server({"type": "input_audio_buffer.speech_started", "item_id": "item_u"})
+    truncates = [e for e in sent if e["type"] == "conversation.item.truncate"]
+    assert len(truncates) == 1, "no truncate between two deltas"
+    assert truncates[0]["item_id"] == "item_a"
+    assert 180 <= truncates[0]["audio_end_ms"] <= 200  # the resampler may keep a few samples
+
+    # once the item's audio is done and fully played, speech is a new turn, not a barge-in
+    sent.clear()
+    bridge.on_server({**delta(100), "item_id": "item_b"})
+    bridge.on_server({"type": "response.output_audio.done", "item_id": "item_b"})
+    pace_out()
+    bridge.on_server({"type": "input_audio_buffer.speech_started", "item_id": "item_v"})
+    assert [e for e in sent if e["type"] == "conversation.item.truncate"] == []
