@@ -119,6 +119,8 @@ class PhoneCall:
     frames_played_ms: float = 0.0
     lateness: RttLog = attrs.field(factory=RttLog)
     echo_rtt: RttLog = attrs.field(factory=RttLog)
+    #: set (and replaced) whenever an RTP packet is sent or received: wait on it, never poll
+    activity: trio.Event = attrs.field(factory=trio.Event)
     _sock: Any = None  # trio socket
     _playout: deque[bytes] = attrs.field(factory=deque)
     _sent_at: dict[int, float] = attrs.field(factory=dict)
@@ -142,6 +144,10 @@ class PhoneCall:
         dropped = len(self._playout)
         self._playout.clear()
         return dropped
+
+    def _poke(self) -> None:
+        self.activity.set()
+        self.activity = trio.Event()
 
     @property
     def queued_frames(self) -> int:
@@ -176,6 +182,7 @@ class PhoneCall:
                 sent = self._sent_at.get(packet.sequence)
                 if sent is not None:
                     self.echo_rtt.add(now - sent)
+                    self._poke()
             if packet.payload_type == dtmf_pt:
                 for digit in detector.push(packet):
                     self.digits.append(digit.digit)
@@ -212,6 +219,7 @@ class PhoneCall:
                 except OSError:
                     continue
                 self.rtp_sent += 1
+                self._poke()
                 frame = self._jitter.pop()
                 if frame is not None:
                     try:

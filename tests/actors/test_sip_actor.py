@@ -119,9 +119,12 @@ async def test_call_sipp_echo_plays_the_answer_and_hears_it_back(tmp_path: Path)
             "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}})
         link.send_nowait({"type": "response.create"})
         await recorder.wait_for(server_event("response.done"))
-        # poll on the pacer's own period until every frame sent has come back (but the last)
-        while call.queued_frames or len(call.echo_rtt.samples) < call.rtp_sent - 1:
-            await trio.sleep(0.02)
+        # wait, packet by packet, until every frame sent has come back (but the last)
+        while True:
+            activity = call.activity
+            if not (call.queued_frames or len(call.echo_rtt.samples) < call.rtp_sent - 1):
+                break
+            await activity.wait()
 
     with trio.fail_after(30):
         exit, recorder, code, call = await _call(tmp_path, config, turn)
