@@ -38,14 +38,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import random
 import socket as stdlib_socket
 from collections import deque
 from typing import Any, Awaitable, Callable
 
 import attrs
-import numpy as np
 import trio
 
 from actors.credentials import Secret
@@ -55,10 +53,12 @@ from actors.link import SessionLink
 from actors.proto.audio import AudioConverter, g711_decode, g711_encode, ulaw_encode
 from actors.proto.rtp import (DtmfDetector, JitterBuffer, Pacer, RtpDepacketizer, RtpPacket,
                               RtpPacketizer, PCMA_SILENCE, PCMU_SILENCE)
+from actors.proto.rtp.samples import SampleLog
 from actors.proto.sip import (AudioSession, CallAnswered, CallCancelled, CallConfirmed,
                               CallEnded, CallFailed, CallRinging, IncomingCall, SdpNegotiationError,
                               SipConfig, SipError, SipUserAgent, audio_session, create_answer,
                               create_offer)
+from actors.sip_shell import SipAgentShell
 from actors.websocket import ConnectParams, run_websocket
 
 __all__ = ["PhoneCall", "SipOptions", "SipPhone", "plan_call", "run_sip"]
@@ -77,22 +77,6 @@ def _udp(host: str, port: int) -> stdlib_socket.socket:
         sock.close()
         raise
     return sock
-
-
-@attrs.define
-class RttLog:
-    """Bounded samples (seconds)."""
-
-    limit: int = 20_000
-    samples: deque[float] = attrs.field(factory=deque)
-
-    def add(self, value: float) -> None:
-        self.samples.append(value)
-        if len(self.samples) > self.limit:
-            self.samples.popleft()
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(np.fromiter(self.samples, float), q)) if self.samples else 0.0
 
 
 @attrs.define(eq=False)
@@ -117,8 +101,8 @@ class PhoneCall:
     rtp_received: int = 0
     audio_frames_sent: int = 0
     frames_played_ms: float = 0.0
-    lateness: RttLog = attrs.field(factory=RttLog)
-    echo_rtt: RttLog = attrs.field(factory=RttLog)
+    lateness: SampleLog = attrs.field(factory=SampleLog)
+    echo_rtt: SampleLog = attrs.field(factory=SampleLog)
     #: set (and replaced) whenever an RTP packet is sent or received: wait on it, never poll
     activity: trio.Event = attrs.field(factory=trio.Event)
     _sock: Any = None  # trio socket
@@ -234,7 +218,7 @@ def _is_own(data: bytes, ssrc: int) -> bool:
 
 
 @attrs.define(eq=False)
-class SipPhone:
+class SipPhone(SipAgentShell):
     """One SIP endpoint over UDP (see the module docstring); run with ``nursery.start(phone.run)``."""
 
     host: str = "127.0.0.1"
@@ -272,30 +256,6 @@ class SipPhone:
             for call in list(self.calls.values()):
                 self._end(call, "phone stopped")
             sock.close()
-
-    async def _timer(self) -> None:
-        assert self.ua is not None
-        while True:
-            due = self.ua.get_timer()
-            self._wake = trio.Event()
-            with trio.move_on_at(math.inf if due is None else due):
-                await self._wake.wait()
-            self.ua.handle_timer(trio.current_time())
-            self._flush()
-
-    def _flush(self) -> None:
-        assert self.ua is not None and self._sock is not None
-        while True:
-            for data, address in self.ua.datagrams_to_send():
-                try:
-                    self._sock.sendto(data, address)
-                except OSError:
-                    pass
-            event = self.ua.next_event()
-            if event is None:
-                break
-            self._on_event(event)
-        self._wake.set()
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, IncomingCall):

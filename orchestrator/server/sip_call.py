@@ -33,11 +33,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import numpy as np
 import trio
 
 from actors.proto.audio import AudioConverter, g711_decode, g711_encode
 from actors.proto.rtp import DtmfDetector, Pacer, RtpDepacketizer, RtpPacketizer
+from actors.proto.rtp.samples import SampleLog
 from actors.proto.sip import AudioSession
 
 from .audio import AudioFormat
@@ -49,28 +49,12 @@ if TYPE_CHECKING:
     from .sip_uas import SipUas
     from .ws import ConnectionRecord
 
-__all__ = ["LatenessLog", "SipMediaCall"]
+__all__ = ["SipMediaCall"]
 
 Event = dict[str, Any]
 FRAME = 160  # 20 ms of 8 kHz G.711
 PTIME = 0.020
 AUDIO_DELTA = "response.output_audio.delta"
-
-
-@attrs.define
-class LatenessLog:
-    """Pacer lateness samples (seconds), bounded: the last ``limit`` sends."""
-
-    limit: int = 50_000
-    samples: deque[float] = attrs.field(factory=deque)
-
-    def add(self, value: float) -> None:
-        self.samples.append(value)
-        if len(self.samples) > self.limit:
-            self.samples.popleft()
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(np.fromiter(self.samples, float), q)) if self.samples else 0.0
 
 
 @attrs.define(eq=False)
@@ -89,7 +73,7 @@ class SipMediaCall:
     audio_frames_sent: int = 0  # frames of model audio (not silence) sent
     dtmf_digits: list[str] = attrs.field(factory=list)
     audio_buffer_events: int = 0
-    lateness: LatenessLog = attrs.field(factory=LatenessLog)
+    lateness: SampleLog = attrs.field(factory=lambda: SampleLog(50_000))
     _sidebands: list[trio.MemorySendChannel[Event]] = attrs.field(factory=list)
     _playout: deque[bytes] = attrs.field(factory=deque)
     _partial: bytes = b""

@@ -21,7 +21,6 @@ either way. A caller who hangs up (CANCEL) before the accept makes the accept ``
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 from collections import deque
 import socket as stdlib_socket
@@ -33,6 +32,8 @@ import trio
 from actors.proto.sip import (CallCancelled, CallConfirmed, CallEnded, CallFailed, IncomingCall,
                               MalformedMessage, SdpNegotiationError, SipConfig, SipError,
                               SipUserAgent, audio_session, create_answer)
+
+from actors.sip_shell import SipAgentShell
 
 from .events import ClientError, IdFactory
 from .model import RealtimeSession
@@ -82,7 +83,7 @@ class IncomingSipCall:
 
 
 @attrs.define(eq=False)
-class SipUas:
+class SipUas(SipAgentShell):
     server: EmbeddedServer
     host: str = "127.0.0.1"
     port: int = 0
@@ -123,31 +124,6 @@ class SipUas:
                     call.media.end("server stopped")
             sock.close()
             self._sock = None
-
-    async def _timer(self) -> None:
-        assert self.ua is not None
-        while True:
-            due = self.ua.get_timer()
-            self._wake = trio.Event()
-            with trio.move_on_at(math.inf if due is None else due):
-                await self._wake.wait()
-            self.ua.handle_timer(trio.current_time())
-            self._flush()
-
-    def _flush(self) -> None:
-        """Send what the agent has to send, then act on its events (never blocks)."""
-        assert self.ua is not None and self._sock is not None
-        while True:
-            for data, address in self.ua.datagrams_to_send():
-                try:
-                    self._sock.sendto(data, address)
-                except OSError:
-                    pass  # UDP: a send that fails is a lost datagram; timers retransmit
-            event = self.ua.next_event()
-            if event is None:
-                break
-            self._on_event(event)
-        self._wake.set()
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, IncomingCall):
