@@ -5,10 +5,11 @@ Two layers:
 * :class:`SipPhone` is one UDP SIP endpoint (an I/O shell around the sans-I/O
   :class:`~actors.proto.sip.SipUserAgent`: one socket, one timer, events to calls). It
   places calls (:meth:`SipPhone.dial`) and hands incoming ones out
-  (:meth:`SipPhone.next_incoming`); each call is a :class:`PhoneCall` with its own RTP socket:
-  a reader (RTP in, a :class:`~actors.proto.rtp.JitterBuffer`, RFC 4733 DTMF) and a pacer
-  that sends one G.711 frame every 20 ms on the stream's own schedule (queued audio, else
-  silence) and records its lateness and, per sequence number, when each frame left (so an
+  (:meth:`SipPhone.next_incoming`); each call is a :class:`PhoneCall` with its own RTP socket
+  and a sans-I/O :class:`~actors.proto.rtp.stream.RtpStream` (the same one the embedded
+  server's calls use) run by :func:`actors.rtp_shell.run_rtp`: RTP in through a jitter buffer,
+  RFC 4733 DTMF, and one G.711 frame every 20 ms on the stream's own schedule (queued audio,
+  else silence), with its lateness and, per sequence number, when each frame left (so an
   echoing peer's round trip can be measured).
 * :func:`run_sip` has the actor contract (``run_x(link, params, *, task_status) ->
   ActorExit``; options via ``functools.partial(run_sip, options=SipOptions(...))``). It gets
@@ -40,7 +41,6 @@ import base64
 import binascii
 import random
 import socket as stdlib_socket
-from collections import deque
 from typing import Any, Awaitable, Callable
 
 import attrs
@@ -51,20 +51,18 @@ from actors.events import ConnectionState, EventKind
 from actors.exits import ActorExit, ExitReason
 from actors.link import SessionLink
 from actors.proto.audio import AudioConverter, g711_decode, g711_encode, ulaw_encode
-from actors.proto.rtp import (DtmfDetector, JitterBuffer, Pacer, RtpDepacketizer, RtpPacket,
-                              RtpPacketizer, PCMA_SILENCE, PCMU_SILENCE)
 from actors.proto.rtp.samples import SampleLog
+from actors.proto.rtp.stream import FRAME, Received, RtpStream
 from actors.proto.sip import (AudioSession, CallAnswered, CallCancelled, CallConfirmed,
                               CallEnded, CallFailed, CallRinging, IncomingCall, SdpNegotiationError,
                               SipConfig, SipError, SipUserAgent, audio_session, create_answer,
                               create_offer)
+from actors.rtp_shell import run_rtp
 from actors.sip_shell import SipAgentShell
 from actors.websocket import ConnectParams, run_websocket
 
 __all__ = ["PhoneCall", "SipOptions", "SipPhone", "plan_call", "run_sip"]
 
-FRAME = 160
-PTIME = 0.020
 APPEND = "input_audio_buffer.append"
 
 
@@ -97,22 +95,14 @@ class PhoneCall:
     received: trio.MemorySendChannel[bytes] | None = None
     digits: list[str] = attrs.field(factory=list)
     on_digit: Callable[[str], None] | None = None
-    rtp_sent: int = 0
-    rtp_received: int = 0
-    audio_frames_sent: int = 0
-    frames_played_ms: float = 0.0
-    lateness: SampleLog = attrs.field(factory=SampleLog)
-    echo_rtt: SampleLog = attrs.field(factory=SampleLog)
+    #: the RTP media (sans-I/O; shared with the embedded server), once the call is up
+    stream: RtpStream | None = None
     #: set (and replaced) whenever an RTP packet is sent or received: wait on it, never poll
     activity: trio.Event = attrs.field(factory=trio.Event)
     _sock: Any = None  # trio socket
-    _playout: deque[bytes] = attrs.field(factory=deque)
-    _sent_at: dict[int, float] = attrs.field(factory=dict)
-    _sent_order: deque[int] = attrs.field(factory=deque)
     local_sdp: Any = None  # our offer (UAC) or answer (UAS)
     frames: trio.MemoryReceiveChannel[bytes] | None = None  # the bridge's end of ``received``
-    _packetizer: Any = None  # RtpPacketizer once the call is up
-    _jitter: Any = None  # JitterBuffer once the call is up
+    _idle: SampleLog = attrs.field(factory=SampleLog)  # what the logs read before the call is up
 
     @property
     def codec(self) -> int:
@@ -121,100 +111,74 @@ class PhoneCall:
 
     def play(self, frames: list[bytes]) -> None:
         """Queue 20 ms G.711 frames (the negotiated law) for the pacer."""
-        self._playout.extend(frames)
+        assert self.stream is not None, "the call is not up"
+        self.stream.play(frames)
 
     def clear(self) -> int:
         """Drop the queued audio; returns how many frames were dropped."""
-        dropped = len(self._playout)
-        self._playout.clear()
-        return dropped
+        return self.stream.clear() if self.stream is not None else 0
+
+    @property
+    def queued_frames(self) -> int:
+        return self.stream.queued_frames if self.stream is not None else 0
+
+    @property
+    def rtp_sent(self) -> int:
+        return self.stream.rtp_sent if self.stream is not None else 0
+
+    @property
+    def rtp_received(self) -> int:
+        return self.stream.rtp_received if self.stream is not None else 0
+
+    @property
+    def audio_frames_sent(self) -> int:
+        return self.stream.audio_frames_sent if self.stream is not None else 0
+
+    @property
+    def frames_played_ms(self) -> float:
+        return self.stream.frames_played_ms if self.stream is not None else 0.0
+
+    @property
+    def lateness(self) -> SampleLog:
+        """How late each 20 ms send was (seconds)."""
+        return self.stream.lateness if self.stream is not None else self._idle
+
+    @property
+    def echo_rtt(self) -> SampleLog:
+        """Round trips of our own packets echoed by the peer (seconds)."""
+        return self.stream.echo_rtt if self.stream is not None else self._idle
 
     def _poke(self) -> None:
         self.activity.set()
         self.activity = trio.Event()
 
-    @property
-    def queued_frames(self) -> int:
-        return len(self._playout)
-
     def hangup(self) -> None:
         self.phone.hangup(self)
 
     async def _media(self, received: trio.MemorySendChannel[bytes]) -> None:
-        assert self.media is not None and self._sock is not None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._reader)
-            nursery.start_soon(self._pacer, received)
+        assert self.media is not None and self._sock is not None and self.stream is not None
 
-    async def _reader(self) -> None:
-        assert self.media is not None
-        dtmf_pt = self.media.dtmf.payload_type if self.media.dtmf else -1
-        depacketizer = RtpDepacketizer(frozenset({self.codec, dtmf_pt}))
-        detector = DtmfDetector(dtmf_pt)
-        own_ssrc = self._packetizer.ssrc
-        while True:
-            data, _ = await self._sock.recvfrom(2048)
-            now = trio.current_time()
-            packet = depacketizer.receive(data)
-            if packet is None:
-                if _is_own(data, own_ssrc):  # an echo of our own stream (depacketizer locked on it)
-                    packet = RtpPacket.decode(data)
-                else:
-                    continue
-            self.rtp_received += 1
-            if packet.ssrc == own_ssrc:
-                sent = self._sent_at.get(packet.sequence)
-                if sent is not None:
-                    self.echo_rtt.add(now - sent)
-                    self._poke()
-            if packet.payload_type == dtmf_pt:
-                for digit in detector.push(packet):
-                    self.digits.append(digit.digit)
-                    if self.on_digit is not None:
-                        self.on_digit(digit.digit)
-                continue
-            self._jitter.push(packet)
+        def on_audio(frame: bytes) -> None:
+            try:
+                received.send_nowait(frame)
+            except trio.WouldBlock:
+                pass  # the bridge fell behind: this frame is lost
 
-    async def _pacer(self, received: trio.MemorySendChannel[bytes]) -> None:
-        assert self.media is not None
-        pacer = Pacer(trio.current_time(), PTIME)
-        silence = PCMU_SILENCE if self.codec == 0 else PCMA_SILENCE
-        destination = self.media.remote_address
-        while True:
-            deadline = pacer.next_deadline()
-            await trio.sleep_until(deadline)
-            now = trio.current_time()
-            self.lateness.add(now - deadline)
-            count = pacer.due(now)
-            for _ in range(count):
-                if self._playout:
-                    payload = self._playout.popleft()
-                    self.audio_frames_sent += 1
-                    self.frames_played_ms += 20
-                else:
-                    payload = silence
-                seq = self._packetizer.sequence
-                self._sent_at[seq] = now  # before the send: an echo can beat the checkpoint
-                self._sent_order.append(seq)
-                if len(self._sent_order) > 1000:
-                    self._sent_at.pop(self._sent_order.popleft(), None)
-                try:
-                    await self._sock.sendto(self._packetizer.packetize(payload), destination)
-                except OSError:
-                    continue
-                self.rtp_sent += 1
+        def on_digit(digit: str) -> None:
+            self.digits.append(digit)
+            if self.on_digit is not None:
+                self.on_digit(digit)
+
+        def on_packet(packet: Received) -> None:
+            if packet.rtt is not None:
                 self._poke()
-                frame = self._jitter.pop()
-                if frame is not None:
-                    try:
-                        received.send_nowait(frame)
-                    except trio.WouldBlock:
-                        pass  # the bridge fell behind: this frame is lost
-            pacer.mark_sent(count)
 
+        def on_tick(sent: int) -> None:
+            if sent:
+                self._poke()
 
-def _is_own(data: bytes, ssrc: int) -> bool:
-    return len(data) >= 12 and int.from_bytes(data[8:12], "big") == ssrc
+        await run_rtp(self._sock, self.stream, self.media.remote_address, on_audio=on_audio,
+                      on_digit=on_digit, on_packet=on_packet, on_tick=on_tick)
 
 
 @attrs.define(eq=False)
@@ -308,8 +272,8 @@ class SipPhone(SipAgentShell):
             call.end_reason = f"unusable SDP answer: {exc}"
             self.hangup(call)
             return
-        call._packetizer = RtpPacketizer.create(call.media.codec.payload_type)
-        call._jitter = JitterBuffer(silence=PCMU_SILENCE if call.codec == 0 else PCMA_SILENCE)
+        call.stream = RtpStream.create(call.codec, call.media.dtmf.payload_type if call.media.dtmf
+                                       else None, jitter=True, track_echo=True)
         send, receive = trio.open_memory_channel[bytes](250)
         call.received, call.frames = send, receive
         call.state = "up"

@@ -6,18 +6,21 @@ attached with ``/v1/realtime?call_id=…``. It has the interface ``ws.run_sideba
 ``/hangup`` route use for WebRTC calls (``live``, ``session``, ``attach``, ``detach``,
 ``receive_client``, ``hangup``), so it sits in ``server.calls`` beside them.
 
-In (one reader task): RTP datagrams are depacketized; G.711 payloads are decoded, resampled
-8 -> 24 kHz and fed to the model's input buffer and VAD (``receive_audio``); RFC 4733
-telephone events become ``input_audio_buffer.dtmf_event_received`` for the sidebands.
+RTP runs on the shared :class:`~actors.proto.rtp.stream.RtpStream` (sans-I/O) and its trio
+shell :func:`actors.rtp_shell.run_rtp` (the SIP actor's calls run on the same two).
+
+In: G.711 payloads are decoded, resampled 8 -> 24 kHz and fed to the model's input buffer and
+VAD (``receive_audio``); RFC 4733 telephone events become
+``input_audio_buffer.dtmf_event_received`` for the sidebands.
 
 Out: model events are handled as they are made (no queue): ``response.output_audio.delta``
-audio is converted to 8 kHz G.711 and queued for playout (announced with
+audio is converted to 8 kHz G.711 and queued on the stream (announced with
 ``output_audio_buffer.started``); a response cancelled by barge-in (``turn_detected``) or a
 client ``output_audio_buffer.clear`` flushes the queue (``output_audio_buffer.cleared``);
 when a finished response's audio has all been played, ``output_audio_buffer.stopped``;
-every other event goes to the sidebands. One pacer task sends a frame every 20 ms on the
-stream's own schedule (:class:`~actors.proto.rtp.Pacer`): queued audio, or silence, so
-the caller hears continuous RTP; its lateness (send time minus due time) is recorded.
+every other event goes to the sidebands. The stream sends a frame every 20 ms on its own
+schedule: queued audio, or silence, so the caller hears continuous RTP; its lateness (send
+time minus due time) is recorded.
 
 Not modelled for SIP calls: the server's fault plan, a jitter buffer (loopback does not
 reorder), re-INVITE media changes.
@@ -29,15 +32,16 @@ import base64
 import binascii
 import math
 import time
-from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
 from actors.proto.audio import AudioConverter, g711_decode, g711_encode
-from actors.proto.rtp import DtmfDetector, Pacer, RtpDepacketizer, RtpPacketizer
 from actors.proto.rtp.samples import SampleLog
+from actors.proto.rtp.stream import FRAME, Received, RtpStream
+from actors.rtp_shell import run_rtp
 from actors.proto.sip import AudioSession
 
 from .audio import AudioFormat
@@ -52,8 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["SipMediaCall"]
 
 Event = dict[str, Any]
-FRAME = 160  # 20 ms of 8 kHz G.711
-PTIME = 0.020
 AUDIO_DELTA = "response.output_audio.delta"
 
 
@@ -68,30 +70,44 @@ class SipMediaCall:
     record: ConnectionRecord | None = None
     ended: trio.Event = attrs.field(factory=trio.Event)
     end_reason: str = ""
-    rtp_received: int = 0
-    rtp_sent: int = 0
-    audio_frames_sent: int = 0  # frames of model audio (not silence) sent
     dtmf_digits: list[str] = attrs.field(factory=list)
     audio_buffer_events: int = 0
-    lateness: SampleLog = attrs.field(factory=lambda: SampleLog(50_000))
     _sidebands: list[trio.MemorySendChannel[Event]] = attrs.field(factory=list)
-    _playout: deque[bytes] = attrs.field(factory=deque)
     _partial: bytes = b""
     _playing: str | None = None  # response whose audio is queued/playing
     _audio_done: str | None = None  # ... all of whose audio has been queued
     _wake: trio.Event = attrs.field(factory=trio.Event)
     _closing: bool = False
     _cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope)
-    _depacketizer: RtpDepacketizer = attrs.field(init=False)
-    _dtmf: DtmfDetector = attrs.field(init=False)
-    _packetizer: RtpPacketizer = attrs.field(init=False)
-    _upsample: AudioConverter = attrs.field(init=False)
-    _downsample: AudioConverter = attrs.field(init=False)
-    _silence: bytes = attrs.field(init=False, default=b"")
+    stream: RtpStream = attrs.field(init=False)
+    _upsample: AudioConverter = attrs.field(factory=lambda: AudioConverter(8000, 24000))
+    _downsample: AudioConverter = attrs.field(factory=lambda: AudioConverter(24000, 8000))
+
+    def __attrs_post_init__(self) -> None:
+        dtmf = self.media.dtmf.payload_type if self.media.dtmf else None
+        self.stream = RtpStream.create(self.media.codec.payload_type, dtmf, lateness_limit=50_000)
 
     @property
     def server(self) -> Any:
         return self.uas.server
+
+    # the RTP counters (see ``RtpStream``)
+    @property
+    def rtp_received(self) -> int:
+        return self.stream.rtp_received
+
+    @property
+    def rtp_sent(self) -> int:
+        return self.stream.rtp_sent
+
+    @property
+    def audio_frames_sent(self) -> int:
+        """Frames of model audio (not silence) sent."""
+        return self.stream.audio_frames_sent
+
+    @property
+    def lateness(self) -> SampleLog:
+        return self.stream.lateness
 
     @property
     def live(self) -> bool:
@@ -101,20 +117,14 @@ class SipMediaCall:
 
     async def run(self) -> None:
         """Until the call ends (BYE either way, hangup) or the server stops."""
-        codec = self.media.codec.payload_type
-        self._depacketizer = RtpDepacketizer(frozenset(
-            {codec} | ({self.media.dtmf.payload_type} if self.media.dtmf else set())))
-        self._dtmf = DtmfDetector(self.media.dtmf.payload_type if self.media.dtmf else -1)
-        self._packetizer = RtpPacketizer.create(codec)
-        self._upsample = AudioConverter(8000, 24000)
-        self._downsample = AudioConverter(24000, 8000)
-        self._silence = g711_encode(codec, bytes(2 * FRAME))
         try:
             with self._cancel:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._reader)
+                    nursery.start_soon(partial(
+                        run_rtp, self.sock, self.stream, self.media.remote_address,
+                        on_audio=self._heard, on_digit=self._digit, on_packet=self._packet_in,
+                        on_tick=self._ticked))
                     nursery.start_soon(self._timer)
-                    nursery.start_soon(self._pacer)
                     self._emit(self.session.start())
                     await trio.sleep_forever()
         finally:
@@ -241,12 +251,12 @@ class SipMediaCall:
         g711 = self._partial + g711_encode(self.media.codec.payload_type,
                                            self._downsample.process(pcm24))
         whole = len(g711) - len(g711) % FRAME
-        self._playout.extend(g711[i:i + FRAME] for i in range(0, whole, FRAME))
+        self.stream.play([g711[i:i + FRAME] for i in range(0, whole, FRAME)])
         self._partial = g711[whole:]
         return out
 
     def _clear(self) -> None:
-        self._playout.clear()
+        self.stream.clear()
         self._partial = b""
         self._playing = self._audio_done = None
 
@@ -260,50 +270,26 @@ class SipMediaCall:
                 await self._wake.wait()
             self._emit(self.session.handle_timer(trio.current_time()))
 
-    async def _reader(self) -> None:
-        codec = self.media.codec.payload_type
-        while True:
-            data, _ = await self.sock.recvfrom(2048)
-            packet = self._depacketizer.receive(data)
-            if packet is None:
-                continue
-            self.rtp_received += 1
-            self.uas.stats.rtp_received += 1
-            if packet.payload_type != codec:
-                for digit in self._dtmf.push(packet):
-                    self.dtmf_digits.append(digit.digit)
-                    self._to_sidebands({
-                        "type": "input_audio_buffer.dtmf_event_received",
-                        "event_id": self.session.ids.new("event"),
-                        "event": digit.digit, "received_at": int(time.time()),
-                    })
-                continue
-            pcm = self._upsample.process(g711_decode(codec, packet.payload))
-            self._emit(self.session.receive_audio(pcm, trio.current_time()))
+    # -- RTP (called by ``run_rtp``) ---------------------------------------------------------
 
-    async def _pacer(self) -> None:
-        pacer = Pacer(trio.current_time(), PTIME)
-        destination = self.media.remote_address
-        stats = self.uas.stats
-        while True:
-            deadline = pacer.next_deadline()
-            await trio.sleep_until(deadline)
-            now = trio.current_time()
-            count = pacer.due(now)
-            self.lateness.add(now - deadline)
-            for _ in range(count):
-                if self._playout:
-                    payload = self._playout.popleft()
-                    self.audio_frames_sent += 1
-                else:
-                    payload = self._silence
-                try:
-                    await self.sock.sendto(self._packetizer.packetize(payload), destination)
-                except OSError:
-                    continue  # UDP: a lost datagram (e.g. ICMP unreachable reported late)
-                self.rtp_sent += 1
-                stats.rtp_sent += 1
-            pacer.mark_sent(count)
-            if not self._playout and self._audio_done is not None and self._audio_done == self._playing:
-                self._to_sidebands(self._buffer_event("stopped", self._playing))
-                self._playing = self._audio_done = None
+    def _packet_in(self, _packet: Received) -> None:
+        self.uas.stats.rtp_received += 1
+
+    def _heard(self, g711: bytes) -> None:
+        pcm = self._upsample.process(g711_decode(self.media.codec.payload_type, g711))
+        self._emit(self.session.receive_audio(pcm, trio.current_time()))
+
+    def _digit(self, digit: str) -> None:
+        self.dtmf_digits.append(digit)
+        self._to_sidebands({
+            "type": "input_audio_buffer.dtmf_event_received",
+            "event_id": self.session.ids.new("event"),
+            "event": digit, "received_at": int(time.time()),
+        })
+
+    def _ticked(self, sent: int) -> None:
+        self.uas.stats.rtp_sent += sent
+        if not self.stream.queued_frames and self._audio_done is not None \
+                and self._audio_done == self._playing:
+            self._to_sidebands(self._buffer_event("stopped", self._playing))
+            self._playing = self._audio_done = None

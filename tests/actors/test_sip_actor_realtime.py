@@ -339,6 +339,7 @@ async def test_barge_in_between_two_deltas_still_truncates() -> None:
     barge-in on an unfinished item and must truncate at what was played."""
     from types import SimpleNamespace
 
+    from actors.proto.rtp.stream import RtpStream
     from actors.sip import PhoneCall, _Bridge
 
     sent: list[dict[str, Any]] = []
@@ -351,6 +352,9 @@ async def test_barge_in_between_two_deltas_still_truncates() -> None:
                          lambda event: None)
     call = PhoneCall(None, "x", "uac")  # type: ignore[arg-type]
     call.media = SimpleNamespace(codec=SimpleNamespace(payload_type=0))  # PCMU, no sockets
+    call.stream = RtpStream.create(0)  # sans-I/O: the test plays the pacer's part
+    clock = [0.0]
+    call.stream.start(clock[0])
     bridge = _Bridge(link, call, SipOptions(None))  # type: ignore[arg-type]
 
     def delta(ms: int) -> dict[str, Any]:
@@ -358,11 +362,10 @@ async def test_barge_in_between_two_deltas_still_truncates() -> None:
         return {"type": "response.output_audio.delta", "item_id": "item_a",
                 "delta": base64.b64encode(pcm).decode()}
 
-    def pace_out() -> None:  # what the pacer does with the queue, 20 ms a frame
+    def pace_out() -> None:  # the pacer's ticks, 20 ms a frame, until the queue is empty
         while call.queued_frames:
-            call._playout.popleft()
-            call.audio_frames_sent += 1
-            call.frames_played_ms += 20
+            assert len(call.stream.tick(clock[0])) == 1
+            clock[0] += 0.020
 
     bridge.on_server(delta(100))
     pace_out()
