@@ -103,6 +103,8 @@ class EmbeddedServer:
     webhook_url: str | None = None
     #: the ``whsec_…`` signing secret (generated when None and a webhook_url is set)
     webhook_secret: str | None = attrs.field(default=None, repr=False)
+    #: seconds an announced SIP call waits for a decision before it gets 480 (None: no limit)
+    sip_accept_timeout: float | None = 30.0
     sip: Any = attrs.field(default=None, init=False, repr=False)
     connections: list[ConnectionRecord] = attrs.field(factory=list, init=False)
     #: live WebRTC calls by call id (``rtc_session.CallSession``)
@@ -224,7 +226,8 @@ class EmbeddedServer:
             if self.webhook_secret is None:
                 self.webhook_secret = new_webhook_secret()
             webhook = WebhookSender(self.webhook_url, self.webhook_secret, clock=self.clock)
-        self.sip = SipUas(self, host, self.sip_port or 0, webhook)  # kept after stopping (stats)
+        self.sip = SipUas(self, host, self.sip_port or 0, webhook,  # kept after stopping (stats)
+                          accept_timeout=self.sip_accept_timeout)
         await self.sip.run(task_status=task_status)
 
 

@@ -14,6 +14,13 @@ accepted at once with the default session (so ``sipp`` alone can call in). The c
 then accepts (the body is the session config), rejects (``status_code``, default 603),
 refers (a pending call gets ``302 Moved Temporarily`` with ``Contact: <target_uri>``; a live
 one an in-dialog REFER) or hangs up (603 for a pending call, BYE for a live one).
+A call nobody decides on within ``accept_timeout`` (30 s by default, counted from the
+INVITE) is answered ``480 Temporarily Unavailable``, as for a callee that does not pick up:
+the application was reached (the webhook was delivered) but did not answer, which is what
+480 says (RFC 3261 21.4.18); ``408 Request Timeout`` would tell the caller that the request
+itself could not be routed in time, and the caller would not retry a 408 the way a 480 (with
+its "try later" meaning) invites. The same 480 answers a call whose webhook could not be
+delivered. A decision after that is ``404`` (the call is gone).
 An accepted call runs as a :class:`~.sip_call.SipMediaCall` in ``server.calls`` until a BYE
 either way. A caller who hangs up (CANCEL) before the accept makes the accept ``404``.
 """
@@ -65,6 +72,7 @@ class SipStats:
     rejected: int = 0
     referred: int = 0
     cancelled_before_accept: int = 0
+    accept_timeouts: int = 0
     calls_ended: int = 0
     malformed: int = 0
     rtp_received: int = 0
@@ -88,6 +96,9 @@ class SipUas(SipAgentShell):
     host: str = "127.0.0.1"
     port: int = 0
     webhook: WebhookSender | None = None
+    #: seconds an announced call may wait for accept/reject/refer/hangup before it is answered
+    #: ``480 Temporarily Unavailable`` (None: wait for ever, or until the caller gives up)
+    accept_timeout: float | None = 30.0
     #: ``rtc_…`` id -> call, for pending calls and accepted ones until they end
     calls: dict[str, IncomingSipCall] = attrs.field(factory=dict)
     stats: SipStats = attrs.field(factory=SipStats)
@@ -156,6 +167,8 @@ class SipUas(SipAgentShell):
             self._nursery.start_soon(self._auto_accept, call)
         else:
             self._nursery.start_soon(self._announce, call)
+            if self.accept_timeout is not None:
+                self._nursery.start_soon(self._expire_undecided, call, self.accept_timeout)
 
     async def _auto_accept(self, call: IncomingSipCall) -> None:
         try:
@@ -176,6 +189,15 @@ class SipUas(SipAgentShell):
             self.stats.webhook_failures += 1
             if call.state == "pending":  # nobody to decide: refuse like an unreachable app
                 self._decline(call, 480, "webhook delivery failed")
+
+    async def _expire_undecided(self, call: IncomingSipCall, timeout: float) -> None:
+        """Nobody accepted, rejected, referred or hung up in time: the caller hears 480."""
+        with trio.move_on_after(timeout):
+            await call.decided.wait()
+            return
+        if call.state == "pending":
+            self.stats.accept_timeouts += 1
+            self._decline(call, 480, "Temporarily Unavailable")
 
     # -- call control (called by call_control.py) ---------------------------------------------
 
