@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--shard", default=_shard_env(),
                        help="run only shard I/N of the load (1-based); also from RTFLEET_SHARD, or "
                             "JOB_COMPLETION_INDEX (0-based) with RTFLEET_SHARD_COUNT")
+    # internal, for the children of --workers (see orchestrator/scenario/workers.py)
+    scale.add_argument("--emit-fd", type=int, default=None, help=argparse.SUPPRESS)
+    scale.add_argument("--client-faults-only", action="store_true", help=argparse.SUPPRESS)
     tgt.add_argument("--time-scale", type=float, default=float(_env("time_scale", "1")),
                      help="multiply the schedule (phases, pauses, fault times) by this factor, "
                           "e.g. 0.1 for a quick rehearsal [RTFLEET_TIME_SCALE]")

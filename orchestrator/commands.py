@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import signal
 import sys
 from functools import partial
@@ -95,17 +96,9 @@ def validate_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_command(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from orchestrator.scenario.progress import make_reporter
-    from orchestrator.scenario.results import format_summary, write_results
-    from orchestrator.scenario.runner import RunError, RunInputError, run_scenario
-    from orchestrator.telemetry import setup_telemetry
-
-    if args.workers > 1:
-        return _run_workers(args)
+def _prepare(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The scenario this process runs: loaded, sharded, time-scaled, and (a --workers child)
+    without the server-side faults that the parent applies to the shared server."""
     scenario = _load(args.scenario)
     if args.shard:
         from orchestrator.scenario.shard import ShardSpecError, parse_shard, shard
@@ -122,11 +115,38 @@ def run_command(args: argparse.Namespace) -> int:
             scenario = scale_time(scenario, args.time_scale)
         except ValueError as exc:
             raise UsageError(f"--time-scale: {exc}") from None
+    if getattr(args, "client_faults_only", False):
+        import attrs
+
+        scenario = attrs.evolve(scenario, faults=tuple(
+            f for f in scenario.faults if not f.action.server_side))
+    return scenario
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        return _run_workers(args)
+    if args.emit_fd is not None:
+        return _run_as_worker(args)
+    return _run(args, reporter=None)
+
+
+def _run(args: argparse.Namespace, reporter, on_result=None) -> int:  # type: ignore[no-untyped-def]
+    import json
+    from pathlib import Path
+
+    from orchestrator.scenario.progress import make_reporter
+    from orchestrator.scenario.results import format_summary, write_results
+    from orchestrator.scenario.runner import RunError, RunInputError, run_scenario
+    from orchestrator.telemetry import setup_telemetry
+
+    scenario = _prepare(args)
     try:
         telemetry = setup_telemetry(trace_file=args.trace_file)
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
-    reporter = make_reporter(quiet=args.quiet, json_lines=args.json)
+    if reporter is None:
+        reporter = make_reporter(quiet=args.quiet, json_lines=args.json)
     try:
         result = trio.run(lambda: run_scenario(scenario, file=args.scenario, target=args.target,
                                                seed=args.seed, on_tick=reporter))
@@ -138,7 +158,9 @@ def run_command(args: argparse.Namespace) -> int:
         reporter.close()
         telemetry.shutdown()
     written = write_results(Path(args.out), result.results) if args.out else []
-    if args.json:
+    if on_result is not None:
+        on_result(result)
+    elif args.json:
         print(json.dumps({"summary": {k: result.results[k] for k in
                                       ("verdict", "sessions", "thresholds", "duration_s")}},
                          separators=(",", ":"), default=str))
@@ -147,6 +169,70 @@ def run_command(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}")
     return result.exit_code
+
+
+class _StreamReporter:
+    """Progress as msgpack frames to the parent (a --workers child)."""
+
+    def __init__(self, writer):  # type: ignore[no-untyped-def]
+        self.writer = writer
+
+    def __call__(self, progress: dict) -> None:  # type: ignore[type-arg]
+        _send(self.writer, "progress", p=progress)
+
+    def close(self) -> None:
+        pass
+
+
+def _send(writer, kind: str, **fields) -> None:  # type: ignore[no-untyped-def]
+    try:
+        writer.send(kind, **fields)
+    except BrokenPipeError:
+        # the parent is gone: nobody reads this run any more
+        print(f"rtfleet worker: parent stream closed (pid {os.getppid()}); stopping",
+              file=sys.stderr, flush=True)
+        os._exit(3)
+
+
+def _run_as_worker(args: argparse.Namespace) -> int:
+    """A child of ``--workers``: frames to the parent on ``--emit-fd`` (see scenario/stream.py)."""
+    import traceback
+
+    from orchestrator.cli import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE
+    from orchestrator.scenario.stream import VERSION, FrameWriter
+
+    try:
+        writer = FrameWriter(args.emit_fd)
+    except OSError as exc:
+        raise UsageError(f"--emit-fd {args.emit_fd}: {exc.strerror or exc}") from None
+    _send(writer, "hello", v=VERSION, shard=args.shard, pid=os.getpid())
+    code = EXIT_RUNTIME
+    try:
+        code = _run(args, reporter=_StreamReporter(writer),
+                    on_result=lambda result: _send(writer, "result", r=result.results))
+        return code
+    except UsageError as exc:
+        code = EXIT_USAGE
+        _send(writer, "error", code=code, message=str(exc))
+        raise
+    except RunFailed as exc:
+        code = EXIT_RUNTIME
+        _send(writer, "error", code=code, message=str(exc))
+        raise
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+        raise
+    except Exception as exc:  # a bug: the parent reports it, the traceback goes to stderr
+        traceback.print_exc()
+        code = EXIT_RUNTIME
+        _send(writer, "error", code=code, message=f"{type(exc).__name__}: {exc}")
+        return code
+    finally:
+        try:
+            writer.send("end", code=code)
+        except OSError:
+            pass
+        writer.close()
 
 
 def report_command(args: argparse.Namespace) -> int:
@@ -195,28 +281,32 @@ def _run_workers(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from orchestrator.cli import EXIT_INTERRUPTED
     from orchestrator.scenario.progress import make_reporter
     from orchestrator.scenario.results import format_summary, write_results
     from orchestrator.scenario.workers import WorkerFailed, run_workers
 
     if args.shard:
         raise UsageError("--workers and --shard do not combine (each worker is a shard)")
-    _load(args.scenario)  # bad input fails here, once, not in every worker
+    if args.emit_fd is not None:
+        raise UsageError("--workers and --emit-fd do not combine")
+    scenario = _prepare(args)  # bad input fails here, once, not in every worker
     extra: list[str] = []
     if args.time_scale != 1:
         extra += ["--time-scale", str(args.time_scale)]
-    if args.seed is not None:
-        extra += ["--seed", str(args.seed)]
-    if args.target:
-        extra += ["--target", args.target]
     reporter = make_reporter(quiet=args.quiet, json_lines=args.json)
     try:
-        merged = trio.run(lambda: run_workers(args.scenario, args.workers, extra_args=extra,
-                                              on_tick=reporter))
+        merged = trio.run(lambda: run_workers(args.scenario, args.workers, scenario=scenario,
+                                              target=args.target, seed=args.seed,
+                                              extra_args=extra, on_tick=reporter))
     except WorkerFailed as exc:
         if exc.code == 2:
             raise UsageError(str(exc)) from None
+        if exc.code == EXIT_INTERRUPTED:
+            raise KeyboardInterrupt from None
         raise RunFailed(str(exc)) from None
+    except OSError as exc:
+        raise RunFailed(f"cannot start the workers: {exc.strerror or exc}") from None
     finally:
         reporter.close()
     written = write_results(Path(args.out), merged) if args.out else []

@@ -4,8 +4,10 @@
 every population: ``sessions`` and ``concurrency`` (and a concurrency ``ramp_to``) are split
 into whole sessions, the remainder going to the lowest indices; arrival rates (and rate
 ramps) are divided by ``count``.  The seed becomes ``seed + index`` so shards draw different
-arrivals.  Faults stay whole: each shard drives its own sessions and, against the embedded
-target, its own server.
+arrivals.  Faults stay whole: each shard drops its own share of connections; with ``--shard``
+alone (separate hosts) each shard against the embedded target runs its own server and its own
+fault timeline, while ``--workers N`` runs one shared embedded server and the server-side fault
+timeline in the parent (see :mod:`orchestrator.scenario.workers`).
 
 ``merge_results([...])`` adds shard results the way one big run would have counted them:
 counters add, histograms merge bucket by bucket (percentiles are recomputed from the merged
@@ -84,7 +86,12 @@ def shard(scenario: Scenario, index: int, count: int) -> Scenario:
                         name=scenario.name)
 
 
-def merge_results(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def merge_results(parts: Iterable[dict[str, Any]], *,
+                  parent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge shard results; ``parent`` (optional) is what the process that ran the shards
+    counted itself (``rtfleet run --workers``: its fault timeline): ``{"metrics": snapshot,
+    "marks": [...], "replace": [counter names]}``.  Its counters named in ``replace`` replace
+    the shards' copies (every worker counts the same timeline entry); the rest adds."""
     parts = list(parts)
     if not parts:
         raise ValueError("nothing to merge")
@@ -104,6 +111,14 @@ def merge_results(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
             if (mark["kind"], mark["label"]) not in seen:
                 marks.append(mark)
         errors.extend({**e, "shard": str(index)} for e in part["sessions"].get("errors", []))
+    if parent is not None:
+        for name in parent.get("replace", ()):
+            registry.counters.pop(name, None)
+        registry.merge(parent.get("metrics", {}))
+        seen = {(m["kind"], m["label"]) for m in marks}
+        for mark in parent.get("marks", []):
+            if (mark["kind"], mark["label"]) not in seen:
+                marks.append(mark)
     # gauges that are ratios must be recomputed, not added
     succeeded = registry.counters.get("reconnect.succeeded", 0)
     decided = succeeded + registry.counters.get("reconnect.failed", 0)
