@@ -61,7 +61,7 @@ from actors.rtp_shell import run_rtp
 from actors.sip_shell import SipAgentShell
 from actors.websocket import ConnectParams, run_websocket
 
-__all__ = ["PhoneCall", "SipOptions", "SipPhone", "plan_call", "run_sip"]
+__all__ = ["PhoneCall", "SipOptions", "SipPhone", "current_call", "plan_call", "run_sip"]
 
 APPEND = "input_audio_buffer.append"
 
@@ -117,6 +117,22 @@ class PhoneCall:
     def clear(self) -> int:
         """Drop the queued audio; returns how many frames were dropped."""
         return self.stream.clear() if self.stream is not None else 0
+
+    def play_pcm(self, pcm24k: bytes) -> int:
+        """Queue PCM16 mono 24 kHz audio (resampled to 8 kHz, the negotiated G.711 law, 20 ms
+        frames; a last partial frame is padded with silence); returns the frames queued."""
+        pcm8 = AudioConverter(24000, 8000).process(pcm24k[: len(pcm24k) - len(pcm24k) % 2])
+        g711 = g711_encode(self.codec, pcm8)
+        if len(g711) % FRAME:
+            g711 += self.stream.silence[: FRAME - len(g711) % FRAME] if self.stream else b""
+        frames = [g711[i:i + FRAME] for i in range(0, len(g711) - len(g711) % FRAME, FRAME)]
+        self.play(frames)
+        return len(frames)
+
+    async def wait_played(self) -> None:
+        """Return once every queued frame has been sent (or the call ended)."""
+        while self.queued_frames and not self.ended.is_set():
+            await self.activity.wait()  # set by each frame sent, and by the call's end
 
     @property
     def queued_frames(self) -> int:
@@ -259,6 +275,7 @@ class SipPhone(SipAgentShell):
             call._sock.close()
         self.calls.pop(call.sip_call_id, None)
         call.ended.set()
+        call._poke()
 
     def _new_rtp(self, call: PhoneCall) -> int:
         call._sock = trio.socket.from_stdlib_socket(_udp(self.host, 0))
@@ -366,6 +383,12 @@ class SipOptions:
     #: after an authentication failure); None reuses the credential the actor was started with,
     #: which fails once an ephemeral key has expired
     credentials: Callable[..., Awaitable[Secret]] | None = None
+    #: sideband mode: the service answers the call itself (audio goes by RTP between the phone
+    #: and the service) and the realtime session is the call's sideband ``?call_id=…``; this
+    #: gives the service's call id for our SIP Call-ID (``await call_id(sip_call_id)``, e.g.
+    #: :meth:`orchestrator.sip_controller.SipController.call_id_for`, from the
+    #: ``realtime.call.incoming`` webhook). None: the actor bridges audio to its own session.
+    call_id: Callable[[str], Awaitable[str]] | None = None
 
 
 #: options of fleet sessions by session id (``plan_call``), for ``fleet.add_session(transport="sip")``
@@ -400,6 +423,11 @@ async def run_sip(link: SessionLink, params: ConnectParams, *, options: SipOptio
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_cancel_when, call.ended, nursery.cancel_scope)
                 await call.up.wait()
+                if options.call_id is not None:
+                    service_call = await options.call_id(call.sip_call_id)
+                    params = attrs.evolve(params, call_id=service_call, model=None)
+                    link.emit(EventKind.INFO, {"event": "sip.sideband", "call_id": service_call,
+                                               "sip_call_id": call.sip_call_id})
                 nursery.cancel_scope.cancel()
     except (SipError, OSError) as exc:
         return ActorExit(ExitReason.FATAL, None, f"sip: {exc}")
@@ -411,15 +439,30 @@ async def run_sip(link: SessionLink, params: ConnectParams, *, options: SipOptio
         reason = ExitReason.DROPPED if status in (None, 408, 480, 486) or (status or 0) >= 500 \
             else ExitReason.FATAL
         return ActorExit(reason, status, f"sip: {call.end_reason}")
+    if call.ended.is_set():  # ended while the sideband was being looked up
+        return ActorExit(ExitReason.DROPPED, None, f"sip: call ended before its sideband: {call.end_reason}")
     link.emit(EventKind.INFO, {"event": "sip.up", "sip_call_id": call.sip_call_id,
                                "codec": call.media.codec.name if call.media else None})
-    bridge = _Bridge(link, call, options)
+    bridge = _Bridge(link, call, options, sideband=params.call_id is not None)
     call.on_digit = bridge.on_digit
+    _CALLS[link.session_id] = call
     try:
         return await bridge.run(params, task_status)
     finally:
+        if _CALLS.get(link.session_id) is call:
+            del _CALLS[link.session_id]
         if options.hangup_on_stop or not link.stop_requested.is_set():
             phone.hangup(call)
+
+
+#: the call of each running SIP session (``current_call``)
+_CALLS: dict[str, PhoneCall] = {}
+
+
+def current_call(session_id: str) -> PhoneCall | None:
+    """The phone call a running SIP session holds (None before it is up or after it ended):
+    what a script plays to the service goes through it (:meth:`PhoneCall.play_pcm`)."""
+    return _CALLS.get(session_id)
 
 
 async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
@@ -432,6 +475,9 @@ class _Bridge:
     link: SessionLink
     call: PhoneCall
     options: SipOptions
+    #: the session is the call's sideband: no audio through it (the phone and the service
+    #: exchange RTP directly)
+    sideband: bool = False
     started_once: bool = False
     playing_item: str | None = None
     played_ms: float = 0.0  # of the current assistant item
@@ -460,7 +506,7 @@ class _Bridge:
         started = auth_retried = False
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._audio_in)
+                nursery.start_soon(self._discard_audio if self.sideband else self._audio_in)
                 while True:
                     status = _InnerStatus(self, task_status)
                     with trio.CancelScope() as scope:
@@ -505,6 +551,8 @@ class _Bridge:
     # -- realtime -> phone ------------------------------------------------------------------
 
     def on_server(self, event: dict[str, Any]) -> None:
+        if self.sideband:
+            return  # the service plays its audio to the phone itself
         kind = event["type"]
         if kind == "response.output_audio.delta":
             self._play(event)
@@ -575,6 +623,13 @@ class _Bridge:
         config = self.link.core.config
         fmt = dict(config.input_format) if config is not None else {}
         return "pcmu" if fmt.get("type") == "audio/pcmu" else "pcm"
+
+    async def _discard_audio(self) -> None:
+        """Sideband mode: what the phone hears is not forwarded (the service sent it)."""
+        frames = self.call.frames
+        assert frames is not None
+        async for _ in frames:
+            pass
 
     async def _audio_in(self) -> None:
         frames = self.call.frames

@@ -73,8 +73,7 @@ def available_transports() -> list[Transport]:
         found.append(Transport.WEBRTC)
     except FleetError:
         pass
-    # Transport.SIP has an actor (actor_for) but needs per-session SipOptions, which scenario
-    # populations cannot give yet: it is not listed here until they can.
+    found.append(Transport.SIP)  # per-session SipOptions: add_session(sip_options=...)
     return found
 
 
@@ -124,13 +123,24 @@ class Fleet:
         model: str | None = None,
         call_id: str | None = None,
         policy: RestartPolicy | str | None = None,
+        sip_options: Any = None,
+        replay: bool | None = None,
         **params: Any,
     ) -> str:
-        """Start a supervised session; returns its id at once (see ``wait_connected``)."""
+        """Start a supervised session; returns its id at once (see ``wait_connected``).
+
+        SIP sessions take ``sip_options`` (``actors.sip.SipOptions``: the phone, whom to call
+        or which call to answer; or plan them with ``actors.sip.plan_call``). ``replay``: replay
+        the conversation into a new connection after a reconnect (default: yes, unless the
+        session is a ``call_id`` sideband, which re-attaches to a call that kept it)."""
         transport = Transport(transport)
         actor = actor_for(transport)
         if transport is Transport.WEBRTC and self.rtc_options is not None:
             actor = functools.partial(actor, options=self.rtc_options)
+        if sip_options is not None:
+            if transport is not Transport.SIP:
+                raise FleetError("sip_options are for transport='sip' sessions")
+            actor = functools.partial(actor, options=sip_options)
         if transport is Transport.WEBRTC and self.keys.mode != "ephemeral":
             raise FleetError("WebRTC sessions need ephemeral keys (key_mode='ephemeral')")
         if transport is Transport.WEBRTC and not self.webrtc:
@@ -147,7 +157,7 @@ class Fleet:
         config = config or self.default_config
         # A ?call_id= sideband socket re-attaches to a live call: restore the config, never
         # replay the conversation into it (that would duplicate the call's history).
-        core = ClientCore(config, replay=call_id is None)
+        core = ClientCore(config, replay=call_id is None if replay is None else replay)
         link = SessionLink(sid, transport, core, self._publish)
         self.links[sid] = link
         merged = {**self.connect_params, **params}

@@ -20,6 +20,13 @@ For each ``realtime.call.incoming`` POSTed to its URL (served by hypercorn on 12
    restores without replaying the conversation (the call keeps it).
 
 The webhook is answered as soon as it is verified; accepting happens in the background.
+
+With ``attach_sessions=False`` step 4 is left to whoever placed the call: rtfleet's own SIP
+callers (a scenario's ``transport: sip`` population) dial the service, then ask
+:meth:`SipController.call_id_for` for the service's call id of their SIP ``Call-ID`` (read from
+the webhook's ``sip_headers``) and attach the sideband themselves, as
+``actors.sip.SipOptions(call_id=controller.call_id_for)``. It answers once the call is
+accepted, and raises :class:`CallNotAccepted` when the accept failed.
 """
 
 from __future__ import annotations
@@ -38,9 +45,13 @@ from actors.credentials import Secret
 from orchestrator.server.http import error_body, read_body, respond_json
 from orchestrator.server.webhooks import DEFAULT_TOLERANCE, WebhookVerificationError, verify
 
-__all__ = ["SipController"]
+__all__ = ["CallNotAccepted", "SipController"]
 
 _log = logging.getLogger("orchestrator.sip_controller")
+
+
+class CallNotAccepted(Exception):
+    """The call was announced but could not be accepted (the message says why)."""
 
 
 @attrs.define(eq=False)
@@ -62,6 +73,11 @@ class SipController:
     #: set (then replaced) when a new call is announced, and when one is accepted
     call_announced: trio.Event = attrs.field(factory=trio.Event)
     call_accepted: trio.Event = attrs.field(factory=trio.Event)
+    #: add a fleet session for each accepted call's sideband (False: the caller attaches it)
+    attach_sessions: bool = True
+    #: SIP Call-ID -> the service's call id (accepted), or the reason the accept failed
+    by_sip_call_id: dict[str, str | CallNotAccepted] = attrs.field(factory=dict)
+    _resolved: dict[str, trio.Event] = attrs.field(factory=dict)
     _nursery: trio.Nursery | None = None
 
     def attach(self, fleet: Any, *, api_base: str, api_key: str | Secret) -> None:
@@ -108,12 +124,31 @@ class SipController:
             await respond_json(send, 401, error_body(str(exc), "invalid_signature"))
             return
         if event.get("type") == "realtime.call.incoming":
-            call_id = (event.get("data") or {}).get("call_id")
+            data = event.get("data") or {}
+            call_id = data.get("call_id")
             if isinstance(call_id, str):
-                self._incoming(call_id)
+                self._incoming(call_id, _sip_call_id(data.get("sip_headers")))
         await respond_json(send, 200, {})
 
-    def _incoming(self, call_id: str) -> None:
+    async def call_id_for(self, sip_call_id: str) -> str:
+        """The service's call id of the call with this SIP Call-ID, once accepted (waits for
+        its webhook); raises :class:`CallNotAccepted` if the accept failed."""
+        if sip_call_id not in self.by_sip_call_id:
+            await self._resolved.setdefault(sip_call_id, trio.Event()).wait()
+        found = self.by_sip_call_id[sip_call_id]
+        if isinstance(found, CallNotAccepted):
+            raise found
+        return found
+
+    def _resolve(self, sip_call_id: str | None, outcome: str | CallNotAccepted) -> None:
+        if sip_call_id is None:
+            return
+        self.by_sip_call_id[sip_call_id] = outcome
+        waiter = self._resolved.pop(sip_call_id, None)
+        if waiter is not None:
+            waiter.set()
+
+    def _incoming(self, call_id: str, sip_call_id: str | None = None) -> None:
         if call_id in self.calls:
             self.duplicates += 1
             return
@@ -121,10 +156,10 @@ class SipController:
         self.call_announced.set()
         self.call_announced = trio.Event()
         assert self._nursery is not None
-        self._nursery.start_soon(self._take, call_id, name=f"sip-accept:{call_id}")
+        self._nursery.start_soon(self._take, call_id, sip_call_id, name=f"sip-accept:{call_id}")
 
-    async def _take(self, call_id: str) -> None:
-        if self.fleet is None or self.api_base is None or self.api_key is None:
+    async def _take(self, call_id: str, sip_call_id: str | None = None) -> None:
+        if self.api_base is None or self.api_key is None or self.attach_sessions and self.fleet is None:
             _log.warning("call %s: no fleet attached; not accepted", call_id)
             return
         url = f"{self.api_base}/v1/realtime/calls/{call_id}/accept"
@@ -134,15 +169,31 @@ class SipController:
                 response = await client.post(url, json=self.accept_config, headers=headers)
         except httpx.HTTPError as exc:
             _log.warning("call %s: accept failed: %s", call_id, type(exc).__name__)
+            self._resolve(sip_call_id, CallNotAccepted(f"accept failed: {type(exc).__name__}"))
             return
         if response.status_code == 404:
             self.gone.append(call_id)
+            self._resolve(sip_call_id, CallNotAccepted("the caller hung up before the accept"))
             return
         if response.status_code != 200:
             _log.warning("call %s: accept answered %s", call_id, response.status_code)
+            self._resolve(sip_call_id, CallNotAccepted(f"accept answered {response.status_code}"))
             return
-        sid = await self.fleet.add_session(call_id=call_id, policy="transient")
-        self.calls[call_id] = sid
+        if self.attach_sessions:
+            sid = await self.fleet.add_session(call_id=call_id, policy="transient")
+            self.calls[call_id] = sid
         self.accepted.append(call_id)
+        self._resolve(sip_call_id, call_id)
         self.call_accepted.set()
         self.call_accepted = trio.Event()
+
+
+def _sip_call_id(headers: Any) -> str | None:
+    """The ``Call-ID`` among a webhook's ``sip_headers`` (``[{name, value}]``)."""
+    if not isinstance(headers, list):
+        return None
+    for header in headers:
+        if isinstance(header, dict) and str(header.get("name", "")).lower() in ("call-id", "i"):
+            value = header.get("value")
+            return value.strip() if isinstance(value, str) else None
+    return None

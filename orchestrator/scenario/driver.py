@@ -5,6 +5,13 @@ The runner's dispatcher hands every event of the session to :meth:`SessionDriver
 when the client asks for a response (``say``), when the server reports the end of speech
 (``play`` with server VAD), or when the client commits (``play`` without VAD); it ends at
 ``response.done``.
+
+A SIP session (``sip=True``) is a phone call whose realtime session is the call's sideband:
+``play`` goes to the service as the phone's RTP audio (8 kHz G.711, paced 20 ms by the call),
+not as ``input_audio_buffer.append`` (``commit`` then follows the last frame sent); the
+answer's audio goes to the phone by RTP, so its first audio is the server's
+``output_audio_buffer.started`` (playout began on the call), and ``barge_in`` is
+``response.cancel`` then ``output_audio_buffer.clear`` (the service truncates what it played).
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ class SessionDriver:
     vad: bool
     #: the session's span; each turn is a child span
     span: Any = None
+    #: a phone call (transport sip): audio goes through the call, see the module docstring
+    sip: bool = False
     _turn: _Turn | None = None
     _done_count: int = 0
     _done: trio.Event = attrs.field(factory=trio.Event)
@@ -97,6 +106,13 @@ class SessionDriver:
             if turn is not None and turn.first_text is None:
                 turn.first_text = now
                 self.metrics.observe("turn.time_to_first_text", now - turn.started)
+        elif kind == "output_audio_buffer.started":  # a call's playout began (WebRTC, SIP)
+            if self._audio_started is None:
+                self._audio_started = now
+                self._first_audio.set()
+            if turn is not None and turn.first_audio is None:
+                turn.first_audio = now
+                self.metrics.observe("turn.time_to_first_audio", now - turn.started)
         elif kind == "response.output_audio.delta":
             self._audio_bytes += len(payload.get("delta", "")) * 3 // 4
             if self._audio_item is None:
@@ -182,9 +198,20 @@ class SessionDriver:
 
     async def _play(self, step: Play) -> None:
         pcm = load_audio(step.path)
+        if self.sip:
+            await self._play_call(pcm)
+        else:
+            await self._append(pcm, step.realtime)
+        commit = step.commit if step.commit is not None else not self.vad
+        if commit:
+            await self.fleet.send(self.sid, {"type": "input_audio_buffer.commit"})
+            self._start_turn("audio")
+            await self.fleet.send(self.sid, {"type": "response.create"})
+
+    async def _append(self, pcm: bytes, realtime: bool) -> None:
         start = trio.current_time()
         for index, offset in enumerate(range(0, len(pcm), CHUNK_BYTES)):
-            if step.realtime:
+            if realtime:
                 due = start + index * 0.02
                 now = trio.current_time()
                 if now < due:
@@ -194,15 +221,28 @@ class SessionDriver:
             chunk = pcm[offset: offset + CHUNK_BYTES]
             await self.fleet.send(self.sid, {"type": "input_audio_buffer.append",
                                              "audio": base64.b64encode(chunk).decode("ascii")})
-        commit = step.commit if step.commit is not None else not self.vad
-        if commit:
-            await self.fleet.send(self.sid, {"type": "input_audio_buffer.commit"})
-            self._start_turn("audio")
-            await self.fleet.send(self.sid, {"type": "response.create"})
+
+    async def _play_call(self, pcm: bytes) -> None:
+        """The phone says it: RTP at the line's pace (20 ms frames, whatever ``realtime`` says);
+        returns once the last frame has been sent."""
+        from actors.sip import current_call
+
+        call = current_call(self.sid)
+        if call is None or call.ended.is_set():
+            raise StepFailed("play: the call is not up")
+        call.play_pcm(pcm)
+        await call.wait_played()
+        if call.ended.is_set():
+            raise StepFailed(f"play: the call ended ({call.end_reason})")
 
     async def _barge_in(self, after: float) -> None:
         await self._first_audio.wait()
         await trio.sleep(after)
+        if self.sip:  # the service plays the call's audio: it stops and knows what was heard
+            await self.fleet.send(self.sid, {"type": "response.cancel"})
+            await self.fleet.send(self.sid, {"type": "output_audio_buffer.clear"})
+            self.metrics.inc("turns.barged_in")
+            return
         started = self._audio_started or self.metrics.clock()
         received_ms = self._audio_bytes * 1000 // (PCM_RATE * 2)
         played_ms = int(min((self.metrics.clock() - started) * 1000, received_ms))

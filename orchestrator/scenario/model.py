@@ -28,7 +28,7 @@ from .checks import at_least, at_most, non_empty, optional_seconds, seconds, to_
 from .durations import Duration, format_duration
 from .errors import InvalidField, Problem, did_you_mean
 from .faults import FaultEvent, ServerFaults
-from .steps import Step
+from .steps import Repeat, Send, Step
 from .thresholds import Threshold, parse_threshold
 
 __all__ = [
@@ -363,7 +363,7 @@ class Scenario:
     thresholds: tuple[Threshold, ...] = attrs.field(default=(), converter=_thresholds)
 
     def __attrs_post_init__(self) -> None:
-        problems = [*self._population_problems(), *self._fault_problems()]
+        problems = [*self._population_problems(), *self._fault_problems(), *self._sip_problems()]
         if problems:
             raise InvalidField.many(problems)
 
@@ -404,6 +404,32 @@ class Scenario:
                     f"{fault.action.action} needs the embedded server; a remote target only "
                     "takes drop_connections",
                 )
+
+    def _sip_problems(self) -> Iterator[Problem]:
+        """A ``transport: sip`` population calls the embedded server's SIP side and drives the
+        call through its sideband; audio reaches the service by RTP, in real time."""
+        scripts_seen: set[str] = set()
+        for i, pop in enumerate(self.populations):
+            if pop.transport is not Transport.SIP:
+                continue
+            if isinstance(self.target, RemoteTarget):
+                yield Problem(("populations", i, "transport"),
+                              "transport sip needs the embedded target (its SIP user agent server "
+                              "answers the calls)")
+            if pop.script in self.scripts and pop.script not in scripts_seen:
+                scripts_seen.add(pop.script)
+                yield from self._sip_step_problems(("scripts", pop.script), self.scripts[pop.script],
+                                                   pop.name)
+
+    def _sip_step_problems(self, path: tuple, steps: tuple[Step, ...], population: str) -> Iterator[Problem]:
+        for j, step in enumerate(steps):
+            if isinstance(step, Repeat):
+                yield from self._sip_step_problems((*path, j, "steps"), step.steps, population)
+            elif isinstance(step, Send) and step.event.get("type") == "input_audio_buffer.append":
+                yield Problem((*path, j, "send"),
+                              f"input_audio_buffer.append is not supported on a phone call "
+                              f"(population {population!r} calls over sip): the caller's audio "
+                              "goes to the service by RTP; use play", at_key=True)
 
     def script(self, name: str) -> tuple[Step, ...]:
         return self.scripts[name]

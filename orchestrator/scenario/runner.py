@@ -10,6 +10,14 @@ once, each runs its script once), ``arrival_rate`` (open model: new sessions per
 Poisson arrivals seeded by the scenario seed, ramped), ``concurrency`` (closed model: keep N
 running, a finished session is replaced; ramped).  Populations run side by side.  The whole
 run is bounded by ``duration_limit``: what still runs then is stopped (``sessions.stopped``).
+
+``transport: sip`` populations (embedded target only) are phone calls: the embedded server
+gets its SIP side (a UDP user agent server) and announces each call by a signed webhook to a
+:class:`~orchestrator.sip_controller.SipController` run here, which accepts it with the
+scenario's session; each session dials the server from one shared :class:`~actors.sip.SipPhone`
+and, once its call is accepted, attaches the call's sideband (``?call_id=``) and runs its
+script there (``play`` is the phone's RTP audio). A lost sideband is reconnected with the call
+held; the call's end ends the session.
 """
 
 from __future__ import annotations
@@ -79,6 +87,8 @@ class _Run:
     marks: list[dict[str, Any]] = attrs.field(factory=list)
     errors: list[dict[str, str]] = attrs.field(factory=list)
     phase: str = ""
+    #: SIP populations: ``SipOptions`` for one new call (None: no SIP side)
+    sip_call: Callable[[], Any] | None = None
 
     # -- event dispatch -------------------------------------------------------------------
 
@@ -150,7 +160,14 @@ class _Run:
     async def one_session(self, population: Population, stop: list[trio.CancelScope] | None = None) -> None:
         fleet, metrics = self.fleet, self.metrics
         steps = self.scenario.scripts[population.script]
-        sid = await fleet.add_session(transport=population.transport.value)
+        sip = population.transport.value == "sip"
+        if sip:
+            if self.sip_call is None:  # pragma: no cover - run_scenario sets it for SIP populations
+                raise RunInputError("transport sip needs the embedded target")
+            sid = await fleet.add_session(transport="sip", sip_options=self.sip_call(),
+                                          policy="transient", replay=False)
+        else:
+            sid = await fleet.add_session(transport=population.transport.value)
         metrics.inc("sessions.started")
         vad = self.scenario.session.turn_detection is not None
         span = start_span("rtfleet.session", {
@@ -161,7 +178,7 @@ class _Run:
         self.spans[sid] = span
         self.started_at[sid] = metrics.clock()
         self._start_connect_span(sid, "initial")
-        driver = SessionDriver(sid, fleet, metrics, vad, span=span)
+        driver = SessionDriver(sid, fleet, metrics, vad, span=span, sip=sip)
         self.drivers[sid] = driver
         outcome = "failed"
         scope = trio.CancelScope()
@@ -297,6 +314,18 @@ class _Run:
         }
 
 
+async def _sip_calls(nursery: trio.Nursery, fleet: Fleet, controller: Any, server: Any) -> Callable[[], Any]:
+    """Start the phone every SIP session dials from; returns a maker of their ``SipOptions``."""
+    from actors.sip import SipOptions, SipPhone
+
+    controller.attach(None, api_base=fleet.url, api_key=server.api_key)
+    phone = SipPhone()
+    await nursery.start(phone.run)
+    target = f"sip:openai@{server.sip.host}:{server.sip.port}"
+    return lambda: SipOptions(phone, target=target, call_id=controller.call_id_for,
+                              credentials=fleet.keys.credential)
+
+
 async def _stop_after(scopes: list[trio.CancelScope], delay: float) -> None:
     await trio.sleep(delay)
     for scope in list(scopes):
@@ -343,12 +372,26 @@ async def run_scenario(
     if isinstance(target_spec, RemoteTarget) and not os.environ.get(target_spec.api_key_env):
         raise RunError(f"no API key: set {target_spec.api_key_env} for target {target_spec.url}")
     run: _Run | None = None
+    sip = any(p.transport.value == "sip" for p in scenario.populations)
+    if sip and not isinstance(target_spec, EmbeddedTarget):
+        raise RunInputError("transport sip populations need the embedded target")
     async with trio.open_nursery() as root:
         control = None
+        controller = None
         if isinstance(target_spec, EmbeddedTarget):
             key = f"sk-local-{secrets.token_urlsafe(16)}"
             plan = FaultPlan(**target_spec.faults.plan_fields(seed))
-            server = EmbeddedServer(api_keys={key}, faults=plan)
+            sip_side: dict[str, Any] = {}
+            if sip:
+                from orchestrator.server.webhooks import new_webhook_secret
+                from orchestrator.sip_controller import SipController
+
+                secret = new_webhook_secret()
+                controller = SipController(secret, {"type": "realtime", **scenario.session.to_session()},
+                                           attach_sessions=False)
+                sip_side = {"sip_port": 0, "webhook_secret": secret,
+                            "webhook_url": await root.start(controller.serve)}
+            server = EmbeddedServer(api_keys={key}, faults=plan, **sip_side)
             control = ServerControl(server, root)
             url = await control.start()
             api_key = key
@@ -361,6 +404,8 @@ async def run_scenario(
         async with open_fleet(url, api_key=api_key, config=config, seed=seed, webrtc=webrtc,
                               backoff=Backoff(base=0.25, cap=5.0)) as fleet:
             run = _Run(scenario, fleet, metrics, rng, on_tick)
+            if controller is not None:
+                run.sip_call = await _sip_calls(root, fleet, controller, server)
             subscription = fleet.subscribe(buffer=math.inf)
             with trio.move_on_after(scenario.duration_limit) as limit:
                 async with trio.open_nursery() as background:
