@@ -41,6 +41,7 @@ from actors.exits import ActorExit, ExitReason
 from actors.inbound import InboundState, handle_incoming
 from actors.link import SessionLink
 from actors.proto.realtime import encode_client_event
+from actors.wsconn import WsClosed, WsConnection, WsHandshakeError, WsRejected, ws_handshake
 
 __all__ = ["ConnectParams", "run_websocket", "realtime_ws_url"]
 
@@ -73,6 +74,10 @@ class ConnectParams:
     #: is gone (a half-open TCP connection) and the connection is dropped
     ping_interval: float | None = 20.0
     ping_timeout: float = 10.0
+    #: the WebSocket implementation: ``"websockets"`` (the ``websockets`` library's sans-I/O
+    #: protocol under trio, :mod:`actors.wsconn`; the default, about a quarter of the CPU per
+    #: message) or ``"trio-websocket"`` (wsproto). Same behaviour; see ``bench/ws_fleet.py``.
+    engine: str = attrs.field(default="websockets", validator=attrs.validators.in_(("websockets", "trio-websocket")))
 
 
 def realtime_ws_url(base: str, *, model: str | None, call_id: str | None) -> str:
@@ -113,21 +118,15 @@ async def run_websocket(
             try:
                 with trio.fail_after(params.connect_timeout):
                     stream = await _open_stream(host, port, secure)
-                    ws = await wrap_client_stream(
-                        nursery, stream, host_header, resource,  # type: ignore[arg-type]
-                        extra_headers=[(k.encode(), v.encode()) for k, v in headers],
-                        message_queue_size=params.message_queue_size,
-                        max_message_size=params.max_message_size,
-                        receive_buffer_size=65536,
-                    )
+                    ws = await _handshake(nursery, stream, host_header, resource, headers, params)
             except trio.TooSlowError:
                 return ActorExit(ExitReason.DROPPED, None, "connect timed out")
-            except ConnectionRejected as exc:
-                status = exc.status_code
+            except (ConnectionRejected, WsRejected) as exc:
+                status, body = (exc.status_code, exc.body) if isinstance(exc, ConnectionRejected) else (exc.status, exc.body)
                 reason = ExitReason.AUTH if status in (401, 403) else (
                     ExitReason.DROPPED if status >= 500 or status == 429 else ExitReason.FATAL)
-                return ActorExit(reason, None, f"handshake rejected: HTTP {status}{_body_hint(exc.body)}")
-            except HandshakeError as exc:
+                return ActorExit(reason, None, f"handshake rejected: HTTP {status}{_body_hint(body)}")
+            except (HandshakeError, WsHandshakeError) as exc:
                 return ActorExit(ExitReason.DROPPED, None,
                                  redact(f"handshake failed: {type(exc).__name__}", params.credential))
             except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
@@ -149,6 +148,24 @@ async def run_websocket(
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
         core.connection_lost()
+
+
+async def _handshake(nursery: trio.Nursery, stream: trio.abc.Stream, host_header: str, resource: str,
+                     headers: list[tuple[str, str]], params: ConnectParams) -> "WsConnection | WebSocketConnection":
+    if params.engine == "websockets":
+        return await ws_handshake(stream, host_header, resource, headers=headers,
+                                  max_message_size=params.max_message_size)
+    return await wrap_client_stream(
+        nursery, stream, host_header, resource,  # type: ignore[arg-type]
+        extra_headers=[(k.encode(), v.encode()) for k, v in headers],
+        message_queue_size=params.message_queue_size,
+        max_message_size=params.max_message_size,
+        receive_buffer_size=65536,
+    )
+
+
+#: what either engine raises once the connection is closed
+_CLOSED = (ConnectionClosed, WsClosed)
 
 
 async def _open_stream(host: str, port: int, secure: bool) -> trio.abc.Stream:
@@ -175,7 +192,7 @@ def _body_hint(body: bytes | None) -> str:
 
 async def _session(
     link: SessionLink,
-    ws: WebSocketConnection,
+    ws: "WsConnection | WebSocketConnection",
     params: ConnectParams,
     task_status: trio.TaskStatus[None],
 ) -> ActorExit:
@@ -189,7 +206,7 @@ async def _session(
                     return ActorExit(ExitReason.AUTH, None, state.auth_error)
     except trio.TooSlowError:
         return ActorExit(ExitReason.DROPPED, None, "no session.created within ready_timeout")
-    except ConnectionClosed as exc:
+    except _CLOSED as exc:
         return _closed_exit(exc, state)
 
     task_status.started()
@@ -221,20 +238,24 @@ async def _session(
     return exit
 
 
-async def _reader(link: SessionLink, ws: WebSocketConnection, state: InboundState, finish: Callable[[ActorExit], None]) -> None:
+async def _reader(link: SessionLink, ws: "WsConnection | WebSocketConnection", state: InboundState, finish: Callable[[ActorExit], None]) -> None:
     try:
         while True:
             handle_incoming(link, state, await ws.get_message())
-    except ConnectionClosed as exc:
+    except _CLOSED as exc:
         finish(_closed_exit(exc, state))
 
 
 
 
-def _closed_exit(exc: ConnectionClosed, state: InboundState) -> ActorExit:
-    reason = exc.reason
-    code = reason.code if reason is not None else None
-    detail = f"closed {code} {reason.reason or ''}".strip() if reason is not None else "closed"
+def _closed_exit(exc: "ConnectionClosed | WsClosed", state: InboundState) -> ActorExit:
+    if isinstance(exc, WsClosed):
+        code: int | None = exc.code
+        detail = f"closed {exc.code} {exc.reason}".strip()
+    else:
+        reason = exc.reason
+        code = reason.code if reason is not None else None
+        detail = f"closed {code} {reason.reason or ''}".strip() if reason is not None else "closed"
     if state.auth_error:
         return ActorExit(ExitReason.AUTH, code, state.auth_error)
     if state.expired:
@@ -244,7 +265,7 @@ def _closed_exit(exc: ConnectionClosed, state: InboundState) -> ActorExit:
 
 async def _writer(
     link: SessionLink,
-    ws: WebSocketConnection,
+    ws: "WsConnection | WebSocketConnection",
     state: InboundState,
     finish: Callable[[ActorExit], None],
     echo_audio: bool,
@@ -269,7 +290,7 @@ async def _writer(
             if link.stop_requested.is_set():
                 finish(ActorExit(ExitReason.NORMAL, 1000, "closed by request"))
                 return
-    except ConnectionClosed as exc:
+    except _CLOSED as exc:
         finish(_closed_exit(exc, state))
 
 
@@ -280,7 +301,7 @@ _BATCH_WRITES = all(
 )
 
 
-async def _send_texts(ws: WebSocketConnection, texts: list[str]) -> None:
+async def _send_texts(ws: "WsConnection | WebSocketConnection", texts: list[str]) -> None:
     """Send text messages in order, framed together and written with one ``send_all``
     (the same bytes as one ``send_message`` each, fewer syscalls and wake-ups)."""
     if not _BATCH_WRITES or not all(
@@ -320,7 +341,7 @@ _HALF_OPEN = "no pong in time: the peer is gone (half-open connection)"
 _NO_HANDSHAKE = frozenset({_ABORTED, _HALF_OPEN})
 
 
-async def _heartbeat(ws: WebSocketConnection, interval: float, timeout: float,
+async def _heartbeat(ws: "WsConnection | WebSocketConnection", interval: float, timeout: float,
                      finish: Callable[[ActorExit], None]) -> None:
     try:
         while True:
@@ -330,7 +351,7 @@ async def _heartbeat(ws: WebSocketConnection, interval: float, timeout: float,
             if scope.cancelled_caught:
                 finish(ActorExit(ExitReason.DROPPED, None, _HALF_OPEN))
                 return
-    except ConnectionClosed:
+    except _CLOSED:
         return  # the reader reports the close
 
 

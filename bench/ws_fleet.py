@@ -8,7 +8,10 @@ with paced audio deltas (100 ms each, in real time), which every client receives
 Clients, each in its own process so that its CPU and RSS are its own:
 
 ``rtfleet``     ``open_fleet(url, api_key=…, key_mode="direct")`` + ``fleet.send``; one broad
-                subscriber counts the server events (as an application would consume them)
+                subscriber counts the server events (as an application would consume them);
+                the default WebSocket engine (``websockets`` sans-I/O under trio, actors/wsconn.py)
+``rtfleet-tws`` the same with ``connect_params={"engine": "trio-websocket"}`` (wsproto), the
+                engine rtfleet used before: the alternative measured behind the same actor
 ``bare``        trio-websocket, one nursery per session (reader + source), no orchestrator:
                 the floor for this stack
 ``websockets``  asyncio + the ``websockets`` library, one task per session (the seed design;
@@ -47,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as C  # noqa: E402
 
 LATE_LIMIT_MS = 20.0
-KINDS = ("rtfleet", "bare", "websockets", "openai")
+KINDS = ("rtfleet", "rtfleet-tws", "bare", "websockets", "openai")
 MODEL = "gpt-realtime"
 
 
@@ -128,7 +131,9 @@ async def worker_rtfleet(args, chunks: list[str]) -> dict[str, Any]:
 
     m = Meter(trio.current_time, args.sessions, args.warmup, args.duration, args.server_pid)
     extra: dict[str, Any] = {}
-    async with open_fleet(args.url, api_key=args.key, key_mode="direct") as fleet:
+    engine = "trio-websocket" if args.worker == "rtfleet-tws" else "websockets"
+    async with open_fleet(args.url, api_key=args.key, key_mode="direct",
+                          connect_params={"engine": engine}) as fleet:
         sub = fleet.subscribe(kinds=["server"], buffer=math.inf)
         t0 = trio.current_time()
         sids = [await fleet.add_session() for _ in range(args.sessions)]
@@ -176,7 +181,7 @@ async def worker_rtfleet(args, chunks: list[str]) -> dict[str, Any]:
         extra["reconnects"] = sum(s.reconnects for s in fleet.statuses().values())
         extra["protocol_errors"] = 0
         sub.close()
-    return m.result("rtfleet", a, b, extra)
+    return m.result(args.worker, a, b, extra)
 
 
 # -- bare trio-websocket -----------------------------------------------------------------------
@@ -344,10 +349,10 @@ async def worker_asyncio(args, chunks: list[str]) -> dict[str, Any]:
 
 def run_worker_main(args) -> None:
     chunks = C.pcm_chunks_b64()
-    if args.worker in ("rtfleet", "bare"):
+    if args.worker in ("rtfleet", "rtfleet-tws", "bare"):
         import trio
 
-        fn = worker_rtfleet if args.worker == "rtfleet" else worker_bare
+        fn = worker_bare if args.worker == "bare" else worker_rtfleet
         result = trio.run(fn, args, chunks)
     else:
         result = asyncio.run(worker_asyncio(args, chunks))
@@ -383,15 +388,15 @@ def drive(args) -> int:
                     r["loadavg"] = C.loadavg()[0]
                     runs[kind].append(r)
                     if "error" in r:
-                        print(f"  N={n} {kind:<10} rep {rep}: ERROR {r['error'][-300:]}")
+                        print(f"  N={n} {kind:<11} rep {rep}: ERROR {r['error'][-300:]}")
                     else:
-                        print(f"  N={n} {kind:<10} rep {rep}: p50 {r['late_p50_ms']:.2f} ms "
+                        print(f"  N={n} {kind:<11} rep {rep}: p50 {r['late_p50_ms']:.2f} ms "
                               f"p99 {r['late_p99_ms']:.2f} ms, CPU {r['cpu_us_per_session_s']:.0f} "
                               f"us/session-s ({r['cpu_pct']:.0f}% client, {r['server_cpu_pct']:.0f}% "
                               f"server), RSS {r['rss_per_session_kb']:.0f} KB/session, "
                               f"{r['events_per_s']:.0f} ev/s, load {r['loadavg']:.2f}"
                               + (f", backlog {r['writer_backlog_max_frames']} frames, dropped "
-                                 f"{r['dropped_audio']}" if kind == "rtfleet" else ""), flush=True)
+                                 f"{r['dropped_audio']}" if kind.startswith("rtfleet") else ""), flush=True)
         agg: dict[str, Any] = {}
         for kind, rs in runs.items():
             ok = [r for r in rs if "error" not in r]

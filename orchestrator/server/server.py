@@ -38,6 +38,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from .app import RealtimeApp
 from .client_secrets import ClientSecret, ClientSecretStore
 from .config import DEFAULT_MODEL
+from .front import serve_front
 from .faults import FaultPlan, FaultStats
 from .model import ModelConfig
 from .ws import ConnectionRecord
@@ -85,6 +86,9 @@ class EmbeddedServer:
     model_config: ModelConfig = attrs.field(factory=ModelConfig)
     default_model: str = DEFAULT_MODEL
     record_limit: int = 1000
+    #: what serves HTTP and WebSocket: ``"lean"`` (h11 + websockets' sans-I/O protocol on trio,
+    #: ``front.py``; several times cheaper per WebSocket message) or ``"hypercorn"``
+    engine: str = attrs.field(default="lean", validator=attrs.validators.in_(("lean", "hypercorn")))
     _faults: FaultPlan = attrs.field(factory=FaultPlan, alias="faults")
     #: WebRTC: None = open a trio-asyncio loop on the first call (or use the enclosing
     #: ``open_rtc_loop()``), True = at once when serving (fails if the extra is missing),
@@ -207,8 +211,13 @@ class EmbeddedServer:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.rtc.run)
-                binds = await nursery.start(partial(hypercorn_serve, RealtimeApp(self), config))
-                self.base_url = binds[0]
+                if self.engine == "lean":
+                    self.base_url = await nursery.start(partial(
+                        serve_front, RealtimeApp(self), host, port, backlog=config.backlog,
+                        max_message_size=config.websocket_max_message_size))
+                else:
+                    binds = await nursery.start(partial(hypercorn_serve, RealtimeApp(self), config))
+                    self.base_url = binds[0]
                 if self.sip_port is not None:
                     await nursery.start(self._serve_sip, host)
                 task_status.started(self.base_url)

@@ -22,6 +22,7 @@ async def test_every_sent_client_event_validates_against_the_sdk_models(audio_tu
     async with open_fleet(server=server, api_key="sk-local-test", config=config,
                           connect_params={"echo_audio": True}) as fleet:
         sent = fleet.subscribe(kinds=[EventKind.SENT], buffer=100_000)
+        retrieved = fleet.subscribe(kinds=[EventKind.SENT], types=["conversation.item.retrieve"], buffer=10)
         done = fleet.subscribe(types=["response.done"], buffer=1000)
         sid = await fleet.add_session()
         await fleet.wait_connected(sid)
@@ -38,6 +39,9 @@ async def test_every_sent_client_event_validates_against_the_sdk_models(audio_tu
                                "content_index": 0, "audio_end_ms": 100})
         await fleet.send(sid, {"type": "input_audio_buffer.clear"})
         await fleet.send(sid, {"type": "conversation.item.retrieve", "item_id": item_id})
+        # They are written before the fault is armed (a drop may lose control events in flight).
+        with trio.fail_after(10):
+            await retrieved.receive()
         # A drop makes the session restore itself: session.update + replayed items.
         server.faults = FaultPlan(drop_after_events=1)
         await fleet.send(sid, user_text("after the drop"))

@@ -1,0 +1,205 @@
+"""actors/wsconn.py over real loopback sockets: a scripted peer (websockets' ServerProtocol on a
+trio listener) for what the embedded server never does, and the embedded server itself."""
+
+import logging
+
+import pytest
+import trio
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+from actors.wsconn import WsClosed, WsConnection, WsHandshakeError, WsRejected, ws_handshake
+from orchestrator.server import EmbeddedServer
+
+
+async def _serve_once(handler, nursery) -> int:
+    """A one-connection peer on 127.0.0.1; returns its port."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+
+    async def accept_one() -> None:
+        stream = await listeners[0].accept()
+        await listeners[0].aclose()
+        async with stream:
+            await handler(stream)
+
+    nursery.start_soon(accept_one)
+    return listeners[0].socket.getsockname()[1]
+
+
+class Peer:
+    """The server side of one connection, frame by frame."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.protocol = ServerProtocol()
+        self.received: list[Frame] = []
+
+    async def accept(self) -> Request:
+        while True:
+            self.protocol.receive_data(await self.stream.receive_some(65536))
+            for event in self.protocol.events_received():
+                if isinstance(event, Request):
+                    self.request = event
+                    self.protocol.send_response(self.protocol.accept(event))
+                    await self.flush()
+                    return event
+
+    async def flush(self) -> None:
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                await self.stream.send_all(chunk)
+
+    async def read_frame(self) -> Frame:
+        while not self.received:
+            data = await self.stream.receive_some(65536)
+            if data:
+                self.protocol.receive_data(data)
+            else:
+                self.protocol.receive_eof()
+            self.received.extend(self.protocol.events_received())
+            if not data and not self.received:
+                raise EOFError
+        return self.received.pop(0)
+
+
+async def _connect(port: int, **kw) -> tuple[trio.SocketStream, WsConnection]:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        ws = await ws_handshake(stream, f"127.0.0.1:{port}", "/v1/realtime?model=m",
+                                headers=kw.pop("headers", []),
+                                max_message_size=kw.pop("max_message_size", 2**20))
+    except BaseException:
+        await stream.aclose()
+        raise
+    return stream, ws
+
+
+async def test_fragments_pings_binary_invalid_utf8_and_the_close_code_reach_the_client(nursery):
+    seen: dict[str, object] = {}
+
+    async def peer(stream):
+        p = Peer(stream)
+        request = await p.accept()
+        seen["auth"] = request.headers.get("Authorization")
+        p.protocol.send_text(b"frag", fin=False)
+        p.protocol.send_continuation(b"men", fin=False)
+        p.protocol.send_continuation(b"ted", fin=True)
+        p.protocol.send_ping(b"pi")
+        p.protocol.send_binary(b"\x00\x01")
+        p.protocol.send_frame(Frame(Opcode.TEXT, b"\xff\xfe"))
+        await p.flush()
+        while True:  # the client's pong for our ping, then its text
+            frame = await p.read_frame()
+            if frame.opcode is Opcode.PONG:
+                seen["pong"] = frame.data
+            elif frame.opcode is Opcode.TEXT:
+                seen["text"] = frame.data
+                break
+        p.protocol.send_close(4001, "bye")
+        await p.flush()
+        seen["close_echo"] = (await p.read_frame()).opcode
+
+    port = await _serve_once(peer, nursery)
+    with trio.fail_after(10):
+        stream, ws = await _connect(port, headers=[("Authorization", "Bearer sk-abc")])
+        assert await ws.get_message() == "fragmented"
+        assert await ws.get_message() == b"\x00\x01"
+        assert await ws.get_message() == b"\xff\xfe"  # not UTF-8: handed on as bytes
+        await ws.send_message("hello")
+        with pytest.raises(WsClosed) as closed:
+            await ws.get_message()
+    assert (closed.value.code, closed.value.reason) == (4001, "bye")
+    assert ws.closed is closed.value
+    assert seen == {"auth": "Bearer sk-abc", "pong": b"pi", "text": b"hello", "close_echo": Opcode.CLOSE}
+    with pytest.raises(WsClosed):
+        await ws.send_message("after the close")
+    await stream.aclose()
+
+
+async def test_a_refused_upgrade_raises_wsrejected_with_status_and_body(nursery):
+    async def peer(stream):
+        await stream.receive_some(65536)
+        body = b'{"error": "invalid_api_key"}'
+        await stream.send_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+    port = await _serve_once(peer, nursery)
+    with pytest.raises(WsRejected) as rejected:
+        await _connect(port)
+    assert rejected.value.status == 401 and b"invalid_api_key" in rejected.value.body
+
+
+async def test_eof_during_the_handshake_is_a_handshake_error(nursery):
+    async def peer(stream):
+        await stream.receive_some(65536)
+
+    port = await _serve_once(peer, nursery)
+    with pytest.raises(WsHandshakeError):
+        await _connect(port)
+
+
+async def test_a_tcp_close_without_a_close_frame_is_1006(nursery):
+    async def peer(stream):
+        await Peer(stream).accept()
+
+    port = await _serve_once(peer, nursery)
+    with trio.fail_after(10):
+        stream, ws = await _connect(port)
+        with pytest.raises(WsClosed) as closed:
+            await ws.get_message()
+    assert closed.value.code == 1006
+    await stream.aclose()
+
+
+async def test_a_message_over_the_limit_fails_the_connection_with_1009(nursery):
+    done = trio.Event()
+    answer: list[bytes] = []
+
+    async def peer(stream):
+        p = Peer(stream)
+        await p.accept()
+        p.protocol.send_text(b"x" * 2000)
+        await p.flush()
+        answer.append((await p.read_frame()).data)  # the client's close frame
+        done.set()
+
+    port = await _serve_once(peer, nursery)
+    with trio.fail_after(10):
+        stream, ws = await _connect(port, max_message_size=1000)
+        with pytest.raises(WsClosed) as closed:
+            await ws.get_message()
+        await done.wait()
+    assert closed.value.code == 1009
+    assert answer[0][:2] == (1009).to_bytes(2, "big")
+    await stream.aclose()
+
+
+async def test_against_the_embedded_server_ping_batches_and_close(nursery, caplog):
+    caplog.set_level(logging.DEBUG)  # even at DEBUG the bearer key is never logged
+    server = EmbeddedServer(api_keys={"sk-wsconn-test-KEYVALUE"})
+    base = await nursery.start(server.serve)
+    port = int(base.rsplit(":", 1)[1])
+    with trio.fail_after(10):
+        stream, ws = await _connect(port, headers=[("Authorization", "Bearer sk-wsconn-test-KEYVALUE")])
+        assert '"session.created"' in await ws.get_message()
+        await ws.send_texts(['{"type": "input_audio_buffer.clear"}',
+                             '{"type": "conversation.item.retrieve", "item_id": "nope"}'])
+        assert '"input_audio_buffer.cleared"' in await ws.get_message()
+        assert '"error"' in await ws.get_message()
+        async with trio.open_nursery() as inner:  # a pong is matched on the reading path
+
+            async def read_on() -> None:
+                while True:
+                    await ws.get_message()
+
+            inner.start_soon(read_on)
+            await ws.ping()
+            inner.cancel_scope.cancel()
+        await ws.aclose(1000, "done")
+        assert ws.closed is not None and ws.closed.code == 1000
+    record = server.connections[-1]
+    await record.closed.wait()
+    assert record.closed_by == "client" and record.close_code == 1000
+    assert [e["type"] for e in record.received] == ["input_audio_buffer.clear", "conversation.item.retrieve"]
+    assert "KEYVALUE" not in caplog.text
+    await stream.aclose()
