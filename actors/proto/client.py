@@ -64,6 +64,21 @@ re-attaches to a live call, where a replay would duplicate the conversation: mak
 with ``replay=False``, which restores without steps 2 and 4 (the config is still sent, and
 unacknowledged creates are still re-sent, since the server may never have seen them).
 
+Memory bound: what the core keeps to restore a session grows with the conversation: the
+mirror's items and transcripts, written creates awaiting their acknowledgement, pending
+deletes.  Together they are bounded by ``max_restore_bytes`` (default
+:data:`DEFAULT_MAX_RESTORE_BYTES`, 4 MiB, measured as JSON text; see
+:mod:`actors.proto.mirror`).  When an event or a write takes them over the bound, the oldest
+restorable data is evicted until they fit: the oldest conversation items first (they are no
+longer replayed), then pending deletes (applied to the mirror at once), then the oldest
+unacknowledged creates (no longer re-sent, nor waited for).  The next :meth:`receive`
+returns, after the frame's own result, one :class:`SessionMemoryLimit` value (code
+``session_memory_limit``, ``local=True``) whose detail says what was evicted; shells publish
+it like any other :class:`ProtocolError` value, as a ``protocol_error`` event.  The counters
+(``evicted_items``, ``evicted_bytes``, ``evicted_pending``) keep the totals.  The other
+client-side buffers are bounded by count: the audio and control queues (``audio_limit``,
+``control_limit``) and the requests of unfinished responses (only the active one is kept).
+
 Errors: :class:`ProtocolError` (``local=True``) from :meth:`submit` for an invalid event,
 :class:`QueueFull` when the control queue is full, :class:`SessionConfigError` for an invalid
 ``session.update``.  :meth:`receive` never raises for peer input: bad frames come back as
@@ -79,7 +94,7 @@ import attrs
 
 from actors.proto.dialect import beta_to_ga_server, ga_to_beta_client
 from actors.proto.errors import ProtocolError, QueueFull
-from actors.proto.mirror import SessionMirror
+from actors.proto.mirror import DEFAULT_MAX_BYTES, SessionMirror, json_size
 from actors.proto.realtime import (
     MAX_APPEND_AUDIO,
     ErrorInfo,
@@ -91,8 +106,11 @@ from actors.proto.realtime import (
 )
 from actors.proto.session import SessionConfig, audio_bytes_per_ms
 
-__all__ = ["ClientCore", "ClientCounters", "RestoreSummary", "QueueFull"]
-__all__ += ["EVENT_ID_PREFIX", "ITEM_ID_PREFIX"]
+__all__ = ["ClientCore", "ClientCounters", "RestoreSummary", "QueueFull", "SessionMemoryLimit"]
+__all__ += ["EVENT_ID_PREFIX", "ITEM_ID_PREFIX", "DEFAULT_MAX_RESTORE_BYTES"]
+
+#: Default bound of a session's restore data (``ClientCore(max_restore_bytes=...)``), bytes.
+DEFAULT_MAX_RESTORE_BYTES = DEFAULT_MAX_BYTES
 
 #: Prefix of the event ids the core assigns; callers must not use it for their own ids.
 EVENT_ID_PREFIX = "evt_c_"
@@ -119,6 +137,11 @@ class ClientCounters:
     dropped_audio: int
     acked: int
     failed: int
+    #: conversation items evicted by the memory bound, and the bytes it freed in all
+    evicted_items: int = 0
+    evicted_bytes: int = 0
+    #: unacknowledged creates evicted by the memory bound (no longer re-sent)
+    evicted_pending: int = 0
 
 
 @attrs.frozen
@@ -132,6 +155,25 @@ class RestoreSummary:
     skipped_items: int
     resent: int
     reissued_response: bool
+
+
+class SessionMemoryLimit(ProtocolError):
+    """The session's restore data went over ``max_restore_bytes`` and the oldest was evicted.
+
+    Returned (never raised) by :meth:`ClientCore.receive`; ``detail`` is ``{"limit":
+    "max_restore_bytes", "max_bytes", "size", "evicted_items", "evicted_pending",
+    "evicted_bytes"}``, the evictions since the previous report.
+    """
+
+    def __init__(self, detail: dict[str, Any]) -> None:
+        super().__init__(
+            "session_memory_limit",
+            f"session restore data over {detail['max_bytes']} bytes: evicted the oldest "
+            f"{detail['evicted_items']} items and {detail['evicted_pending']} unacknowledged "
+            f"events ({detail['evicted_bytes']} bytes); they will not be restored",
+            detail=detail,
+            local=True,
+        )
 
 
 def _event_id_error(event: dict[str, Any], problem: str) -> ProtocolError:
@@ -162,6 +204,11 @@ class ClientCore:
     #: replay the conversation (and re-issue an unfinished response) on a new connection;
     #: False for ``?call_id=`` sideband sockets, whose call keeps its conversation
     replay: bool = attrs.field(default=True, kw_only=True)
+    #: bound of the restore data in bytes (mirror + unacknowledged creates + pending
+    #: deletes); the oldest is evicted beyond it (see the module docstring)
+    max_restore_bytes: int = attrs.field(
+        default=DEFAULT_MAX_RESTORE_BYTES, kw_only=True, validator=_POSITIVE
+    )
 
     session_id: str | None = attrs.field(default=None, init=False)
     expires_at: int | None = attrs.field(default=None, init=False)
@@ -186,6 +233,14 @@ class ClientCore:
     _pending_updates: deque[str] = attrs.field(factory=deque, init=False)
     _requests: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _deletes: dict[str, str] = attrs.field(factory=dict, init=False)
+    # measured bytes of the pending events (by event id) and of the pending deletes
+    _pending_bytes: dict[str, int] = attrs.field(factory=dict, init=False)
+    _pending_size: int = attrs.field(default=0, init=False)
+    _deletes_size: int = attrs.field(default=0, init=False)
+    # evictions not yet reported: (pending events, bytes); the mirror keeps its own
+    _unreported: tuple[int, int] = attrs.field(default=(0, 0), init=False)
+    _evicted_pending: int = attrs.field(default=0, init=False)
+    _evicted_bytes: int = attrs.field(default=0, init=False)
     _cancel_requested: bool = attrs.field(default=False, init=False)
     _reissue: dict[str, Any] | None = attrs.field(default=None, init=False)
     # Counters.
@@ -200,6 +255,7 @@ class ClientCore:
     _failed: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
+        self.mirror.max_bytes = self.max_restore_bytes
         if self.config is not None:
             self.mirror.output_bytes_per_ms = audio_bytes_per_ms(self.config.output_format)
 
@@ -232,7 +288,14 @@ class ClientCore:
         return ClientCounters(
             self._submitted, self._written, self._resent, self._replayed, self._skipped,
             self.mirror.discarded, self._reissued, self._dropped_audio, self._acked, self._failed,
+            self.mirror.evicted_items, self.mirror.evicted_bytes + self._evicted_bytes,
+            self._evicted_pending,
         )
+
+    @property
+    def restore_size(self) -> int:
+        """The restore data in bytes, as measured for ``max_restore_bytes``."""
+        return self.mirror.size + self._pending_size + self._deletes_size
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -329,12 +392,14 @@ class ClientCore:
         self._ready = False
         self._restore_due = False
         for event_id in self._pending_updates:
-            self._pending.pop(event_id, None)
+            if event_id in self._pending:
+                self._unpend(event_id)
         self._pending_updates.clear()
         self._pending_responses.clear()
         for item_id in self._deletes:
             self.mirror.apply_server({"type": "conversation.item.deleted", "item_id": item_id})
         self._deletes.clear()
+        self._deletes_size = 0
         active = self.mirror.connection_lost()
         if active is not None and not self._cancel_requested:
             request = self._requests.get(active)
@@ -364,7 +429,9 @@ class ClientCore:
         handler = _ACKS.get(event["type"])
         if handler is not None:
             handler(self, event)
-        return [event]
+        self._enforce_limit()
+        notice = self._limit_notice()
+        return [event] if notice is None else [event, notice]
 
     def _on_session_created(self, event: dict[str, Any]) -> None:
         if not self._connected:
@@ -393,12 +460,17 @@ class ClientCore:
             request = self._pending[event_id]
             self._ack(event_id)
             self._requests[event["response"]["id"]] = request
+        # only the active response's request is ever re-issued: keep no other
+        active = self.mirror.active_response_id
+        for response_id in [r for r in self._requests if r != active]:
+            del self._requests[response_id]
 
     def _on_response_done(self, event: dict[str, Any]) -> None:
         self._requests.pop(event["response"]["id"], None)
 
     def _on_deleted(self, event: dict[str, Any]) -> None:
-        self._deletes.pop(event["item_id"], None)
+        if self._deletes.pop(event["item_id"], None) is not None:
+            self._deletes_size -= _delete_size(event["item_id"])
 
     def _on_error(self, event: dict[str, Any]) -> None:
         event_id = ErrorInfo.from_event(event).event_id
@@ -414,6 +486,7 @@ class ClientCore:
         for item_id, delete_id in self._deletes.items():
             if delete_id == event_id:  # the delete failed: the item stays
                 del self._deletes[item_id]
+                self._deletes_size -= _delete_size(item_id)
                 break
 
     def _ack(self, event_id: str) -> None:
@@ -422,8 +495,59 @@ class ClientCore:
 
     def _unpend(self, event_id: str) -> None:
         event = self._pending.pop(event_id)
+        self._pending_size -= self._pending_bytes.pop(event_id)
         if event["type"] == _ITEM_CREATE:
             self._pending_items.pop(event["item"]["id"], None)
+
+    def _add_pending(self, event_id: str, event: dict[str, Any]) -> None:
+        size = json_size(event)
+        self._pending_size += size - self._pending_bytes.get(event_id, 0)
+        self._pending_bytes[event_id] = size
+        self._pending[event_id] = event
+
+    # -- memory bound ------------------------------------------------------------------------
+
+    def _enforce_limit(self) -> None:
+        """Evict the oldest restore data until :attr:`restore_size` fits the bound."""
+        limit = self.max_restore_bytes
+        if self.restore_size <= limit:
+            return
+        self.mirror.trim(max(0, limit - self._pending_size - self._deletes_size))
+        while self.restore_size > limit and self._deletes:
+            item_id = next(iter(self._deletes))
+            del self._deletes[item_id]
+            freed = _delete_size(item_id)
+            self._deletes_size -= freed
+            self._evicted_bytes += freed
+            self.mirror.apply_server({"type": "conversation.item.deleted", "item_id": item_id})
+        evicted, freed = self._unreported
+        while self.restore_size > limit and self._pending:
+            event_id = next(iter(self._pending))
+            for waiting in (self._pending_responses, self._pending_updates):
+                if event_id in waiting:
+                    waiting.remove(event_id)
+            size = self._pending_bytes[event_id]
+            self._unpend(event_id)
+            evicted += 1
+            freed += size
+            self._evicted_pending += 1
+            self._evicted_bytes += size
+        self._unreported = (evicted, freed)
+
+    def _limit_notice(self) -> SessionMemoryLimit | None:
+        mirrored = self.mirror.take_eviction()
+        pending, freed = self._unreported
+        if mirrored is None and not pending:
+            return None
+        self._unreported = (0, 0)
+        return SessionMemoryLimit({
+            "limit": "max_restore_bytes",
+            "max_bytes": self.max_restore_bytes,
+            "size": self.restore_size,
+            "evicted_items": mirrored["evicted_items"] if mirrored else 0,
+            "evicted_pending": pending,
+            "evicted_bytes": (mirrored["evicted_bytes"] if mirrored else 0) + freed,
+        })
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -448,6 +572,7 @@ class ClientCore:
                     event = audio.popleft()[1]
                 out.append(event)
         self._written += len(out)
+        self._enforce_limit()
         if self.dialect == "beta":
             return [ga_to_beta_client(event) for event in out]
         return out
@@ -472,7 +597,7 @@ class ClientCore:
         if not self.replay:
             reissue = None
         if reissue is not None:
-            self._pending[reissue["event_id"]] = reissue
+            self._add_pending(reissue["event_id"], reissue)
             out.append(reissue)
             self._reissued += 1
         # Responses are acked FIFO: rebuild the queue in this connection's write order.
@@ -488,18 +613,25 @@ class ClientCore:
         event_type = event["type"]
         event_id = event["event_id"]
         if event_type == _ITEM_CREATE:
-            self._pending[event_id] = event
+            self._add_pending(event_id, event)
             self._pending_items[event["item"]["id"]] = event_id
         elif event_type == _RESPONSE_CREATE:
-            self._pending[event_id] = event
+            self._add_pending(event_id, event)
             self._pending_responses.append(event_id)
         elif event_type == _SESSION_UPDATE:
-            self._pending[event_id] = event
+            self._add_pending(event_id, event)
             self._pending_updates.append(event_id)
         elif event_type == "response.cancel":
             self._cancel_requested = True
         elif event_type == "conversation.item.delete":
+            if event["item_id"] not in self._deletes:
+                self._deletes_size += _delete_size(event["item_id"])
             self._deletes[event["item_id"]] = event_id
+
+
+def _delete_size(item_id: str) -> int:
+    """Bytes a pending delete is counted for: its item id and an event id."""
+    return json_size(item_id) + 24
 
 
 _ACKS = {

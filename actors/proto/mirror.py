@@ -26,6 +26,18 @@ replayed next to the new one.
 
 Received event dicts are never mutated (they are also handed to subscribers); changed items
 are shallow copies.
+
+Memory bound: everything the mirror keeps grows with the conversation, so it is bounded by
+``max_bytes`` (default :data:`DEFAULT_MAX_BYTES`, 4 MiB; ``None`` for no bound).  :attr:`size`
+is the retained data measured as JSON text (UTF-8 bytes of every string and number, plus
+quotes, separators and brackets): items, tracked texts, and the ids kept for the active and
+out-of-band responses.  After every event that made it grow past the bound, the *oldest*
+data is evicted until it fits again: texts of items the mirror does not know first, then
+whole items in conversation order (with their texts), then response bookkeeping.  An evicted
+item is simply no longer replayed (the conversation is restored from the first item kept, as
+``root``).  Evictions are counted (:attr:`evicted_items`, :attr:`evicted_bytes`) and reported
+once by :meth:`take_eviction` so the owner can tell the session; a :class:`ClientCore
+<actors.proto.client.ClientCore>` sets ``max_bytes`` from its ``max_restore_bytes``.
 """
 
 from __future__ import annotations
@@ -36,7 +48,42 @@ from typing import Any, Callable
 
 import attrs
 
-__all__ = ["SessionMirror"]
+__all__ = ["SessionMirror", "DEFAULT_MAX_BYTES", "json_size"]
+
+#: Default bound of a mirror's retained data (:attr:`SessionMirror.size`), in bytes.
+DEFAULT_MAX_BYTES = 4 * 2**20
+
+
+def json_size(value: Any) -> int:
+    """The length in UTF-8 bytes of ``value`` as compact JSON, estimated without encoding it
+    (strings are counted unescaped) and without recursion (any nesting depth)."""
+    size = 0
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str:
+            size += (len(v) if v.isascii() else len(v.encode("utf-8", "surrogatepass"))) + 2
+        elif t is dict:
+            size += 2 * len(v) + 1 if v else 2  # braces, a ':' per key, ',' between
+            for key, item in v.items():
+                push(key if type(key) is str else str(key))
+                push(item)
+        elif t is list or t is tuple:
+            size += len(v) + 1 if v else 2
+            stack.extend(v)
+        elif v is None or v is True:
+            size += 4
+        elif v is False:
+            size += 5
+        else:
+            size += len(repr(v))
+    return size
+
+
+def _id_size(item_id: str) -> int:
+    return json_size(item_id) + 1
 
 _AUDIO_PARTS = frozenset({"input_audio", "output_audio"})
 _TEXT_PARTS = frozenset({"input_text", "output_text"})
@@ -55,16 +102,47 @@ class SessionMirror:
     last_skipped: int = 0
     #: Items dropped by :meth:`connection_lost` since the mirror was made.
     discarded: int = 0
+    #: Bound of :attr:`size` in bytes (``None``: unbounded); see the module docstring.
+    max_bytes: int | None = attrs.field(
+        default=DEFAULT_MAX_BYTES,
+        validator=attrs.validators.optional(
+            [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+        ),
+    )
+    #: Items evicted by the memory bound since the mirror was made, and the bytes freed.
+    evicted_items: int = 0
+    evicted_bytes: int = 0
     _items: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     _order: list[str] = attrs.field(factory=list)
     _texts: dict[str, dict[int, str]] = attrs.field(factory=dict)
-    _response_items: dict[str, list[str]] = attrs.field(factory=dict)
-    _out_of_band: set[str] = attrs.field(factory=set)
+    # insertion-ordered sets of ids (dict keys)
+    _response_items: dict[str, dict[str, None]] = attrs.field(factory=dict)
+    _out_of_band: dict[str, None] = attrs.field(factory=dict)
+    # measured sizes: per item (with its id), per item's texts, and the running total
+    _item_bytes: dict[str, int] = attrs.field(factory=dict)
+    _text_bytes: dict[str, int] = attrs.field(factory=dict)
+    _size: int = 0
+    _unreported: tuple[int, int] = (0, 0)  # (items, bytes) evicted since take_eviction
 
     # -- reading -------------------------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self._order)
+
+    @property
+    def size(self) -> int:
+        """The retained data in bytes, as measured for :attr:`max_bytes`."""
+        return self._size
+
+    def take_eviction(self) -> dict[str, int] | None:
+        """What the bound evicted since the last call (``None`` if nothing):
+        ``{"evicted_items", "evicted_bytes", "size", "max_bytes"}``."""
+        items, freed = self._unreported
+        if not items and not freed:
+            return None
+        self._unreported = (0, 0)
+        return {"evicted_items": items, "evicted_bytes": freed, "size": self._size,
+                "max_bytes": self.max_bytes or 0}
 
     @property
     def ids(self) -> list[str]:
@@ -89,6 +167,8 @@ class SessionMirror:
         handler = _HANDLERS.get(event["type"])
         if handler is not None:
             handler(self, event)
+            if self.max_bytes is not None and self._size > self.max_bytes:
+                self.trim(self.max_bytes)
 
     def _on_item(self, event: dict[str, Any]) -> None:
         self._upsert(event["item"], event.get("previous_item_id"))
@@ -96,17 +176,24 @@ class SessionMirror:
     def _on_output_item_added(self, event: dict[str, Any]) -> None:
         response_id = event["response_id"]
         if response_id not in self._out_of_band:
-            self._response_items.setdefault(response_id, []).append(event["item"]["id"])
+            self._note_response_item(response_id, event["item"]["id"])
 
     def _on_output_item_done(self, event: dict[str, Any]) -> None:
         response_id = event["response_id"]
         if response_id in self._out_of_band:
             return
         item = event["item"]
-        ids = self._response_items.setdefault(response_id, [])
-        if item["id"] not in ids:
-            ids.append(item["id"])
+        self._note_response_item(response_id, item["id"])
         self._upsert(item, None)
+
+    def _note_response_item(self, response_id: str, item_id: str) -> None:
+        ids = self._response_items.get(response_id)
+        if ids is None:
+            ids = self._response_items[response_id] = {}
+            self._size += _id_size(response_id)
+        if item_id not in ids:
+            ids[item_id] = None
+            self._size += _id_size(item_id)
 
     def _on_deleted(self, event: dict[str, Any]) -> None:
         self._remove(event["item_id"])
@@ -131,24 +218,45 @@ class SessionMirror:
             new_part = {**part, "audio": base64.b64encode(audio[:keep]).decode("ascii")}
         new_content = list(content)
         new_content[index] = new_part
-        self._items[event["item_id"]] = {**item, "content": new_content}
+        self._store(event["item_id"], {**item, "content": new_content})
 
     def _set_text(self, event: dict[str, Any], key: str) -> None:
-        self._texts.setdefault(event["item_id"], {})[event["content_index"]] = event[key]
+        item_id, index, text = event["item_id"], event["content_index"], event[key]
+        texts = self._texts.get(item_id)
+        change = 0
+        if texts is None:
+            texts = self._texts[item_id] = {}
+            self._text_bytes[item_id] = 0
+            change += _id_size(item_id)
+        old = texts.get(index)
+        if old is None:
+            change += json_size(text) + len(str(index)) + 3  # "index":text,
+        else:
+            change += json_size(text) - json_size(old)
+        texts[index] = text
+        self._text_bytes[item_id] += change
+        self._size += change
 
     def _on_response_created(self, event: dict[str, Any]) -> None:
         response = event["response"]
+        response_id = response["id"]
         if "conversation_id" in response and response["conversation_id"] is None:
-            self._out_of_band.add(response["id"])
+            if response_id not in self._out_of_band:
+                self._out_of_band[response_id] = None
+                self._size += _id_size(response_id)
         else:
-            self.active_response_id = response["id"]
+            self.active_response_id = response_id
+            # only the active response's items matter (connection_lost); forget the others
+            for other in [r for r in self._response_items if r != response_id]:
+                self._forget_response(other)
 
     def _on_response_done(self, event: dict[str, Any]) -> None:
         response_id = event["response"]["id"]
         if response_id in self._out_of_band:
-            self._out_of_band.discard(response_id)
+            del self._out_of_band[response_id]
+            self._size -= _id_size(response_id)
             return
-        self._response_items.pop(response_id, None)
+        self._forget_response(response_id)
         if self.active_response_id == response_id:
             self.active_response_id = None
 
@@ -164,9 +272,58 @@ class SessionMirror:
                     self._remove(item_id)
                     self.discarded += 1
         self.active_response_id = None
-        self._response_items.clear()
+        for response_id in list(self._response_items):
+            self._forget_response(response_id)
+        for response_id in self._out_of_band:
+            self._size -= _id_size(response_id)
         self._out_of_band.clear()
         return active
+
+    # -- memory bound ----------------------------------------------------------------------
+
+    def trim(self, limit: int) -> int:
+        """Evict the oldest data until :attr:`size` <= ``limit`` (or nothing is left);
+        returns the bytes freed.  Order: texts of unknown items, items in conversation
+        order, then response bookkeeping (out-of-band ids, the active response's ids)."""
+        start = self._size
+        if start <= limit:
+            return 0
+        evicted = 0
+        for item_id in [i for i in self._texts if i not in self._items]:
+            if self._size <= limit:
+                break
+            self._drop_texts(item_id)
+        while self._size > limit and self._order:
+            self._remove(self._order[0])
+            evicted += 1
+        while self._size > limit and self._out_of_band:
+            response_id = next(iter(self._out_of_band))
+            del self._out_of_band[response_id]
+            self._size -= _id_size(response_id)
+        while self._size > limit and self._response_items:
+            self._forget_response(next(iter(self._response_items)))
+        freed = start - self._size
+        self.evicted_items += evicted
+        self.evicted_bytes += freed
+        items, total = self._unreported
+        self._unreported = (items + evicted, total + freed)
+        return freed
+
+    def _forget_response(self, response_id: str) -> None:
+        ids = self._response_items.pop(response_id, None)
+        if ids is not None:
+            self._size -= _id_size(response_id) + sum(map(_id_size, ids))
+
+    def _store(self, item_id: str, item: dict[str, Any]) -> None:
+        """Put ``item`` in ``_items`` and account for its size (replacing any old size)."""
+        self._items[item_id] = item
+        size = json_size(item) + _id_size(item_id)  # the item, and its id in _order
+        self._size += size - self._item_bytes.get(item_id, 0)
+        self._item_bytes[item_id] = size
+
+    def _drop_texts(self, item_id: str) -> None:
+        if self._texts.pop(item_id, None) is not None:
+            self._size -= self._text_bytes.pop(item_id)
 
     def replay_events(self) -> list[dict[str, Any]]:
         """``conversation.item.create`` events that rebuild the conversation in order.
@@ -198,9 +355,9 @@ class SessionMirror:
     def _upsert(self, item: dict[str, Any], previous: Any) -> None:
         item_id = item["id"]
         if item_id in self._items:
-            self._items[item_id] = item
+            self._store(item_id, item)
             return
-        self._items[item_id] = item
+        self._store(item_id, item)
         if previous == "root":
             self._order.insert(0, item_id)
         elif previous is not None and previous in self._items and previous != item_id:
@@ -211,7 +368,8 @@ class SessionMirror:
     def _remove(self, item_id: str) -> None:
         if self._items.pop(item_id, None) is not None:
             self._order.remove(item_id)
-        self._texts.pop(item_id, None)
+            self._size -= self._item_bytes.pop(item_id)
+        self._drop_texts(item_id)
 
     def _replay_item(self, item: dict[str, Any]) -> dict[str, Any] | None:
         kind = item.get("type")
