@@ -8,8 +8,8 @@ The hosted service signs every webhook (PROTOCOL.md "SIP") with three headers::
 
 The HMAC is over ``"{id}.{timestamp}.{body}"`` with the secret ``whsec_<base64>`` decoded
 (the part after ``whsec_``). :func:`verify` checks a signature in constant time and the
-timestamp within a tolerance (300 s either way), and returns the parsed JSON body; anything
-wrong raises :class:`WebhookVerificationError` (one error type, its message safe to log: it
+timestamp (decimal digits) within a tolerance (300 s either way), and returns the parsed JSON
+body, an object whose ``data`` (when present) is an object too; anything wrong raises :class:`WebhookVerificationError` (one error type, its message safe to log: it
 never contains the secret).
 
 :class:`WebhookSender` POSTs signed events with httpx, retrying failures (network errors,
@@ -80,25 +80,29 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str], *, now: float |
                                  ("webhook-id", "webhook-timestamp", "webhook-signature"))
     if not msg_id or not stamp or not signatures:
         raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
-    try:
-        timestamp = int(stamp)
-    except ValueError:
-        raise WebhookVerificationError("webhook-timestamp is not an integer") from None
+    if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
+        # digits only: int() would also take "+1", " 1 ", "1_0" and 4000-digit numbers
+        raise WebhookVerificationError("webhook-timestamp is not an integer")
+    timestamp = int(stamp)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise WebhookVerificationError(f"webhook-timestamp is outside the {tolerance:g} s tolerance")
-    expected = sign(secret, msg_id, timestamp, body)
+    expected = sign(secret, msg_id, timestamp, body).encode()
     for candidate in signatures.split():
-        if candidate.startswith("v1,") and hmac.compare_digest(candidate, expected):
+        # as bytes: compare_digest refuses str with non-ASCII characters (TypeError)
+        if candidate.startswith("v1,") and hmac.compare_digest(
+                candidate.encode("utf-8", "surrogatepass"), expected):
             break
     else:
         raise WebhookVerificationError("no matching v1 signature")
     try:
         event = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or absurdly nested
         raise WebhookVerificationError("the body is not JSON") from None
     if not isinstance(event, dict):
         raise WebhookVerificationError("the body is not a JSON object")
+    if "data" in event and not isinstance(event["data"], dict):
+        raise WebhookVerificationError("the event's data is not a JSON object")
     return event
 
 
