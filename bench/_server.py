@@ -51,12 +51,14 @@ async def _drop_all(server: EmbeddedServer, mode: str) -> int:
 async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--backlog", type=int, default=4096)
+    p.add_argument("--engine", choices=("lean", "hypercorn"), default="lean",
+                   help="what serves HTTP/WebSocket (EmbeddedServer.engine)")
     args = p.parse_args()
     from hypercorn.config import Config
 
     Config.backlog = args.backlog  # read by hypercorn when it creates the listening socket
     key = generate_api_key()
-    server = EmbeddedServer(api_keys={key})
+    server = EmbeddedServer(api_keys={key}, engine=args.engine)
     async with trio.open_nursery() as nursery:
         url = await nursery.start(server.serve, "127.0.0.1", 0)
         print(url, key, flush=True)

@@ -368,11 +368,12 @@ def drive(args) -> int:
     sizes = [int(s) for s in args.sessions.split(",")]
     report: dict[str, Any] = {"benchmark": "ws_fleet", "env": env, "args": vars(args), "sizes": {}}
     largest: dict[str, int] = {k: 0 for k in kinds}
-    print(f"ws_fleet: clients {','.join(kinds)}; sizes {sizes}; {args.repeats} repeats; "
+    print(f"ws_fleet: clients {','.join(kinds)}; server engine {args.server_engine}; sizes {sizes}; "
+          f"{args.repeats} repeats; "
           f"window {args.duration}s after {args.warmup}s warm-up; load {env['loadavg_start']}")
     for n in sizes:
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-        with C.server_process() as server:
+        with C.server_process(["--engine", args.server_engine]) as server:
             for rep in range(args.repeats):
                 order = kinds[:] if rep % 2 == 0 else kinds[::-1]  # alternate to spread drift
                 for kind in order:
@@ -454,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds streamed before the window")
     p.add_argument("--no-stop", action="store_true", help="try every size even after a miss")
     p.add_argument("--json-out", default=None)
+    p.add_argument("--server-engine", choices=("lean", "hypercorn"), default="lean",
+                   help="the embedded server's HTTP/WebSocket engine (EmbeddedServer.engine)")
     # worker mode (internal)
     p.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)

@@ -11,7 +11,11 @@ from orchestrator.server.audio import AudioFormat, Tone
 from orchestrator.server.client_secrets import ClientSecretStore
 from orchestrator.server.events import ClientError
 from orchestrator.server.faults import ConnectionFaults, Drop, Expire, FaultPlan
-from orchestrator.server.vad import EnergyVad, SpeechStarted, SpeechStopped, VadParams, frame_levels
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.server.vad import (EnergyVad, SpeechStarted, SpeechStopped, VadParams, frame_levels,
+                                     speech_energy)
 from orchestrator.server.testing import pcm16_silence, pcm16_tone
 
 PCM = AudioFormat("audio/pcm")
@@ -20,6 +24,19 @@ PCM = AudioFormat("audio/pcm")
 def test_levels_map_dbfs_onto_unit_range():
     frames = np.stack([np.zeros(240), np.full(240, 10 ** (-30 / 20)), np.ones(240)])
     assert frame_levels(frames) == pytest.approx([0.0, 0.5, 1.0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1))
+def test_the_energy_comparison_decides_as_the_level_comparison(threshold, scale, seed):
+    """The VAD's hot path compares mean squares with speech_energy(threshold) instead of levels."""
+    frames = np.random.default_rng(seed).uniform(-scale, scale, (4, 240)).astype(np.float32)
+    energy = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / 240
+    by_level = frame_levels(frames) > threshold
+    by_energy = energy > speech_energy(threshold)
+    # equal except within rounding of the boundary itself
+    near = np.isclose(frame_levels(frames), threshold, atol=1e-9)
+    assert ((by_level == by_energy) | near).all()
 
 
 def test_vad_start_and_stop_positions_with_odd_chunking():
