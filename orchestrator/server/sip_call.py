@@ -22,8 +22,17 @@ every other event goes to the sidebands. The stream sends a frame every 20 ms on
 schedule: queued audio, or silence, so the caller hears continuous RTP; its lateness (send
 time minus due time) is recorded.
 
-Not modelled for SIP calls: the server's fault plan, a jitter buffer (loopback does not
-reorder), re-INVITE media changes.
+Faults (the server's live :class:`~.faults.FaultPlan`), as they make sense for a call: each
+sideband gets its events through a relay task that applies ``latency_ms`` and the drops
+(``drop_after_events`` counted per sideband, ``drop_rate``, ``drop_after_s`` from when it
+attached): a drop closes that sideband, **not the call** (the RTP goes on and a client may
+attach again with the same ``call_id``); ``expire_after_s`` (from the accept) ends the call
+the way the hosted session limit does: ``error`` ``session_expired`` to the sidebands, then BYE.
+A sideband drop is a close (code 1000 from ``run_sideband``), never an abortive TCP close: only
+the WebSocket handler holds the socket. ``malformed_every`` is not applied to sidebands.
+
+Not modelled for SIP calls: a jitter buffer (loopback does not reorder), re-INVITE media
+changes.
 """
 
 from __future__ import annotations
@@ -46,8 +55,10 @@ from actors.proto.sip import AudioSession
 
 from .audio import AudioFormat
 from .config import output_format
+from .events import error_event
 from .model import RealtimeSession
 from .rtc_session import to_pcm24k
+from .sip_faults import relay_sideband
 
 if TYPE_CHECKING:
     from .sip_uas import SipUas
@@ -72,7 +83,9 @@ class SipMediaCall:
     end_reason: str = ""
     dtmf_digits: list[str] = attrs.field(factory=list)
     audio_buffer_events: int = 0
-    _sidebands: list[trio.MemorySendChannel[Event]] = attrs.field(factory=list)
+    #: each attached sideband's relay input: (event, when it was made)
+    _sidebands: list[trio.MemorySendChannel[tuple[Event, float]]] = attrs.field(factory=list)
+    accepted_at: float = attrs.field(factory=trio.current_time)
     _partial: bytes = b""
     _playing: str | None = None  # response whose audio is queued/playing
     _audio_done: str | None = None  # ... all of whose audio has been queued
@@ -125,6 +138,7 @@ class SipMediaCall:
                         on_audio=self._heard, on_digit=self._digit, on_packet=self._packet_in,
                         on_tick=self._ticked))
                     nursery.start_soon(self._timer)
+                    nursery.start_soon(self._expiry)
                     self._emit(self.session.start())
                     await trio.sleep_forever()
         finally:
@@ -170,11 +184,17 @@ class SipMediaCall:
     # -- sidebands ------------------------------------------------------------------------
 
     def attach(self, buffer: int | float = math.inf) -> trio.MemoryReceiveChannel[Event]:
+        """A sideband's event feed (closed when the call ends, or by a drop fault)."""
         send, receive = trio.open_memory_channel[Event](buffer)
-        if self.ended.is_set():
+        if self.ended.is_set() or self.uas._nursery is None:
             send.close()
-        else:
-            self._sidebands.append(send)
+            return receive
+        inner_send, inner_receive = trio.open_memory_channel[tuple[Event, float]](math.inf)
+        self._sidebands.append(inner_send)
+        self.uas.stats.sidebands_attached += 1
+        # in the UAS's nursery, not the call's: what is queued when the call ends still goes out
+        self.uas._nursery.start_soon(relay_sideband, self.server, inner_receive, send,
+                                     self.uas.stats.sidebands_attached, self.uas.stats)
         return receive
 
     def detach(self, channel: trio.MemoryReceiveChannel[Event]) -> None:
@@ -194,9 +214,10 @@ class SipMediaCall:
         if self.record is not None:
             self.record.events_sent += 1
         self.server.stats.events_sent += 1
+        now = trio.current_time()
         for channel in list(self._sidebands):
             try:
-                channel.send_nowait(event)
+                channel.send_nowait((event, now))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._sidebands.remove(channel)
 
@@ -269,6 +290,23 @@ class SipMediaCall:
             with trio.move_on_at(math.inf if due is None else due):
                 await self._wake.wait()
             self._emit(self.session.handle_timer(trio.current_time()))
+
+    async def _expiry(self) -> None:
+        """``expire_after_s`` of the live fault plan, from the accept: the call ends."""
+        server = self.server
+        while True:
+            changed, plan = server.faults_changed, server.faults
+            due = math.inf if plan.expire_after_s is None else self.accepted_at + plan.expire_after_s
+            with trio.move_on_at(due) as waited:
+                await changed.wait()
+            if waited.cancelled_caught:
+                break
+        server.stats.faults.sessions_expired += 1
+        self._to_sidebands(error_event(self.session.ids.new("event"), code="session_expired",
+                                       message="Your session hit the maximum duration."))
+        self._closing = True
+        self.end_reason = self.end_reason or "session expired"
+        self.uas.hangup_sip(self.sip_call_id)
 
     # -- RTP (called by ``run_rtp``) ---------------------------------------------------------
 

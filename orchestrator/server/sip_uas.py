@@ -77,6 +77,9 @@ class SipStats:
     malformed: int = 0
     rtp_received: int = 0
     rtp_sent: int = 0
+    sidebands_attached: int = 0
+    #: sidebands closed by a drop fault (their calls went on)
+    sidebands_dropped: int = 0
 
 
 @attrs.define(eq=False)
