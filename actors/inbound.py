@@ -2,7 +2,8 @@
 
 ``handle_incoming`` feeds one frame (WebSocket message or data-channel message) to the
 session's :class:`~actors.proto.client.ClientCore` and publishes the results: ``server``
-events, ``protocol_error`` events for bad input (the connection lives on), and it notes in
+events, ``protocol_error`` events for bad input (the connection lives on), a ``dropped`` event (category ``restore``)
+when the session's memory bound evicted restore data, and it notes in
 the connection's :class:`InboundState` what decides how the connection ends (an auth
 refusal, the server's ``session_expired``).
 """
@@ -13,6 +14,7 @@ import attrs
 
 from actors.events import EventKind
 from actors.link import SessionLink
+from actors.proto.client import SessionMemoryLimit
 from actors.proto.errors import ProtocolError
 
 __all__ = ["AUTH_ERROR_CODES", "InboundState", "handle_incoming"]
@@ -34,6 +36,13 @@ class InboundState:
 def handle_incoming(link: SessionLink, state: InboundState, message: str | bytes) -> None:
     was_ready = link.core.ready
     for item in link.core.receive(message):
+        if isinstance(item, SessionMemoryLimit):
+            # a limit enforced, not bad input: reported as restore data dropped by policy
+            detail = item.to_payload().get("detail") or {}
+            link.emit(EventKind.DROPPED, {
+                "count": detail.get("evicted_items", 0) + detail.get("evicted_pending", 0),
+                "category": "restore", "reason": "session_memory_limit", **detail})
+            continue
         if isinstance(item, ProtocolError):
             link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())
             continue

@@ -175,13 +175,15 @@ def main(argv: list[str] | None = None) -> int:
                         "frame (the embedded server finds each socket by scanning its descriptors, "
                         "O(N) per connection, so 1,000 aborts are spread over seconds)")
     p.add_argument("--json-out", default=None)
+    p.add_argument("--server-engine", choices=("lean", "hypercorn"), default="lean",
+                   help="the embedded server's HTTP/WebSocket engine (EmbeddedServer.engine)")
     args = p.parse_args(argv)
     env = C.environment()
     print(f"reconnect_storm: {args.sessions} sessions, drop mode {args.drop_mode}, backoff base "
           f"{args.backoff_base} s, {args.repeats} repeats, load {env['loadavg_start']}")
     runs = []
     for rep in range(args.repeats):
-        with C.server_process() as server:
+        with C.server_process(["--engine", args.server_engine]) as server:
             r = trio.run(storm, server, args.sessions, args.timeout, args.drop_mode, args.backoff_base)
         r["loadavg"] = C.loadavg()[0]
         runs.append(r)

@@ -57,6 +57,8 @@ def rebuild_report(run_dir: Path | str) -> Path:
         results = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ReportError(f"{source}: not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ReportError(f"{source}: not a results file (JSON nested too deeply)") from None
     try:
         return write_report(run_dir, results)
     except ReportError as exc:

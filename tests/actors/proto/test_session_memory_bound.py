@@ -198,11 +198,14 @@ async def test_the_session_is_told_with_an_event() -> None:
         for frame in turn(n):
             handle_incoming(link, state, frame)
     await trio.lowlevel.checkpoint()
-    limits = [e for e in published if e.kind is EventKind.PROTOCOL_ERROR]
+    assert not [e for e in published if e.kind is EventKind.PROTOCOL_ERROR]  # a limit, not bad input
+    limits = [e for e in published if e.kind is EventKind.DROPPED]
     assert limits, "no limit event"
-    assert all(e.payload["code"] == "session_memory_limit" for e in limits)
-    detail = limits[0].payload["detail"]
+    assert all(e.payload["reason"] == "session_memory_limit" and e.payload["category"] == "restore"
+               for e in limits)
+    detail = limits[0].payload
     assert detail["limit"] == "max_restore_bytes" and detail["max_bytes"] == BOUND
+    assert detail["count"] == detail["evicted_items"] + detail["evicted_pending"]
     assert detail["evicted_items"] > 0 and detail["size"] <= BOUND
     assert decode_event(encode_event(limits[0])) == limits[0]  # msgpack round trip
     servers = [e for e in published if e.kind is EventKind.SERVER]
