@@ -86,6 +86,7 @@ class SipMediaCall:
     #: each attached sideband's relay input: (event, when it was made)
     _sidebands: list[trio.MemorySendChannel[tuple[Event, float]]] = attrs.field(factory=list)
     accepted_at: float = attrs.field(factory=trio.current_time)
+    ended_at: float | None = None
     _partial: bytes = b""
     _playing: str | None = None  # response whose audio is queued/playing
     _audio_done: str | None = None  # ... all of whose audio has been queued
@@ -165,6 +166,7 @@ class SipMediaCall:
         if self.ended.is_set():
             return
         self.end_reason = self.end_reason or "ended"
+        self.ended_at = trio.current_time()
         self.sock.close()
         record = self.record
         if record is not None:

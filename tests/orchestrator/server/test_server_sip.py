@@ -56,11 +56,22 @@ async def test_sipp_50_calls_at_10_per_second_with_rtp_both_ways(tmp_path: Path)
         assert call.dtmf_digits == ["5"]
         roles = [item["role"] for item in call.session.items]
         assert roles == ["user", "assistant"], roles
+    # Real-time pacing, judged as the caller's side would hear it (figures measured on this
+    # 2-core machine with other test suites running, load average 4-5: p99 lateness 6-25 ms,
+    # max <= 46 ms, no frame skipped, every call >= 98.7% of its frames; bench/sip_calls.py has
+    # the figure without pytest):
     late = sorted(x for call in calls for x in call.lateness.samples)
+    p99 = late[int(0.99 * (len(late) - 1))]
     print("lateness ms p50 p90 p99 max", [round(late[int(q * (len(late) - 1))] * 1000, 2) for q in (0.5, 0.9, 0.99, 1)])
-    # the server's 20 ms pacing: a loose bound (2 cores shared with SIPp and pytest's heap; see
-    # bench/sip_calls.py for the figure measured without pytest)
-    assert late[int(0.99 * (len(late) - 1))] < 0.25
+    # no pacer fell 100 ms behind (it then gives frames up rather than send a burst)
+    assert sum(call.stream.pacer.skipped for call in calls) == 0
+    # each call sent the frames its duration calls for (20 ms each; the slack is the time
+    # between the accept and the first tick, and the last partial period)
+    for call in calls:
+        assert call.rtp_sent * 0.020 >= 0.97 * (call.ended_at - call.accepted_at), call.rtp_sent
+    # 99% of frames within a 60 ms jitter buffer (JitterBuffer's default depth: 3 frames), so a
+    # receiver hears no gap
+    assert p99 < 0.060, p99
 
 
 async def test_sipp_call_in_without_audio_is_answered_and_hung_up(tmp_path: Path) -> None:
