@@ -5,6 +5,8 @@ server (auto-accept, no webhook); every call plays a G.711 caller turn (pcap mad
 ``--hold-ms``, then hangs up. The server answers each with the deterministic model over RTP and
 a 20 ms pacer per call; the figure is the pacer's lateness (send time minus due time) over all
 frames of all calls, plus whether every call completed (SIPp exit 0) and its RTP counts.
+Real time is held when no pacer gave frames up (``frames_skipped`` 0: never 100 ms behind) and
+every call sent the frames its duration called for (``min_sent_over_due`` near 1).
 
     python bench/sip_calls.py --calls 100 --rate 50 --hold-ms 10000
 
@@ -31,6 +33,13 @@ from orchestrator.server.sip_testing import (caller_audio_packets, sipp_command,
                                              uac_scenario, write_pcap)
 
 
+async def _count_live(server: EmbeddedServer, peak: list[int]) -> None:
+    """Samples how many calls are up (every 100 ms; only for the report's peak)."""
+    while True:
+        peak[0] = max(peak[0], len(server.calls))
+        await trio.sleep(0.1)
+
+
 async def main(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -39,9 +48,11 @@ async def main(args: argparse.Namespace) -> dict:
         scenario.write_text(uac_scenario("caller.pcap", hold_ms=args.hold_ms))
         server = EmbeddedServer.with_generated_key(sip_port=0)
         started = time.monotonic()
+        max_live = [0]
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve)
+            nursery.start_soon(_count_live, server, max_live)
             command = sipp_command(server.sip.port, scenario, calls=args.calls, rate=args.rate,
                                    limit=args.calls, timeout_s=int(args.hold_ms / 1000) + 120)
             result = await trio.run_process(command, cwd=directory, check=False,
@@ -57,6 +68,12 @@ async def main(args: argparse.Namespace) -> dict:
         "completed": sum(1 for c in calls if c.end_reason == "bye (remote)"),
         "answered_with_audio": sum(1 for c in calls if c.audio_frames_sent > 0),
         "rtp_sent": server.sip.stats.rtp_sent, "rtp_received": server.sip.stats.rtp_received,
+        # real time held: no pacer gave frames up (100 ms behind), and the worst call's frames
+        # sent over the frames its duration called for
+        "frames_skipped": sum(c.stream.pacer.skipped for c in calls if c.stream.pacer),
+        "min_sent_over_due": round(min((c.rtp_sent * 0.020 / (c.ended_at - c.accepted_at)
+                                        for c in calls if c.ended_at), default=0.0), 4),
+        "max_concurrent": max_live[0],
         "lateness_ms": {q: round(float(np.percentile(late, int(q[1:]))), 2) if late.size else None
                         for q in ("p50", "p90", "p99")} | {"max": round(float(late.max()), 2) if late.size else None},
         "server_cpu_s": round((cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime), 2),
