@@ -130,8 +130,10 @@ async def run_websocket(
                 return ActorExit(ExitReason.DROPPED, None,
                                  redact(f"handshake failed: {type(exc).__name__}", params.credential))
             except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+                # trio wraps TLS failures (a refused certificate) in BrokenResourceError
+                cause = exc.__cause__ if isinstance(exc.__cause__, ssl.SSLError) else exc
                 return ActorExit(ExitReason.DROPPED, None,
-                                 f"connection failed: {type(exc).__name__}: {exc}")
+                                 f"connection failed: {type(cause).__name__}: {cause}")
             core.connection_started()
             exit: ActorExit | None = None
             try:

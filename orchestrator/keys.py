@@ -23,6 +23,7 @@ Errors::
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from typing import Any, Callable
 
@@ -138,7 +139,7 @@ class KeyManager:
                 response = await client.post(url, json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
             # httpx errors can carry the request (and its headers): keep only the class and text.
-            message = redact(f"{type(exc).__name__}: {exc}", self.api_key)
+            message = redact(f"{type(exc).__name__}: {_reason(exc)}", self.api_key)
             raise KeyMintError(f"client secret request failed: {message}") from None
         if response.status_code != 200:
             detail = redact(_error_message(response), self.api_key)
@@ -154,6 +155,20 @@ class KeyManager:
         except (ValueError, KeyError, TypeError) as exc:
             raise KeyMintError(f"client secret response malformed: {type(exc).__name__}") from None
         return Secret(value, expires_at=expires_at, kind="client_secret")
+
+
+def _reason(exc: BaseException) -> str:
+    """The most telling text in an exception's chain: a TLS error (a refused certificate is
+    otherwise an empty ``ConnectError``), else the first non-empty message."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8 and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for link in chain:
+        if isinstance(link, ssl.SSLError):
+            return f"{type(link).__name__}: {link}"
+    return next((str(link) for link in chain if str(link)), "")
 
 
 def _error_message(response: httpx.Response) -> str:

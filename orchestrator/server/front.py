@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections import deque
 from typing import Any, Awaitable, Callable
 
@@ -49,15 +50,19 @@ _MAX_HEAD = 64 * 1024
 
 async def serve_front(app: App, host: str, port: int, *, backlog: int = 4096,
                       max_message_size: int = 16 * 2**20, max_body: int = 16 * 2**20,
-                      close_timeout: float = 1.0,
+                      close_timeout: float = 1.0, ssl_context: ssl.SSLContext | None = None,
                       task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve ``app`` on ``host:port`` until cancelled; ``started("http://host:port")``."""
-    listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    sockname = listeners[0].socket.getsockname()
+    """Serve ``app`` on ``host:port`` until cancelled; ``started("http://host:port")``
+    (``https://`` with an ``ssl_context``: TLS, for wss:// clients)."""
+    tcp = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    sockname = tcp[0].socket.getsockname()
     shown = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
+    listeners: list[trio.abc.Listener[Any]] = list(tcp)
+    if ssl_context is not None:
+        listeners = [trio.SSLListener(t, ssl_context, https_compatible=True) for t in tcp]
 
-    async def handle(stream: trio.SocketStream) -> None:
-        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    async def handle(stream: trio.abc.Stream) -> None:
+        _socket_stream(stream).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             await _Connection(app, stream, max_message_size, max_body, close_timeout).run()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -69,18 +74,25 @@ async def serve_front(app: App, host: str, port: int, *, backlog: int = 4096,
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handle, listeners)
-        task_status.started(f"http://{shown}:{sockname[1]}")
+        task_status.started(f"{'https' if ssl_context else 'http'}://{shown}:{sockname[1]}")
+
+
+def _socket_stream(stream: trio.abc.Stream) -> trio.SocketStream:
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    assert isinstance(stream, trio.SocketStream)
+    return stream
 
 
 class _Connection:
-    def __init__(self, app: App, stream: trio.SocketStream, max_message_size: int, max_body: int,
+    def __init__(self, app: App, stream: trio.abc.Stream, max_message_size: int, max_body: int,
                  close_timeout: float) -> None:
         self.app = app
         self.stream = stream
         self.max_message_size = max_message_size
         self.max_body = max_body
         self.close_timeout = close_timeout
-        sock = stream.socket
+        sock = _socket_stream(stream).socket
         self.server = tuple(sock.getsockname()[:2])
         self.client = tuple(sock.getpeername()[:2])
 
@@ -324,7 +336,7 @@ class _WebSocket:
             try:
                 if data:
                     await self.stream.send_all(data)
-                if chunks[-1] == b"":
+                if chunks[-1] == b"" and isinstance(self.stream, trio.SocketStream):
                     await self.stream.send_eof()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.close_code = self.close_code or 1006
@@ -333,7 +345,8 @@ class _WebSocket:
         """Half-close and read what the client still sends (its close frame) until it is done."""
         with trio.move_on_after(self.conn.close_timeout):
             try:
-                await self.stream.send_eof()
+                if isinstance(self.stream, trio.SocketStream):  # TLS has no half-close
+                    await self.stream.send_eof()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 return
             while True:
