@@ -221,6 +221,8 @@ class ClientCore:
     _connected: bool = attrs.field(default=False, init=False)
     _ready: bool = attrs.field(default=False, init=False)
     _restore_due: bool = attrs.field(default=False, init=False)
+    #: ids of the items the current connection's restore replayed, until the server adds them
+    _replay_waiting: set[str] = attrs.field(factory=set, init=False)
     _seq: int = attrs.field(default=0, init=False)
     _event_n: int = attrs.field(default=0, init=False)
     _item_n: int = attrs.field(default=0, init=False)
@@ -269,6 +271,16 @@ class ClientCore:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def settled(self) -> bool:
+        """Ready, the restore sequence (if due) written, and nothing written awaiting its
+        acknowledgement: the server's conversation holds everything sent so far.
+
+        A session is *connected* as soon as ``session.created`` arrives; its restore is written
+        right after, so "connected" alone does not mean the conversation is back in place."""
+        return (self._ready and not self._restore_due and not self._pending and not self._control
+                and not self._replay_waiting)
 
     @property
     def queued_audio(self) -> int:
@@ -391,6 +403,7 @@ class ClientCore:
         self._connected = False
         self._ready = False
         self._restore_due = False
+        self._replay_waiting.clear()
         for event_id in self._pending_updates:
             if event_id in self._pending:
                 self._unpend(event_id)
@@ -449,6 +462,7 @@ class ClientCore:
             self._ack(self._pending_updates.popleft())
 
     def _on_item(self, event: dict[str, Any]) -> None:
+        self._replay_waiting.discard(event["item"]["id"])
         event_id = self._pending_items.get(event["item"]["id"])
         if event_id is not None:
             self._ack(event_id)
@@ -589,6 +603,7 @@ class ClientCore:
         replay = self.mirror.replay_events() if self.replay else []
         for event in replay:
             out.append(self._stamp(event))
+        self._replay_waiting = {event["item"]["id"] for event in replay}
         self._replayed += len(replay)
         self._skipped += self.mirror.last_skipped if self.replay else 0
         out.extend(resent)

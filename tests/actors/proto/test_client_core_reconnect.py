@@ -311,3 +311,37 @@ def test_connection_lost_after_every_frame(cut: int, cut_wire: bool) -> None:
     h.drop()
     h.check_final()
     assert h.client.connections >= 2
+
+
+def test_settled_waits_for_the_restore_to_be_acknowledged() -> None:
+    """``settled``: connected is not enough; the restore must be written and every replayed
+    item and the config update acknowledged by the new server session."""
+    import json
+
+    from actors.proto.client import ClientCore
+
+    J = json.dumps
+    user = {"id": "item_u1", "type": "message", "role": "user", "status": "completed",
+            "content": [{"type": "input_text", "text": "hello"}]}
+    from actors.proto.session import SessionConfig
+
+    core = ClientCore(SessionConfig.from_dict({"type": "realtime", "instructions": "be brief"}))
+    core.connection_started()
+    core.receive(J({"type": "session.created", "session": {"id": "sess_1"}}))
+    first = core.outgoing()
+    assert not core.settled  # the config update is written but not acknowledged
+    core.receive(J({"type": "session.updated", "session": {"id": "sess_1"}}))
+    core.receive(J({"type": "conversation.item.added", "previous_item_id": None, "item": user}))
+    assert core.settled and [e["type"] for e in first] == ["session.update"]
+
+    core.connection_lost()
+    assert not core.settled
+    core.connection_started()
+    core.receive(J({"type": "session.created", "session": {"id": "sess_2"}}))
+    assert not core.settled  # connected, restore not yet written
+    restore = core.outgoing()
+    assert [e["type"] for e in restore] == ["session.update", "conversation.item.create"]
+    core.receive(J({"type": "session.updated", "session": {"id": "sess_2"}}))
+    assert not core.settled  # the replayed item is not in the new conversation yet
+    core.receive(J({"type": "conversation.item.added", "previous_item_id": None, "item": user}))
+    assert core.settled
