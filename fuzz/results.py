@@ -2,10 +2,10 @@
 
 Input: the file's bytes.  ``rtfleet report DIR`` (``rebuild_report``) may raise only
 :class:`ReportError` (the CLI turns it into a usage error).  ``rtfleet report merge``
-reads each file with ``json.loads`` and catches ``OSError``/``ValueError``, then merges (here two
-copies of the input) with ``merge_results`` and catches ``ValueError``/``KeyError``/``TypeError``:
-nothing else may escape the merge.  (What the CLI does with a merged result, summary and
-report, is outside this reader's harness; see fuzz/README.md for the findings there.)
+reads each file with ``json.loads`` and catches ``OSError``/``ValueError``/``RecursionError``,
+then merges (here two copies of the input) with ``merge_results`` and formats the summary,
+catching ``ValueError``/``KeyError``/``TypeError``/``AttributeError`` (not rtfleet results):
+nothing else may escape.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from orchestrator.report import ReportError, rebuild_report
+from orchestrator.scenario.results import format_summary
 from orchestrator.scenario.shard import merge_results
 
 _DIR = Path(tempfile.mkdtemp(prefix="rtfleet-fuzz-results-"))
@@ -28,11 +29,11 @@ def check(data: bytes) -> None:
         pass
     try:
         results = json.loads(data)
-    except ValueError:  # what `report merge` catches when reading
+    except (ValueError, RecursionError):  # what `report merge` catches when reading
         return
     try:
-        merge_results([results, results])
-    except (ValueError, KeyError, TypeError):  # what `report merge` catches when merging
+        format_summary(merge_results([results, results]))
+    except (ValueError, KeyError, TypeError, AttributeError):  # what `report merge` catches
         pass
 
 

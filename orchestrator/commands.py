@@ -266,12 +266,15 @@ def _merge_command(directories: list[str], out: str | None) -> int:
             parts.append(json.loads(path.read_text()))
         except (OSError, ValueError) as exc:
             raise UsageError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+        except RecursionError:
+            raise UsageError(f"{path}: not a results file (JSON nested too deeply)") from None
     try:
         merged = merge_results(parts)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"cannot merge: {exc}") from None
+        summary = format_summary(merged)  # before anything is written: it checks the shape too
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UsageError(f"cannot merge: not rtfleet results files ({type(exc).__name__}: {exc})") from None
     written = write_results(Path(out), merged)
-    print(format_summary(merged))
+    print(summary)
     for path in written:
         print(f"wrote {path}")
     return EXIT_OK if merged["verdict"] == "pass" else 1

@@ -169,7 +169,7 @@ class MediaStreamsCall:
             return self._malformed("binary frame (Media Streams frames are JSON text)")
         try:
             msg = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return self._malformed("not JSON")
         if not isinstance(msg, dict):
             return self._malformed("not a JSON object")
@@ -225,7 +225,7 @@ class MediaStreamsCall:
             return self._malformed("'media' payload is not base64")
         try:
             self.media_timestamp = int(media.get("timestamp", self.media_timestamp))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return self._malformed("'media' timestamp is not a number")
         if not audio:
             return []
