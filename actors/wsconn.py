@@ -93,8 +93,10 @@ async def ws_handshake(
                 if exc is not None:
                     raise WsHandshakeError(type(exc).__name__)
                 connection = WsConnection(stream, protocol)
-                # Frames that came in the same read as the response.
+                # Frames that came in the same read as the response (a close, or a message
+                # over the size limit that already failed the connection, included).
                 connection._frames.extend(e for e in events[index + 1:] if isinstance(e, Frame))
+                await connection._absorb(eof=False)
                 return connection
         if not data:
             raise WsHandshakeError("connection closed during the handshake")
@@ -143,14 +145,18 @@ class WsConnection:
             data = await self._stream.receive_some(_RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
-        protocol = self._protocol
         if data:
-            protocol.receive_data(data)
+            self._protocol.receive_data(data)
         else:
-            protocol.receive_eof()
+            self._protocol.receive_eof()
+        await self._absorb(eof=not data)
+
+    async def _absorb(self, eof: bool) -> None:
+        """Take what the protocol parsed, send what it owes, and note whether it is over."""
+        protocol = self._protocol
         self._frames.extend(protocol.events_received())
         await self._flush()  # pongs, the echo of a close frame, a close after a protocol error
-        if not data or protocol.state is State.CLOSED or protocol.close_rcvd is not None or (
+        if eof or protocol.state is State.CLOSED or protocol.close_rcvd is not None or (
             protocol.state is State.CLOSING and protocol.parser_exc is not None
         ):
             self._set_closed()

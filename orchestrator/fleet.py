@@ -31,7 +31,7 @@ import trio
 from actors.credentials import Secret
 from actors.events import ConnectionState, EventKind, Transport
 from actors.link import SessionLink
-from actors.proto.client import ClientCore
+from actors.proto.client import DEFAULT_MAX_RESTORE_BYTES, ClientCore
 from actors.proto.session import SessionConfig
 from actors.websocket import ConnectParams, run_websocket
 from orchestrator.keys import KeyManager, refresh_ahead
@@ -109,6 +109,8 @@ class Fleet:
     max_sessions: int | None = None
     #: ``actors.webrtc.RtcOptions`` for WebRTC sessions (None: the actor's defaults)
     rtc_options: Any = None
+    #: per-session bound of what is kept to restore a conversation (bytes; see ClientCore)
+    max_restore_bytes: int = DEFAULT_MAX_RESTORE_BYTES
     _ids: Iterable[int] = attrs.field(factory=lambda: itertools.count(1))
     _watchers: dict[str, list[tuple[ConnectionState, trio.Event]]] = attrs.field(factory=dict)
 
@@ -157,7 +159,8 @@ class Fleet:
         config = config or self.default_config
         # A ?call_id= sideband socket re-attaches to a live call: restore the config, never
         # replay the conversation into it (that would duplicate the call's history).
-        core = ClientCore(config, replay=call_id is None if replay is None else replay)
+        core = ClientCore(config, replay=call_id is None if replay is None else replay,
+                          max_restore_bytes=self.max_restore_bytes)
         link = SessionLink(sid, transport, core, self._publish)
         self.links[sid] = link
         merged = {**self.connect_params, **params}
@@ -267,8 +270,14 @@ async def open_fleet(
     webrtc: bool = False,
     max_sessions: int | None = None,
     rtc_options: Any = None,
+    max_restore_bytes: int = DEFAULT_MAX_RESTORE_BYTES,
 ) -> AsyncIterator[Fleet]:
-    """Open a fleet; on exit every session is closed and the embedded server stopped."""
+    """Open a fleet; on exit every session is closed and the embedded server stopped.
+
+    Limits: ``max_sessions`` (more is a FleetError), ``max_restore_bytes`` per session (what
+    is kept to restore a conversation after a reconnect; over it the oldest is evicted and a
+    ``dropped`` event with category ``restore`` says so), and per connection
+    ``connect_params={"max_message_size": ...}`` (a larger frame closes it with 1009)."""
     if isinstance(config, Mapping):
         config = SessionConfig.from_dict(dict(config))
     secret = Secret(api_key, kind="api_key") if isinstance(api_key, str) else api_key
@@ -299,6 +308,7 @@ async def open_fleet(
             nursery, url, keys, router, supervisor, config, model, backoff,
             RestartPolicy(policy), max_restarts, restart_window, dict(connect_params or {}), server,
             webrtc=webrtc, max_sessions=max_sessions, rtc_options=rtc_options,
+            max_restore_bytes=max_restore_bytes,
         )
         nursery.start_soon(refresh_ahead, keys)
         try:

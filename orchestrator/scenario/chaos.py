@@ -67,6 +67,10 @@ class ServerControl:
         if self.url is None:
             self.url = url
             self.port = urlsplit(url).port or 0
+            sip = getattr(self.server, "sip", None)
+            if self.server.sip_port == 0 and sip is not None:
+                # a restart must come back where callers dial, as the HTTP side does
+                self.server.sip_port = sip.port
         return url
 
     def kill(self) -> None:

@@ -190,6 +190,7 @@ class _Connection:
         )
         self._out_send, self._out_recv = trio.open_memory_channel[_Out](1024)
         self._wake = trio.Event()
+        self._armed_for: float | None = None  # the deadline the timer task waits for
         self._cancel = trio.CancelScope()
 
     async def run(self) -> None:
@@ -225,11 +226,15 @@ class _Connection:
             else:
                 events = self.session.receive_binary(message.get("bytes") or b"", now)
             await self._emit(events)
-            self._wake.set()
+            # Wake the timer only when this event moved the model's next deadline (an audio
+            # append usually does not): a task switch per append was a fifth of a loaded server.
+            if self.session.get_timer() != self._armed_for:
+                self._wake.set()
 
     async def _timer(self) -> None:
         while True:
             due = self.session.get_timer()
+            self._armed_for = due
             self._wake = trio.Event()
             with trio.move_on_at(math.inf if due is None else due):
                 await self._wake.wait()

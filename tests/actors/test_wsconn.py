@@ -77,6 +77,7 @@ async def _connect(port: int, **kw) -> tuple[trio.SocketStream, WsConnection]:
 
 async def test_fragments_pings_binary_invalid_utf8_and_the_close_code_reach_the_client(nursery):
     seen: dict[str, object] = {}
+    peer_done = trio.Event()
 
     async def peer(stream):
         p = Peer(stream)
@@ -99,6 +100,7 @@ async def test_fragments_pings_binary_invalid_utf8_and_the_close_code_reach_the_
         p.protocol.send_close(4001, "bye")
         await p.flush()
         seen["close_echo"] = (await p.read_frame()).opcode
+        peer_done.set()
 
     port = await _serve_once(peer, nursery)
     with trio.fail_after(10):
@@ -109,6 +111,7 @@ async def test_fragments_pings_binary_invalid_utf8_and_the_close_code_reach_the_
         await ws.send_message("hello")
         with pytest.raises(WsClosed) as closed:
             await ws.get_message()
+        await peer_done.wait()
     assert (closed.value.code, closed.value.reason) == (4001, "bye")
     assert ws.closed is closed.value
     assert seen == {"auth": "Bearer sk-abc", "pong": b"pi", "text": b"hello", "close_echo": Opcode.CLOSE}
@@ -166,9 +169,10 @@ async def test_a_message_over_the_limit_fails_the_connection_with_1009(nursery):
     port = await _serve_once(peer, nursery)
     with trio.fail_after(10):
         stream, ws = await _connect(port, max_message_size=1000)
-        with pytest.raises(WsClosed) as closed:
-            await ws.get_message()
-        await done.wait()
+        async with stream:
+            with pytest.raises(WsClosed) as closed:
+                await ws.get_message()
+            await done.wait()
     assert closed.value.code == 1009
     assert answer[0][:2] == (1009).to_bytes(2, "big")
     await stream.aclose()

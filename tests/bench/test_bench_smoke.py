@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CASES = {
     "ws_fleet": ["--sessions", "3", "--repeats", "1", "--duration", "1", "--warmup", "0.5"],
     "router": ["--events", "2000", "--repeats", "1"],
+    "ws_codec": ["--messages", "200", "--repeats", "1"],
     "reconnect_storm": ["--sessions", "5", "--repeats", "1", "--timeout", "30"],
     "idle_memory": ["--sessions", "4", "--traced", "2", "--repeats", "1", "--settle", "0.1"],
     "workers_scaling": ["--sessions", "2", "--repeats", "1", "--duration", "1", "--warmup", "0.5"],
