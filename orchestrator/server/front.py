@@ -154,8 +154,8 @@ class _Connection:
                 too_large = too_large or len(body) > self.max_body
                 if too_large:
                     body.clear()
-            elif isinstance(event, h11.EndOfMessage):
-                break
+            elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+                break  # PAUSED: an Upgrade other than websocket, declined by answering normally
             else:
                 return
         if too_large:

@@ -63,6 +63,13 @@ async def test_a_body_over_the_limit_is_413_and_a_bad_request_400_and_the_server
     assert ok.startswith(b"HTTP/1.1 404")
 
 
+async def test_an_upgrade_to_another_protocol_is_declined_with_a_normal_answer(server):
+    with trio.fail_after(10):
+        answer = await _raw(_port(server), b"GET /nowhere HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\n"
+                                           b"upgrade: h2c\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404")
+
+
 async def test_a_websocket_to_an_unknown_path_is_refused_with_403(server):
     stream = await trio.open_tcp_stream("127.0.0.1", _port(server))
     async with stream:
