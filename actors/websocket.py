@@ -1,4 +1,8 @@
-"""The WebSocket actor: one connection of a realtime session over trio-websocket.
+"""The WebSocket actor: one connection of a realtime session.
+
+The WebSocket itself is :mod:`actors.wsconn` (the ``websockets`` library's sans-I/O protocol
+under trio; ``ConnectParams.engine="websockets"``, the default) or trio-websocket
+(``engine="trio-websocket"``); the actor behaves the same over either.
 
 ``run_websocket(link, params, task_status=...)`` opens ``{url}/v1/realtime?model=…`` (or
 ``?call_id=…``) with ``Authorization: Bearer …``, waits for ``session.created``, calls
