@@ -14,6 +14,7 @@ and hands it to every actor incarnation (each connection attempt).  The link hol
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import attrs
@@ -97,6 +98,19 @@ class SessionLink:
         the session became connected is not lost."""
         if self.machine.state is ConnectionState.CONNECTED:
             self.abort_requested.set()
+
+    def recycle_deadline(self, recycle_after: float | None, margin: float) -> float:
+        """When (trio clock) the current connection should be closed and replaced: after
+        ``recycle_after`` seconds, and ``margin`` seconds before the server's ``expires_at``."""
+        now = trio.current_time()
+        deadline = math.inf
+        if recycle_after is not None:
+            deadline = now + recycle_after
+        expires_at = self.core.expires_at
+        if expires_at:
+            remaining = float(expires_at) - self.stamper.wall() - margin
+            deadline = min(deadline, now + max(remaining, 0.0))
+        return deadline
 
     def wake_writer(self) -> None:
         self._outbound.set()

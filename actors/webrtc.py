@@ -246,7 +246,7 @@ async def _session(
         return _ended_exit(peer, state)
 
     task_status.started()
-    deadline = _recycle_deadline(link, params)
+    deadline = link.recycle_deadline(params.recycle_after, params.recycle_margin)
     outcome: list[ActorExit] = []
     async with trio.open_nursery() as nursery:
 
@@ -382,18 +382,6 @@ async def _audio_out(link: SessionLink, peer: RtcPeer) -> None:
 async def _states_out(link: SessionLink, peer: RtcPeer) -> None:
     async for connection_state in peer.states.receiver:
         link.emit(EventKind.INFO, {"event": "webrtc.connection_state", "state": connection_state})
-
-
-def _recycle_deadline(link: SessionLink, params: ConnectParams) -> float:
-    now = trio.current_time()
-    deadline = math.inf
-    if params.recycle_after is not None:
-        deadline = now + params.recycle_after
-    expires_at = link.core.expires_at
-    if expires_at:
-        remaining = float(expires_at) - link.stamper.wall() - params.recycle_margin
-        deadline = min(deadline, now + max(remaining, 0.0))
-    return deadline
 
 
 async def _stop_when_asked(link: SessionLink) -> None:

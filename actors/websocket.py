@@ -216,7 +216,7 @@ async def _session(
         return _closed_exit(exc, state)
 
     task_status.started()
-    deadline = _recycle_deadline(link, params)
+    deadline = link.recycle_deadline(params.recycle_after, params.recycle_margin)
     outcome: list[ActorExit] = []
     async with trio.open_nursery() as nursery:
 
@@ -327,18 +327,6 @@ async def _send_texts(ws: "WsConnection | WebSocketConnection", texts: list[str]
             await ws._abort_web_socket()
             assert ws._close_reason is not None
             raise ConnectionClosed(ws._close_reason) from None
-
-
-def _recycle_deadline(link: SessionLink, params: ConnectParams) -> float:
-    now = trio.current_time()
-    deadline = math.inf
-    if params.recycle_after is not None:
-        deadline = now + params.recycle_after
-    expires_at = link.core.expires_at
-    if expires_at:
-        remaining = float(expires_at) - link.stamper.wall() - params.recycle_margin
-        deadline = min(deadline, now + max(remaining, 0.0))
-    return deadline
 
 
 _ABORTED = "connection aborted by fault injection"

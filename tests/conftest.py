@@ -1,1 +1,20 @@
-"""Shared fixtures: time runs on trio's MockClock where a test asks for ``autojump_clock``."""
+"""Shared test configuration.
+
+Tests that need an outside program skip when it is missing on a developer's machine, with the
+reason. CI (``scripts/test.sh``) sets ``RTFLEET_REQUIRE_SIPP=1``: there a missing ``sipp``
+(Debian package ``sip-tester``) stops the run at once instead of skipping the SIP tests.
+(The browser tests enforce ``RTFLEET_REQUIRE_BROWSER`` themselves, in ``tests/browser_cdp.py``.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("RTFLEET_REQUIRE_SIPP") == "1" and shutil.which("sipp") is None:
+        raise pytest.UsageError(
+            "RTFLEET_REQUIRE_SIPP=1 but sipp is not installed (apt-get install -y sip-tester)")
