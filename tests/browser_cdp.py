@@ -39,7 +39,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-__all__ = ["BASE_FLAGS", "Browser", "CdpError", "Page", "chromium_or_skip", "launch_chromium"]
+__all__ = ["BASE_FLAGS", "Browser", "CdpError", "Page", "chromium_or_skip", "launch_chromium",
+           "problems_in"]
 
 #: the flags every test browser gets (no network beyond the page's own origin, no sandbox
 #: needed as root, no GPU)
@@ -125,21 +126,28 @@ class _Connection:
 class Page:
     """One tab (flat session) with Page, Runtime and Log events on."""
 
-    def __init__(self, connection: _Connection, session: str) -> None:
+    def __init__(self, connection: _Connection, session: str, width: int, height: int) -> None:
         self._cdp = connection
         self.session = session
         self._since = len(connection.events)
+        self.size = (width, height)
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         return await self._cdp.call(method, self.session, **params)
 
-    async def navigate(self, url: str) -> None:
-        """Go to ``url`` and wait for its load event."""
+    async def navigate(self, url: str) -> list[dict[str, Any]]:
+        """Go to ``url``, wait for its load event; returns this page's events since the start."""
         since = len(self._cdp.events)
         reply = await self.call("Page.navigate", url=url)
         if reply.get("errorText"):
             raise CdpError(f"navigating to {url}: {reply['errorText']}")
         await self._cdp.wait_event("Page.loadEventFired", self.session, since)
+        await self.evaluate("document.readyState")  # a round trip: earlier events are in
+        return [e for e in self._cdp.events[since:] if e.get("sessionId") == self.session]
+
+    async def resize(self, width: int, height: int) -> None:
+        await self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                        deviceScaleFactor=1, mobile=False)
 
     async def evaluate(self, expression: str, *, await_promise: bool = False) -> Any:
         reply = await self.call("Runtime.evaluate", expression=expression, returnByValue=True,
@@ -150,9 +158,16 @@ class Page:
             raise CdpError(f"evaluating {expression[:80]!r}: {text}")
         return reply["result"].get("value")
 
-    async def screenshot(self, path: Path) -> tuple[int, int]:
-        """A PNG of the whole page; returns its (width, height)."""
+    async def screenshot(self, path: Path, *, full_page: bool = False) -> tuple[int, int]:
+        """A PNG of the page (``full_page``: the viewport grown to the content's height, at most
+        16,000 px, for the shot); returns its (width, height)."""
+        if full_page:
+            metrics = await self.call("Page.getLayoutMetrics")
+            height = min(int(metrics["cssContentSize"]["height"]) + 1, 16000)
+            await self.resize(self.size[0], height)
         shot = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        if full_page:
+            await self.resize(*self.size)
         data = base64.b64decode(shot["data"])
         if data[:8] != b"\x89PNG\r\n\x1a\n":
             raise CdpError("the screenshot is not a PNG")
@@ -165,18 +180,31 @@ class Page:
 
     def problems(self) -> list[str]:
         """Console errors, uncaught exceptions and error log entries (e.g. CSP violations)."""
-        found = []
-        for event in self.events():
-            method, params = event["method"], event.get("params", {})
-            if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                args = [a.get("value", a.get("description")) for a in params.get("args", [])]
-                found.append(f"console.{params['type']}: {args}")
-            elif method == "Runtime.exceptionThrown":
-                details = params.get("exceptionDetails", {})
-                found.append(f"exception: {(details.get('exception') or {}).get('description') or details}")
-            elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
-                found.append(f"log: {params['entry'].get('text')} ({params['entry'].get('url')})")
-        return found
+        return problems_in(self.events())
+
+
+def problems_in(events: list[dict[str, Any]], *, local_only: bool = False) -> list[str]:
+    """Console errors, uncaught exceptions, error log entries and dialogs among ``events``;
+    with ``local_only`` (the Network domain on) also every request that leaves the page's own
+    file (a self-contained page makes none)."""
+    found = []
+    for event in events:
+        method, params = event["method"], event.get("params", {})
+        if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            args = [a.get("value", a.get("description")) for a in params.get("args", [])]
+            found.append(f"console.{params['type']}: {args}")
+        elif method == "Runtime.exceptionThrown":
+            details = params.get("exceptionDetails", {})
+            found.append(f"exception: {(details.get('exception') or {}).get('description') or details}")
+        elif method == "Log.entryAdded" and params["entry"].get("level") == "error":
+            found.append(f"log: {params['entry'].get('text')} ({params['entry'].get('url')})")
+        elif method == "Page.javascriptDialogOpening":
+            found.append(f"dialog: {params.get('message')}")
+        elif local_only and method == "Network.requestWillBeSent":
+            url = params["request"]["url"]
+            if not url.startswith(("file://", "data:")):
+                found.append(f"request: {url}")
+    return found
 
 
 class Browser:
@@ -184,14 +212,14 @@ class Browser:
         self._cdp = connection
         self.stderr = stderr
 
-    async def new_page(self, width: int = 1100, height: int = 900) -> Page:
+    async def new_page(self, width: int = 1100, height: int = 900, *, network: bool = False) -> Page:
+        """A tab with the Page, Runtime and Log domains on (and Network with ``network``)."""
         target = (await self._cdp.call("Target.createTarget", url="about:blank"))["targetId"]
         attached = await self._cdp.call("Target.attachToTarget", targetId=target, flatten=True)
-        page = Page(self._cdp, attached["sessionId"])
-        for domain in ("Page", "Runtime", "Log"):
+        page = Page(self._cdp, attached["sessionId"], width, height)
+        for domain in ("Page", "Runtime", "Log", *(("Network",) if network else ())):
             await page.call(f"{domain}.enable")
-        await page.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                        deviceScaleFactor=1, mobile=False)
+        await page.resize(width, height)
         return page
 
 

@@ -11,7 +11,6 @@ Skips without Chromium unless ``RTFLEET_REQUIRE_BROWSER`` is set (CI sets it).
 
 from __future__ import annotations
 
-import importlib.util
 import wave
 from pathlib import Path
 
@@ -23,15 +22,7 @@ pytest.importorskip("aiortc", reason="needs the webrtc extra: pip install -e .[w
 
 from orchestrator.server import EmbeddedServer
 
-try:
-    from tests.browser_cdp import chromium_or_skip, launch_chromium
-except ImportError:  # pytest not started from the repository root
-    _spec = importlib.util.spec_from_file_location(
-        "rtfleet_tests_browser_cdp", Path(__file__).resolve().parents[2] / "browser_cdp.py")
-    assert _spec is not None and _spec.loader is not None
-    _module = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_module)
-    chromium_or_skip, launch_chromium = _module.chromium_or_skip, _module.launch_chromium
+from tests.browser_cdp import chromium_or_skip, launch_chromium
 
 TOKEN = "demo-token-browser-test"
 MEDIA_FLAGS = [
