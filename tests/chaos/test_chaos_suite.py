@@ -163,6 +163,8 @@ async def _chaos_round(sessions, turns, seed, half_open=False):
             for sid in sids:
                 await fleet.wait_connected(sid)
 
+            reported = fleet.subscribe(kinds=[EventKind.PROTOCOL_ERROR], buffer=100_000)
+
             async def chaos():
                 await trio.sleep(0.3)
                 for sid in rng.sample(sids, sessions // 2):
@@ -174,6 +176,11 @@ async def _chaos_round(sessions, turns, seed, half_open=False):
                 await trio.sleep(0.3)
                 server.faults = attrs.evolve(server.faults, latency_ms=0, malformed_every=3)
                 await trio.sleep(0.3)
+                # Kill only once a malformed frame sent has been read and reported: killing
+                # resets connections, and a reset loses frames the client has not read yet.
+                if sum(server.stats.faults.malformed.values()):
+                    with trio.fail_after(10):
+                        await reported.receive()
                 control.kill()
                 faults["server_kills"] += 1
                 await trio.sleep(0.4)
