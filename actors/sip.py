@@ -58,23 +58,12 @@ from actors.proto.sip import (AudioSession, CallAnswered, CallCancelled, CallCon
                               SipConfig, SipError, SipUserAgent, audio_session, create_answer,
                               create_offer)
 from actors.rtp_shell import run_rtp
-from actors.sip_shell import SipAgentShell
+from actors.sip_shell import SipAgentShell, udp_socket
 from actors.websocket import ConnectParams, run_websocket
 
 __all__ = ["PhoneCall", "SipOptions", "SipPhone", "current_call", "plan_call", "run_sip"]
 
 APPEND = "input_audio_buffer.append"
-
-
-def _udp(host: str, port: int) -> stdlib_socket.socket:
-    sock = stdlib_socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 @attrs.define(eq=False)
@@ -217,25 +206,13 @@ class SipPhone(SipAgentShell):
         self._incoming_send, self._incoming_recv = trio.open_memory_channel[PhoneCall](64)
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        raw = _udp(self.host, self.port)
-        sock = trio.socket.from_stdlib_socket(raw)
-        try:
-            self.port = raw.getsockname()[1]
-            self._sock = raw
-            self.ua = SipUserAgent(SipConfig(host=self.host, port=self.port, user=self.user,
-                                             invite_timeout=self.invite_timeout))
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._timer)
-                task_status.started(self.port)
-                while True:
-                    data, address = await sock.recvfrom(65535)
-                    self.ua.receive_datagram(data, address[:2], trio.current_time())
-                    self._flush()
-        finally:
-            for call in list(self.calls.values()):
-                self._end(call, "phone stopped")
-            sock.close()
+        await self._serve(self.host, self.port, lambda port: SipConfig(
+            host=self.host, port=port, user=self.user, invite_timeout=self.invite_timeout),
+            task_status)
+
+    def _stop_calls(self) -> None:
+        for call in list(self.calls.values()):
+            self._end(call, "phone stopped")
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, IncomingCall):
@@ -278,7 +255,7 @@ class SipPhone(SipAgentShell):
         call._poke()
 
     def _new_rtp(self, call: PhoneCall) -> int:
-        call._sock = trio.socket.from_stdlib_socket(_udp(self.host, 0))
+        call._sock = trio.socket.from_stdlib_socket(udp_socket(self.host, 0))
         return call._sock.getsockname()[1]
 
     def _start_media(self, call: PhoneCall, remote: Any) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import deque
-import socket as stdlib_socket
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -40,7 +39,7 @@ from actors.proto.sip import (CallCancelled, CallConfirmed, CallEnded, CallFaile
                               MalformedMessage, SdpNegotiationError, SipConfig, SipError,
                               SipUserAgent, audio_session, create_answer)
 
-from actors.sip_shell import SipAgentShell
+from actors.sip_shell import SipAgentShell, udp_socket
 
 from .events import ClientError, IdFactory
 from .model import RealtimeSession
@@ -117,27 +116,13 @@ class SipUas(SipAgentShell):
     # -- the socket loop ------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        raw = udp_socket(self.host, self.port)
-        sock = trio.socket.from_stdlib_socket(raw)
-        try:
-            self.port = raw.getsockname()[1]
-            self._sock = raw
-            self.ua = SipUserAgent(SipConfig(host=self.host, port=self.port, user="openai",
-                                             user_agent="rtfleet-embedded"))
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._timer)
-                task_status.started(self.port)
-                while True:
-                    data, address = await sock.recvfrom(65535)
-                    self.ua.receive_datagram(data, address[:2], trio.current_time())
-                    self._flush()
-        finally:
-            for call in list(self.calls.values()):
-                if call.media is not None:
-                    call.media.end("server stopped")
-            sock.close()
-            self._sock = None
+        await self._serve(self.host, self.port, lambda port: SipConfig(
+            host=self.host, port=port, user="openai", user_agent="rtfleet-embedded"), task_status)
+
+    def _stop_calls(self) -> None:
+        for call in list(self.calls.values()):
+            if call.media is not None:
+                call.media.end("server stopped")
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, IncomingCall):
@@ -313,21 +298,6 @@ class SipUas(SipAgentShell):
         call.decided.set()
         self.calls.pop(call.call_id, None)
         self._flush()
-
-
-def udp_socket(host: str, port: int) -> stdlib_socket.socket:
-    """A bound non-blocking UDP socket (wrap it with ``trio.socket.from_stdlib_socket``).
-
-    The SIP loop sends synchronously on it (``sendto`` never waits: a datagram the kernel
-    cannot take is lost, and SIP timers retransmit), so one task can own the agent."""
-    sock = stdlib_socket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _describe(event: object) -> str:
