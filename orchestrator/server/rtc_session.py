@@ -47,6 +47,7 @@ from .config import output_format
 from .events import error_event
 from .faults import ConnectionFaults, Drop, Expire
 from .model import RealtimeSession
+from .model_timer import ModelTimer
 
 if TYPE_CHECKING:
     from actors.rtc_bridge import RtcError  # noqa: F401
@@ -100,7 +101,8 @@ class CallSession:
     _out_send: trio.MemorySendChannel[_Out] = attrs.field(init=False)
     _out_recv: trio.MemoryReceiveChannel[_Out] = attrs.field(init=False)
     _sidebands: list[trio.MemorySendChannel[Event]] = attrs.field(factory=list)
-    _wake: trio.Event = attrs.field(factory=trio.Event)
+    _model_timer: ModelTimer = attrs.field(
+        default=attrs.Factory(lambda self: ModelTimer(self.session), takes_self=True))
     _drain: trio.Event = attrs.field(factory=trio.Event)
     _playing: str | None = None  # the response whose audio is queued or playing
     _audio_done: str | None = None  # ... and all of whose audio has been queued
@@ -200,22 +202,18 @@ class CallSession:
 
     def _emit(self, events: list[Event]) -> None:
         # New model deadlines only ever come with events (a response starting), so a call
-        # that only hears silence does not wake the timer 50 times a second.
+        # that only hears silence does not even look at the timer.
         if events and not self.ended.is_set():
             now = trio.current_time()
             for event in events:
                 self._out_send.send_nowait(_Out(now, event=event))
-            self._wake.set()
+            self._model_timer.poke()
 
     # -- tasks ---------------------------------------------------------------------------------
 
     async def _timer(self) -> None:
         while True:
-            due = self.session.get_timer()
-            self._wake = trio.Event()
-            with trio.move_on_at(math.inf if due is None else due):
-                await self._wake.wait()
-            self._emit(self.session.handle_timer(trio.current_time()))
+            self._emit(await self._model_timer.next())
 
     async def _fault_timer(self) -> None:
         assert self._faults is not None

@@ -57,6 +57,7 @@ from .audio import AudioFormat
 from .config import output_format
 from .events import error_event
 from .model import RealtimeSession
+from .model_timer import ModelTimer
 from .rtc_session import to_pcm24k
 from .sip_faults import relay_sideband
 
@@ -90,7 +91,8 @@ class SipMediaCall:
     _partial: bytes = b""
     _playing: str | None = None  # response whose audio is queued/playing
     _audio_done: str | None = None  # ... all of whose audio has been queued
-    _wake: trio.Event = attrs.field(factory=trio.Event)
+    _model_timer: ModelTimer = attrs.field(
+        default=attrs.Factory(lambda self: ModelTimer(self.session), takes_self=True))
     _closing: bool = False
     _cancel: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     stream: RtpStream = attrs.field(init=False)
@@ -231,7 +233,7 @@ class SipMediaCall:
         for event in events:
             for out in self._media(event):
                 self._to_sidebands(out)
-        self._wake.set()
+        self._model_timer.poke()
 
     def _buffer_event(self, kind: str, response_id: str | None) -> Event:
         self.audio_buffer_events += 1
@@ -287,11 +289,7 @@ class SipMediaCall:
 
     async def _timer(self) -> None:
         while True:
-            due = self.session.get_timer()
-            self._wake = trio.Event()
-            with trio.move_on_at(math.inf if due is None else due):
-                await self._wake.wait()
-            self._emit(self.session.handle_timer(trio.current_time()))
+            self._emit(await self._model_timer.next())
 
     async def _expiry(self) -> None:
         """``expire_after_s`` of the live fault plan, from the accept: the call ends."""

@@ -31,7 +31,6 @@ malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`.
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -41,6 +40,7 @@ import trio
 from .events import IdFactory, error_event
 from .faults import ConnectionFaults, Drop, Expire
 from .model import RealtimeSession
+from .model_timer import ModelTimer
 from .rtc_session import run_sideband
 from .tcp_abort import abort_connection
 
@@ -189,8 +189,7 @@ class _Connection:
             server.faults, record.index, record.connected_at, server.model_config.max_session_s
         )
         self._out_send, self._out_recv = trio.open_memory_channel[_Out](1024)
-        self._wake = trio.Event()
-        self._armed_for: float | None = None  # the deadline the timer task waits for
+        self._model_timer = ModelTimer(session)
         self._cancel = trio.CancelScope()
 
     async def run(self) -> None:
@@ -226,19 +225,11 @@ class _Connection:
             else:
                 events = self.session.receive_binary(message.get("bytes") or b"", now)
             await self._emit(events)
-            # Wake the timer only when this event moved the model's next deadline (an audio
-            # append usually does not): a task switch per append was a fifth of a loaded server.
-            if self.session.get_timer() != self._armed_for:
-                self._wake.set()
+            self._model_timer.poke()
 
     async def _timer(self) -> None:
         while True:
-            due = self.session.get_timer()
-            self._armed_for = due
-            self._wake = trio.Event()
-            with trio.move_on_at(math.inf if due is None else due):
-                await self._wake.wait()
-            await self._emit(self.session.handle_timer(trio.current_time()))
+            await self._emit(await self._model_timer.next())
 
     async def _fault_timer(self) -> None:
         action: Drop | Expire
