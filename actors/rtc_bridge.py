@@ -1,7 +1,7 @@
 """The trio <-> asyncio bridge for aiortc: the one module that imports aiortc and asyncio.
 
 Everything WebRTC in rtfleet (the client actor :mod:`actors.webrtc`, the embedded server's
-answerer :mod:`orchestrator.server.rtc_answer`) goes through this module, so the rest of the
+answerer :mod:`standin.sessions.rtc_answer`) goes through this module, so the rest of the
 code stays pure trio.
 
 The pieces::

@@ -1,7 +1,7 @@
 """The trio shell around an :class:`~actors.proto.rtp.stream.RtpStream`: one call's RTP socket.
 
 Shared by the SIP actor (``actors.sip.PhoneCall``) and the embedded server's SIP calls
-(``orchestrator.server.sip_call.SipMediaCall``). Two tasks, until cancelled:
+(``standin.sessions.sip_call.SipMediaCall``). Two tasks, until cancelled:
 
 * the reader: each datagram in goes to ``stream.receive``; audio (when the stream has no
   jitter buffer) goes to ``on_audio``, digits to ``on_digit``; ``on_packet`` after each packet

@@ -11,7 +11,7 @@ until stdin is closed.  Commands on stdin, one answer line each on stdout:
            drop, JSON list): the reconnect herd as the server sees it.
 ``stats``  ``ServerStats`` as JSON (counts of connections and events).
 
-This is what ``orchestrator.server.run_server`` does, plus the command channel (run_server
+This is what ``standin.run_server`` does, plus the command channel (run_server
 does not hand out its ``EmbeddedServer``), plus a listen backlog of ``--backlog`` (4096 by
 default; hypercorn's default is 100, and ``EmbeddedServer.serve`` keeps it): with 100, a herd of
 1,000 reconnects overflows the accept queue, SYNs are dropped and clients retry after 1, 3, 7 s.
@@ -27,7 +27,7 @@ import sys
 import attrs
 import trio
 
-from orchestrator.server import EmbeddedServer, FaultPlan, generate_api_key
+from standin import EmbeddedServer, FaultPlan, generate_api_key
 
 
 _dropped_at = [0.0]

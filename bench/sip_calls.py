@@ -28,8 +28,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.server import EmbeddedServer  # noqa: E402
-from orchestrator.server.sip_testing import (caller_audio_packets, sipp_command,  # noqa: E402
+from standin import EmbeddedServer  # noqa: E402
+from standin.sessions.sip_testing import (caller_audio_packets, sipp_command,  # noqa: E402
                                              uac_scenario, write_pcap)
 
 

@@ -1,6 +1,6 @@
 """webrtc-scaling: connect time and CPU per session-second of N concurrent WebRTC sessions.
 
-The embedded server runs in its own process (``python -m orchestrator.server --webrtc on``);
+The embedded server runs in its own process (``python -m standin --webrtc on``);
 this process runs one fleet (``open_fleet(url, webrtc=True)``, ephemeral keys) with N WebRTC
 sessions. For each N:
 
@@ -56,7 +56,7 @@ KEY = "sk-bench-" + os.urandom(12).hex()
 
 def start_server(dtx: bool) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.server", "--webrtc", "on", "--exit-on-stdin-eof",
+        [sys.executable, "-m", "standin", "--webrtc", "on", "--exit-on-stdin-eof",
          "--rtc-dtx", "on" if dtx else "off"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(C.ROOT),
         env={**os.environ, "RTFLEET_SERVER_API_KEY": KEY},

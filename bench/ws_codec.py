@@ -8,7 +8,7 @@ it, the server parses and unmasks it. This measures, in one process and the same
 ``wsproto``     trio-websocket's engine (client ``FrameProtocol.send_data``, server
                 ``receive_bytes`` + ``received_frames``)
 ``websockets``  the ``websockets`` library's sans-I/O ``ClientProtocol``/``ServerProtocol``
-                (what ``actors/wsconn.py`` and ``orchestrator/server/front.py`` use)
+                (what ``actors/wsconn.py`` and ``standin/front/lean.py`` use)
 
 and prints medians over repeats, ranges, and the ratios websockets / wsproto.
 

@@ -18,7 +18,7 @@ from actors.proto.sip.sdp import (
     create_answer,
     create_offer,
 )
-from orchestrator.server.rtc_answer import host_addresses_for_caller, offer_candidate_hosts
+from standin.sessions.rtc_answer import host_addresses_for_caller, offer_candidate_hosts
 
 _OFFER = create_offer("127.0.0.1", 40000)
 

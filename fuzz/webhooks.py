@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from orchestrator.server.webhooks import WebhookVerificationError, sign, verify
+from standin.keys.webhooks import WebhookVerificationError, sign, verify
 from orchestrator.sip_controller import SipController
 
 SECRET = "whsec_" + base64.b64encode(b"rtfleet-fuzz-webhook-secret-32by").decode()

@@ -17,7 +17,7 @@ __all__ = ["serve_command", "validate_command", "run_command"]
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from orchestrator.server import generate_api_key, run_server
+    from standin import generate_api_key, run_server
 
     if not (0 <= args.port <= 65535):
         raise UsageError(f"--port must be 0..65535, not {args.port}")

@@ -289,7 +289,7 @@ async def open_fleet(
             await stack.enter_async_context(open_rtc_loop())
         nursery = await stack.enter_async_context(trio.open_nursery())
         if target == "embedded":
-            from orchestrator.server import EmbeddedServer
+            from standin import EmbeddedServer
 
             if server is None:
                 key = secret.reveal() if secret else f"sk-local-{secrets.token_urlsafe(16)}"

@@ -42,8 +42,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from actors.credentials import Secret
-from orchestrator.server.http import error_body, read_body, respond_json
-from orchestrator.server.webhooks import DEFAULT_TOLERANCE, WebhookVerificationError, verify
+from standin.front.responses import error_body, read_body, respond_json
+from standin.keys.webhooks import DEFAULT_TOLERANCE, WebhookVerificationError, verify
 
 __all__ = ["CallNotAccepted", "SipController"]
 

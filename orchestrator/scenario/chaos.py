@@ -40,7 +40,7 @@ from orchestrator.scenario.faults import (
     RejectKeys,
 )
 from orchestrator.scenario.runmetrics import RunMetrics
-from orchestrator.server import EmbeddedServer
+from standin import EmbeddedServer
 
 __all__ = ["ServerControl", "run_faults"]
 

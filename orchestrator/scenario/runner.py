@@ -43,7 +43,7 @@ from orchestrator.scenario.driver import SessionDriver, StepFailed
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
 from orchestrator.scenario.thresholds import evaluate
-from orchestrator.server import EmbeddedServer, FaultPlan
+from standin import EmbeddedServer, FaultPlan
 from orchestrator.telemetry import start_span
 
 __all__ = ["RunError", "RunInputError", "RunResult", "run_scenario"]
@@ -383,7 +383,7 @@ async def run_scenario(
             plan = FaultPlan(**target_spec.faults.plan_fields(seed))
             sip_side: dict[str, Any] = {}
             if sip:
-                from orchestrator.server.webhooks import new_webhook_secret
+                from standin.keys.webhooks import new_webhook_secret
                 from orchestrator.sip_controller import SipController
 
                 secret = new_webhook_secret()

@@ -216,7 +216,7 @@ async def run_workers(
         control = None
         if shared:
             from orchestrator.scenario.chaos import ServerControl
-            from orchestrator.server import EmbeddedServer, FaultPlan
+            from standin import EmbeddedServer, FaultPlan
 
             key = f"sk-local-{secrets.token_urlsafe(16)}"
             target_faults = scenario.target.faults if isinstance(scenario.target, EmbeddedTarget) else None

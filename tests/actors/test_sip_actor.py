@@ -24,7 +24,7 @@ from actors.proto.client import ClientCore
 from actors.proto.session import SessionConfig
 from actors.sip import SipOptions, SipPhone, run_sip
 from actors.websocket import ConnectParams
-from orchestrator.server import EmbeddedServer
+from standin import EmbeddedServer
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed")
 LOOPBACK = "127.0.0.1"

@@ -28,7 +28,7 @@ from actors.proto.session import SessionConfig
 from actors.sip import FRAME, SipOptions, SipPhone, plan_call, run_sip
 from actors.websocket import ConnectParams
 from orchestrator.fleet import open_fleet, user_text
-from orchestrator.server import EmbeddedServer
+from standin import EmbeddedServer
 
 LOOPBACK = "127.0.0.1"
 needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed")

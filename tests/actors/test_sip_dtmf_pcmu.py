@@ -25,8 +25,8 @@ from actors.events import EventKind
 from actors.proto.rtp import PCMU_SILENCE, RtpPacket
 from actors.sip import SipOptions, SipPhone, plan_call
 from orchestrator.fleet import open_fleet
-from orchestrator.server import model as server_model
-from orchestrator.server.sip_testing import caller_audio_packets, sipp_command, uac_scenario, write_pcap
+from standin.model import realtime as server_model
+from standin.sessions.sip_testing import caller_audio_packets, sipp_command, uac_scenario, write_pcap
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed")
 

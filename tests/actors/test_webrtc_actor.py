@@ -1,5 +1,5 @@
 """The WebRTC actor against a tiny HTTP endpoint (hypercorn, trio) that answers with
-``orchestrator.server.rtc_answer`` and plays a scripted model over the data channel.
+``standin.sessions.rtc_answer`` and plays a scripted model over the data channel.
 
 Everything runs on 127.0.0.1; waits are on events and channels, ``fail_after`` is a net.
 """
@@ -30,7 +30,7 @@ from actors.link import SessionLink
 from actors.proto.client import ClientCore
 from actors.rtc_bridge import PCM_RATE, open_rtc_loop, tone
 from actors.webrtc import ConnectParams, RtcOptions, realtime_calls_url, run_webrtc
-from orchestrator.server.rtc_answer import RtcCall, answer_offer
+from standin.sessions.rtc_answer import RtcCall, answer_offer
 
 KEY = "ek_test_0123456789abcdef"
 

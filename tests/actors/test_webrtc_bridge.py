@@ -25,7 +25,7 @@ from actors.rtc_bridge import (
     open_rtc_loop,
     tone,
 )
-from orchestrator.server.rtc_answer import RtcCall, answer_offer, offer_candidate_hosts
+from standin.sessions.rtc_answer import RtcCall, answer_offer, offer_candidate_hosts
 
 LOOPBACK = ("127.0.0.1",)
 

@@ -10,7 +10,7 @@ from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 from actors.wsconn import WsClosed, WsConnection, WsHandshakeError, WsRejected, ws_handshake
-from orchestrator.server import EmbeddedServer
+from standin import EmbeddedServer
 
 
 async def _serve_once(handler, nursery) -> int:

@@ -39,7 +39,7 @@ from actors.events import TRANSITIONS, ConnectionState, EventKind
 from orchestrator.fleet import FleetError, open_fleet, user_text
 from orchestrator.policy import Backoff
 from orchestrator.scenario.chaos import ServerControl
-from orchestrator.server import EmbeddedServer, FaultPlan
+from standin import EmbeddedServer, FaultPlan
 
 S = ConnectionState
 SESSIONS = 12

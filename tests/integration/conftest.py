@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from orchestrator.server.testing import pcm16_silence, pcm16_tone, split_chunks
+from standin.testing import pcm16_silence, pcm16_tone, split_chunks
 
 
 def audio_turn_events(tone_ms: int = 600, silence_ms: int = 700) -> list[dict]:

@@ -9,7 +9,7 @@ from pydantic import Field, TypeAdapter
 import openai.types.realtime as rt
 from actors.events import ConnectionState, EventKind
 from orchestrator.fleet import open_fleet, user_text
-from orchestrator.server import EmbeddedServer, FaultPlan
+from standin import EmbeddedServer, FaultPlan
 
 CLIENT_EVENT = TypeAdapter(Annotated[typing.get_args(rt.RealtimeClientEvent)[0], Field(discriminator="type")])
 

@@ -5,7 +5,7 @@ import trio
 
 from actors.events import TRANSITIONS, ConnectionState, EventKind
 from orchestrator.fleet import open_fleet, user_text
-from orchestrator.server import EmbeddedServer, FaultPlan
+from standin import EmbeddedServer, FaultPlan
 
 S = ConnectionState
 
@@ -204,7 +204,7 @@ async def test_malformed_server_frames_become_error_events_and_the_session_survi
 
 
 async def test_session_is_recycled_before_the_server_deadline_and_keeps_its_conversation():
-    from orchestrator.server import ModelConfig
+    from standin import ModelConfig
 
     server = EmbeddedServer(api_keys={"sk-local-test"}, model_config=ModelConfig(max_session_s=3.0))
     async with open_fleet(server=server, api_key="sk-local-test",

@@ -7,7 +7,7 @@ import trio
 
 from actors.events import ConnectionState
 from orchestrator.fleet import open_fleet, user_text
-from orchestrator.server import EmbeddedServer
+from standin import EmbeddedServer
 
 
 class BlackHoleProxy:

@@ -23,7 +23,7 @@ from actors.events import ConnectionState, EventKind
 from actors.proto.audio import ulaw_encode
 from orchestrator.fleet import open_fleet
 from orchestrator.media_streams import FRAME_BYTES, MediaStreamsBridge
-from orchestrator.server.testing import pcm16_tone
+from standin.testing import pcm16_tone
 
 SILENCE = b"\xff" * FRAME_BYTES
 STREAM = "MZ00000000000000000000000000000001"

@@ -46,7 +46,7 @@ thresholds: [errors == 0]
 
 
 async def _serve(env, task_status=trio.TASK_STATUS_IGNORED):
-    code = ("import sys, trio; from orchestrator.server import run_server\n"
+    code = ("import sys, trio; from standin import run_server\n"
             "async def main():\n"
             "    async with trio.open_nursery() as n:\n"
             "        url = await n.start(run_server, '127.0.0.1', 0, [sys.argv[1]])\n"

@@ -6,7 +6,7 @@ import trio
 
 from actors.events import ConnectionState
 from orchestrator.fleet import open_fleet, user_text
-from orchestrator.server import EmbeddedServer, FaultPlan
+from standin import EmbeddedServer, FaultPlan
 
 FAKE_KEY = "sk-RECOGNISABLE-fake-key-0123456789"
 

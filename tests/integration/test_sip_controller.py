@@ -17,9 +17,9 @@ import pytest
 import trio
 
 from orchestrator.fleet import open_fleet
-from orchestrator.server import EmbeddedServer
-from orchestrator.server.sip_testing import caller_audio_packets, sipp_command, uac_scenario, write_pcap
-from orchestrator.server.webhooks import new_webhook_secret, sign
+from standin import EmbeddedServer
+from standin.sessions.sip_testing import caller_audio_packets, sipp_command, uac_scenario, write_pcap
+from standin.keys.webhooks import new_webhook_secret, sign
 from orchestrator.sip_controller import SipController
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed")

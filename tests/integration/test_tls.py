@@ -17,9 +17,9 @@ import trustme
 
 from actors.events import ConnectionState, EventKind
 from orchestrator.fleet import open_fleet, user_text
-from orchestrator.server import EmbeddedServer
-from orchestrator.server.app import RealtimeApp
-from orchestrator.server.front import serve_front
+from standin import EmbeddedServer
+from standin.app import RealtimeApp
+from standin.front.lean import serve_front
 
 KEY = "sk-tls-test"
 

@@ -25,7 +25,7 @@ pytest.importorskip("aiortc", reason="needs the webrtc extra: pip install -e .[w
 
 from actors.events import ConnectionState, EventKind
 from orchestrator.fleet import Fleet, open_fleet, user_text
-from orchestrator.server import EmbeddedServer
+from standin import EmbeddedServer
 
 S = ConnectionState
 KEY = "sk-local-webrtc-test"
@@ -252,9 +252,9 @@ async def test_stop_and_chaos_abort_of_a_webrtc_session():
 
 @asynccontextmanager
 async def server_process() -> AsyncIterator[tuple[str, int]]:
-    """``python -m orchestrator.server`` on port 0; yields (url, pid). Stops when stdin closes."""
+    """``python -m standin`` on port 0; yields (url, pid). Stops when stdin closes."""
     process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "orchestrator.server", "--webrtc", "on", "--exit-on-stdin-eof"],
+        [sys.executable, "-m", "standin", "--webrtc", "on", "--exit-on-stdin-eof"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "RTFLEET_SERVER_API_KEY": KEY},
     )
     try:

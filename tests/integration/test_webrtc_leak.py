@@ -31,7 +31,7 @@ pytest.importorskip("aiortc", reason="needs the webrtc extra: pip install -e .[w
 
 from actors.exits import ExitReason
 from orchestrator.fleet import open_fleet
-from orchestrator.server import EmbeddedServer
+from standin import EmbeddedServer
 
 KEY = "sk-local-webrtc-leak"
 WARMUP = 5

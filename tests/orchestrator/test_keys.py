@@ -7,8 +7,8 @@ import trio
 
 from actors.credentials import Secret
 from orchestrator.keys import KeyManager, KeyMintError, MissingApiKey, refresh_ahead
-from orchestrator.server import EmbeddedServer, FaultPlan
-from orchestrator.server.app import RealtimeApp
+from standin import EmbeddedServer, FaultPlan
+from standin.app import RealtimeApp
 
 KEY = "sk-test-keys-0123456789"
 EPOCH = 1_900_000_000.0

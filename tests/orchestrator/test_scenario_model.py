@@ -189,7 +189,7 @@ def test_session_object_is_ga_shaped():
 
 
 def test_server_faults_fill_the_embedded_server_plan():
-    faults_module = pytest.importorskip("orchestrator.server.faults")
+    faults_module = pytest.importorskip("standin.faults.plan")
     faults = sc.ServerFaults(drop_after_events=5, drop_rate=0.1, drop_at="3s", close_code=1012,
                              latency="20ms", expire_after="1m", malformed_every=7, reject_keys=True)
     plan = faults_module.FaultPlan(**faults.plan_fields(seed=9))

@@ -1,7 +1,7 @@
 """The chaos ServerControl brings a killed embedded server back where clients dial it."""
 
 from orchestrator.scenario.chaos import ServerControl
-from orchestrator.server import EmbeddedServer
+from standin import EmbeddedServer
 
 
 async def test_a_restarted_server_keeps_its_http_and_sip_ports(nursery):

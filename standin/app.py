@@ -1,0 +1,95 @@
+"""The embedded server as a raw ASGI application (no web framework).
+
+Routes:
+
+* ``lifespan``: startup/shutdown acknowledged.
+* ``POST /v1/realtime/client_secrets``: mint an ``ek_`` secret (Bearer standard key required;
+  ``401`` ``invalid_api_key`` otherwise; ``400`` for a bad body; see ``client_secrets.py``).
+* ``POST /v1/realtime/calls`` (WebRTC offer -> answer) and
+  ``POST /v1/realtime/calls/{call_id}/hangup``: see ``calls.py``.
+* ``GET /demo`` and ``POST /v1/demo/session``: the browser demo, when the server has a
+  ``demo_token`` (``404`` otherwise); see ``demo.py``.
+* WebSocket ``/v1/realtime``: see ``ws.py``.
+* Anything else: ``404`` (``405`` for a known path with another method), WebSocket ``403``.
+
+HTTP errors use the OpenAI JSON shape ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from standin.sessions.sip_control import handle_call_control, is_call_control_path  # SIP call control
+from standin.sessions.rtc_route import handle_calls, is_calls_path
+from standin.keys.client_secrets import mint_from_body
+from standin.demo.routes import DEMO_PATHS, handle_demo
+from standin.front.responses import error_body, respond_json
+from standin.sessions.websocket import handle_websocket
+
+if TYPE_CHECKING:
+    from standin.host import AppHost
+
+__all__ = ["RealtimeApp"]
+
+CLIENT_SECRETS_PATH = "/v1/realtime/client_secrets"
+REALTIME_PATH = "/v1/realtime"
+
+
+class RealtimeApp:
+    def __init__(self, server: AppHost) -> None:
+        self.server = server
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            if scope["path"].rstrip("/") == REALTIME_PATH:
+                await handle_websocket(self.server, scope, receive, send)
+            else:
+                await receive()  # websocket.connect
+                await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.server.stats.http_requests += 1
+        path = scope["path"].rstrip("/")
+        # -- SIP call control (call_control.py): accept/reject/refer, hangup of SIP calls --
+        if is_call_control_path(self.server, path):
+            await handle_call_control(self.server, scope, receive, send)
+            return
+        # -- end SIP call control --
+        if is_calls_path(path):
+            await handle_calls(self.server, scope, receive, send)
+            return
+        if path in DEMO_PATHS:
+            await handle_demo(self.server, scope, receive, send)
+            return
+        if path != CLIENT_SECRETS_PATH:
+            await respond_json(send, 404, error_body(f"Unknown path {scope['path']}", "not_found"))
+            return
+        if scope["method"] != "POST":
+            await respond_json(send, 405, error_body("Use POST", "method_not_allowed"), [(b"allow", b"POST")])
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        auth_header = headers.get("authorization", "")
+        token = auth_header[7:].strip() if auth_header[:7].lower() == "bearer " else None
+        auth = self.server.authenticate(token, allow_secret=False)
+        if auth.kind is None:
+            await respond_json(send, 401, error_body(auth.reason, "invalid_api_key"))
+            return
+        minted = await mint_from_body(self.server, receive, send)
+        if minted is not None:
+            self.server.stats.client_secrets_minted += 1
+            await respond_json(send, 200, minted)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,357 @@
+"""A lean HTTP/1.1 + WebSocket front for the embedded server's ASGI app (trio).
+
+Why not hypercorn here: a realtime load run is tens of thousands of WebSocket messages a second,
+and hypercorn's path for each (wsproto's pure-Python unmasking, ASGI event dicts through its
+own task and queue) took a core at about 50 streaming sessions on this machine. This front keeps
+the app unchanged (the same ASGI ``scope``/``receive``/``send``) and puts two well-kept
+sans-I/O libraries under it: **h11** for HTTP requests and the **websockets** library's
+:class:`ServerProtocol` (C-accelerated unmasking) for WebSocket connections, with one trio
+task per connection and no queue in between. ``EmbeddedServer(engine="hypercorn")`` keeps the
+old path; ``bench/ws_fleet.py --server-engine`` measures both.
+
+Per connection: HTTP/1.1 requests are served in turn (keep-alive; bodies up to ``max_body``;
+the app's response goes out as it is sent); a request with ``Upgrade: websocket`` is handed,
+raw bytes and all, to a ``ServerProtocol``, and the app runs it as an ASGI ``websocket`` scope.
+Refusing before accept (``websocket.close`` first) answers HTTP 403, as ASGI servers do.
+After the app's ``websocket.close`` the server sends its close frame, half-closes, and drains the
+client's answer for at most ``close_timeout`` (closing with unread data would reset the
+connection and could cost the client the close frame). The fault injector's abortive close
+(``tcp_abort.py``) works the same as under hypercorn: ``scope["server"]``/``scope["client"]``
+are the socket's addresses.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections import deque
+from typing import Any, Awaitable, Callable
+
+import h11
+import trio
+from websockets.frames import Frame
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from actors.wsconn import QUIET_LOGGER, MessageAssembler
+
+__all__ = ["serve_front"]
+
+_log = logging.getLogger("standin.front.lean")
+
+App = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
+                Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+
+_RECEIVE = 65536
+_MAX_HEAD = 64 * 1024
+
+
+async def serve_front(app: App, host: str, port: int, *, backlog: int = 4096,
+                      max_message_size: int = 16 * 2**20, max_body: int = 16 * 2**20,
+                      close_timeout: float = 1.0, ssl_context: ssl.SSLContext | None = None,
+                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve ``app`` on ``host:port`` until cancelled; ``started("http://host:port")``
+    (``https://`` with an ``ssl_context``: TLS, for wss:// clients)."""
+    tcp = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    sockname = tcp[0].socket.getsockname()
+    shown = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
+    listeners: list[trio.abc.Listener[Any]] = list(tcp)
+    if ssl_context is not None:
+        listeners = [trio.SSLListener(t, ssl_context, https_compatible=True) for t in tcp]
+
+    async def handle(stream: trio.abc.Stream) -> None:
+        _socket_stream(stream).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await _Connection(app, stream, max_message_size, max_body, close_timeout).run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:  # one connection's failure never stops the server
+            _log.exception("connection handler failed")
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        task_status.started(f"{'https' if ssl_context else 'http'}://{shown}:{sockname[1]}")
+
+
+def _socket_stream(stream: trio.abc.Stream) -> trio.SocketStream:
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    assert isinstance(stream, trio.SocketStream)
+    return stream
+
+
+class _Connection:
+    def __init__(self, app: App, stream: trio.abc.Stream, max_message_size: int, max_body: int,
+                 close_timeout: float) -> None:
+        self.app = app
+        self.stream = stream
+        self.max_message_size = max_message_size
+        self.max_body = max_body
+        self.close_timeout = close_timeout
+        sock = _socket_stream(stream).socket
+        self.server = tuple(sock.getsockname()[:2])
+        self.client = tuple(sock.getpeername()[:2])
+
+    async def run(self) -> None:
+        http = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+        try:
+            await self._serve(http)
+        except h11.RemoteProtocolError as exc:
+            if http.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                status = exc.error_status_hint
+                text = f"bad request: {exc}".encode()
+                await self.stream.send_all(
+                    f"HTTP/1.1 {status} Bad Request\r\ncontent-type: text/plain\r\n"
+                    f"content-length: {len(text)}\r\nconnection: close\r\n\r\n".encode() + text)
+
+    async def _serve(self, http: h11.Connection) -> None:
+        raw = bytearray()  # the bytes of the current request head (a WebSocket upgrade needs them)
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.stream.receive_some(_RECEIVE)
+                if http.their_state is h11.IDLE:
+                    raw += data
+                http.receive_data(data)
+                continue
+            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                if _is_upgrade(event):
+                    await _WebSocket(self, bytes(raw)).run()
+                    return
+                await self._http(http, event)
+                if http.our_state is h11.MUST_CLOSE or http.their_state is h11.MUST_CLOSE:
+                    return
+                if http.our_state is h11.DONE and http.their_state is h11.DONE:
+                    http.start_next_cycle()
+                    raw = bytearray(http.trailing_data[0])
+                    continue
+                return
+
+    def _scope(self, kind: str, target: bytes, headers: list[tuple[bytes, bytes]],
+               **extra: Any) -> dict[str, Any]:
+        path, _, query = target.partition(b"?")
+        return {"type": kind, "asgi": {"version": "3.0"}, "http_version": "1.1",
+                "scheme": "ws" if kind == "websocket" else "http",
+                "path": path.decode("latin-1"), "raw_path": path, "query_string": query,
+                "root_path": "", "headers": headers, "server": self.server, "client": self.client,
+                **extra}
+
+    async def _http(self, http: h11.Connection, request: h11.Request) -> None:
+        body = bytearray()
+        too_large = False
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(await self.stream.receive_some(_RECEIVE))
+            elif isinstance(event, h11.Data):
+                body += event.data
+                too_large = too_large or len(body) > self.max_body
+                if too_large:
+                    body.clear()
+            elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
+                break  # PAUSED: an Upgrade other than websocket, declined by answering normally
+            else:
+                return
+        if too_large:
+            await self._plain(http, 413, b"request body too large")
+            return
+        headers = [(k.lower(), v) for k, v in request.headers]
+        scope = self._scope("http", request.target, headers, method=request.method.decode())
+        delivered = False
+        started = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                await self._write(http, h11.Response(status_code=message["status"],
+                                                     headers=list(message.get("headers") or [])))
+            elif message["type"] == "http.response.body":
+                if message.get("body"):
+                    await self._write(http, h11.Data(data=message["body"]))
+                if not message.get("more_body", False):
+                    await self._write(http, h11.EndOfMessage())
+
+        await self.app(scope, receive, send)
+        if not started:
+            await self._plain(http, 500, b"no response")
+        elif http.our_state is h11.SEND_BODY:
+            await self._write(http, h11.EndOfMessage())
+
+    async def _plain(self, http: h11.Connection, status: int, text: bytes) -> None:
+        await self._write(http, h11.Response(status_code=status, headers=[
+            (b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode()),
+            (b"connection", b"close")]))
+        await self._write(http, h11.Data(data=text))
+        await self._write(http, h11.EndOfMessage())
+
+    async def _write(self, http: h11.Connection, event: Any) -> None:
+        data = http.send(event)
+        if data:
+            await self.stream.send_all(data)
+
+
+def _is_upgrade(request: h11.Request) -> bool:
+    for name, value in request.headers:
+        if name == b"upgrade" and value.lower() == b"websocket":
+            return True
+    return False
+
+
+class _WebSocket:
+    """One WebSocket connection driven by the app through ASGI ``receive``/``send``."""
+
+    def __init__(self, conn: _Connection, head: bytes) -> None:
+        self.conn = conn
+        self.stream = conn.stream
+        self.protocol = ServerProtocol(max_size=conn.max_message_size, logger=QUIET_LOGGER)
+        self.head = head
+        self.request: Request | None = None
+        self.frames: deque[Frame] = deque()
+        self.assembler = MessageAssembler()
+        self.connect_delivered = False
+        self.accepted = False
+        self.close_code: int | None = None  # set once the connection is over
+        self.lock = trio.StrictFIFOLock()
+
+    async def run(self) -> None:
+        protocol = self.protocol
+        protocol.receive_data(self.head)
+        for event in protocol.events_received():
+            if isinstance(event, Request):
+                self.request = event
+        if self.request is None:  # h11 accepted the head, websockets did not
+            await self.stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"
+                                       b"connection: close\r\n\r\n")
+            return
+        request = self.request
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.raw_items()]
+        offered = [p.strip() for v in request.headers.get_all("Sec-WebSocket-Protocol")
+                   for p in v.split(",") if p.strip()]
+        scope = self.conn._scope("websocket", request.path.encode("latin-1"), headers,
+                                 subprotocols=offered)
+        try:
+            await self.conn.app(scope, self.receive, self.send)
+        finally:
+            if self.accepted and self.close_code is None:
+                await self.send({"type": "websocket.close", "code": 1000})
+            elif not self.accepted:
+                await self._reject()
+            if self.accepted:
+                await self._drain()
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.connect_delivered:
+            self.connect_delivered = True
+            return {"type": "websocket.connect"}
+        while True:
+            while self.frames:
+                message = self.assembler.take(self.frames.popleft())
+                if message is not None:
+                    if isinstance(message, str):
+                        return {"type": "websocket.receive", "text": message}
+                    return {"type": "websocket.receive", "bytes": message}
+            if self.close_code is not None:
+                return {"type": "websocket.disconnect", "code": self.close_code}
+            await self._read()
+
+    async def _read(self) -> None:
+        try:
+            data = await self.stream.receive_some(_RECEIVE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        protocol = self.protocol
+        if data:
+            protocol.receive_data(data)
+        else:
+            protocol.receive_eof()
+        self.frames.extend(protocol.events_received())
+        await self._flush()
+        if not data or protocol.close_rcvd is not None or protocol.state is State.CLOSED:
+            received = protocol.close_rcvd
+            self.close_code = int(received.code) if received is not None else 1006
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        protocol = self.protocol
+        if kind == "websocket.accept":
+            assert self.request is not None
+            response = protocol.accept(self.request)
+            if message.get("subprotocol"):
+                response.headers["Sec-WebSocket-Protocol"] = message["subprotocol"]
+            protocol.send_response(response)
+            self.accepted = True
+            if protocol.handshake_exc is not None:  # a bad upgrade: answered 400 by the library
+                self.close_code = 1002
+            await self._flush()
+        elif kind == "websocket.send":
+            if self.close_code is not None or protocol.state is not State.OPEN:
+                return  # the peer is gone; the app learns it from receive()
+            text = message.get("text")
+            if text is not None:
+                protocol.send_text(text.encode())
+            else:
+                protocol.send_binary(message.get("bytes") or b"")
+            await self._flush()
+        elif kind == "websocket.close":
+            if not self.accepted:
+                await self._reject()
+                self.accepted = True  # nothing more to send
+                self.close_code = 1000
+                return
+            if protocol.state is State.OPEN:
+                protocol.send_close(message.get("code") or 1000, message.get("reason") or "")
+                await self._flush()
+            if self.close_code is None:
+                self.close_code = message.get("code") or 1000
+            # The drain happens once the app has returned: one of its tasks may be reading.
+
+    async def _reject(self) -> None:
+        if self.request is None or self.accepted:
+            return
+        self.accepted = True
+        self.protocol.send_response(self.protocol.reject(403, "Forbidden\n"))
+        await self._flush()
+
+    async def _flush(self) -> None:
+        chunks = self.protocol.data_to_send()
+        if not chunks:
+            return
+        data = b"".join(chunks)
+        async with self.lock:
+            try:
+                if data:
+                    await self.stream.send_all(data)
+                if chunks[-1] == b"" and isinstance(self.stream, trio.SocketStream):
+                    await self.stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.close_code = self.close_code or 1006
+
+    async def _drain(self) -> None:
+        """Half-close and read what the client still sends (its close frame) until it is done."""
+        with trio.move_on_after(self.conn.close_timeout):
+            try:
+                if isinstance(self.stream, trio.SocketStream):  # TLS has no half-close
+                    await self.stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
+            while True:
+                try:
+                    if not await self.stream.receive_some(_RECEIVE):
+                        return
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return

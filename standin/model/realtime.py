@@ -1,0 +1,490 @@
+"""The deterministic realtime "model": one session's protocol state machine (sans-I/O).
+
+No sockets, no trio: :class:`RealtimeSession` takes client events (JSON text or dicts) and a
+monotonic ``now`` in seconds, and returns the server events to send, in order. Time-driven output
+(audio paced in real time, delayed transcriptions) is exposed aioquic-style: :meth:`get_timer`
+gives the next deadline, :meth:`handle_timer` emits what is due. The WebSocket shell (``ws.py``)
+only moves frames and sleeps until the timer.
+
+Behaviour, all deterministic given the input: a text turn answers the last user words with
+``"You said: …"`` (split into word deltas); audio input goes through an energy VAD
+(``server_vad``, see ``vad.py``) whose committed user item is "heard" as ``"audio of N ms"``; audio
+responses are a tone, one ``chunk_ms`` chunk a word, interleaved with transcript deltas. Errors
+are GA ``error`` events and keep the session open (codes listed in ``events.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from standin.model import config as cfg
+from standin.model.audio import PCM_24K, Tone
+from standin.model.conversation import Conversation, item_from_client, item_text
+from standin.model.events import ClientError, IdFactory, error_event
+from standin.model.response import ResponseRun, reply_for, split_words
+from standin.model.vad import EnergyVad, SpeechStarted
+
+__all__ = ["ModelConfig", "RealtimeSession"]
+
+Event = dict[str, Any]
+
+
+@attrs.frozen
+class ModelConfig:
+    """Knobs of the deterministic model (the defaults suit tests and load runs alike)."""
+
+    chunk_ms: int = 100  # output audio per delta (one word a chunk)
+    pace: float = 1.0  # 1.0 = audio deltas in real time; 0 = as fast as possible
+    tone_hz: float = 440.0
+    tone_amplitude: float = 0.25
+    transcription_delay_s: float = 0.0
+    max_session_s: float = 3600.0
+    max_recorded_events: int = 10_000
+
+
+@attrs.define(eq=False)
+class RealtimeSession:
+    session: dict[str, Any]
+    config: ModelConfig
+    ids: IdFactory
+    transport: str = "websocket"  # "websocket" | "sideband" (attached with ?call_id=) | "webrtc"
+    conversation: Conversation = attrs.field(factory=Conversation)
+    received: list[Event] = attrs.field(factory=list)
+    responses: list[dict[str, Any]] = attrs.field(factory=list)  # response objects, latest state
+    audio_output_started: bool = False
+    _audio_ms: float = 0.0  # all input audio so far (the VAD clock)
+    _buffer_start_ms: float = 0.0  # start of the uncommitted input buffer
+    _speech: tuple[str, float] | None = None  # (item_id, audio_start_ms) while speaking
+    _vad: EnergyVad | None = None
+    _heard: dict[str, str] = attrs.field(factory=dict)  # item_id -> deterministic transcript
+    _scheduled: list[tuple[float, int, Event]] = attrs.field(factory=list)
+    _seq: itertools.count = attrs.field(factory=itertools.count)
+    _tone: Tone = attrs.field(factory=Tone)
+    _runs: list[ResponseRun] = attrs.field(factory=list)  # responses in progress
+    _played_ms: dict[str, int] = attrs.field(factory=dict)  # assistant item -> audio ms sent
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        model: str,
+        wall_now: float,
+        config: ModelConfig | None = None,
+        ids: IdFactory | None = None,
+        initial: dict[str, Any] | None = None,
+        transport: str = "websocket",
+    ) -> RealtimeSession:
+        """A fresh session; ``initial`` is a session config (e.g. from a client secret)."""
+        config = config or ModelConfig()
+        ids = ids or IdFactory()
+        session = cfg.default_session(
+            session_id=ids.new("sess"), model=model, expires_at=int(wall_now + config.max_session_s)
+        )
+        if initial:
+            given = {k: v for k, v in initial.items() if k not in ("id", "object", "expires_at")}
+            session = cfg.apply_update(session, given, allow_model=True)
+        self = cls(session=session, config=config, ids=ids, transport=transport)
+        self._tone = Tone(config.tone_hz, config.tone_amplitude)
+        self._reset_vad()
+        return self
+
+    # -- the sans-I/O surface --------------------------------------------------------------------
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return self.conversation.items
+
+    def start(self) -> list[Event]:
+        return [self._ev("session.created", session=self._session_view())]
+
+    def receive_text(self, text: str, now: float) -> list[Event]:
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return [self._error(ClientError("invalid_json", "The message is not valid JSON."))]
+        return self.receive_event(obj, now)
+
+    def receive_binary(self, data: bytes, now: float) -> list[Event]:
+        return [self._error(ClientError("unsupported_frame", "Binary frames are not supported; use JSON text."))]
+
+    def receive_event(self, obj: Any, now: float) -> list[Event]:
+        if not isinstance(obj, dict):
+            return [self._error(ClientError("invalid_json", "A client event must be a JSON object."))]
+        self._record(obj)
+        client_event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+        kind = obj.get("type")
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
+        out: list[Event] = []
+        try:
+            if not isinstance(kind, str):
+                raise ClientError("missing_required_parameter", "The 'type' field is required.", "type")
+            if handler is None:
+                raise ClientError("invalid_value", f"Invalid value: '{kind}'. Unknown event type.", "type")
+            handler(self, obj, now, out)
+        except ClientError as exc:
+            out.append(self._error(exc, client_event_id))
+        return out + self.handle_timer(now)
+
+    def receive_audio(self, pcm: bytes, now: float) -> list[Event]:
+        """Caller audio from a media track (WebRTC/SIP): PCM16 mono at 24 kHz, whatever the
+        session's input format. It goes to the input buffer and the VAD like appended audio,
+        but is not a client event (nothing is recorded in :attr:`received`)."""
+        fmt = cfg.input_format(self.session)
+        samples = PCM_24K.decode(pcm)
+        if fmt.rate != PCM_24K.rate:
+            samples = samples[:: PCM_24K.rate // fmt.rate]  # 8 kHz G.711 sessions: decimate
+        self._audio_ms += PCM_24K.duration_ms(len(pcm) - len(pcm) % 2)
+        out: list[Event] = []
+        self._feed_vad(samples, now, out)
+        return out + self.handle_timer(now)
+
+    def get_timer(self) -> float | None:
+        dues = [d for d in (run.due() for run in self._runs) if d is not None]
+        if self._scheduled:
+            dues.append(self._scheduled[0][0])
+        return min(dues, default=None)
+
+    def handle_timer(self, now: float) -> list[Event]:
+        out: list[Event] = []
+        while True:
+            due = self.get_timer()
+            if due is None or due > now:
+                return out
+            if self._scheduled and self._scheduled[0][0] <= due:
+                out.append(heapq.heappop(self._scheduled)[2])
+                continue
+            run = min(self._runs, key=lambda r: r.due())
+            out += run.step(self._ev)
+            self._forget_finished()
+
+    # -- handlers -------------------------------------------------------------------------------
+
+    def _on_session_update(self, obj: Event, now: float, out: list[Event]) -> None:
+        before = self.session
+        self.session = cfg.apply_update(before, obj.get("session"), voice_locked=self.audio_output_started)
+        if self.session["audio"]["input"] != before["audio"]["input"]:
+            self._reset_vad()
+        out.append(self._ev("session.updated", session=self._session_view()))
+
+    def _on_append(self, obj: Event, now: float, out: list[Event]) -> None:
+        try:
+            data = base64.b64decode(_required(obj, "audio", str), validate=True)
+        except (binascii.Error, ValueError):
+            raise ClientError("invalid_value", "audio must be base64-encoded", "audio") from None
+        fmt = cfg.input_format(self.session)
+        self._audio_ms += fmt.duration_ms(len(data))
+        self._feed_vad(fmt.decode(data), now, out)
+
+    def _feed_vad(self, samples: Any, now: float, out: list[Event]) -> None:
+        if self._vad is None:
+            return
+        for change in self._vad.feed(samples):
+            if isinstance(change, SpeechStarted):
+                self._speech_started(change.at_ms, out)
+            elif self._speech is not None:
+                self._speech_stopped(change.at_ms, now, out)
+
+    def _on_commit(self, obj: Event, now: float, out: list[Event]) -> None:
+        buffered = self._audio_ms - self._buffer_start_ms
+        if buffered < 100:
+            raise ClientError(
+                "input_audio_buffer_commit_empty",
+                f"Error committing input audio buffer: buffer too small. Expected at least 100ms "
+                f"of audio, but buffer only has {buffered:.2f}ms of audio.",
+            )
+        item_id = self._speech[0] if self._speech else self.ids.new("item")
+        self._commit(item_id, self._buffer_start_ms, self._audio_ms, now, out)
+        self._reset_vad()
+
+    def _on_clear(self, obj: Event, now: float, out: list[Event]) -> None:
+        self._buffer_start_ms = self._audio_ms
+        self._reset_vad()
+        out.append(self._ev("input_audio_buffer.cleared"))
+
+    def _on_item_create(self, obj: Event, now: float, out: list[Event]) -> None:
+        fmt = cfg.input_format(self.session)
+        item, audio_ms = item_from_client(obj.get("item"), self.ids.new("item"), fmt)
+        if item["id"] in self.conversation:
+            raise ClientError("invalid_value", f"item id '{item['id']}' already exists", "item.id")
+        previous = obj.get("previous_item_id")
+        if previous is not None and not isinstance(previous, str):
+            raise ClientError("invalid_type", "previous_item_id must be a string", "previous_item_id")
+        prev = self.conversation.insert(item, previous)
+        if audio_ms and item.get("role") == "user":
+            self._heard[item["id"]] = f"audio of {round(sum(audio_ms.values()))} ms"
+        elif audio_ms and item.get("role") == "assistant":
+            self._played_ms[item["id"]] = round(audio_ms.get(0, 0.0))  # replayed assistant audio
+        out.append(self._ev("conversation.item.added", previous_item_id=prev, item=_copy(item)))
+        out.append(self._ev("conversation.item.done", previous_item_id=prev, item=_copy(item)))
+
+    def _on_item_retrieve(self, obj: Event, now: float, out: list[Event]) -> None:
+        item = self._existing_item(obj)
+        out.append(self._ev("conversation.item.retrieved", item=_copy(item)))
+
+    def _on_item_delete(self, obj: Event, now: float, out: list[Event]) -> None:
+        item = self._existing_item(obj)
+        self.conversation.delete(item["id"])
+        self._heard.pop(item["id"], None)
+        out.append(self._ev("conversation.item.deleted", item_id=item["id"]))
+
+    def _on_item_truncate(self, obj: Event, now: float, out: list[Event]) -> None:
+        item = self._existing_item(obj)
+        content_index = _required(obj, "content_index", int)
+        end_ms = _required(obj, "audio_end_ms", int)
+        run = next((r for r in self._runs if r.item is item), None)
+        parts = item.get("content") or []
+        if item.get("role") != "assistant" or not parts or parts[0].get("type") != "output_audio":
+            raise ClientError("invalid_value", "only assistant audio items can be truncated", "item_id")
+        if content_index != 0:
+            raise ClientError("invalid_value", "content_index must be 0", "content_index")
+        played = run.audio_ms_sent if run else self._played_ms.get(item["id"], 0)
+        if not 0 <= end_ms <= played:
+            raise ClientError("invalid_value", f"audio_end_ms must be within 0..{played}", "audio_end_ms")
+        words = split_words(parts[0]["transcript"] or "")
+        parts[0]["transcript"] = "".join(words[: end_ms // self.config.chunk_ms]).rstrip()
+        out.append(
+            self._ev("conversation.item.truncated", item_id=item["id"], content_index=0, audio_end_ms=end_ms)
+        )
+
+    def _on_response_create(self, obj: Event, now: float, out: list[Event]) -> None:
+        params = obj.get("response") or {}
+        if not isinstance(params, dict):
+            raise ClientError("invalid_type", "response must be an object", "response")
+        conversation = params.get("conversation", "auto")
+        if conversation not in ("auto", "none"):
+            raise ClientError("invalid_value", "must be 'auto' or 'none'", "response.conversation")
+        modalities = cfg.output_modalities(self.session)
+        if "output_modalities" in params:
+            modalities = cfg.check_modalities(params["output_modalities"], "response.output_modalities")
+        context = self.conversation.items
+        if "input" in params:
+            context = self._response_input(params["input"])
+        if conversation == "auto" and self._active_default() is not None:
+            raise ClientError(
+                "conversation_already_has_active_response",
+                "Conversation already has an active response in progress.",
+            )
+        self._start_response(now, modalities[0], conversation == "auto", context, params.get("metadata"))
+
+    def _on_response_cancel(self, obj: Event, now: float, out: list[Event]) -> None:
+        wanted = obj.get("response_id")
+        if wanted is not None:
+            run = next((r for r in self._runs if r.id == wanted), None)
+        else:
+            run = self._active_default()
+        if run is None:
+            raise ClientError("response_cancel_not_active", "Cancellation failed: no active response found.")
+        out += run.cancel(self._ev, "client_cancelled")
+        self._forget_finished()
+
+    def _on_output_audio_clear(self, obj: Event, now: float, out: list[Event]) -> None:
+        if self.transport == "websocket":
+            raise ClientError("invalid_value", "output_audio_buffer.clear is for WebRTC/SIP calls only", "type")
+        active = self._active_default()
+        out.append(self._ev("output_audio_buffer.cleared", response_id=active.id if active else None))
+
+    # -- turns ----------------------------------------------------------------------------------
+
+    def _speech_started(self, at_ms: float, out: list[Event]) -> None:
+        detection = cfg.turn_detection(self.session) or {}
+        start = max(self._buffer_start_ms, at_ms - cfg.vad_params(detection).prefix_padding_ms)
+        item_id = self.ids.new("item")
+        self._speech = (item_id, start)
+        out.append(
+            self._ev("input_audio_buffer.speech_started", audio_start_ms=round(start), item_id=item_id)
+        )
+        active = self._active_default()
+        if active is not None and detection.get("interrupt_response", True):
+            out += active.cancel(self._ev, "turn_detected")
+            self._forget_finished()
+
+    def _speech_stopped(self, at_ms: float, now: float, out: list[Event]) -> None:
+        assert self._speech is not None
+        item_id, start = self._speech
+        out.append(self._ev("input_audio_buffer.speech_stopped", audio_end_ms=round(at_ms), item_id=item_id))
+        self._commit(item_id, start, at_ms, now, out)
+        detection = cfg.turn_detection(self.session) or {}
+        if detection.get("create_response", True) and self._active_default() is None:
+            modality = cfg.output_modalities(self.session)[0]
+            self._start_response(now, modality, True, self.conversation.items, None)
+
+    def _commit(self, item_id: str, start_ms: float, end_ms: float, now: float, out: list[Event]) -> None:
+        self._speech = None
+        self._buffer_start_ms = end_ms
+        duration = round(end_ms - start_ms)
+        transcript = f"audio of {duration} ms"
+        self._heard[item_id] = transcript
+        item = {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "message",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        prev = self.conversation.insert(item)
+        out.append(self._ev("input_audio_buffer.committed", previous_item_id=prev, item_id=item_id))
+        out.append(self._ev("conversation.item.added", previous_item_id=prev, item=_copy(item)))
+        out.append(self._ev("conversation.item.done", previous_item_id=prev, item=_copy(item)))
+        if cfg.transcription_enabled(self.session):
+            item["content"][0]["transcript"] = transcript
+            done = self._ev(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=transcript,
+                usage={"type": "duration", "seconds": duration / 1000},
+            )
+            if self.config.transcription_delay_s > 0:
+                due = now + self.config.transcription_delay_s
+                heapq.heappush(self._scheduled, (due, next(self._seq), done))
+            else:
+                out.append(done)
+
+    def _start_response(
+        self, now: float, modality: str, in_conversation: bool, context: list[dict[str, Any]], metadata: Any
+    ) -> None:
+        user = next((i for i in reversed(context) if i.get("role") == "user"), None)
+        words_heard = (item_text(user) or self._heard.get(user["id"], "")) if user else ""
+        words = split_words(reply_for(words_heard))
+        out_fmt = cfg.output_format(self.session)
+        audio = []
+        if modality == "audio":
+            audio = [self._tone.chunk(out_fmt, self.config.chunk_ms) for _ in words]
+        if audio:
+            self.audio_output_started = True
+        output = self.session["audio"]["output"]
+        response = {
+            "id": self.ids.new("resp"),
+            "object": "realtime.response",
+            "status": "in_progress",
+            "status_details": None,
+            "output": [],
+            "conversation_id": "conv_default" if in_conversation else None,
+            "output_modalities": [modality],
+            "max_output_tokens": self.session.get("max_output_tokens", "inf"),
+            "audio": {"output": {"format": output["format"], "voice": output["voice"]}},
+            "usage": None,
+            "metadata": metadata if isinstance(metadata, dict) else None,
+        }
+        item = {"id": self.ids.new("item"), "object": "realtime.item", "type": "message",
+                "status": "in_progress", "role": "assistant", "content": []}
+        prev = self.conversation.insert(item) if in_conversation else None
+        run = ResponseRun(
+            response=response, item=item, modality=modality, words=words, audio=audio,
+            chunk_ms=self.config.chunk_ms, start=now, pace=self.config.chunk_ms / 1000 * self.config.pace,
+            previous_item_id=prev, in_conversation=in_conversation,
+            usage=_usage(context, self._heard, words, modality, self.config.chunk_ms),
+        )
+        self._runs.append(run)
+        self.responses.append(response)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _ev(self, kind: str, **fields: Any) -> Event:
+        return {"type": kind, "event_id": self.ids.new("event"), **fields}
+
+    def _error(self, exc: ClientError, client_event_id: str | None = None) -> Event:
+        return error_event(self.ids.new("event"), code=exc.code, message=exc.message, param=exc.param,
+                           client_event_id=client_event_id, type=exc.type)
+
+    def _session_view(self) -> dict[str, Any]:
+        return _copy(self.session)
+
+    def _record(self, obj: Event) -> None:
+        if obj.get("type") == "input_audio_buffer.append" and isinstance(obj.get("audio"), str):
+            obj = obj | {"audio": f"<{len(obj['audio'])} base64 chars>"}
+        self.received.append(obj)
+        if len(self.received) > self.config.max_recorded_events:
+            del self.received[: len(self.received) - self.config.max_recorded_events]
+
+    def _reset_vad(self) -> None:
+        self._speech = None
+        detection = cfg.turn_detection(self.session)
+        fmt = cfg.input_format(self.session)
+        self._vad = None
+        if detection is not None:
+            self._vad = EnergyVad(cfg.vad_params(detection), fmt.rate, self._audio_ms)
+
+    def _active_default(self) -> ResponseRun | None:
+        return next((r for r in self._runs if r.in_conversation), None)
+
+    def _forget_finished(self) -> None:
+        for run in [r for r in self._runs if not r.in_progress]:
+            if run.modality == "audio":
+                self._played_ms[run.item["id"]] = run.audio_ms_sent
+            self._runs.remove(run)
+
+    def _existing_item(self, obj: Event) -> dict[str, Any]:
+        item_id = _required(obj, "item_id", str)
+        item = self.conversation.get(item_id)
+        if item is None:
+            raise ClientError("item_not_found", f"Item '{item_id}' does not exist.", "item_id")
+        return item
+
+    def _response_input(self, raw: Any) -> list[dict[str, Any]]:
+        if not isinstance(raw, list):
+            raise ClientError("invalid_type", "response.input must be a list", "response.input")
+        items = []
+        for i, entry in enumerate(raw):
+            if isinstance(entry, dict) and entry.get("type") == "item_reference":
+                found = self.conversation.get(entry.get("id"))
+                if found is None:
+                    param = f"response.input[{i}].id"
+                    raise ClientError("item_not_found", "referenced item does not exist", param)
+                items.append(found)
+            else:
+                items.append(item_from_client(entry, self.ids.new("item"), cfg.input_format(self.session))[0])
+        return items
+
+
+def _required(obj: Event, key: str, kind: type) -> Any:
+    if key not in obj:
+        raise ClientError("missing_required_parameter", f"Missing required parameter: '{key}'.", key)
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ClientError("invalid_type", f"'{key}' must be of type {kind.__name__}", key)
+    return value
+
+
+def _copy(value: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(value))
+
+
+def _usage(
+    context: list[dict[str, Any]], heard: dict[str, str], words: list[str], modality: str, chunk_ms: int
+) -> dict[str, Any]:
+    text_in = sum(len(item_text(i).split()) for i in context)
+    audio_in = sum(len(heard.get(i["id"], "").split()) for i in context if not item_text(i))
+    out_audio = len(words) * chunk_ms // 50 if modality == "audio" else 0
+    out_text = len(words)
+    return {
+        "total_tokens": text_in + audio_in + out_text + out_audio,
+        "input_tokens": text_in + audio_in,
+        "output_tokens": out_text + out_audio,
+        "input_token_details": {"text_tokens": text_in, "audio_tokens": audio_in, "cached_tokens": 0},
+        "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
+    }
+
+
+_HANDLERS: dict[str, Callable[[RealtimeSession, Event, float, list[Event]], None]] = {
+    "session.update": RealtimeSession._on_session_update,
+    "input_audio_buffer.append": RealtimeSession._on_append,
+    "input_audio_buffer.commit": RealtimeSession._on_commit,
+    "input_audio_buffer.clear": RealtimeSession._on_clear,
+    "conversation.item.create": RealtimeSession._on_item_create,
+    "conversation.item.retrieve": RealtimeSession._on_item_retrieve,
+    "conversation.item.delete": RealtimeSession._on_item_delete,
+    "conversation.item.truncate": RealtimeSession._on_item_truncate,
+    "response.create": RealtimeSession._on_response_create,
+    "response.cancel": RealtimeSession._on_response_cancel,
+    "output_audio_buffer.clear": RealtimeSession._on_output_audio_clear,
+}

@@ -1,0 +1,278 @@
+"""The WebSocket side of the embedded server: ``/v1/realtime`` connections (I/O shell).
+
+Connect with ``?model=<model>`` (a new session) or ``?call_id=<id>`` (a sideband socket for a
+call), never both. A ``call_id`` naming a live WebRTC call attaches to it (``rtc_session.py``:
+it sees the call's server events, its events go to the call's model); any other ``call_id`` gets
+a session of its own (SIP calls are not modelled yet), and authenticate with
+``Authorization: Bearer <key>`` or the subprotocols ``realtime`` + ``openai-insecure-api-key.<key>``
+(the server selects ``realtime``). The key is a standard API key or an unexpired ``ek_`` secret.
+
+**Refusals happen after the handshake**, as the hosted service is reported to do and as browsers
+need (they cannot read an HTTP status of a failed handshake). The server accepts, sends one GA
+``error`` event, then closes:
+
+=====================================  ===========================  ==========
+cause                                  ``error.code``               close code
+=====================================  ===========================  ==========
+missing/unknown/expired key or secret  ``invalid_api_key``          **4001**
+``OpenAI-Beta: realtime=v1`` header     ``beta_api_shape_disabled``  4000
+both or neither of model / call_id     ``invalid_value`` /          1008
+                                       ``missing_required_parameter``
+=====================================  ===========================  ==========
+
+So a client recognises an auth failure by ``error.code == "invalid_api_key"`` or close code 4001
+and must not retry without a new key (4001 is outside the SDK's reconnect list).
+
+Per connection, one nursery runs a reader (client frames -> model), a timer (model deadlines:
+paced audio), a fault timer (timed drops, expiry) and the single sender, which applies latency,
+malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import attrs
+import trio
+
+from standin.model.events import IdFactory, error_event
+from standin.records import ConnectionRecord
+from standin.faults.plan import ConnectionFaults, Drop, Expire
+from standin.model.realtime import RealtimeSession
+from standin.model.timer import ModelTimer
+from standin.sessions.rtc_session import run_sideband
+from standin.faults.tcp_abort import abort_connection
+
+if TYPE_CHECKING:
+    from standin.host import SessionHost
+
+__all__ = ["handle_websocket"]
+
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+AUTH_FAILURE_CLOSE = 4001
+BETA_CLOSE = 4000
+POLICY_CLOSE = 1008
+
+
+@attrs.frozen
+class _Out:
+    at: float
+    event: dict[str, Any] | None = None
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+def _credential(headers: dict[str, str], subprotocols: list[str]) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    for protocol in subprotocols:
+        if protocol.startswith(KEY_SUBPROTOCOL):
+            return protocol[len(KEY_SUBPROTOCOL):] or None
+    return None
+
+
+async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if (await receive())["type"] != "websocket.connect":
+        return
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    offered = [str(p) for p in scope.get("subprotocols") or []]
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    model = (query.get("model") or [None])[0]
+    call_id = (query.get("call_id") or [None])[0]
+    auth = server.authenticate(_credential(headers, offered))
+    subprotocol = "realtime" if "realtime" in offered else None
+    record = server.open_record(model=model, call_id=call_id, auth_kind=auth.kind, subprotocol=subprotocol)
+    ids = IdFactory()
+    try:
+        await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        refusal = _refusal(auth, headers, model, call_id)
+        if refusal is not None:
+            code, close_code, message, param = refusal
+            event = error_event(ids.new("event"), code=code, message=message, param=param)
+            await send({"type": "websocket.send", "text": json.dumps(event)})
+            server.stats.errors_sent += 1
+            record.close_code, record.closed_by = close_code, "server"
+            await send({"type": "websocket.close", "code": close_code, "reason": code})
+            return
+        call = server.calls.get(call_id) if call_id else None
+        if call is not None and call.live:
+            record.transport, record.model, record.session = "sideband", call.session.session["model"], call.session
+            await run_sideband(call, record, receive, send)
+            return
+        if auth.secret is not None:
+            model = auth.secret.session.get("model") or model
+        record.model = model or server.default_model
+        record.session = RealtimeSession.create(
+            model=record.model,
+            wall_now=server.clock(),
+            config=server.model_config,
+            ids=ids,
+            initial=auth.secret.session if auth.secret is not None else None,
+            transport="sideband" if call_id else "websocket",
+        )
+        record.transport = record.session.transport
+        await _Connection(server, record, record.session, scope, receive, send).run()
+    finally:
+        record.closed.set()
+        server.stats.connections_closed += 1
+
+
+def _refusal(
+    auth: Any, headers: dict[str, str], model: str | None, call_id: str | None
+) -> tuple[str, int, str, str | None] | None:
+    """``(error code, close code, message, param)`` when the connection must be refused."""
+    if auth.kind is None:
+        return "invalid_api_key", AUTH_FAILURE_CLOSE, auth.reason, None
+    if "realtime=v1" in headers.get("openai-beta", ""):
+        return (
+            "beta_api_shape_disabled",
+            BETA_CLOSE,
+            "The beta Realtime API shape is disabled; remove the OpenAI-Beta: realtime=v1 header.",
+            None,
+        )
+    if model and call_id:
+        return "invalid_value", POLICY_CLOSE, "Specify either 'model' or 'call_id', not both.", "call_id"
+    if not model and not call_id and auth.secret is None:
+        return "missing_required_parameter", POLICY_CLOSE, "The 'model' query parameter is required.", "model"
+    return None
+
+
+class _Connection:
+    def __init__(self, server: SessionHost, record: ConnectionRecord, session: RealtimeSession,
+                 scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.server = server
+        self.record = record
+        self.session = session
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.faults = ConnectionFaults.for_connection(
+            server.faults, record.index, record.connected_at, server.model_config.max_session_s
+        )
+        self._out_send, self._out_recv = trio.open_memory_channel[_Out](1024)
+        self._model_timer = ModelTimer(session)
+        self._cancel = trio.CancelScope()
+
+    async def run(self) -> None:
+        with self._cancel:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sender)
+                nursery.start_soon(self._reader)
+                nursery.start_soon(self._timer)
+                nursery.start_soon(self._fault_timer)
+                await self._emit(self.session.start())
+
+    async def _emit(self, events: list[dict[str, Any]]) -> None:
+        now = trio.current_time()
+        for event in events:
+            await self._out_send.send(_Out(now, event=event))
+
+    async def _reader(self) -> None:
+        while True:
+            message = await self.receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                if self.record.closed_by is None:
+                    self.record.closed_by = "client"
+                    self.record.close_code = message.get("code", 1005)
+                self._cancel.cancel()
+                return
+            if kind != "websocket.receive":
+                continue
+            self.server.stats.client_events_received += 1
+            now = trio.current_time()
+            if message.get("text") is not None:
+                events = self.session.receive_text(message["text"], now)
+            else:
+                events = self.session.receive_binary(message.get("bytes") or b"", now)
+            await self._emit(events)
+            self._model_timer.poke()
+
+    async def _timer(self) -> None:
+        while True:
+            await self._emit(await self._model_timer.next())
+
+    async def _fault_timer(self) -> None:
+        action: Drop | Expire
+        while True:
+            changed = self.server.faults_changed
+            when, action = self.faults.next_timed(self.server.faults, trio.current_time())
+            with trio.move_on_at(when) as waited:
+                await changed.wait()
+            if waited.cancelled_caught:
+                break
+        if isinstance(action, Drop):
+            await self._drop(action)
+            return
+        if action.cause == "fault":
+            self.server.stats.faults.sessions_expired += 1
+        else:
+            self.server.stats.sessions_ended_max_length += 1
+        event = error_event(
+            self.session.ids.new("event"),
+            code="session_expired",
+            message="Your session hit the maximum duration.",
+        )
+        now = trio.current_time()
+        await self._out_send.send(_Out(now, event=event))
+        await self._out_send.send(_Out(now, close_code=1001, close_reason="session_expired"))
+
+    async def _sender(self) -> None:
+        stats = self.server.stats
+        async for out in self._out_recv:
+            plan = self.server.faults
+            if plan.latency_ms > 0:
+                await trio.sleep_until(out.at + plan.latency_ms / 1000)
+                stats.faults.delayed_events += 1
+            if out.event is None:
+                await self._close(out.close_code or 1000, out.close_reason)
+                return
+            await self.send({"type": "websocket.send", "text": json.dumps(out.event)})
+            self.record.events_sent += 1
+            stats.events_sent += 1
+            if out.event["type"] == "error":
+                stats.errors_sent += 1
+            malformed, drop = self.faults.after_event(plan)
+            if malformed is not None:
+                await self._send_malformed(malformed, plan.oversized_bytes)
+            if drop is not None:
+                await self._drop(drop)
+                return
+
+    async def _send_malformed(self, kind: str, oversized_bytes: int) -> None:
+        self.server.stats.faults.malformed[kind] += 1
+        if kind == "binary":
+            await self.send({"type": "websocket.send", "bytes": b"\x00rtfleet-fault\xff"})
+            return
+        if kind == "invalid_json":
+            text = '{"type": "response.output_text.delta", "delta": "trunc'
+        else:
+            event = {"type": f"rtfleet.fault.{kind}", "event_id": self.session.ids.new("event")}
+            text = json.dumps(event)
+            if kind == "oversized":
+                pad = max(0, oversized_bytes - len(text) - len(',"padding":""'))
+                text = text[:-1] + ',"padding":"' + "x" * pad + '"}'
+        await self.send({"type": "websocket.send", "text": text})
+
+    async def _drop(self, drop: Drop) -> None:
+        faults = self.server.stats.faults
+        faults.drops[drop.cause] += 1
+        code = drop.code
+        if drop.mode == "abort":
+            if abort_connection(self.scope.get("server"), self.scope.get("client")):
+                faults.aborted += 1
+                self.record.close_code, self.record.closed_by = 1006, "server"
+                self._cancel.cancel()
+                return
+            faults.abort_fallbacks += 1
+            code = 1011
+        faults.closed_with_code[code] += 1
+        await self._close(code, "rtfleet fault injection")
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.record.close_code, self.record.closed_by = code, "server"
+        await self.send({"type": "websocket.close", "code": code, "reason": reason})
+        self._cancel.cancel()
