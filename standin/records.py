@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import trio
 
-from standin.model.realtime import RealtimeSession
+from standin.model.dialect import ModelSession
 
 __all__ = ["ConnectionRecord"]
 
@@ -28,7 +28,7 @@ class ConnectionRecord:
     auth_kind: str | None  # "api_key" | "client_secret" | None (refused)
     subprotocol: str | None
     connected_at: float  # trio clock
-    session: RealtimeSession | None = None
+    session: ModelSession | None = None
     # Set when the server closes (1006 = it aborted the TCP connection). When the client closes,
     # hypercorn reports 1006 whatever the client sent: see ``closed_by``.
     close_code: int | None = None
