@@ -1,14 +1,8 @@
 """``rtfleet``: the command line.
 
-Exit codes (decided in :func:`main`, nowhere else):
-
-====  =====================================================================
-0     success (a run whose thresholds all held)
-1     the run completed but a threshold failed
-2     bad input or usage: unreadable/malformed scenario, unknown option
-3     the run could not be carried out (target unreachable, no API key, …)
-130   interrupted (Ctrl-C)
-====  =====================================================================
+Exit codes are listed in :mod:`orchestrator.exits` and decided in :func:`main`, nowhere else:
+the commands raise :class:`~orchestrator.exits.UsageError` or
+:class:`~orchestrator.exits.RunFailed`, or return a code from that module.
 
 Every option can also come from the environment as ``RTFLEET_<OPTION>`` (e.g.
 ``RTFLEET_PORT=8765``); precedence is scenario file < environment < command-line flag.
@@ -22,21 +16,18 @@ import os
 import sys
 from typing import Sequence
 
-__all__ = ["main", "main_entry", "EXIT_OK", "EXIT_THRESHOLDS", "EXIT_USAGE", "EXIT_RUNTIME"]
+from orchestrator.exits import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_THRESHOLDS,
+    EXIT_USAGE,
+    RunFailed,
+    UsageError,
+)
 
-EXIT_OK = 0
-EXIT_THRESHOLDS = 1
-EXIT_USAGE = 2
-EXIT_RUNTIME = 3
-EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """Bad input from the user: exit 2 with the message."""
-
-
-class RunFailed(Exception):
-    """The run could not be carried out: exit 3 with the message."""
+__all__ = ["main", "main_entry", "EXIT_OK", "EXIT_THRESHOLDS", "EXIT_USAGE", "EXIT_RUNTIME",
+           "EXIT_INTERRUPTED"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,7 +11,14 @@ from functools import partial
 
 import trio
 
-from orchestrator.cli import EXIT_OK, RunFailed, UsageError
+from orchestrator.exits import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    RunFailed,
+    UsageError,
+)
 
 __all__ = ["serve_command", "validate_command", "run_command"]
 
@@ -198,7 +205,6 @@ def _run_as_worker(args: argparse.Namespace) -> int:
     """A child of ``--workers``: frames to the parent on ``--emit-fd`` (see scenario/stream.py)."""
     import traceback
 
-    from orchestrator.cli import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE
     from orchestrator.scenario.stream import VERSION, FrameWriter
 
     try:
@@ -284,7 +290,6 @@ def _run_workers(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from orchestrator.cli import EXIT_INTERRUPTED
     from orchestrator.scenario.progress import make_reporter
     from orchestrator.scenario.results import format_summary, write_results
     from orchestrator.scenario.workers import WorkerFailed, run_workers

@@ -13,6 +13,13 @@ if [ "${#need[@]}" -gt 0 ]; then
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# A distribution's own Python refuses pip installs (PEP 668): use a venv there, ./.venv
+if python3 -c 'import os, sys, sysconfig; sys.exit(not (sys.prefix == sys.base_prefix and os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))'; then
+    [ -x .venv/bin/python3 ] || python3 -m venv .venv
+    export PATH="$PWD/.venv/bin:$PATH"
+fi
 python3 -m pip install -q -e '.[test,webrtc]'
+# the layers and the no-circle rule (pyproject.toml [tool.importlinter]) before any test
+python3 -c "from importlinter.cli import lint_imports_command as c; c.main(['--no-cache'], prog_name='lint-imports')"
 export RTFLEET_REQUIRE_BROWSER=1 RTFLEET_REQUIRE_SIPP=1
 exec python3 -m pytest -q "$@"
