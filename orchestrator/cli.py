@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webrtc", choices=("auto", "on", "off"), default=_env("webrtc", "auto"),
                        help="WebRTC calls endpoint: auto (when aiortc is installed, loaded on the "
                             "first call), on, off [RTFLEET_WEBRTC]")
+    serve.add_argument("--models", default=_env("models"),
+                       help="comma-separated models sessions may use; others are refused with "
+                            "model_not_found as the hosted service does (default: the hosted "
+                            "Realtime models; '*' accepts any name) [RTFLEET_MODELS]")
     serve.add_argument("--demo-token", default=_env("demo_token"),
                        help="serve the /demo browser page; its key-vending endpoint requires this "
                             "token [RTFLEET_DEMO_TOKEN]")
@@ -161,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:  # trio wraps a Ctrl-C that ends a nursery
+        _, rest = group.split(KeyboardInterrupt)
+        if rest is not None:
+            raise
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import signal
@@ -15,6 +16,7 @@ from orchestrator.exits import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUNTIME,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     RunFailed,
     UsageError,
@@ -28,6 +30,13 @@ def serve_command(args: argparse.Namespace) -> int:
 
     if not (0 <= args.port <= 65535):
         raise UsageError(f"--port must be 0..65535, not {args.port}")
+    from standin.model.config import KNOWN_MODELS
+
+    models = None if args.models == "*" else (
+        KNOWN_MODELS if args.models is None
+        else tuple(m.strip() for m in args.models.split(",") if m.strip()))
+    if models == ():
+        raise UsageError("--models: give model names separated by commas, or '*' for any")
     key = args.api_key or generate_api_key()
     key_file = None if args.api_key else _write_key_file(key)
 
@@ -43,19 +52,12 @@ def serve_command(args: argparse.Namespace) -> int:
             try:
                 webrtc = {"auto": None, "on": True, "off": False}[args.webrtc]
                 url = await nursery.start(partial(run_server, args.host, args.port, [key],
-                                                  webrtc=webrtc, demo_token=args.demo_token))
+                                                  webrtc=webrtc, demo_token=args.demo_token,
+                                                  models=models))
             except OSError as exc:
                 raise RunFailed(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-            print(f"rtfleet embedded server on {url}", flush=True)
-            print(f"  WebSocket   {url.replace('http', 'ws', 1)}/v1/realtime?model=gpt-realtime", flush=True)
-            print(f"  secrets     POST {url}/v1/realtime/client_secrets", flush=True)
-            if args.webrtc != "off":
-                print(f"  WebRTC      POST {url}/v1/realtime/calls", flush=True)
-            if args.demo_token:
-                print(f"  demo page   {url}/demo (token required)", flush=True)
-            if key_file:
-                # The generated key goes to a private file, never to the terminal or a log.
-                print(f"  API key     in {key_file} (mode 0600)", flush=True)
+            print(serve_banner(url, key_file=key_file, models=models, webrtc=args.webrtc != "off",
+                               demo=bool(args.demo_token)), flush=True)
             if not _is_loopback(args.host):
                 print(f"  warning: listening on {args.host}, reachable from other hosts", file=sys.stderr)
 
@@ -63,7 +65,52 @@ def serve_command(args: argparse.Namespace) -> int:
         trio.run(main)
     except KeyboardInterrupt:
         return EXIT_OK
+    except BaseExceptionGroup as group:  # a Ctrl-C racing the nursery's start
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
+        return EXIT_OK
+    finally:
+        if key_file:
+            with contextlib.suppress(OSError):
+                os.unlink(key_file)
     return EXIT_OK
+
+
+def serve_banner(url: str, *, key_file: str | None, models: tuple[str, ...] | None,
+                 webrtc: bool = True, demo: bool = False) -> str:
+    """What ``rtfleet serve`` prints once listening: the endpoints and a snippet to paste."""
+    model = models[0] if models else "gpt-realtime"
+    ws = url.replace("http", "ws", 1)
+    key = f'open("{key_file}").read().strip()' if key_file else 'os.environ["OPENAI_API_KEY"]'
+    shell_key = f"$(cat {key_file})" if key_file else "$OPENAI_API_KEY"
+    lines = [
+        f"rtfleet embedded server on {url}",
+        f"  base URL    {url}/v1   (the SDKs' base_url; rtfleet --target takes it with or without /v1)",
+        f"  WebSocket   {ws}/v1/realtime?model={model}",
+        f"  secrets     POST {url}/v1/realtime/client_secrets",
+    ]
+    if webrtc:
+        lines.append(f"  WebRTC      POST {url}/v1/realtime/calls")
+    if demo:
+        lines.append(f"  demo page   {url}/demo (token required)")
+    if key_file:
+        # The generated key goes to a private file, never to the terminal or a log.
+        lines.append(f"  API key     in {key_file} (mode 0600; removed when the server stops)")
+    shown = ", ".join(models[:3]) + (f", ... ({len(models)} names)" if len(models or ()) > 3 else "")
+    lines.append("  models      " + (f"{shown}; others get model_not_found (--models)"
+                                     if models else "any name"))
+    lines += [
+        "  the model is deterministic: it answers 'You said: <your words>' (a tone for audio)",
+        "",
+        "  # Python, the official SDK:",
+        "  from openai import AsyncOpenAI",
+        f'  client = AsyncOpenAI(api_key={key}, base_url="{url}/v1")',
+        f'  async with client.realtime.connect(model="{model}") as conn: ...',
+        "",
+        "  # a scenario against it:",
+        f"  OPENAI_API_KEY={shell_key} rtfleet run SCENARIO.yaml --target {url}",
+    ]
+    return "\n".join(lines)
 
 
 def _write_key_file(key: str) -> str:
@@ -154,9 +201,38 @@ def _run(args: argparse.Namespace, reporter, on_result=None) -> int:  # type: ig
         raise UsageError(str(exc)) from None
     if reporter is None:
         reporter = make_reporter(quiet=args.quiet, json_lines=args.json)
+    signals_seen: list[int] = []
+
+    async def run_until_signalled():  # type: ignore[no-untyped-def]
+        # The first Ctrl-C/SIGTERM ends the run early, with partial results; a second one quits.
+        stop = trio.Event()
+
+        async def watch() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                async for signum in received:
+                    if stop.is_set():
+                        raise KeyboardInterrupt
+                    signals_seen.append(signum)
+                    stop.set()
+                    print("interrupted: closing sessions and writing partial results "
+                          "(again to quit at once)", file=sys.stderr, flush=True)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                result = await run_scenario(scenario, file=args.scenario, target=target,
+                                            seed=args.seed, on_tick=reporter, stop=stop)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # the watcher raises only KeyboardInterrupt: the run's own error comes out alone
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        return result
+
+    target = _check_target(args.target)
     try:
-        result = trio.run(lambda: run_scenario(scenario, file=args.scenario, target=args.target,
-                                               seed=args.seed, on_tick=reporter))
+        result = trio.run(run_until_signalled)
     except RunInputError as exc:
         raise UsageError(str(exc)) from None
     except RunError as exc:
@@ -175,7 +251,19 @@ def _run(args: argparse.Namespace, reporter, on_result=None) -> int:  # type: ig
         print(format_summary(result.results))
         for path in written:
             print(f"wrote {path}")
+    if signals_seen:
+        return EXIT_TERMINATED if signals_seen[0] == signal.SIGTERM else EXIT_INTERRUPTED
     return result.exit_code
+
+
+def _check_target(target: str | None) -> str | None:
+    """``--target``: 'embedded' or an http(s)/ws(s) base URL, with or without ``/v1``."""
+    if target is None or target == "embedded":
+        return target
+    if not target.startswith(("ws://", "wss://", "http://", "https://")):
+        raise UsageError(f"--target: expected 'embedded' or a ws://, wss://, http:// or https:// "
+                         f"base URL, got {target!r}")
+    return target
 
 
 class _StreamReporter:

@@ -7,7 +7,9 @@ code  meaning
 1     the run completed but a threshold failed
 2     bad input or usage: unreadable/malformed scenario, unknown option
 3     the run could not be carried out (target unreachable, no API key, …)
-130   interrupted (Ctrl-C)
+130   interrupted (Ctrl-C, SIGINT): ``rtfleet run`` first closes the sessions and writes
+      the partial results (``"verdict": "interrupted"``); a second Ctrl-C quits at once
+143   terminated (SIGTERM), with partial results as for 130
 ====  =====================================================================
 
 ``cli.main`` maps :class:`UsageError` to 2 and :class:`RunFailed` to 3, printing the message as
@@ -18,13 +20,14 @@ code from here. Both import this module, and it imports neither.
 from __future__ import annotations
 
 __all__ = ["EXIT_OK", "EXIT_THRESHOLDS", "EXIT_USAGE", "EXIT_RUNTIME", "EXIT_INTERRUPTED",
-           "UsageError", "RunFailed"]
+           "EXIT_TERMINATED", "UsageError", "RunFailed"]
 
 EXIT_OK = 0
 EXIT_THRESHOLDS = 1
 EXIT_USAGE = 2
 EXIT_RUNTIME = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class UsageError(Exception):

@@ -39,7 +39,8 @@ from orchestrator.policy import Backoff, RestartPolicy
 from orchestrator.router import EventFilter, Router, Subscription
 from orchestrator.supervisor import SessionSpec, SessionStatus, Supervisor
 
-__all__ = ["Fleet", "FleetError", "open_fleet", "user_text", "actor_for", "available_transports"]
+__all__ = ["Fleet", "FleetError", "open_fleet", "user_text", "actor_for", "available_transports",
+           "api_base"]
 
 
 class FleetError(Exception):
@@ -84,6 +85,14 @@ def user_text(text: str, *, item_id: str | None = None) -> dict[str, Any]:
     if item_id is not None:
         item["id"] = item_id
     return {"type": "conversation.item.create", "item": item}
+
+
+def api_base(url: str) -> str:
+    """The service's base URL as every path is appended to it: no trailing ``/`` or ``/v1``
+    (``http://host:8765/v1`` as the SDKs' ``base_url`` takes it, and ``http://host:8765``, are the
+    same target)."""
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
 @attrs.define(eq=False)
@@ -297,7 +306,7 @@ async def open_fleet(
                 server = EmbeddedServer(api_keys={key})
             url = await nursery.start(server.serve)
         else:
-            url = target
+            url = api_base(target)
         keys = KeyManager(
             url, secret, mode=key_mode, ttl=key_ttl,
             session={"type": "realtime", "model": (config.model if config else model)},

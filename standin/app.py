@@ -17,6 +17,8 @@ HTTP errors use the OpenAI JSON shape ``{"error": {"message", "type", "param", "
 
 from __future__ import annotations
 
+import json
+
 from typing import TYPE_CHECKING, Any
 
 from standin.sessions.sip_control import handle_call_control, is_call_control_path  # SIP call control
@@ -49,8 +51,7 @@ class RealtimeApp:
             if scope["path"].rstrip("/") == REALTIME_PATH:
                 await handle_websocket(self.server, scope, receive, send)
             else:
-                await receive()  # websocket.connect
-                await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+                await _unknown_websocket_path(scope, receive, send)
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.server.stats.http_requests += 1
@@ -83,6 +84,22 @@ class RealtimeApp:
         if minted is not None:
             self.server.stats.client_secrets_minted += 1
             await respond_json(send, 200, minted)
+
+
+async def _unknown_websocket_path(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A WebSocket upgrade on a path the service does not have: a JSON 404 that says which path
+    is (servers without the ASGI denial-response extension answer a bare 403)."""
+    await receive()  # websocket.connect
+    path = scope["path"]
+    hint = (f"Unknown WebSocket path {path}: the realtime endpoint is {REALTIME_PATH}?model=... "
+            "(an SDK's base_url ends in /v1, e.g. http://127.0.0.1:8765/v1)")
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
+        return
+    body = json.dumps(error_body(hint, "not_found")).encode()
+    await send({"type": "websocket.http.response.start", "status": 404,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 async def _lifespan(receive: Any, send: Any) -> None:

@@ -82,6 +82,8 @@ class FaultSource(Protocol):
 class SessionHost(Authenticator, FaultSource, Protocol):
     clock: Callable[[], float]
     default_model: str
+    #: the models sessions may use (None: any)
+    models: frozenset[str] | None
     model_config: ModelConfig
     calls: dict[str, Any]
 

@@ -60,6 +60,11 @@ class EmbeddedServer:
     clock: Callable[[], float] = time.time  # wall clock: secret expiry, session expires_at
     model_config: ModelConfig = attrs.field(factory=ModelConfig)
     default_model: str = DEFAULT_MODEL
+    #: the models a session may name (``?model=``, a secret's or a call's session); others are
+    #: refused with ``model_not_found`` as the hosted service does. None: any name
+    #: (``config.KNOWN_MODELS`` is the hosted list, ``rtfleet serve``'s default)
+    models: frozenset[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(frozenset))
     record_limit: int = 1000
     #: what serves HTTP and WebSocket: ``"lean"`` (h11 + websockets' sans-I/O protocol on trio,
     #: ``front.py``; several times cheaper per WebSocket message) or ``"hypercorn"``
@@ -223,6 +228,7 @@ async def run_server(
     *,
     webrtc: bool | None = None,
     demo_token: str | None = None,
+    models: Iterable[str] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Entry point for ``rtfleet serve``: serve until cancelled; prints nothing.
@@ -234,5 +240,5 @@ async def run_server(
     if not keys:
         raise ValueError("at least one API key is required (see generate_api_key())")
     server = EmbeddedServer(api_keys=keys, faults=faults or FaultPlan(), webrtc=webrtc,
-                            demo_token=demo_token)
+                            demo_token=demo_token, models=models)
     await server.serve(host, port, task_status=task_status)

@@ -57,6 +57,7 @@ def build_results(
     thresholds: Sequence[ThresholdResult],
     marks: list[dict[str, Any]],
     errors: list[dict[str, str]],
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     registry = metrics.registry
     try:
@@ -73,7 +74,9 @@ def build_results(
         "started_at": started,
         "finished_at": started + elapsed,
         "duration_s": elapsed,
-        "verdict": "pass" if all(r.passed for r in thresholds) else "fail",
+        "verdict": ("interrupted" if interrupted
+                    else "pass" if all(r.passed for r in thresholds) else "fail"),
+        "interrupted": interrupted,
         "thresholds": [
             {"expression": r.threshold.source_text, "observed": r.observed, "passed": r.passed,
              "reason": r.reason}

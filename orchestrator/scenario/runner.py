@@ -29,6 +29,7 @@ import secrets
 import time
 from functools import partial
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -200,6 +201,9 @@ class _Run:
                     self._error(sid, str(exc))
             if scope.cancelled_caught:
                 outcome = "stopped"
+        except trio.Cancelled:  # the whole run is ending (interrupted, or its duration limit)
+            outcome = "stopped"
+            raise
         finally:
             metrics.inc(f"sessions.{outcome}")
             if outcome == "failed":
@@ -352,8 +356,13 @@ async def run_scenario(
     target: str | None = None,
     seed: int | None = None,
     on_tick: Callable[[dict[str, Any]], None] | None = None,
+    stop: trio.Event | None = None,
 ) -> RunResult:
-    """Run ``scenario`` to the end and evaluate its thresholds."""
+    """Run ``scenario`` to the end and evaluate its thresholds.
+
+    ``stop`` (set on Ctrl-C or SIGTERM by the CLI) ends the run early: the sessions are closed
+    as at the end of a run and the results, marked ``"verdict": "interrupted"``, cover what ran.
+    """
     from orchestrator.scenario.results import build_results
 
     _check_supported(scenario)
@@ -371,7 +380,12 @@ async def run_scenario(
         target_spec = EmbeddedTarget() if target == "embedded" else RemoteTarget(url=target)
     if isinstance(target_spec, RemoteTarget) and not os.environ.get(target_spec.api_key_env):
         raise RunError(f"no API key: set {target_spec.api_key_env} for target {target_spec.url}")
+    if isinstance(target_spec, RemoteTarget):
+        problem = await _unreachable(target_spec.url)
+        if problem is not None:
+            raise RunError(f"target {target_spec.url} unreachable: {problem}")
     run: _Run | None = None
+    interrupted = False
     sip = any(p.transport.value == "sip" for p in scenario.populations)
     if sip and not isinstance(target_spec, EmbeddedTarget):
         raise RunInputError("transport sip populations need the embedded target")
@@ -407,7 +421,10 @@ async def run_scenario(
             if controller is not None:
                 run.sip_call = await _sip_calls(root, fleet, controller, server)
             subscription = fleet.subscribe(buffer=math.inf)
-            with trio.move_on_after(scenario.duration_limit) as limit:
+            interrupt = trio.CancelScope()
+            if stop is not None:
+                root.start_soon(_cancel_when_set, stop, interrupt)
+            with interrupt, trio.move_on_after(scenario.duration_limit) as limit:
                 async with trio.open_nursery() as background:
                     background.start_soon(run.dispatch, subscription)
                     background.start_soon(run.sample)
@@ -421,6 +438,9 @@ async def run_scenario(
                     background.cancel_scope.cancel()
             if limit.cancelled_caught:
                 run.mark("phase", "duration limit reached")
+            if interrupt.cancelled_caught:
+                interrupted = True
+                run.mark("phase", "interrupted")
             subscription.close()
             async for event in subscription:  # what is still buffered
                 run.on_event(event)
@@ -436,6 +456,38 @@ async def run_scenario(
     results = build_results(
         scenario, file=file, target=target_label, seed=seed, started=started_wall,
         elapsed=elapsed, metrics=metrics, thresholds=results_threshold, marks=run.marks,
-        errors=run.errors,
+        errors=run.errors, interrupted=interrupted,
     )
-    return RunResult(results, all(r.passed for r in results_threshold))
+    return RunResult(results, all(r.passed for r in results_threshold) and not interrupted)
+
+
+#: how long the pre-flight check waits for the target's TCP port before the run gives up
+PREFLIGHT_TIMEOUT = 5.0
+
+
+async def _unreachable(url: str) -> str | None:
+    """Why the target's host:port takes no TCP connection (None: it does). A run against a
+    target nobody answers on fails at once with this reason instead of after every session's
+    retries (exit 3)."""
+    parts = urlsplit(url)
+    secure = parts.scheme in ("https", "wss")
+    try:
+        port = parts.port or (443 if secure else 80)
+    except ValueError as exc:
+        return str(exc)
+    host = parts.hostname or ""
+    with trio.move_on_after(PREFLIGHT_TIMEOUT):
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            attempts = getattr(exc.__cause__, "exceptions", ())  # trio: one error per address
+            reasons = sorted({e.strerror or str(e) for e in attempts if isinstance(e, OSError)})
+            return f"{host}:{port}: {', '.join(reasons) or exc.strerror or exc}"
+        await stream.aclose()
+        return None
+    return f"{host}:{port}: no answer within {PREFLIGHT_TIMEOUT:g}s"
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

@@ -26,12 +26,14 @@ import logging
 import socket
 import ssl
 from collections import deque
+from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 
 import h11
 import trio
 from websockets.frames import Frame
-from websockets.http11 import Request
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
@@ -227,6 +229,8 @@ class _WebSocket:
         self.accepted = False
         self.close_code: int | None = None  # set once the connection is over
         self.lock = trio.StrictFIFOLock()
+        #: a denial response the app is sending (``websocket.http.response`` extension)
+        self.denial: tuple[int, list[tuple[bytes, bytes]], bytearray] | None = None
 
     async def run(self) -> None:
         protocol = self.protocol
@@ -243,7 +247,8 @@ class _WebSocket:
         offered = [p.strip() for v in request.headers.get_all("Sec-WebSocket-Protocol")
                    for p in v.split(",") if p.strip()]
         scope = self.conn._scope("websocket", request.path.encode("latin-1"), headers,
-                                 subprotocols=offered)
+                                 subprotocols=offered,
+                                 extensions={"websocket.http.response": {}})
         try:
             await self.conn.app(scope, self.receive, self.send)
         finally:
@@ -307,6 +312,13 @@ class _WebSocket:
             else:
                 protocol.send_binary(message.get("bytes") or b"")
             await self._flush()
+        elif kind == "websocket.http.response.start" and not self.accepted:
+            self.denial = (int(message["status"]), list(message.get("headers") or []), bytearray())
+        elif kind == "websocket.http.response.body" and self.denial is not None:
+            status, header_list, body = self.denial
+            body += message.get("body") or b""
+            if not message.get("more_body"):
+                await self._deny(status, header_list, bytes(body))
         elif kind == "websocket.close":
             if not self.accepted:
                 await self._reject()
@@ -319,6 +331,21 @@ class _WebSocket:
             if self.close_code is None:
                 self.close_code = message.get("code") or 1000
             # The drain happens once the app has returned: one of its tasks may be reading.
+
+    async def _deny(self, status: int, header_list: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """The app's own HTTP answer instead of the upgrade (ASGI ``websocket.http.response``)."""
+        headers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in header_list])
+        headers["Content-Length"] = str(len(body))
+        headers["Connection"] = "close"
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = ""
+        self.protocol.send_response(Response(status, reason, headers, body))
+        self.accepted = True  # nothing more to send
+        self.close_code = 1000
+        self.denial = None
+        await self._flush()
 
     async def _reject(self) -> None:
         if self.request is None or self.accepted:

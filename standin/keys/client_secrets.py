@@ -45,7 +45,8 @@ class ClientSecretStore:
     def __len__(self) -> int:
         return len(self._by_value)
 
-    def mint(self, body: Any, *, now: float, default_model: str) -> dict[str, Any]:
+    def mint(self, body: Any, *, now: float, default_model: str,
+             models: frozenset[str] | None = None) -> dict[str, Any]:
         """Create a secret from a request body; raises ClientError for a bad body."""
         if body is None:
             body = {}
@@ -61,6 +62,7 @@ class ClientSecretStore:
         model = default_model
         if isinstance(requested, dict) and isinstance(requested.get("model"), str):
             model = requested["model"]
+        cfg.check_model(model, models)
         session = cfg.default_session(session_id=self.ids.new("sess"), model=model, expires_at=expires_at)
         if requested is not None:
             session = cfg.apply_update(session, requested, allow_model=True)
@@ -119,6 +121,8 @@ class SecretHost(Protocol):
 
     clock: Callable[[], float]
     default_model: str
+    #: the models sessions may use (None: any)
+    models: frozenset[str] | None
     secrets: ClientSecretStore
 
 
@@ -134,7 +138,8 @@ async def mint_from_body(server: SecretHost, receive: Any, send: Any) -> dict[st
         await respond_json(send, 400, error_body("The body is not valid JSON.", "invalid_json"))
         return None
     try:
-        return server.secrets.mint(parsed, now=server.clock(), default_model=server.default_model)
+        return server.secrets.mint(parsed, now=server.clock(), default_model=server.default_model,
+                                   models=server.models)
     except ClientError as exc:
         await respond_json(send, 400, error_body(exc.message, exc.code, param=exc.param))
         return None

@@ -19,6 +19,8 @@ from standin.model.vad import VadParams
 
 __all__ = [
     "DEFAULT_MODEL",
+    "KNOWN_MODELS",
+    "check_model",
     "apply_update",
     "default_session",
     "input_format",
@@ -30,6 +32,23 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "gpt-realtime"
+#: the Realtime models the hosted service lists; ``rtfleet serve`` refuses others by default
+#: (``--models``), as the hosted service does; a library ``EmbeddedServer`` accepts any name
+#: unless given ``models=``
+KNOWN_MODELS = (
+    "gpt-realtime", "gpt-realtime-2025-08-28", "gpt-realtime-mini", "gpt-realtime-mini-2025-10-06",
+    "gpt-realtime-2.1", "gpt-4o-realtime-preview", "gpt-4o-realtime-preview-2025-06-03",
+    "gpt-4o-realtime-preview-2024-12-17", "gpt-4o-mini-realtime-preview",
+    "gpt-4o-mini-realtime-preview-2024-12-17",
+)
+
+
+def check_model(model: str, allowed: frozenset[str] | None) -> None:
+    """ClientError ``model_not_found`` when ``allowed`` is a set that does not hold ``model``."""
+    if allowed is not None and model not in allowed:
+        raise ClientError("model_not_found",
+                          f"The model '{model}' does not exist or you do not have access to it.",
+                          "model")
 DEFAULT_INSTRUCTIONS = "You are a deterministic test model. You repeat what you heard."
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 _FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")

@@ -159,6 +159,7 @@ def _new_session(server: CallHost, auth: AuthResult, model: str, part: Any) -> R
             initial = cfg.apply_update(base, part, allow_model=True)
         if initial is not None:
             model = initial.get("model") or model
+        cfg.check_model(model, server.models)
         return RealtimeSession.create(
             model=model, wall_now=server.clock(), config=server.model_config, ids=IdFactory(),
             initial=initial, transport="webrtc",

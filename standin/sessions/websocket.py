@@ -18,6 +18,7 @@ missing/unknown/expired key or secret  ``invalid_api_key``          **4001**
 ``OpenAI-Beta: realtime=v1`` header     ``beta_api_shape_disabled``  4000
 both or neither of model / call_id     ``invalid_value`` /          1008
                                        ``missing_required_parameter``
+a model outside ``server.models``       ``model_not_found``          1008
 =====================================  ===========================  ==========
 
 So a client recognises an auth failure by ``error.code == "invalid_api_key"`` or close code 4001
@@ -88,7 +89,7 @@ async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: 
     ids = IdFactory()
     try:
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        refusal = _refusal(auth, headers, model, call_id)
+        refusal = _refusal(auth, headers, model, call_id, server.models)
         if refusal is not None:
             code, close_code, message, param = refusal
             event = error_event(ids.new("event"), code=code, message=message, param=param)
@@ -121,7 +122,8 @@ async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: 
 
 
 def _refusal(
-    auth: Any, headers: dict[str, str], model: str | None, call_id: str | None
+    auth: Any, headers: dict[str, str], model: str | None, call_id: str | None,
+    models: frozenset[str] | None = None,
 ) -> tuple[str, int, str, str | None] | None:
     """``(error code, close code, message, param)`` when the connection must be refused."""
     if auth.kind is None:
@@ -137,6 +139,9 @@ def _refusal(
         return "invalid_value", POLICY_CLOSE, "Specify either 'model' or 'call_id', not both.", "call_id"
     if not model and not call_id and auth.secret is None:
         return "missing_required_parameter", POLICY_CLOSE, "The 'model' query parameter is required.", "model"
+    if model and models is not None and model not in models:
+        message = f"The model '{model}' does not exist or you do not have access to it."
+        return "model_not_found", POLICY_CLOSE, message, "model"
     return None
 
 

@@ -96,6 +96,25 @@ async def test_auth_failure_is_error_then_close_4001(server, key, auth):
     assert server.stats.auth_failures == 1
 
 
+async def test_models_outside_the_served_list_are_refused_as_the_hosted_service_does(nursery):
+    server = EmbeddedServer.with_generated_key(models={"gpt-realtime"})
+    await nursery.start(server.serve)
+    async with open_client(server.base_url, key=server.api_key, model="gpt-nonesuch") as client:
+        event = await expect_refusal(client, "model_not_found", 1008)
+        assert event["error"]["param"] == "model" and "gpt-nonesuch" in event["error"]["message"]
+    async with open_client(server.base_url, key=server.api_key, model="gpt-realtime") as client:
+        assert (await client.recv())["type"] == "session.created"
+    async with httpx.AsyncClient() as http:
+        url = server.base_url + "/v1/realtime/client_secrets"
+        headers = {"Authorization": f"Bearer {server.api_key}"}
+        refused = await http.post(url, headers=headers,
+                                  json={"session": {"type": "realtime", "model": "gpt-nonesuch"}})
+        minted = await http.post(url, headers=headers,
+                                 json={"session": {"type": "realtime", "model": "gpt-realtime"}})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "model_not_found"
+    assert minted.status_code == 200
+
+
 async def test_model_and_call_id_rules(server):
     async with open_client(server.base_url, key=server.api_key, model="m", call_id="rtc_1") as client:
         event = await expect_refusal(client, "invalid_value", 1008)
@@ -231,15 +250,25 @@ async def test_client_secret_http_and_connect(server):
     assert server.stats.client_secrets_minted == 1
 
 
-async def test_unknown_websocket_path_is_rejected(server):
+async def test_unknown_websocket_path_is_a_json_404_naming_the_right_path(server):
+    # e.g. an SDK given base_url "http://host:port" instead of ".../v1" asks for /realtime
     port = int(server.base_url.rsplit(":", 1)[1])
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
         await stream.send_all(
-            b"GET /v1/other HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            b"GET /realtime?model=gpt-realtime HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
         )
-        assert (await stream.receive_some(1024)).startswith(b"HTTP/1.1 403")
+        answer = b""
+        while chunk := await stream.receive_some(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404")
+    assert b"application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == "not_found"
+    assert "/v1/realtime" in error["message"] and "/v1" in error["message"]
 
 
 async def test_server_stops_when_cancelled():
