@@ -1,6 +1,7 @@
 """``rtfleet``: the command line.
 
-Exit codes (decided in :func:`main`, nowhere else):
+Exit codes are decided in :func:`main`, nowhere else; the codes and the user-facing errors
+(``UsageError`` exits 2, ``RunFailed`` exits 3) are defined in :mod:`orchestrator.exits`:
 
 ====  =====================================================================
 0     success (a run whose thresholds all held)
@@ -22,21 +23,9 @@ import os
 import sys
 from typing import Sequence
 
-__all__ = ["main", "main_entry", "EXIT_OK", "EXIT_THRESHOLDS", "EXIT_USAGE", "EXIT_RUNTIME"]
+from orchestrator.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, RunFailed, UsageError
 
-EXIT_OK = 0
-EXIT_THRESHOLDS = 1
-EXIT_USAGE = 2
-EXIT_RUNTIME = 3
-EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """Bad input from the user: exit 2 with the message."""
-
-
-class RunFailed(Exception):
-    """The run could not be carried out: exit 3 with the message."""
+__all__ = ["main", "main_entry"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,4 +1,5 @@
-"""The bodies of the CLI commands.  Each returns an exit code or raises UsageError/RunFailed."""
+"""The bodies of the CLI commands.  Each returns an exit code or raises UsageError/RunFailed
+(both from :mod:`orchestrator.exits`); :func:`orchestrator.cli.main` maps them to exit codes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from functools import partial
 
 import trio
 
-from orchestrator.cli import EXIT_OK, RunFailed, UsageError
+from orchestrator.exits import (EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_THRESHOLDS, EXIT_USAGE,
+                                RunFailed, UsageError)
 
 __all__ = ["serve_command", "validate_command", "run_command"]
 
@@ -191,14 +193,13 @@ def _send(writer, kind: str, **fields) -> None:  # type: ignore[no-untyped-def]
         # the parent is gone: nobody reads this run any more
         print(f"rtfleet worker: parent stream closed (pid {os.getppid()}); stopping",
               file=sys.stderr, flush=True)
-        os._exit(3)
+        os._exit(EXIT_RUNTIME)
 
 
 def _run_as_worker(args: argparse.Namespace) -> int:
     """A child of ``--workers``: frames to the parent on ``--emit-fd`` (see scenario/stream.py)."""
     import traceback
 
-    from orchestrator.cli import EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_USAGE
     from orchestrator.scenario.stream import VERSION, FrameWriter
 
     try:
@@ -277,14 +278,13 @@ def _merge_command(directories: list[str], out: str | None) -> int:
     print(summary)
     for path in written:
         print(f"wrote {path}")
-    return EXIT_OK if merged["verdict"] == "pass" else 1
+    return EXIT_OK if merged["verdict"] == "pass" else EXIT_THRESHOLDS
 
 
 def _run_workers(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from orchestrator.cli import EXIT_INTERRUPTED
     from orchestrator.scenario.progress import make_reporter
     from orchestrator.scenario.results import format_summary, write_results
     from orchestrator.scenario.workers import WorkerFailed, run_workers
@@ -303,7 +303,7 @@ def _run_workers(args: argparse.Namespace) -> int:
                                               target=args.target, seed=args.seed,
                                               extra_args=extra, on_tick=reporter))
     except WorkerFailed as exc:
-        if exc.code == 2:
+        if exc.code == EXIT_USAGE:
             raise UsageError(str(exc)) from None
         if exc.code == EXIT_INTERRUPTED:
             raise KeyboardInterrupt from None
@@ -320,4 +320,4 @@ def _run_workers(args: argparse.Namespace) -> int:
         print(format_summary(merged))
         for path in written:
             print(f"wrote {path}")
-    return 0 if merged["verdict"] == "pass" else 1
+    return EXIT_OK if merged["verdict"] == "pass" else EXIT_THRESHOLDS
