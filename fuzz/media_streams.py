@@ -9,7 +9,7 @@ passes the realtime parser is a realtime server event for ``receive_realtime``; 
 
 from __future__ import annotations
 
-from orchestrator.media_streams import MediaStreamsCall
+from orchestrator.media_streams.call import MediaStreamsCall
 
 from actors.proto.errors import ProtocolError
 from actors.proto.realtime import parse_server_event

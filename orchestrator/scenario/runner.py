@@ -36,6 +36,7 @@ import trio
 
 from actors.events import ConnectionEvent, ConnectionState, EventKind
 from actors.proto.session import SessionConfig as ProtoSessionConfig
+from orchestrator.exits import EXIT_OK, EXIT_THRESHOLDS
 from orchestrator.fleet import Fleet, FleetError, available_transports, open_fleet
 from orchestrator.metrics import make_lookup
 from orchestrator.policy import Backoff
@@ -69,7 +70,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 1
+        return EXIT_OK if self.passed else EXIT_THRESHOLDS
 
 
 @attrs.define(eq=False)

@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 import attrs
 import trio
 
+from orchestrator.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_THRESHOLDS, EXIT_USAGE
 from orchestrator.scenario.shard import merge_results
 from orchestrator.scenario.stream import VERSION, FrameDecoder, StreamError
 
@@ -77,11 +78,12 @@ class _Worker:
     def failure(self) -> WorkerFailed | None:
         """None when the worker finished with a result; else why it did not."""
         if self.error is not None:
-            code = self.error.get("code", 3)
-            return WorkerFailed(code if code in (2, 3, 130) else 3,
-                                f"{self.name}: {self.error.get('message', 'failed')}")
+            code = self.error.get("code", EXIT_RUNTIME)
+            if code not in (EXIT_USAGE, EXIT_RUNTIME, EXIT_INTERRUPTED):
+                code = EXIT_RUNTIME
+            return WorkerFailed(code, f"{self.name}: {self.error.get('message', 'failed')}")
         if self.result is not None and self.end is not None and self.stream_error is None \
-                and self.returncode in (0, 1):
+                and self.returncode in (EXIT_OK, EXIT_THRESHOLDS):
             return None
         rc = self.returncode
         if rc is None:
@@ -91,8 +93,8 @@ class _Worker:
                 how = f"was killed by {signal.Signals(-rc).name}"
             except ValueError:
                 how = f"was killed by signal {-rc}"
-        elif rc == 130:
-            return WorkerFailed(130, f"{self.name} was interrupted")
+        elif rc == EXIT_INTERRUPTED:
+            return WorkerFailed(EXIT_INTERRUPTED, f"{self.name} was interrupted")
         else:
             how = f"exited with code {rc}"
         details = [f"{self.frames} frame(s) received"]
@@ -108,7 +110,7 @@ class _Worker:
         last = self.stderr.decode(errors="replace").strip().splitlines()
         if last:
             details.append(f"last stderr line: {last[-1][-300:]}")
-        return WorkerFailed(3, f"{self.name} {how}: " + "; ".join(details))
+        return WorkerFailed(EXIT_RUNTIME, f"{self.name} {how}: " + "; ".join(details))
 
 
 async def run_workers(

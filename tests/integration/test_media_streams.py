@@ -22,7 +22,8 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_st
 from actors.events import ConnectionState, EventKind
 from actors.proto.audio import ulaw_encode
 from orchestrator.fleet import open_fleet
-from orchestrator.media_streams import FRAME_BYTES, MediaStreamsBridge
+from orchestrator.media_streams.bridge import MediaStreamsBridge
+from orchestrator.media_streams.call import FRAME_BYTES
 from standin.testing import pcm16_tone
 
 SILENCE = b"\xff" * FRAME_BYTES

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from orchestrator.media_streams import (
+from orchestrator.media_streams.call import (
     FRAME_BYTES, CallPhase, EndCall, MediaStreamsCall, Notice, OpenSession, ToProvider, ToRealtime,
 )
 
