@@ -16,6 +16,7 @@ from actors.events import EventKind
 from actors.link import SessionLink
 from actors.proto.client import SessionMemoryLimit
 from actors.proto.errors import ProtocolError
+from actors.proto.turns import TurnLost
 
 __all__ = ["AUTH_ERROR_CODES", "InboundState", "handle_incoming"]
 
@@ -42,6 +43,12 @@ def handle_incoming(link: SessionLink, state: InboundState, message: str | bytes
             link.emit(EventKind.DROPPED, {
                 "count": detail.get("evicted_items", 0) + detail.get("evicted_pending", 0),
                 "category": "restore", "reason": "session_memory_limit", **detail})
+            continue
+        if isinstance(item, TurnLost):
+            # an audio turn in flight at the drop that could not be replayed: it fails now
+            detail = item.to_payload().get("detail") or {}
+            link.emit(EventKind.DROPPED, {"count": detail.get("turns", 1), "category": "turn",
+                                          "reason": str(detail.get("reason", "turn_lost"))})
             continue
         if isinstance(item, ProtocolError):
             link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())

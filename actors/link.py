@@ -47,6 +47,7 @@ class SessionLink:
     stop_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
     #: set to drop the current connection abruptly (chaos); replaced for each connection
     abort_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _restore_seen: Any = attrs.field(default=None, init=False)
 
     @stamper.default
     def _default_stamper(self) -> EventStamper:
@@ -124,4 +125,10 @@ class SessionLink:
         events = self.core.outgoing()
         if events:
             self._space.set()
+            restore = self.core.last_restore
+            if restore is not self._restore_seen:  # a connection's restore was just written
+                self._restore_seen = restore
+                if restore is not None and restore.replayed_turns:
+                    self.emit(EventKind.INFO, {"event": "turns.replayed",
+                                               "turns": restore.replayed_turns})
         return events

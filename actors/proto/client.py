@@ -27,8 +27,8 @@ Delivery guarantees and policy:
   when the queue is full the *oldest* audio is dropped and :meth:`submit` returns a drop
   notice ``{"count", "category": "audio", "reason"}`` for the shell to publish as a
   ``dropped`` event.  Nothing is dropped silently (``counters.dropped_audio`` has the total).
-  Audio already written to a connection that is then lost is not re-sent: the server's input
-  buffer died with that session.
+  Audio already written to a connection that is then lost is re-sent only as part of an audio
+  turn in flight (see "Audio turns" below).
 * **Control events** (everything else) are *never dropped*.  Their queue is bounded too
   (``control_limit``); when it is full :meth:`submit` raises :class:`QueueFull` and enqueues
   nothing: the shell waits (for a connection to drain the queue) and submits again.
@@ -49,6 +49,12 @@ Delivery guarantees and policy:
   ``previous_item_id``); each ``response.create`` is answered once: re-sent if unanswered,
   re-issued if answered but unfinished.  A response is atomic: the items of an unfinished
   response are dropped from the mirror, so only the re-issued answer is kept.
+* **Audio turns** in flight at a drop (appended but not committed, or committed and not yet
+  answered) are re-sent after the restore sequence, so each is heard and answered once: the
+  rule is :mod:`actors.proto.turns` (:class:`~actors.proto.turns.TurnTracker`). Their user
+  items are dropped from the mirror and their unfinished response is not re-issued; a turn too
+  long to keep is reported by the next :meth:`receive` as a
+  :class:`~actors.proto.turns.TurnLost` value (``turn_lost``), at once.
 * **Fire and forget**: append, commit, clear, ``output_audio_buffer.clear``, cancel,
   truncate, delete and retrieve are done once written.  A ``conversation.item.delete`` the
   server never confirmed is applied to the mirror when the connection is lost, so the item is
@@ -105,6 +111,7 @@ from actors.proto.realtime import (
     validate_client_event,
 )
 from actors.proto.session import SessionConfig, audio_bytes_per_ms
+from actors.proto.turns import TurnLost, TurnTracker
 
 __all__ = ["ClientCore", "ClientCounters", "RestoreSummary", "QueueFull", "SessionMemoryLimit"]
 __all__ += ["EVENT_ID_PREFIX", "ITEM_ID_PREFIX", "DEFAULT_MAX_RESTORE_BYTES"]
@@ -142,6 +149,9 @@ class ClientCounters:
     evicted_bytes: int = 0
     #: unacknowledged creates evicted by the memory bound (no longer re-sent)
     evicted_pending: int = 0
+    #: audio turns in flight at a drop that were re-sent, and those that could not be
+    replayed_turns: int = 0
+    lost_turns: int = 0
 
 
 @attrs.frozen
@@ -155,6 +165,7 @@ class RestoreSummary:
     skipped_items: int
     resent: int
     reissued_response: bool
+    replayed_turns: int = 0
 
 
 class SessionMemoryLimit(ProtocolError):
@@ -209,6 +220,8 @@ class ClientCore:
     max_restore_bytes: int = attrs.field(
         default=DEFAULT_MAX_RESTORE_BYTES, kw_only=True, validator=_POSITIVE
     )
+    #: the audio turns in flight on the current connection (re-sent after a drop)
+    turns: TurnTracker = attrs.field(factory=TurnTracker, kw_only=True)
 
     session_id: str | None = attrs.field(default=None, init=False)
     expires_at: int | None = attrs.field(default=None, init=False)
@@ -244,6 +257,7 @@ class ClientCore:
     _evicted_pending: int = attrs.field(default=0, init=False)
     _evicted_bytes: int = attrs.field(default=0, init=False)
     _cancel_requested: bool = attrs.field(default=False, init=False)
+    _turn_notice: TurnLost | None = attrs.field(default=None, init=False)
     _reissue: dict[str, Any] | None = attrs.field(default=None, init=False)
     # Counters.
     _submitted: int = attrs.field(default=0, init=False)
@@ -260,6 +274,7 @@ class ClientCore:
         self.mirror.max_bytes = self.max_restore_bytes
         if self.config is not None:
             self.mirror.output_bytes_per_ms = audio_bytes_per_ms(self.config.output_format)
+            self.turns.vad = self.config.turn_detection is not None
 
     # -- state -----------------------------------------------------------------------------
 
@@ -301,7 +316,7 @@ class ClientCore:
             self._submitted, self._written, self._resent, self._replayed, self._skipped,
             self.mirror.discarded, self._reissued, self._dropped_audio, self._acked, self._failed,
             self.mirror.evicted_items, self.mirror.evicted_bytes + self._evicted_bytes,
-            self._evicted_pending,
+            self._evicted_pending, self.turns.replayed, self.turns.lost,
         )
 
     @property
@@ -375,6 +390,7 @@ class ClientCore:
     def _set_config(self, config: SessionConfig) -> None:
         self.config = config
         self.mirror.output_bytes_per_ms = audio_bytes_per_ms(config.output_format)
+        self.turns.vad = config.turn_detection is not None
 
     def _stamp(self, event: dict[str, Any]) -> dict[str, Any]:
         self._event_n += 1
@@ -413,8 +429,12 @@ class ClientCore:
             self.mirror.apply_server({"type": "conversation.item.deleted", "item_id": item_id})
         self._deletes.clear()
         self._deletes_size = 0
+        replay_turn = self.replay and bool(self.turns.committed)
+        if replay_turn:  # the turn runs again from its audio: its user item is not replayed
+            for item_id in self.turns.committed_items():
+                self.mirror.apply_server({"type": "conversation.item.deleted", "item_id": item_id})
         active = self.mirror.connection_lost()
-        if active is not None and not self._cancel_requested:
+        if active is not None and not self._cancel_requested and not replay_turn:
             request = self._requests.get(active)
             if request is None:
                 request = self._stamp({"type": _RESPONSE_CREATE})
@@ -439,12 +459,18 @@ class ClientCore:
         except ProtocolError as exc:
             return [exc]
         self.mirror.apply_server(event)
+        if event["type"] in _TURN_EVENTS:
+            self.turns.server_event(event)
         handler = _ACKS.get(event["type"])
         if handler is not None:
             handler(self, event)
         self._enforce_limit()
         notice = self._limit_notice()
-        return [event] if notice is None else [event, notice]
+        out: list[dict[str, Any] | ProtocolError] = [event] if notice is None else [event, notice]
+        if self._turn_notice is not None:
+            out.append(self._turn_notice)
+            self._turn_notice = None
+        return out
 
     def _on_session_created(self, event: dict[str, Any]) -> None:
         if not self._connected:
@@ -574,16 +600,21 @@ class ClientCore:
             self._restore_due = False
             self._restore(out)
         audio, control = self._audio, self._control
+        turns = self.turns
         if not control:
-            out.extend(event for _, event in audio)
+            for _, event in audio:
+                turns.append_written(event)
+                out.append(event)
             audio.clear()
         else:
             while audio or control:
                 if control and (not audio or control[0][0] < audio[0][0]):
                     event = control.popleft()[1]
                     self._note_written(event)
+                    turns.control_written(event)
                 else:
                     event = audio.popleft()[1]
+                    turns.append_written(event)
                 out.append(event)
         self._written += len(out)
         self._enforce_limit()
@@ -594,7 +625,15 @@ class ClientCore:
     def _restore(self, out: list[dict[str, Any]]) -> None:
         for item_id in [i for i in self._pending_items if self.mirror.item(i) is not None]:
             self._ack(self._pending_items[item_id])  # defensive: already in the conversation
-        resent = list(self._pending.values())  # item/response creates of earlier connections
+        # audio turns in flight at the drop: re-sent last, their own commit/response.create with them
+        replayed_before = self.turns.replayed
+        if self.replay:
+            turn_events, self._turn_notice = self.turns.take_replay()
+        else:  # a sideband: the call's own input buffer survived the socket
+            turn_events = []
+            self.turns.reset()
+        in_turns = {e["event_id"] for e in turn_events if e["type"] == _RESPONSE_CREATE}
+        resent = [e for e in self._pending.values() if e["event_id"] not in in_turns]
         config_sent = self.config is not None
         if self.config is not None:
             update = self._stamp(self.config.to_update_event())
@@ -615,13 +654,20 @@ class ClientCore:
             self._add_pending(reissue["event_id"], reissue)
             out.append(reissue)
             self._reissued += 1
+        for event in turn_events:
+            if event["type"] == _RESPONSE_CREATE and event["event_id"] not in self._pending:
+                self._add_pending(event["event_id"], event)  # acked before, unanswered: again
+            out.append(event)
         # Responses are acked FIFO: rebuild the queue in this connection's write order.
         self._pending_responses.extend(
-            event_id for event_id, e in self._pending.items() if e["type"] == _RESPONSE_CREATE
+            e["event_id"] for e in out
+            if e["type"] == _RESPONSE_CREATE and e["event_id"] in self._pending
         )
+        self.turns.track_replayed(turn_events)
         self.last_restore = RestoreSummary(
             self.connections, self.session_id, config_sent, len(replay),
             self.mirror.last_skipped if self.replay else 0, len(resent), reissue is not None,
+            replayed_turns=self.turns.replayed - replayed_before,
         )
 
     def _note_written(self, event: dict[str, Any]) -> None:
@@ -648,6 +694,10 @@ def _delete_size(item_id: str) -> int:
     """Bytes a pending delete is counted for: its item id and an event id."""
     return json_size(item_id) + 24
 
+
+#: the server events that move audio turns (see :mod:`actors.proto.turns`)
+_TURN_EVENTS = frozenset({"input_audio_buffer.committed", "input_audio_buffer.speech_started",
+                          "input_audio_buffer.cleared", "response.done"})
 
 _ACKS = {
     "session.created": ClientCore._on_session_created,

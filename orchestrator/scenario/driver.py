@@ -82,6 +82,8 @@ class SessionDriver:
     _audio_started: float | None = None
     last_response: dict[str, Any] | None = None
     turns: int = 0
+    #: why the audio turn in flight was lost at a drop (its wait fails at once)
+    _lost: str | None = None
 
     def _start_turn(self, kind: str) -> _Turn:
         if self._turn is not None and self._turn.span is not None:
@@ -94,6 +96,12 @@ class SessionDriver:
         return turn
 
     # -- events (called by the dispatcher, in order) ----------------------------------------
+
+    def turn_lost(self, reason: str) -> None:
+        """An audio turn in flight at a drop could not be replayed: fail its wait now."""
+        self._lost = reason
+        self._done.set()
+        self._done = trio.Event()
 
     def on_event(self, event: ConnectionEvent) -> None:
         if event.kind is not EventKind.SERVER:
@@ -186,6 +194,11 @@ class SessionDriver:
     async def _wait_done(self, count: int, timeout: float) -> None:
         with trio.move_on_after(timeout):
             while self._done_count <= count:
+                if self._lost is not None:
+                    lost, self._lost = self._lost, None
+                    self.metrics.inc("turns.failed")
+                    self.metrics.inc("errors")
+                    raise StepFailed(f"audio turn lost at a drop: {lost}")
                 await self._done.wait()
             return
         if self._turn is not None and self._turn.span is not None:

@@ -112,7 +112,15 @@ class _Run:
             self.metrics.inc("errors")
             self.metrics.inc("errors.protocol")
         elif kind is EventKind.DROPPED:
-            self.metrics.inc(f"dropped.{event.payload.get('category', 'other')}", event.payload.get("count", 1))
+            category = event.payload.get("category", "other")
+            self.metrics.inc(f"dropped.{category}", event.payload.get("count", 1))
+            if category == "turn":  # an audio turn lost at a drop: its wait fails now
+                self.metrics.inc("turns.lost", event.payload.get("count", 1))
+                driver = self.drivers.get(sid)
+                if driver is not None:
+                    driver.turn_lost(str(event.payload.get("reason", "turn lost at a drop")))
+        elif kind is EventKind.INFO and event.payload.get("event") == "turns.replayed":
+            self.metrics.inc("turns.replayed", event.payload.get("turns", 1))
 
     def _on_state(self, sid: str, change: dict[str, Any]) -> None:
         now = self.metrics.clock()

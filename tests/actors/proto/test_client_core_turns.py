@@ -1,0 +1,154 @@
+"""Audio turns in flight at a drop are re-sent on the next connection (actors/proto/turns.py)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from actors.proto.client import ClientCore
+from actors.proto.session import SessionConfig
+from actors.proto.turns import TurnLost
+
+_ids = itertools.count(1)
+
+
+def server(core: ClientCore, kind: str, **fields: Any) -> list:
+    return core.receive(json.dumps({"type": kind, "event_id": f"event_{next(_ids)}", **fields}))
+
+
+def connect(core: ClientCore, number: int) -> list[dict[str, Any]]:
+    core.connection_started()
+    server(core, "session.created", session={"id": f"sess_{number}", "expires_at": 3600})
+    return core.outgoing()
+
+
+def append(core: ClientCore, n: int, chars: int = 1000) -> None:
+    for i in range(n):
+        core.submit({"type": "input_audio_buffer.append", "audio": chr(ord("A") + i % 26) * chars})
+
+
+def user_item(item_id: str) -> dict[str, Any]:
+    return {"id": item_id, "type": "message", "role": "user", "status": "completed",
+            "content": [{"type": "input_audio", "transcript": None}]}
+
+
+def response(response_id: str, status: str) -> dict[str, Any]:
+    return {"id": response_id, "object": "realtime.response", "status": status, "output": []}
+
+
+def audio_of(events: list[dict[str, Any]]) -> list[str]:
+    return [e["audio"] for e in events if e["type"] == "input_audio_buffer.append"]
+
+
+def test_speech_appended_but_not_committed_is_re_sent_after_the_restore():
+    core = ClientCore()
+    connect(core, 1)
+    append(core, 5)
+    server(core, "input_audio_buffer.speech_started", item_id="item_u1", audio_start_ms=0)
+    sent = core.outgoing()
+    core.connection_lost()
+    again = connect(core, 2)
+    assert audio_of(again) == audio_of(sent)
+    assert core.counters.replayed_turns == 1
+    assert core.last_restore is not None and core.last_restore.replayed_turns == 1
+
+
+def test_silence_before_speech_is_not_a_turn_and_only_its_tail_is_kept():
+    core = ClientCore()
+    core.turns.pre_speech_bytes = 3000
+    connect(core, 1)
+    append(core, 10)
+    core.outgoing()
+    assert core.turns.open.size <= 3000
+    core.connection_lost()
+    assert audio_of(connect(core, 2)) == []
+    assert core.counters.replayed_turns == 0
+
+
+def test_a_committed_unanswered_turn_runs_again_from_its_audio_and_is_answered_once():
+    core = ClientCore()
+    connect(core, 1)
+    append(core, 4)
+    sent = core.outgoing()
+    server(core, "input_audio_buffer.speech_started", item_id="item_u1", audio_start_ms=0)
+    server(core, "input_audio_buffer.committed", item_id="item_u1", previous_item_id=None)
+    server(core, "conversation.item.added", previous_item_id=None, item=user_item("item_u1"))
+    server(core, "response.created", response=response("resp_1", "in_progress"))
+    core.connection_lost()
+    again = connect(core, 2)
+    kinds = [e["type"] for e in again]
+    # the user item is not replayed (its audio is), and the server's VAD answers it: no re-issue
+    assert "conversation.item.create" not in kinds
+    assert "response.create" not in kinds
+    assert audio_of(again) == audio_of(sent)
+    assert core.counters.replayed_turns == 1 and core.counters.reissued_responses == 0
+
+
+def test_an_answered_turn_is_history_and_is_not_re_sent():
+    core = ClientCore()
+    connect(core, 1)
+    append(core, 4)
+    core.outgoing()
+    server(core, "input_audio_buffer.speech_started", item_id="item_u1", audio_start_ms=0)
+    server(core, "input_audio_buffer.committed", item_id="item_u1", previous_item_id=None)
+    server(core, "response.created", response=response("resp_1", "in_progress"))
+    server(core, "response.done", response=response("resp_1", "completed"))
+    core.connection_lost()
+    assert audio_of(connect(core, 2)) == []
+    assert core.counters.replayed_turns == 0
+
+
+def test_a_manual_turn_is_re_sent_with_its_commit_and_its_response_create_once():
+    core = ClientCore(SessionConfig.from_dict({"type": "realtime",
+                                               "audio": {"input": {"turn_detection": None}}}))
+    connect(core, 1)
+    server(core, "session.updated", session={"type": "realtime"})
+    append(core, 3)
+    core.submit({"type": "input_audio_buffer.commit"})
+    core.submit({"type": "response.create"})
+    sent = core.outgoing()
+    request = [e for e in sent if e["type"] == "response.create"][0]
+    core.connection_lost()  # the response.create was never acknowledged
+    again = connect(core, 2)
+    kinds = [e["type"] for e in again]
+    assert audio_of(again) == audio_of(sent)
+    assert kinds.count("input_audio_buffer.commit") == 1
+    assert [e for e in again if e["type"] == "response.create"] == [request]
+    # the commit and the request come after the audio they close
+    assert kinds.index("input_audio_buffer.commit") > max(
+        i for i, k in enumerate(kinds) if k == "input_audio_buffer.append")
+    assert kinds.index("response.create") > kinds.index("input_audio_buffer.commit")
+    # the request is acknowledged by the next response.created
+    server(core, "response.created", response=response("resp_2", "in_progress"))
+    assert [e for e in core.pending if e["type"] == "response.create"] == []
+
+
+def test_a_turn_too_long_to_keep_is_reported_lost_at_once():
+    core = ClientCore()
+    core.turns.max_bytes = 5000
+    connect(core, 1)
+    server(core, "input_audio_buffer.speech_started", item_id="item_u1", audio_start_ms=0)
+    append(core, 10)
+    core.outgoing()
+    core.connection_lost()
+    again = connect(core, 2)
+    assert audio_of(again) == []
+    notices = server(core, "session.updated", session={"type": "realtime"})
+    lost = [n for n in notices if isinstance(n, TurnLost)]
+    assert len(lost) == 1 and lost[0].code == "turn_lost"
+    assert core.counters.lost_turns == 1
+
+
+def test_a_second_drop_replays_the_turn_again():
+    core = ClientCore()
+    connect(core, 1)
+    server(core, "input_audio_buffer.speech_started", item_id="item_u1", audio_start_ms=0)
+    append(core, 3)
+    sent = core.outgoing()
+    core.connection_lost()
+    connect(core, 2)
+    core.connection_lost()
+    third = connect(core, 3)
+    assert audio_of(third) == audio_of(sent)
+    assert core.counters.replayed_turns == 2
