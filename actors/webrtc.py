@@ -9,7 +9,7 @@ are WebSocket settings: the data channel's limits come from SDP and ``RtcOptions
 
 One connection:
 
-1. an :class:`~actors.rtc_bridge.RtcPeer` makes an offer: the ``oai-events`` data channel
+1. an :class:`~actors.rtc.peer.RtcPeer` makes an offer: the ``oai-events`` data channel
    and one sendrecv audio track, ICE gathered (loopback-only when the target is loopback);
 2. ``POST {base}/v1/realtime/calls`` with the SDP (``Content-Type: application/sdp``,
    ``Authorization: Bearer ek_…``); ``201`` gives the answer and
@@ -62,14 +62,10 @@ from actors.events import EventKind
 from actors.exits import ActorExit, ExitReason
 from actors.inbound import InboundState, handle_incoming
 from actors.proto.errors import excerpt
-from actors.rtc_bridge import (
-    RtcError,
-    RtcLoop,
-    RtcPeer,
-    current_rtc_loop,
-    host_addresses_for,
-    open_rtc_loop,
-)
+from actors.rtc.ice import host_addresses_for
+from actors.rtc.loop import RtcLoop, current_rtc_loop, open_rtc_loop
+from actors.rtc.media import RtcError
+from actors.rtc.peer import RtcPeer
 from actors.proto.realtime import encode_client_event
 from actors.websocket import ConnectParams
 

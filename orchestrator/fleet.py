@@ -293,7 +293,7 @@ async def open_fleet(
     async with AsyncExitStack() as stack:
         if webrtc:
             _webrtc_actor()
-            from actors.rtc_bridge import open_rtc_loop
+            from actors.rtc.loop import open_rtc_loop
 
             await stack.enter_async_context(open_rtc_loop())
         nursery = await stack.enter_async_context(trio.open_nursery())

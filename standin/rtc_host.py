@@ -31,7 +31,7 @@ class RtcHost:
     """
 
     mode: bool | None
-    loop: Any = None  # actors.rtc_bridge.RtcLoop
+    loop: Any = None  # actors.rtc.loop.RtcLoop
     nursery: trio.Nursery | None = None
     error: str | None = None
     _wanted: trio.Event = attrs.field(factory=trio.Event)
@@ -55,7 +55,7 @@ class RtcHost:
             task_status.started()
             await self._wanted.wait()
         try:
-            from actors.rtc_bridge import current_rtc_loop, open_rtc_loop
+            from actors.rtc.loop import current_rtc_loop, open_rtc_loop
         except ImportError as exc:
             self.error = f"WebRTC needs the webrtc extra: pip install 'rtfleet[webrtc]' ({exc})"
             self._ready.set()

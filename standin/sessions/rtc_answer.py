@@ -2,7 +2,7 @@
 
 Wiring ``POST /v1/realtime/calls`` (the HTTP app owns auth, status codes and headers)::
 
-    # once, around the server: one asyncio loop shared by every call (see actors.rtc_bridge)
+    # once, around the server: one asyncio loop shared by every call (see actors.rtc)
     async with open_rtc_loop() as rtc:
         ...
         # in the HTTP handler, after checking the ek_ secret and Content-Type application/sdp
@@ -35,7 +35,7 @@ nursery that runs it, like any other bug.  Without a ``nursery`` the caller runs
 ``await call.run()`` itself (or reads ``call.messages`` / ``call.audio`` when no callbacks
 are given).
 
-Errors: :class:`~actors.rtc_bridge.RtcError` when the offer cannot be answered (not SDP, no
+Errors: :class:`~actors.rtc.media.RtcError` when the offer cannot be answered (not SDP, no
 ``oai-events`` channel or audio, ICE gathering failure): answer ``400`` with its message.
 ``send_event`` raises ``RtcError`` once the call has ended (the peer may leave at any time:
 model code should catch it and stop), or for an event larger than the peer's
@@ -57,15 +57,10 @@ from typing import Any, Callable, Sequence
 import attrs
 import trio
 
-from actors.rtc_bridge import (
-    DATA_CHANNEL_LABEL,
-    RtcError,
-    RtcLoop,
-    RtcPeer,
-    current_rtc_loop,
-    host_addresses_for,
-    is_loopback_host,
-)
+from actors.rtc.ice import host_addresses_for, is_loopback_host
+from actors.rtc.loop import RtcLoop, current_rtc_loop
+from actors.rtc.media import DATA_CHANNEL_LABEL, RtcError
+from actors.rtc.peer import RtcPeer
 
 __all__ = ["RtcCall", "answer_offer", "host_addresses_for_caller", "offer_candidate_hosts",
            "new_call_id", "RtcError"]
@@ -258,12 +253,12 @@ async def answer_offer(
     ``call.run()`` is started in ``nursery`` when one is given; otherwise the caller runs it.
     Raises :class:`RtcError` (the offer could not be answered; nothing is left open) or
     ``trio.TooSlowError`` after ``answer_timeout``.  ``dtx=True``: the outgoing track sends
-    nothing while nothing is played (see :class:`~actors.rtc_bridge.PcmTrack`).
+    nothing while nothing is played (see :class:`~actors.rtc.tracks.PcmTrack`).
     """
     rtc = rtc_loop or current_rtc_loop()
     if rtc is None:
         raise RuntimeError("answer_offer needs an rtc loop: run the server inside "
-                           "actors.rtc_bridge.open_rtc_loop() or pass rtc_loop=")
+                           "actors.rtc.loop.open_rtc_loop() or pass rtc_loop=")
     if not offer_sdp.lstrip().startswith("v=0"):
         raise RtcError("the request body is not an SDP offer")
     if "a=sctp-port" not in offer_sdp or "m=application" not in offer_sdp:

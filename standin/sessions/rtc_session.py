@@ -50,7 +50,7 @@ from standin.model.realtime import RealtimeSession
 from standin.model.timer import ModelTimer
 
 if TYPE_CHECKING:
-    from actors.rtc_bridge import RtcError  # noqa: F401
+    from actors.rtc.media import RtcError  # noqa: F401
 
     from standin.sessions.rtc_answer import RtcCall
     from standin.host import SessionHost
@@ -252,7 +252,7 @@ class CallSession:
     async def _sender(self) -> None:
         call = self.call
         assert call is not None
-        from actors.rtc_bridge import RtcError
+        from actors.rtc.media import RtcError
 
         try:
             await call.wait_open()

@@ -28,7 +28,8 @@ from actors.events import ConnectionEvent, EventKind, Transport
 from actors.exits import ExitReason
 from actors.link import SessionLink
 from actors.proto.client import ClientCore
-from actors.rtc_bridge import PCM_RATE, open_rtc_loop, tone
+from actors.rtc.loop import open_rtc_loop
+from actors.rtc.media import PCM_RATE, tone
 from actors.webrtc import ConnectParams, RtcOptions, realtime_calls_url, run_webrtc
 from standin.sessions.rtc_answer import RtcCall, answer_offer
 

@@ -15,16 +15,11 @@ import trio
 pytest.importorskip("aiortc", reason="needs the webrtc extra: pip install -e .[webrtc]")
 pytest.importorskip("trio_asyncio", reason="needs the webrtc extra")
 
-from actors.rtc_bridge import (
-    PCM_RATE,
-    Inbox,
-    RtcError,
-    RtcPeer,
-    host_addresses_for,
-    is_loopback_host,
-    open_rtc_loop,
-    tone,
-)
+from actors.rtc.ice import host_addresses_for, is_loopback_host
+from actors.rtc.inbox import Inbox
+from actors.rtc.loop import open_rtc_loop
+from actors.rtc.media import PCM_RATE, RtcError, tone
+from actors.rtc.peer import RtcPeer
 from standin.sessions.rtc_answer import RtcCall, answer_offer, offer_candidate_hosts
 
 LOOPBACK = ("127.0.0.1",)

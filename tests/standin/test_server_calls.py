@@ -1,6 +1,6 @@
 """``POST /v1/realtime/calls`` and friends: the embedded server's WebRTC endpoint, over loopback.
 
-A raw client peer (``actors.rtc_bridge.RtcPeer``) makes real offers; httpx posts them. Every
+A raw client peer (``actors.rtc.peer.RtcPeer``) makes real offers; httpx posts them. Every
 wait is on an event or a channel; ``fail_after`` bounds are safety nets only.
 """
 
@@ -19,7 +19,8 @@ import trio
 
 pytest.importorskip("aiortc", reason="needs the webrtc extra: pip install -e .[webrtc]")
 
-from actors.rtc_bridge import PCM_RATE, RtcPeer, tone
+from actors.rtc.media import PCM_RATE, tone
+from actors.rtc.peer import RtcPeer
 from standin import EmbeddedServer, FaultPlan, ModelConfig
 from standin.sessions.rtc_route import parse_form_data
 from standin.testing import open_client
@@ -309,7 +310,7 @@ def test_the_plain_websocket_server_imports_no_aiortc():
                 async with open_client(server.base_url, key=server.api_key) as client:
                     assert (await client.recv())["type"] == "session.created"
                 nursery.cancel_scope.cancel()
-            loaded = [m for m in ("aiortc", "trio_asyncio", "av", "actors.rtc_bridge") if m in sys.modules]
+            loaded = [m for m in ("aiortc", "trio_asyncio", "av", "actors.rtc.loop") if m in sys.modules]
             assert not loaded, loaded
 
         trio.run(main)
