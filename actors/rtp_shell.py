@@ -1,6 +1,6 @@
 """The trio shell around an :class:`~actors.proto.rtp.stream.RtpStream`: one call's RTP socket.
 
-Shared by the SIP actor (``actors.sip.PhoneCall``) and the embedded server's SIP calls
+Shared by the SIP actor (``actors.sip_phone.PhoneCall``) and the embedded server's SIP calls
 (``standin.sessions.sip_call.SipMediaCall``). Two tasks, until cancelled:
 
 * the reader: each datagram in goes to ``stream.receive``; audio (when the stream has no

@@ -1,6 +1,6 @@
 """The trio shell around a sans-I/O :class:`~actors.proto.sip.SipUserAgent` on a UDP socket.
 
-Shared by the SIP actor's phone (``actors.sip.SipPhone``) and the embedded server's UAS: both
+Shared by the SIP actor's phone (``actors.sip_phone.SipPhone``) and the embedded server's UAS: both
 keep ``port``, ``ua`` (the agent), ``_sock`` (the UDP socket), ``_nursery``, ``_wake`` (a
 trio.Event) and define ``_on_event(event)`` and ``_stop_calls()``. ``_serve`` binds the socket,
 builds the agent and runs its timer and the receive loop until cancelled; ``_flush`` sends what

@@ -14,7 +14,7 @@ run is bounded by ``duration_limit``: what still runs then is stopped (``session
 ``transport: sip`` populations (embedded target only) are phone calls: the embedded server
 gets its SIP side (a UDP user agent server) and announces each call by a signed webhook to a
 :class:`~orchestrator.sip_controller.SipController` run here, which accepts it with the
-scenario's session; each session dials the server from one shared :class:`~actors.sip.SipPhone`
+scenario's session; each session dials the server from one shared :class:`~actors.sip_phone.SipPhone`
 and, once its call is accepted, attaches the call's sideband (``?call_id=``) and runs its
 script there (``play`` is the phone's RTP audio). A lost sideband is reconnected with the call
 held; the call's end ends the session.
@@ -329,7 +329,8 @@ class _Run:
 
 async def _sip_calls(nursery: trio.Nursery, fleet: Fleet, controller: Any, server: Any) -> Callable[[], Any]:
     """Start the phone every SIP session dials from; returns a maker of their ``SipOptions``."""
-    from actors.sip import SipOptions, SipPhone
+    from actors.sip import SipOptions
+    from actors.sip_phone import SipPhone
 
     controller.attach(None, api_base=fleet.url, api_key=server.api_key)
     phone = SipPhone()

@@ -22,7 +22,8 @@ from actors.events import ConnectionState, EventKind, Transport
 from actors.link import SessionLink
 from actors.proto.client import ClientCore
 from actors.proto.session import SessionConfig
-from actors.sip import SipOptions, SipPhone, run_sip
+from actors.sip import SipOptions, run_sip
+from actors.sip_phone import SipPhone
 from actors.websocket import ConnectParams
 from standin import EmbeddedServer
 

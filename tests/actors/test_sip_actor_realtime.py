@@ -25,7 +25,9 @@ from actors.link import SessionLink
 from actors.proto.audio import g711_decode, g711_encode
 from actors.proto.client import ClientCore
 from actors.proto.session import SessionConfig
-from actors.sip import FRAME, SipOptions, SipPhone, plan_call, run_sip
+from actors.proto.rtp.stream import FRAME
+from actors.sip import SipOptions, plan_call, run_sip
+from actors.sip_phone import SipPhone
 from actors.websocket import ConnectParams
 from orchestrator.fleet import open_fleet, user_text
 from standin import EmbeddedServer
@@ -340,7 +342,8 @@ async def test_barge_in_between_two_deltas_still_truncates() -> None:
     from types import SimpleNamespace
 
     from actors.proto.rtp.stream import RtpStream
-    from actors.sip import PhoneCall, _Bridge
+    from actors.sip import _Bridge
+    from actors.sip_phone import PhoneCall
 
     sent: list[dict[str, Any]] = []
 

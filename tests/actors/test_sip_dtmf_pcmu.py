@@ -23,7 +23,8 @@ import trio
 
 from actors.events import EventKind
 from actors.proto.rtp import PCMU_SILENCE, RtpPacket
-from actors.sip import SipOptions, SipPhone, plan_call
+from actors.sip import SipOptions, plan_call
+from actors.sip_phone import SipPhone
 from orchestrator.fleet import open_fleet
 from standin.model import realtime as server_model
 from standin.sessions.sip_testing import caller_audio_packets, sipp_command, uac_scenario, write_pcap

@@ -1,6 +1,6 @@
 """SIP call control over HTTP: reject, hang up a pending call, accept after the caller left (404).
 
-The caller is rtfleet's own :class:`~actors.sip.SipPhone`; the webhook goes to a
+The caller is rtfleet's own :class:`~actors.sip_phone.SipPhone`; the webhook goes to a
 :class:`~orchestrator.sip_controller.SipController` with no fleet attached (it verifies and
 records, but decides nothing), so the test decides through the call-control API.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import trio
 
-from actors.sip import SipPhone
+from actors.sip_phone import SipPhone
 from standin import EmbeddedServer
 from standin.keys.webhooks import new_webhook_secret
 from orchestrator.sip_controller import SipController

@@ -21,7 +21,8 @@ from typing import Any
 import trio
 
 from actors.events import EventKind
-from actors.sip import SipOptions, SipPhone, current_call
+from actors.sip import SipOptions, current_call
+from actors.sip_phone import SipPhone
 from orchestrator.fleet import open_fleet, user_text
 from standin import EmbeddedServer, FaultPlan
 from standin.keys.webhooks import new_webhook_secret
