@@ -66,7 +66,7 @@ from actors.rtc.ice import host_addresses_for
 from actors.rtc.loop import RtcLoop, current_rtc_loop, open_rtc_loop
 from actors.rtc.media import RtcError
 from actors.rtc.peer import RtcPeer
-from actors.proto.realtime import encode_client_event
+from actors.proto.realtime.events import encode_client_event
 from actors.websocket import ConnectParams
 
 if TYPE_CHECKING:

@@ -44,7 +44,7 @@ from actors.events import EventKind
 from actors.exits import ActorExit, ExitReason
 from actors.inbound import InboundState, handle_incoming
 from actors.link import SessionLink
-from actors.proto.realtime import encode_client_event
+from actors.proto.realtime.events import encode_client_event
 from actors.wsconn import WsClosed, WsConnection, WsHandshakeError, WsRejected, ws_handshake
 
 __all__ = ["ConnectParams", "run_websocket", "realtime_ws_url"]

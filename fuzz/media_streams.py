@@ -12,7 +12,7 @@ from __future__ import annotations
 from orchestrator.media_streams.call import MediaStreamsCall
 
 from actors.proto.errors import ProtocolError
-from actors.proto.realtime import parse_server_event
+from actors.proto.realtime.events import parse_server_event
 
 _MAX_FRAMES = 64
 

@@ -17,9 +17,9 @@ import json
 from typing import Any
 
 from actors.proto.client import ClientCore, SessionMemoryLimit
-from actors.proto.dialect import ga_to_beta_client
+from actors.proto.realtime.beta import ga_to_beta_client
 from actors.proto.errors import ProtocolError, SessionConfigError
-from actors.proto.realtime import encode_client_event, parse_server_event, validate_client_event
+from actors.proto.realtime.events import encode_client_event, parse_server_event, validate_client_event
 from actors.proto.session import SessionConfig
 
 _SESSION_CREATED = json.dumps({"type": "session.created", "session": {"id": "sess_fuzz"}})

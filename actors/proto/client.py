@@ -98,18 +98,10 @@ from typing import Any
 
 import attrs
 
-from actors.proto.dialect import beta_to_ga_server, ga_to_beta_client
+from actors.proto.realtime.beta import beta_to_ga_server, ga_to_beta_client
 from actors.proto.errors import ProtocolError, QueueFull
 from actors.proto.mirror import DEFAULT_MAX_BYTES, SessionMirror, json_size
-from actors.proto.realtime import (
-    MAX_APPEND_AUDIO,
-    ErrorInfo,
-    SessionInfo,
-    check_server_event,
-    decode_frame,
-    parse_server_event,
-    validate_client_event,
-)
+from actors.proto.realtime.events import ErrorInfo, MAX_APPEND_AUDIO, SessionInfo, check_server_event, decode_frame, parse_server_event, validate_client_event
 from actors.proto.session import SessionConfig, audio_bytes_per_ms
 from actors.proto.turns import TurnLost, TurnTracker
 

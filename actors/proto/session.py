@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from actors.proto.dialect import beta_format_to_ga, beta_session_to_ga
+from actors.proto.realtime.beta import beta_format_to_ga, beta_session_to_ga
 from actors.proto.errors import SessionConfigError
 
 __all__ = [

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from actors.proto.client import ClientCore, QueueFull
-from actors.proto.realtime import encode_client_event
+from actors.proto.realtime.events import encode_client_event
 from actors.proto.session import SessionConfig
 
 

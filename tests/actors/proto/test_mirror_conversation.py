@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.proto.mirror import SessionMirror
-from actors.proto.realtime import check_server_event, validate_client_event
+from actors.proto.realtime.events import check_server_event, validate_client_event
 
 
 def user(item_id: str, text: str = "hi") -> dict[str, Any]:

@@ -6,15 +6,9 @@ import json
 import pytest
 
 from actors.proto.client import ClientCore
-from actors.proto.dialect import (
-    BETA_SERVER_TYPES,
-    beta_session_to_ga,
-    beta_to_ga_server,
-    ga_session_to_beta,
-    ga_to_beta_client,
-)
+from actors.proto.realtime.beta import BETA_SERVER_TYPES, beta_session_to_ga, beta_to_ga_server, ga_session_to_beta, ga_to_beta_client
 from actors.proto.errors import SessionConfigError
-from actors.proto.realtime import SERVER_SCHEMAS
+from actors.proto.realtime.events import SERVER_SCHEMAS
 from actors.proto.session import SessionConfig
 
 

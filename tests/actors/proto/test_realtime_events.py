@@ -8,20 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.proto.errors import ProtocolError
-from actors.proto.realtime import (
-    CLIENT_ITEM_SCHEMAS,
-    CLIENT_SCHEMAS,
-    MAX_APPEND_AUDIO,
-    SERVER_SCHEMAS,
-    ErrorInfo,
-    Field,
-    SessionInfo,
-    check_server_event,
-    decode_frame,
-    encode_client_event,
-    parse_server_event,
-    validate_client_event,
-)
+from actors.proto.realtime.events import CLIENT_ITEM_SCHEMAS, CLIENT_SCHEMAS, ErrorInfo, Field, MAX_APPEND_AUDIO, SERVER_SCHEMAS, SessionInfo, check_server_event, decode_frame, encode_client_event, parse_server_event, validate_client_event
 
 SAMPLE = {"string": "x", "integer": 7, "number": 1.5, "boolean": True, "object": {}, "array": []}
 CANDIDATES = [("integer", 7), ("string", "7"), ("array", []), ("object", {}), ("boolean", True)]

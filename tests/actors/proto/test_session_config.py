@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.proto.dialect import ga_session_to_beta
+from actors.proto.realtime.beta import ga_session_to_beta
 from actors.proto.errors import SessionConfigError
 from actors.proto.session import (
     GA_VOICES,
