@@ -14,7 +14,7 @@ import attrs
 
 from actors.events import EventKind
 from actors.link import SessionLink
-from actors.proto.client import SessionMemoryLimit
+from actors.proto.client_values import SessionMemoryLimit
 from actors.proto.errors import ProtocolError
 from actors.proto.turns import TurnLost
 

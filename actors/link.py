@@ -28,7 +28,8 @@ from actors.events import (
     StateMachine,
     Transport,
 )
-from actors.proto.client import ClientCore, QueueFull
+from actors.proto.client import ClientCore
+from actors.proto.errors import QueueFull
 
 __all__ = ["SessionLink"]
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from actors.proto.client import ClientCore, SessionMemoryLimit
+from actors.proto.client import ClientCore
+from actors.proto.client_values import SessionMemoryLimit
 from actors.proto.realtime.beta import ga_to_beta_client
 from actors.proto.errors import ProtocolError, SessionConfigError
 from actors.proto.realtime.events import encode_client_event, parse_server_event, validate_client_event

@@ -31,7 +31,8 @@ import trio
 from actors.credentials import Secret
 from actors.events import ConnectionState, EventKind, Transport
 from actors.link import SessionLink
-from actors.proto.client import DEFAULT_MAX_RESTORE_BYTES, ClientCore
+from actors.proto.client import ClientCore
+from actors.proto.client_values import DEFAULT_MAX_RESTORE_BYTES
 from actors.proto.session import SessionConfig
 from actors.websocket import ConnectParams, run_websocket
 from orchestrator.keys import KeyManager, refresh_ahead

@@ -9,16 +9,10 @@ Connection life: :meth:`connection_started` → frames in via :meth:`receive` �
 ``session.created`` makes the core *ready* → the first :meth:`outgoing` of the connection
 returns the restore sequence followed by everything queued → :meth:`connection_lost`.
 
-Restore sequence (first :meth:`outgoing` after ``session.created`` on each connection):
-
-1. ``session.update`` with the current :class:`SessionConfig` (if any);
-2. the conversation as ``conversation.item.create`` events from the :class:`SessionMirror`
-   (empty on the first connection);
-3. written-but-unacknowledged ``conversation.item.create`` / ``response.create`` events, in
-   their original order (same ``event_id``);
-4. a ``response.create`` re-issuing the response that was active (created, not done) when
-   the previous connection was lost, unless it was cancelled or is already among (3);
-5. everything queued, in submit order.
+Restore sequence (first :meth:`outgoing` after ``session.created`` on each connection): the
+dialect's ``restore`` (:mod:`actors.proto.dialect`; Realtime's is
+:mod:`actors.proto.realtime.restore`: the config, the conversation replayed, unacknowledged
+creates, the unfinished response re-issued, audio turns in flight).
 
 Delivery guarantees and policy:
 
@@ -98,94 +92,29 @@ from typing import Any
 
 import attrs
 
-from actors.proto.realtime.beta import beta_to_ga_server, ga_to_beta_client
+from actors.proto.client_values import (
+    DEFAULT_MAX_RESTORE_BYTES,
+    EVENT_ID_PREFIX,
+    ITEM_ID_PREFIX,
+    ClientCounters,
+    RestoreSummary,
+    SessionMemoryLimit,
+    event_id_error,
+)
+from actors.proto.dialect import Dialect, check_dialect
 from actors.proto.errors import ProtocolError, QueueFull
-from actors.proto.mirror import DEFAULT_MAX_BYTES, SessionMirror, json_size
-from actors.proto.realtime.events import ErrorInfo, MAX_APPEND_AUDIO, SessionInfo, check_server_event, decode_frame, parse_server_event, validate_client_event
+from actors.proto.memory_bound import delete_size, enforce_limit, limit_notice
+from actors.proto.mirror import SessionMirror, json_size
+from actors.proto.realtime.dialect import REALTIME
 from actors.proto.session import SessionConfig, audio_bytes_per_ms
 from actors.proto.turns import TurnLost, TurnTracker
 
-__all__ = ["ClientCore", "ClientCounters", "RestoreSummary", "QueueFull", "SessionMemoryLimit"]
-__all__ += ["EVENT_ID_PREFIX", "ITEM_ID_PREFIX", "DEFAULT_MAX_RESTORE_BYTES"]
-
-#: Default bound of a session's restore data (``ClientCore(max_restore_bytes=...)``), bytes.
-DEFAULT_MAX_RESTORE_BYTES = DEFAULT_MAX_BYTES
-
-#: Prefix of the event ids the core assigns; callers must not use it for their own ids.
-EVENT_ID_PREFIX = "evt_c_"
-#: Prefix of the item ids the core assigns.
-ITEM_ID_PREFIX = "item_c_"
+__all__ = ["ClientCore"]
 
 _APPEND = "input_audio_buffer.append"
 _ITEM_CREATE = "conversation.item.create"
 _RESPONSE_CREATE = "response.create"
 _SESSION_UPDATE = "session.update"
-
-
-@attrs.frozen
-class ClientCounters:
-    """Totals since the core was made (a snapshot)."""
-
-    submitted: int
-    written: int
-    resent: int
-    replayed_items: int
-    skipped_items: int
-    discarded_items: int
-    reissued_responses: int
-    dropped_audio: int
-    acked: int
-    failed: int
-    #: conversation items evicted by the memory bound, and the bytes it freed in all
-    evicted_items: int = 0
-    evicted_bytes: int = 0
-    #: unacknowledged creates evicted by the memory bound (no longer re-sent)
-    evicted_pending: int = 0
-    #: audio turns in flight at a drop that were re-sent, and those that could not be
-    replayed_turns: int = 0
-    lost_turns: int = 0
-
-
-@attrs.frozen
-class RestoreSummary:
-    """What the restore sequence of one connection contained (for an ``info`` event)."""
-
-    connection: int
-    session_id: str | None
-    config_sent: bool
-    replayed_items: int
-    skipped_items: int
-    resent: int
-    reissued_response: bool
-    replayed_turns: int = 0
-
-
-class SessionMemoryLimit(ProtocolError):
-    """The session's restore data went over ``max_restore_bytes`` and the oldest was evicted.
-
-    Returned (never raised) by :meth:`ClientCore.receive`; ``detail`` is ``{"limit":
-    "max_restore_bytes", "max_bytes", "size", "evicted_items", "evicted_pending",
-    "evicted_bytes"}``, the evictions since the previous report.
-    """
-
-    def __init__(self, detail: dict[str, Any]) -> None:
-        super().__init__(
-            "session_memory_limit",
-            f"session restore data over {detail['max_bytes']} bytes: evicted the oldest "
-            f"{detail['evicted_items']} items and {detail['evicted_pending']} unacknowledged "
-            f"events ({detail['evicted_bytes']} bytes); they will not be restored",
-            detail=detail,
-            local=True,
-        )
-
-
-def _event_id_error(event: dict[str, Any], problem: str) -> ProtocolError:
-    return ProtocolError(
-        "invalid_client_event",
-        f"{event['type']}: event_id {problem}",
-        detail={"type": event["type"], "field": "event_id"},
-        local=True,
-    )
 
 
 _POSITIVE = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
@@ -204,6 +133,9 @@ class ClientCore:
         default="ga", kw_only=True, validator=attrs.validators.in_(("ga", "beta"))
     )
     mirror: SessionMirror = attrs.field(factory=SessionMirror, kw_only=True)
+    #: the protocol dialect (:mod:`actors.proto.dialect`): what events mean and how a session
+    #: is restored; ``dialect`` above is the wire variant within it (Realtime: "ga" or "beta")
+    protocol: Dialect = attrs.field(default=REALTIME, kw_only=True)
     #: replay the conversation (and re-issue an unfinished response) on a new connection;
     #: False for ``?call_id=`` sideband sockets, whose call keeps its conversation
     replay: bool = attrs.field(default=True, kw_only=True)
@@ -250,6 +182,8 @@ class ClientCore:
     _evicted_bytes: int = attrs.field(default=0, init=False)
     _cancel_requested: bool = attrs.field(default=False, init=False)
     _turn_notice: TurnLost | None = attrs.field(default=None, init=False)
+    #: server event type -> the core's handler, from the dialect's ack table
+    _acks: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _reissue: dict[str, Any] | None = attrs.field(default=None, init=False)
     # Counters.
     _submitted: int = attrs.field(default=0, init=False)
@@ -263,6 +197,8 @@ class ClientCore:
     _failed: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
+        check_dialect(self.protocol)
+        self._acks = {kind: _HANDLERS[ack] for kind, ack in self.protocol.acks.items()}
         self.mirror.max_bytes = self.max_restore_bytes
         if self.config is not None:
             self.mirror.output_bytes_per_ms = audio_bytes_per_ms(self.config.output_format)
@@ -326,18 +262,18 @@ class ClientCore:
         """
         if type(event) is dict and event.get("type") == _APPEND and "event_id" not in event:
             audio = event.get("audio")
-            if type(audio) is str and len(audio) <= MAX_APPEND_AUDIO:
+            if type(audio) is str and len(audio) <= self.protocol.max_append_audio:
                 return self._submit_audio(event)  # the hot path: nothing else to check
-        validate_client_event(event)
+        self.protocol.validate_client_event(event)
         event_id = event.get("event_id")
         if event_id is not None and event_id.startswith(EVENT_ID_PREFIX):
-            raise _event_id_error(event, f"ids starting with {EVENT_ID_PREFIX!r} are reserved")
+            raise event_id_error(event, f"ids starting with {EVENT_ID_PREFIX!r} are reserved")
         if event["type"] == _APPEND:
             return self._submit_audio(event)
         if len(self._control) >= self.control_limit:
             raise QueueFull("control", self.control_limit)
         if event_id is not None and self._id_in_use(event_id):
-            raise _event_id_error(event, f"{event_id!r} is already waiting to be sent or acked")
+            raise event_id_error(event, f"{event_id!r} is already waiting to be sent or acked")
         if event["type"] == _SESSION_UPDATE and event["session"]["type"] == "realtime":
             self._set_config(
                 self.config.updated(event["session"])
@@ -442,18 +378,14 @@ class ClientCore:
         :class:`ProtocolError` describing what was wrong with it.  Never raises for bad
         peer input."""
         try:
-            if self.dialect == "ga":
-                event = parse_server_event(data, max_size=self.max_frame)
-            else:
-                event = check_server_event(
-                    beta_to_ga_server(decode_frame(data, max_size=self.max_frame))
-                )
+            event = self.protocol.parse_server_event(data, max_size=self.max_frame,
+                                                     variant=self.dialect)
         except ProtocolError as exc:
             return [exc]
         self.mirror.apply_server(event)
         if event["type"] in _TURN_EVENTS:
             self.turns.server_event(event)
-        handler = _ACKS.get(event["type"])
+        handler = self._acks.get(event["type"])
         if handler is not None:
             handler(self, event)
         self._enforce_limit()
@@ -469,9 +401,7 @@ class ClientCore:
             self.connection_started()
         if self._ready:
             return
-        info = SessionInfo.from_event(event)
-        self.session_id = info.id
-        self.expires_at = info.expires_at
+        self.session_id, self.expires_at = self.protocol.session_info(event)
         self.connections += 1
         self._ready = True
 
@@ -502,10 +432,10 @@ class ClientCore:
 
     def _on_deleted(self, event: dict[str, Any]) -> None:
         if self._deletes.pop(event["item_id"], None) is not None:
-            self._deletes_size -= _delete_size(event["item_id"])
+            self._deletes_size -= delete_size(event["item_id"])
 
     def _on_error(self, event: dict[str, Any]) -> None:
-        event_id = ErrorInfo.from_event(event).event_id
+        event_id = self.protocol.error_event_id(event)
         if event_id is None:
             return
         if event_id in self._pending:
@@ -518,7 +448,7 @@ class ClientCore:
         for item_id, delete_id in self._deletes.items():
             if delete_id == event_id:  # the delete failed: the item stays
                 del self._deletes[item_id]
-                self._deletes_size -= _delete_size(item_id)
+                self._deletes_size -= delete_size(item_id)
                 break
 
     def _ack(self, event_id: str) -> None:
@@ -537,49 +467,13 @@ class ClientCore:
         self._pending_bytes[event_id] = size
         self._pending[event_id] = event
 
-    # -- memory bound ------------------------------------------------------------------------
+    # -- memory bound (actors/proto/memory_bound.py) ----------------------------------------
 
     def _enforce_limit(self) -> None:
-        """Evict the oldest restore data until :attr:`restore_size` fits the bound."""
-        limit = self.max_restore_bytes
-        if self.restore_size <= limit:
-            return
-        self.mirror.trim(max(0, limit - self._pending_size - self._deletes_size))
-        while self.restore_size > limit and self._deletes:
-            item_id = next(iter(self._deletes))
-            del self._deletes[item_id]
-            freed = _delete_size(item_id)
-            self._deletes_size -= freed
-            self._evicted_bytes += freed
-            self.mirror.apply_server({"type": "conversation.item.deleted", "item_id": item_id})
-        evicted, freed = self._unreported
-        while self.restore_size > limit and self._pending:
-            event_id = next(iter(self._pending))
-            for waiting in (self._pending_responses, self._pending_updates):
-                if event_id in waiting:
-                    waiting.remove(event_id)
-            size = self._pending_bytes[event_id]
-            self._unpend(event_id)
-            evicted += 1
-            freed += size
-            self._evicted_pending += 1
-            self._evicted_bytes += size
-        self._unreported = (evicted, freed)
+        enforce_limit(self)
 
     def _limit_notice(self) -> SessionMemoryLimit | None:
-        mirrored = self.mirror.take_eviction()
-        pending, freed = self._unreported
-        if mirrored is None and not pending:
-            return None
-        self._unreported = (0, 0)
-        return SessionMemoryLimit({
-            "limit": "max_restore_bytes",
-            "max_bytes": self.max_restore_bytes,
-            "size": self.restore_size,
-            "evicted_items": mirrored["evicted_items"] if mirrored else 0,
-            "evicted_pending": pending,
-            "evicted_bytes": (mirrored["evicted_bytes"] if mirrored else 0) + freed,
-        })
+        return limit_notice(self)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -610,57 +504,12 @@ class ClientCore:
                 out.append(event)
         self._written += len(out)
         self._enforce_limit()
-        if self.dialect == "beta":
-            return [ga_to_beta_client(event) for event in out]
+        if self.dialect != "ga":
+            return [self.protocol.to_wire(event, self.dialect) for event in out]
         return out
 
     def _restore(self, out: list[dict[str, Any]]) -> None:
-        for item_id in [i for i in self._pending_items if self.mirror.item(i) is not None]:
-            self._ack(self._pending_items[item_id])  # defensive: already in the conversation
-        # audio turns in flight at the drop: re-sent last, their own commit/response.create with them
-        replayed_before = self.turns.replayed
-        if self.replay:
-            turn_events, self._turn_notice = self.turns.take_replay()
-        else:  # a sideband: the call's own input buffer survived the socket
-            turn_events = []
-            self.turns.reset()
-        in_turns = {e["event_id"] for e in turn_events if e["type"] == _RESPONSE_CREATE}
-        resent = [e for e in self._pending.values() if e["event_id"] not in in_turns]
-        config_sent = self.config is not None
-        if self.config is not None:
-            update = self._stamp(self.config.to_update_event())
-            self._note_written(update)
-            out.append(update)
-        replay = self.mirror.replay_events() if self.replay else []
-        for event in replay:
-            out.append(self._stamp(event))
-        self._replay_waiting = {event["item"]["id"] for event in replay}
-        self._replayed += len(replay)
-        self._skipped += self.mirror.last_skipped if self.replay else 0
-        out.extend(resent)
-        self._resent += len(resent)
-        reissue, self._reissue = self._reissue, None
-        if not self.replay:
-            reissue = None
-        if reissue is not None:
-            self._add_pending(reissue["event_id"], reissue)
-            out.append(reissue)
-            self._reissued += 1
-        for event in turn_events:
-            if event["type"] == _RESPONSE_CREATE and event["event_id"] not in self._pending:
-                self._add_pending(event["event_id"], event)  # acked before, unanswered: again
-            out.append(event)
-        # Responses are acked FIFO: rebuild the queue in this connection's write order.
-        self._pending_responses.extend(
-            e["event_id"] for e in out
-            if e["type"] == _RESPONSE_CREATE and e["event_id"] in self._pending
-        )
-        self.turns.track_replayed(turn_events)
-        self.last_restore = RestoreSummary(
-            self.connections, self.session_id, config_sent, len(replay),
-            self.mirror.last_skipped if self.replay else 0, len(resent), reissue is not None,
-            replayed_turns=self.turns.replayed - replayed_before,
-        )
+        self.protocol.restore(self, out)
 
     def _note_written(self, event: dict[str, Any]) -> None:
         event_type = event["type"]
@@ -678,27 +527,21 @@ class ClientCore:
             self._cancel_requested = True
         elif event_type == "conversation.item.delete":
             if event["item_id"] not in self._deletes:
-                self._deletes_size += _delete_size(event["item_id"])
+                self._deletes_size += delete_size(event["item_id"])
             self._deletes[event["item_id"]] = event_id
-
-
-def _delete_size(item_id: str) -> int:
-    """Bytes a pending delete is counted for: its item id and an event id."""
-    return json_size(item_id) + 24
 
 
 #: the server events that move audio turns (see :mod:`actors.proto.turns`)
 _TURN_EVENTS = frozenset({"input_audio_buffer.committed", "input_audio_buffer.speech_started",
                           "input_audio_buffer.cleared", "response.done"})
 
-_ACKS = {
-    "session.created": ClientCore._on_session_created,
-    "session.updated": ClientCore._on_session_updated,
-    "conversation.item.added": ClientCore._on_item,
-    "conversation.item.done": ClientCore._on_item,
-    "conversation.item.created": ClientCore._on_item,
-    "conversation.item.deleted": ClientCore._on_deleted,
-    "response.created": ClientCore._on_response_created,
-    "response.done": ClientCore._on_response_done,
+#: the acknowledgement kinds of :data:`actors.proto.dialect.ACK_KINDS` -> the core's handlers
+_HANDLERS = {
+    "session_started": ClientCore._on_session_created,
+    "config_acked": ClientCore._on_session_updated,
+    "item_added": ClientCore._on_item,
+    "item_deleted": ClientCore._on_deleted,
+    "response_started": ClientCore._on_response_created,
+    "response_done": ClientCore._on_response_done,
     "error": ClientCore._on_error,
 }

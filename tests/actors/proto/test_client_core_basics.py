@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.proto.client import ClientCore, ClientCounters
+from actors.proto.client import ClientCore
+from actors.proto.client_values import ClientCounters
 from actors.proto.errors import ProtocolError, QueueFull, SessionConfigError
 from actors.proto.session import SessionConfig
 

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actors.proto.client import ClientCore, QueueFull
+from actors.proto.client import ClientCore
+from actors.proto.errors import QueueFull
 from actors.proto.realtime.events import encode_client_event
 from actors.proto.session import SessionConfig
 

@@ -13,7 +13,8 @@ import trio
 from actors.events import EventKind, Transport, decode_event, encode_event
 from actors.inbound import InboundState, handle_incoming
 from actors.link import SessionLink
-from actors.proto.client import DEFAULT_MAX_RESTORE_BYTES, ClientCore, SessionMemoryLimit
+from actors.proto.client import ClientCore
+from actors.proto.client_values import DEFAULT_MAX_RESTORE_BYTES, SessionMemoryLimit
 from actors.proto.errors import ProtocolError
 from actors.proto.mirror import DEFAULT_MAX_BYTES, SessionMirror, json_size
 
