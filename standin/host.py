@@ -11,7 +11,7 @@ interface         what it offers                                              us
 Authenticator     ``authenticate(token, allow_secret=)`` -> :class:`AuthResult`  routes, sessions
 FaultSource       the live ``faults`` plan, ``faults_changed``, ``stats``      sessions, SIP relay
 SessionHost       the above + ``clock``, ``default_model``, ``model_config``,  WebSocket, WebRTC,
-                  ``calls``, ``open_record(...)`` (the record factory)          SIP sessions
+                  ``calls``, ``open_record(...)`` / ``close_record(record)``    SIP sessions
 CallHost          SessionHost + ``rtc`` (the aiortc loop host), ``rtc_dtx``     WebRTC route
 SecretHost        ``clock``, ``default_model``, ``secrets`` (the secret store)  key vending (declared
                                                                               in client_secrets.py)
@@ -57,6 +57,10 @@ class ServerStats:
     calls_ended: int = 0
     rtc_messages_too_large: int = 0  # events larger than the peer's max-message-size
     demo_secrets_minted: int = 0
+    #: closed connection records: bytes retained now, and those dropped to stay in budget
+    record_bytes: int = 0
+    records_dropped: int = 0
+    record_bytes_dropped: int = 0
     faults: FaultStats = attrs.field(factory=FaultStats)
 
 
@@ -89,6 +93,8 @@ class SessionHost(Authenticator, FaultSource, Protocol):
 
     def open_record(self, *, model: str | None, call_id: str | None, auth_kind: str | None,
                     subprotocol: str | None) -> ConnectionRecord: ...
+
+    def close_record(self, record: ConnectionRecord) -> None: ...
 
 
 class CallHost(SessionHost, Protocol):

@@ -42,7 +42,7 @@ from standin.model.config import DEFAULT_MODEL
 from standin.front.lean import serve_front
 from standin.faults.plan import FaultPlan, FaultStats
 from standin.model.realtime import ModelConfig
-from standin.records import ConnectionRecord
+from standin.records import DEFAULT_RECORD_BUDGET, ConnectionRecord, RecordBook
 
 __all__ = ["AuthResult", "EmbeddedServer", "RtcHost", "ServerStats", "WebRtcUnavailable",
            "generate_api_key", "run_server"]
@@ -65,7 +65,10 @@ class EmbeddedServer:
     #: (``config.KNOWN_MODELS`` is the hosted list, ``rtfleet serve``'s default)
     models: frozenset[str] | None = attrs.field(
         default=None, converter=attrs.converters.optional(frozenset))
+    #: closed connection records kept: at most this many, and at most this many bytes
+    #: (measured as JSON text; see ``records.py``), the oldest dropped first
     record_limit: int = 1000
+    record_budget_bytes: int = DEFAULT_RECORD_BUDGET
     #: what serves HTTP and WebSocket: ``"lean"`` (h11 + websockets' sans-I/O protocol on trio,
     #: ``front.py``; several times cheaper per WebSocket message) or ``"hypercorn"``
     engine: str = attrs.field(default="lean", validator=attrs.validators.in_(("lean", "hypercorn")))
@@ -99,9 +102,11 @@ class EmbeddedServer:
     base_url: str | None = attrs.field(default=None, init=False)
     faults_changed: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
     _opened: int = attrs.field(default=0, init=False)
+    _book: RecordBook = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self.rtc = RtcHost(self.webrtc)
+        self._book = RecordBook(self.connections, self.record_budget_bytes, self.record_limit)
 
     @classmethod
     def with_generated_key(cls, **kwargs: Any) -> EmbeddedServer:
@@ -171,11 +176,17 @@ class EmbeddedServer:
             id=f"conn_{self._opened}", index=self._opened, model=model, call_id=call_id,
             auth_kind=auth_kind, subprotocol=subprotocol, connected_at=trio.current_time(),
         )
-        self.connections.append(record)
-        closed = [r for r in self.connections if r.closed.is_set()]
-        for old in closed[: max(0, len(closed) - self.record_limit)]:
-            self.connections.remove(old)
+        self._book.add(record)
         return record
+
+    def close_record(self, record: ConnectionRecord) -> None:
+        """The connection or call ended: its record is compacted and kept within the bounds."""
+        book = self._book
+        book.records = self.connections  # a test may have replaced the list
+        book.close(record)
+        stats = self.stats
+        stats.record_bytes, stats.records_dropped = book.retained_bytes, book.dropped
+        stats.record_bytes_dropped = book.dropped_bytes
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0, *,
                     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:

@@ -70,6 +70,8 @@ class RealtimeSession:
     _tone: Tone = attrs.field(factory=Tone)
     _runs: list[ResponseRun] = attrs.field(factory=list)  # responses in progress
     _played_ms: dict[str, int] = attrs.field(factory=dict)  # assistant item -> audio ms sent
+    #: the last entry of ``received`` when it is a run of appends, and its total length
+    _append_run: tuple[Event, int] | None = None
 
     @classmethod
     def create(
@@ -400,11 +402,26 @@ class RealtimeSession:
         return _copy(self.session)
 
     def _record(self, obj: Event) -> None:
-        if obj.get("type") == "input_audio_buffer.append" and isinstance(obj.get("audio"), str):
-            obj = obj | {"audio": f"<{len(obj['audio'])} base64 chars>"}
-        self.received.append(obj)
-        if len(self.received) > self.config.max_recorded_events:
-            del self.received[: len(self.received) - self.config.max_recorded_events]
+        """Keep what tests and reports need of a client event, never its audio: an append's
+        audio becomes its length, and a run of appends one entry (``count``, total length)."""
+        received = self.received
+        kind = obj.get("type")
+        if kind == "input_audio_buffer.append" and isinstance(obj.get("audio"), str):
+            chars = len(obj["audio"])
+            run = self._append_run
+            if run is not None and received and received[-1] is run[0]:
+                entry, total = run[0], run[1] + chars
+                entry["count"] = entry.get("count", 1) + 1
+                entry["audio"] = f"<{total} base64 chars>"
+                self._append_run = (entry, total)
+                return
+            obj = {"type": kind, "audio": f"<{chars} base64 chars>"}
+            self._append_run = (obj, chars)
+        elif kind == "conversation.item.create" and isinstance(obj.get("item"), dict):
+            obj = _without_audio(obj)
+        received.append(obj)
+        if len(received) > self.config.max_recorded_events:
+            del received[: len(received) - self.config.max_recorded_events]
 
     def _reset_vad(self) -> None:
         self._speech = None
@@ -444,6 +461,17 @@ class RealtimeSession:
             else:
                 items.append(item_from_client(entry, self.ids.new("item"), cfg.input_format(self.session))[0])
         return items
+
+
+def _without_audio(event: Event) -> Event:
+    """A ``conversation.item.create`` with each content part's audio replaced by its length."""
+    content = event["item"].get("content")
+    if not isinstance(content, list) or not any(
+            isinstance(p, dict) and isinstance(p.get("audio"), str) for p in content):
+        return event
+    parts = [p | {"audio": f"<{len(p['audio'])} base64 chars>"}
+             if isinstance(p, dict) and isinstance(p.get("audio"), str) else p for p in content]
+    return event | {"item": event["item"] | {"content": parts}}
 
 
 def _required(obj: Event, key: str, kind: type) -> Any:

@@ -145,7 +145,7 @@ class CallSession:
             record.closed_by = "server" if self._closing else "client"
         if record is not None:
             record.end_reason = self.end_reason
-            record.closed.set()
+            self.server.close_record(record)
         for channel in self._sidebands:
             channel.close()
         self._sidebands.clear()

@@ -189,7 +189,7 @@ class SipMediaCall:
         if record is not None:
             record.closed_by = record.closed_by or ("server" if self._closing else "client")
             record.end_reason = self.end_reason
-            record.closed.set()
+            self.server.close_record(record)
         for channel in self._sidebands:
             channel.close()
         self._sidebands.clear()

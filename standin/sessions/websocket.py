@@ -117,7 +117,7 @@ async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: 
         record.transport = record.session.transport
         await _Connection(server, record, record.session, scope, receive, send).run()
     finally:
-        record.closed.set()
+        server.close_record(record)
         server.stats.connections_closed += 1
 
 

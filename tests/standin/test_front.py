@@ -70,12 +70,13 @@ async def test_an_upgrade_to_another_protocol_is_declined_with_a_normal_answer(s
     assert answer.startswith(b"HTTP/1.1 404")
 
 
-async def test_a_websocket_to_an_unknown_path_is_refused_with_403(server):
+async def test_a_websocket_to_an_unknown_path_is_refused_with_the_apps_404(server):
+    # the app answers with a JSON 404 through ASGI's websocket.http.response extension
     stream = await trio.open_tcp_stream("127.0.0.1", _port(server))
     async with stream:
         with pytest.raises(WsRejected) as refused:
             await ws_handshake(stream, "x", "/elsewhere", headers=[], max_message_size=2**20)
-    assert refused.value.status == 403
+    assert refused.value.status == 404
 
 
 async def test_a_fragmented_client_message_reaches_the_app_whole(server):
