@@ -291,7 +291,7 @@ class Fleet:
                 async for event in watch:
                     if event.kind is EventKind.STATE and event.payload["to"] in ("error", "closed"):
                         raise FleetError(f"session {session_id} ended {event.payload['to']} before "
-                                         f"answering: {self.status(session_id).last_error}")
+                                         f"answering ({event.payload.get('reason')})")
                     if event.kind is not EventKind.SERVER or event.type != "response.done":
                         continue
                     done = event.payload.get("response") or {}

@@ -48,6 +48,10 @@ class TrioPortal:
     token: trio.lowlevel.TrioToken
     #: the nursery the calls run in; cancelled when the fleet closes
     nursery: trio.Nursery
+    #: the nursery subscription pumps run in; it outlives the fleet, so they see its last events
+    pumps: trio.Nursery
+    #: set when the fleet has closed: pumps forward what is left without waiting for credit
+    flushing: trio.Event = attrs.field(factory=trio.Event)
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """From trio: run ``fn(*args)`` on the asyncio loop (dropped if the loop has closed)."""

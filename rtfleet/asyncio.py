@@ -130,7 +130,7 @@ class AsyncSubscription:
     def _open(self, fleet: Fleet, filters: dict[str, Any], buffer: int | float) -> None:
         try:
             self._sub = fleet.subscribe(**filters, buffer=buffer)
-            self._portal.nursery.start_soon(self._pump)
+            self._portal.pumps.start_soon(self._pump)
         except (RuntimeError, trio.ClosedResourceError):  # the fleet is closing
             self._portal.post(self._accept, [_END])
 
@@ -147,11 +147,14 @@ class AsyncSubscription:
         sub, batch = self._sub, []
         try:
             while True:
-                while self._credit <= 0:
+                while self._credit <= 0 and not self._portal.flushing.is_set():
                     self._credit_changed = trio.Event()
-                    await self._credit_changed.wait()
+                    async with trio.open_nursery() as either:  # credit, or the fleet has closed
+                        either.start_soon(_set_after, self._credit_changed, self._portal.flushing)
+                        await self._credit_changed.wait()
+                        either.cancel_scope.cancel()
                 batch = [await sub.receive()]
-                while len(batch) < self._credit:
+                while len(batch) < self._credit or self._portal.flushing.is_set():
                     try:
                         batch.append(sub.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
@@ -247,13 +250,16 @@ async def open_fleet(target: str = "embedded", *, mode: str = "thread", **option
     async def main() -> None:
         with trio.CancelScope() as scope:
             run.attach(scope)
-            async with open_trio_fleet(target, **options) as fleet:
-                async with trio.open_nursery() as calls:
-                    portal = TrioPortal(loop, trio.lowlevel.current_trio_token(), calls)
-                    stop = trio.Event()
-                    portal.post(settle, ready, outcome.Value((portal, fleet, stop)))
-                    await stop.wait()
-                    calls.cancel_scope.cancel()
+            async with trio.open_nursery() as pumps:
+                flushing = trio.Event()
+                async with open_trio_fleet(target, **options) as fleet:
+                    async with trio.open_nursery() as calls:
+                        portal = TrioPortal(loop, trio.lowlevel.current_trio_token(), calls, pumps, flushing)
+                        stop = trio.Event()
+                        portal.post(settle, ready, outcome.Value((portal, fleet, stop)))
+                        await stop.wait()
+                        calls.cancel_scope.cancel()
+                flushing.set()  # the fleet has closed every subscription: pumps drain and end
 
     HOSTS[mode](loop, main, lambda result: None if done.done() else done.set_result(result))
     try:
@@ -280,6 +286,11 @@ async def open_fleet(target: str = "embedded", *, mode: str = "thread", **option
     finally:
         if not done.done():  # only when asyncio itself is torn down mid-way
             run.cancel()
+
+
+async def _set_after(target: trio.Event, source: trio.Event) -> None:
+    await source.wait()
+    target.set()
 
 
 async def _until_done(done: asyncio.Future[Any], run: TrioRun) -> None:
