@@ -5,7 +5,7 @@
 
 import trio
 
-from orchestrator.fleet import open_fleet, user_text
+from rtfleet import open_fleet, user_text
 
 
 async def main() -> None:
@@ -20,7 +20,8 @@ async def main() -> None:
             for _ in sessions:
                 event = await answers.receive()
                 print(f"{event.session_id}: {event.payload['text']}")
-        await fleet.remove_session(sessions[0])
+        final = await fleet.remove_session(sessions[0])  # it leaves statuses()
+        print(f"{sessions[0]}: {final.state.value} (removed)")
         for sid, status in fleet.statuses().items():
             print(f"{sid}: {status.state.value}, reconnects={status.reconnects}, last_error={status.last_error}")
 

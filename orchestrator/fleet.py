@@ -11,6 +11,11 @@
             done = await sub.receive()
         print(fleet.status(sid))
 
+``fleet.ask(sid, "Hello")`` does the last four lines in one call and returns the answer text.
+The fleet is trio-native; from asyncio use :func:`rtfleet.asyncio.open_fleet` (same methods,
+as asyncio coroutines). ``statuses()`` lists the sessions not removed (a removed session leaves
+it once it has ended); ``SessionStatus.connected_since`` is wall-clock epoch seconds.
+
 ``open_fleet(target=…)`` takes ``"embedded"`` (start the embedded realtime-compatible server
 in the fleet's nursery with a generated key) or a base URL (``https://api.openai.com``,
 ``ws://127.0.0.1:8765``) with ``api_key=`` or ``OPENAI_API_KEY``.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import random
 import secrets
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -40,12 +46,16 @@ from orchestrator.policy import Backoff, RestartPolicy
 from orchestrator.router import EventFilter, Router, Subscription
 from orchestrator.supervisor import SessionSpec, SessionStatus, Supervisor
 
-__all__ = ["Fleet", "FleetError", "open_fleet", "user_text", "actor_for", "available_transports",
-           "api_base"]
+__all__ = ["AnswerTimeout", "Fleet", "FleetError", "open_fleet", "user_text", "actor_for",
+           "available_transports", "answer_text", "api_base"]
 
 
 class FleetError(Exception):
     pass
+
+
+class AnswerTimeout(FleetError, TimeoutError):
+    """``ask`` saw no ``response.done`` for its turn in time."""
 
 
 def _webrtc_actor() -> Any:
@@ -96,6 +106,17 @@ def api_base(url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
+def answer_text(response: Mapping[str, Any]) -> str:
+    """The text of a ``response.done``'s response: its text parts, or its audio transcripts."""
+    parts = []
+    for item in response.get("output") or ():
+        for part in item.get("content") or ():
+            text = part.get("text") if part.get("type") in ("output_text", "text") else part.get("transcript")
+            if isinstance(text, str):
+                parts.append(text)
+    return "".join(parts)
+
+
 @attrs.define(eq=False)
 class Fleet:
     nursery: trio.Nursery
@@ -122,6 +143,9 @@ class Fleet:
     #: per-session bound of what is kept to restore a conversation (bytes; see ClientCore)
     max_restore_bytes: int = DEFAULT_MAX_RESTORE_BYTES
     _ids: Iterable[int] = attrs.field(factory=lambda: itertools.count(1))
+    _asks: Iterable[int] = attrs.field(factory=lambda: itertools.count(1))
+    #: sessions given to remove_session: they leave statuses() once ended
+    _removed: set[str] = attrs.field(factory=set)
     _watchers: dict[str, list[tuple[ConnectionState, trio.Event]]] = attrs.field(factory=dict)
 
     # -- sessions -------------------------------------------------------------------------
@@ -173,6 +197,7 @@ class Fleet:
                           max_restore_bytes=self.max_restore_bytes)
         link = SessionLink(sid, transport, core, self._publish)
         self.links[sid] = link
+        self._removed.discard(sid)
         merged = {**self.connect_params, **params}
         connect = ConnectParams(
             url=self.url,
@@ -189,14 +214,18 @@ class Fleet:
         return sid
 
     async def remove_session(self, session_id: str, *, forget: bool = False) -> SessionStatus:
-        """Close the session cleanly; ``forget`` also drops its state (long runs)."""
+        """Close the session cleanly and return its final status. It leaves ``statuses()``
+        (``status(sid)`` still answers until the id is reused); ``forget`` also drops its
+        state (long runs)."""
         self._link(session_id)
+        self._removed.add(session_id)
         await self.supervisor.stop(session_id)
         status = self.supervisor.status(session_id)
-        if forget:
+        if forget and session_id in self._removed:  # not re-added meanwhile
             del self.links[session_id]
             del self.supervisor.children[session_id]
             self._watchers.pop(session_id, None)
+            self._removed.discard(session_id)
         return status
 
     async def send(self, session_id: str, event: Mapping[str, Any]) -> None:
@@ -222,7 +251,9 @@ class Fleet:
         return self.supervisor.status(session_id)
 
     def statuses(self) -> dict[str, SessionStatus]:
-        return {sid: child.status for sid, child in self.supervisor.children.items()}
+        """Every session not removed: running ones and those that ended by themselves."""
+        return {sid: child.status for sid, child in self.supervisor.children.items()
+                if not (sid in self._removed and child.done.is_set())}
 
     def session_ids(self) -> list[str]:
         return list(self.links)
@@ -243,6 +274,47 @@ class Fleet:
         if state is not ConnectionState.CONNECTED:
             raise FleetError(f"session {session_id} ended {state.value}: "
                              f"{self.status(session_id).last_error}")
+
+    async def ask(
+        self,
+        session_id: str,
+        text: str,
+        *,
+        timeout: float = 30.0,
+        response: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Send ``text`` as a user turn plus a ``response.create`` and return the answer text
+        (the response's text, or its audio transcript). The response is told apart from any
+        other on the session by its ``metadata``. Raises :class:`AnswerTimeout` after
+        ``timeout`` seconds, and :class:`FleetError` if the response ends ``failed`` or
+        ``cancelled`` or the session ends first."""
+        link = self._link(session_id)
+        tag = f"ask-{next(self._asks)}"  # type: ignore[call-overload]
+        body = dict(response or {})
+        body["metadata"] = {**(body.get("metadata") or {}), "rtfleet_ask": tag}
+        watch = self.router.subscribe(EventFilter.of(session_id), buffer=math.inf)
+        try:
+            await link.send(user_text(text))
+            await link.send({"type": "response.create", "response": body})
+            with trio.move_on_after(timeout):
+                async for event in watch:
+                    if event.kind is EventKind.STATE and event.payload["to"] in ("error", "closed"):
+                        raise FleetError(f"session {session_id} ended {event.payload['to']} before "
+                                         f"answering ({event.payload.get('reason')})")
+                    if event.kind is not EventKind.SERVER or event.type != "response.done":
+                        continue
+                    done = event.payload.get("response") or {}
+                    if (done.get("metadata") or {}).get("rtfleet_ask") != tag:
+                        continue
+                    if done.get("status") not in ("completed", "incomplete"):
+                        raise FleetError(f"session {session_id}: response {done.get('id')} ended "
+                                         f"{done.get('status')}: {done.get('status_details')}")
+                    return answer_text(done)
+                raise FleetError(f"session {session_id}: the fleet closed before answering")
+        finally:
+            watch.close()
+        raise AnswerTimeout(f"session {session_id}: no response.done within {timeout:g}s "
+                            f"for {text[:60]!r}")
 
     # -- internals ------------------------------------------------------------------------
 
@@ -288,6 +360,11 @@ async def open_fleet(
     is kept to restore a conversation after a reconnect; over it the oldest is evicted and a
     ``dropped`` event with category ``restore`` says so), and per connection
     ``connect_params={"max_message_size": ...}`` (a larger frame closes it with 1009)."""
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:  # trio's own error here is "'RunContext' object has no attribute 'runner'"
+        raise FleetError("open_fleet runs under trio; from asyncio use "
+                         "`async with rtfleet.asyncio.open_fleet(...)`") from None
     if isinstance(config, Mapping):
         config = SessionConfig.from_dict(dict(config))
     secret = Secret(api_key, kind="api_key") if isinstance(api_key, str) else api_key

@@ -24,6 +24,7 @@ exception inside one session's loop is caught there: one session never cancels a
 from __future__ import annotations
 
 import random
+import time
 from typing import Any, Awaitable, Callable, Protocol
 
 import attrs
@@ -68,6 +69,7 @@ class SessionStatus:
     recycles: int = 0
     last_error: str | None = None
     last_exit: ActorExit | None = None
+    #: wall-clock epoch seconds (``time.time()``) of the current connection's start; None when down
     connected_since: float | None = None
     finished: bool = False
 
@@ -263,7 +265,7 @@ class Supervisor:
         status.connects += 1
         if status.connects > 1:
             status.reconnects += 1
-        status.connected_since = trio.current_time()
+        status.connected_since = time.time()
         self._to(child, S.CONNECTED, "session.created")
 
     def _to(self, child: _Child, target: ConnectionState, reason: str) -> None:

@@ -11,7 +11,7 @@ import sys
 
 import grimp
 
-PACKAGES = ("actors", "orchestrator", "standin")
+PACKAGES = ("actors", "orchestrator", "standin", "rtfleet")
 
 
 def cycles(graph: grimp.ImportGraph) -> list[list[str]]:
