@@ -364,18 +364,40 @@ def make_lookup(registry: MetricsRegistry, *, elapsed: float | None = None) -> L
 @attrs.define
 class TimeSeries:
     """Metrics per time slot (default 1 s) for "over time" plots: slot ``i`` covers
-    ``[origin + i*interval, origin + (i+1)*interval)`` on the caller's clock."""
+    ``[origin + i*interval, origin + (i+1)*interval)`` on the caller's clock.
+
+    Bounded for hours-long runs: when a new slot would make more than ``max_slots``, the series
+    coarsens (pairs of slots merge and the interval doubles: counters and histograms add up, a
+    gauge keeps the later level), so memory stays flat however long the run and the plots keep
+    their shape. Runs shorter than ``max_slots`` intervals (17 min at 1 s) are never coarsened.
+    """
 
     interval: float = 1.0
     origin: float = 0.0
     slots: dict[int, MetricsRegistry] = attrs.field(factory=dict)
+    max_slots: int = 1024
 
     def slot(self, now: float) -> MetricsRegistry:
         index = math.floor((now - self.origin) / self.interval)
         registry = self.slots.get(index)
         if registry is None:
+            if len(self.slots) >= self.max_slots:
+                self.coarsen(2)
+                return self.slot(now)
             registry = self.slots[index] = MetricsRegistry()
         return registry
+
+    def coarsen(self, factor: int) -> None:
+        """Merge every ``factor`` consecutive slots into one (the interval grows as much)."""
+        merged: dict[int, MetricsRegistry] = {}
+        for index in sorted(self.slots):
+            source = self.slots[index]
+            target = merged.setdefault(index // factor, MetricsRegistry())
+            levels = dict(source.gauges)
+            target.merge(source)
+            target.gauges.update(levels)  # a level: the later slot's value, not a sum
+        self.slots = merged
+        self.interval *= factor
 
     def inc(self, name: str, now: float, amount: float = 1) -> None:
         self.slot(now).inc(name, amount)
@@ -415,6 +437,15 @@ class TimeSeries:
         """Add another series with the same interval and origin, slot by slot."""
         if isinstance(snapshot, TimeSeries):
             snapshot = snapshot.snapshot()
+        if snapshot["origin"] == self.origin and snapshot["interval"] != self.interval:
+            ratio = max(snapshot["interval"], self.interval) / min(snapshot["interval"], self.interval)
+            if ratio == int(ratio):  # one was coarsened more (a longer shard): align them
+                if snapshot["interval"] > self.interval:
+                    self.coarsen(int(ratio))
+                else:
+                    other = TimeSeries.from_snapshot(snapshot)
+                    other.coarsen(int(ratio))
+                    snapshot = other.snapshot()
         if snapshot["interval"] != self.interval or snapshot["origin"] != self.origin:
             raise ValueError(
                 "cannot merge a series with interval/origin "
