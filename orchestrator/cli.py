@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Sequence
 
+from orchestrator.heap_guard import DEFAULT_HEAP_WARN_MB
 from orchestrator.exits import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print JSON lines instead of text [RTFLEET_JSON=1]")
     out.add_argument("--trace-file", default=_env("trace_file"),
                      help="write OpenTelemetry spans as JSON lines to FILE [RTFLEET_TRACE_FILE]")
+    out.add_argument("--heap-warn-mb", type=float, default=_float_env("heap_warn_mb"),
+                     help="warn once when the process passes this many MB, naming its biggest "
+                          f"store (default {DEFAULT_HEAP_WARN_MB}; 0 turns it off) "
+                          "[RTFLEET_HEAP_WARN_MB]")
     tgt = run.add_argument_group("target")
     tgt.add_argument("--target", default=_env("target"),
                      help="override the scenario target: 'embedded' or a base URL [RTFLEET_TARGET]")
@@ -99,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webrtc", choices=("auto", "on", "off"), default=_env("webrtc", "auto"),
                        help="WebRTC calls endpoint: auto (when aiortc is installed, loaded on the "
                             "first call), on, off [RTFLEET_WEBRTC]")
+    serve.add_argument("--heap-warn-mb", type=float, default=_float_env("heap_warn_mb"),
+                       help="warn once when the process passes this many MB, naming its "
+                            f"biggest store (default {DEFAULT_HEAP_WARN_MB}; 0 turns it off) "
+                            "[RTFLEET_HEAP_WARN_MB]")
     serve.add_argument("--models", default=_env("models"),
                        help="comma-separated models sessions may use; others are refused with "
                             "model_not_found as the hosted service does (default: the hosted "
@@ -121,6 +130,16 @@ def _shard_env() -> str | None:
             raise UsageError(f"JOB_COMPLETION_INDEX={index!r} / RTFLEET_SHARD_COUNT={count!r} "
                              "must be integers") from None
     return None
+
+
+def _float_env(name: str) -> float:
+    value = _env(name)
+    if value is None:
+        return float(DEFAULT_HEAP_WARN_MB)
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"RTFLEET_{name.upper()}={value!r} must be a number") from None
 
 
 def _int_env(name: str, default: int | None = None) -> int | None:

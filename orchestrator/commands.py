@@ -26,7 +26,8 @@ __all__ = ["serve_command", "validate_command", "run_command"]
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from standin import generate_api_key, run_server
+    from orchestrator.heap_guard import server_stores, watch_heap
+    from standin import EmbeddedServer, generate_api_key
 
     if not (0 <= args.port <= 65535):
         raise UsageError(f"--port must be 0..65535, not {args.port}")
@@ -51,15 +52,17 @@ def serve_command(args: argparse.Namespace) -> int:
             nursery.start_soon(stop_on_signal, nursery.cancel_scope)
             try:
                 webrtc = {"auto": None, "on": True, "off": False}[args.webrtc]
-                url = await nursery.start(partial(run_server, args.host, args.port, [key],
-                                                  webrtc=webrtc, demo_token=args.demo_token,
-                                                  models=models))
+                server = EmbeddedServer(api_keys={key}, webrtc=webrtc, demo_token=args.demo_token,
+                                        models=models)
+                url = await nursery.start(partial(server.serve, args.host, args.port))
             except OSError as exc:
                 raise RunFailed(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
             print(serve_banner(url, key_file=key_file, models=models, webrtc=args.webrtc != "off",
                                demo=bool(args.demo_token)), flush=True)
             if not _is_loopback(args.host):
                 print(f"  warning: listening on {args.host}, reachable from other hosts", file=sys.stderr)
+            if args.heap_warn_mb:
+                nursery.start_soon(watch_heap, args.heap_warn_mb, partial(server_stores, server))
 
     try:
         trio.run(main)
@@ -221,7 +224,8 @@ def _run(args: argparse.Namespace, reporter, on_result=None) -> int:  # type: ig
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch)
                 result = await run_scenario(scenario, file=args.scenario, target=target,
-                                            seed=args.seed, on_tick=reporter, stop=stop)
+                                            seed=args.seed, on_tick=reporter, stop=stop,
+                                            heap_warn_mb=args.heap_warn_mb or None)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # the watcher raises only KeyboardInterrupt: the run's own error comes out alone

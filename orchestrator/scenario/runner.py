@@ -22,6 +22,7 @@ held; the call's end ends the session.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -37,6 +38,7 @@ import trio
 from actors.events import ConnectionEvent, ConnectionState, EventKind
 from actors.proto.session import SessionConfig as ProtoSessionConfig
 from orchestrator.exits import EXIT_OK, EXIT_THRESHOLDS
+from orchestrator.heap_guard import server_stores, watch_heap
 from orchestrator.fleet import Fleet, FleetError, available_transports, open_fleet
 from orchestrator.metrics import make_lookup
 from orchestrator.policy import Backoff
@@ -367,6 +369,7 @@ async def run_scenario(
     seed: int | None = None,
     on_tick: Callable[[dict[str, Any]], None] | None = None,
     stop: trio.Event | None = None,
+    heap_warn_mb: float | None = None,
 ) -> RunResult:
     """Run ``scenario`` to the end and evaluate its thresholds.
 
@@ -431,6 +434,9 @@ async def run_scenario(
             if controller is not None:
                 run.sip_call = await _sip_calls(root, fleet, controller, server)
             subscription = fleet.subscribe(buffer=math.inf)
+            if heap_warn_mb is not None:
+                root.start_soon(watch_heap, heap_warn_mb, partial(
+                    _run_stores, metrics, fleet, control.server if control else None))
             interrupt = trio.CancelScope()
             if stop is not None:
                 root.start_soon(_cancel_when_set, stop, interrupt)
@@ -469,6 +475,17 @@ async def run_scenario(
         errors=run.errors, interrupted=interrupted,
     )
     return RunResult(results, all(r.passed for r in results_threshold) and not interrupted)
+
+
+def _run_stores(metrics: RunMetrics, fleet: Fleet, server: Any) -> list[Any]:
+    """The stores a run keeps, for the heap guard's warning."""
+    timeline = metrics.series
+    size = len(json.dumps(timeline.snapshot(), default=str))
+    stores = [("run timeline", size, f"in {len(timeline.slots)} slots of {timeline.interval:g} s"),
+              ("fleet sessions", 2048 * len(fleet.links), f"{len(fleet.links)} sessions")]
+    if server is not None:
+        stores += server_stores(server)
+    return stores
 
 
 #: how long the pre-flight check waits for the target's TCP port before the run gives up
