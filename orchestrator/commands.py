@@ -99,7 +99,8 @@ def serve_banner(url: str, *, key_file: str | None, models: tuple[str, ...] | No
     if key_file:
         # The generated key goes to a private file, never to the terminal or a log.
         lines.append(f"  API key     in {key_file} (mode 0600; removed when the server stops)")
-    shown = ", ".join(models[:3]) + (f", ... ({len(models)} names)" if len(models or ()) > 3 else "")
+    shown = ", ".join((models or ())[:3]) + (f", ... ({len(models)} names)"
+                                              if len(models or ()) > 3 else "")
     lines.append("  models      " + (f"{shown}; others get model_not_found (--models)"
                                      if models else "any name"))
     lines += [

@@ -122,3 +122,12 @@ def test_run_takes_the_target_with_or_without_v1():
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
+
+
+def test_the_serve_banner_with_any_model_and_with_a_list():
+    from orchestrator.commands import serve_banner
+
+    anything = serve_banner("http://127.0.0.1:1", key_file=None, models=None)
+    assert "models      any name" in anything and 'base_url="http://127.0.0.1:1/v1"' in anything
+    listed = serve_banner("http://127.0.0.1:1", key_file="/tmp/k", models=("a", "b", "c", "d"))
+    assert "a, b, c, ... (4 names)" in listed and "model_not_found" in listed

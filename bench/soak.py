@@ -1,0 +1,242 @@
+"""Soak: a mixed text/audio fleet with churn and faults against `rtfleet serve` in its own
+process, for a long time; prints both processes' memory over time and its slope.
+
+    python3 bench/soak.py --duration 2h --sessions 100     # the real run
+    python3 bench/soak.py --duration 10m --sessions 40     # the issue's 10-minute table
+    python3 bench/soak.py --duration 90s --sessions 10 --sample-s 10 --warmup 30s   # a smoke
+
+What runs: `rtfleet serve` (the stand-in) in one process and `rtfleet run` in another, half
+text chatters and half audio talkers (`play` a WAV with server VAD, then wait for the answer),
+each session ending after a few turns and replaced at once (closed-model churn: every minute
+a few dozen sessions end and start). Faults: the run drops 50% of the connections every
+`--drop-every` (client side), and this script kills the server process (SIGKILL) every
+`--restart-every` and starts it again on the same port (every connection dies; the secrets it
+had issued are gone, so sessions re-mint their keys). Every `--sample-s` it reads both
+processes' resident size; at the end it prints the samples, the slope after `--warmup` (least
+squares, MB per hour) for each, and the run's verdict: sessions failed, turns failed and lost,
+reconnect success rate. Exit 0 when the run passed and both slopes are under `--max-slope`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HELLO = ROOT / "scenarios" / "audio" / "hello.wav"
+
+
+def seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(h|m|s)?", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a duration like 2h, 10m or 90s, not {text!r}")
+    return float(match.group(1)) * {"h": 3600, "m": 60, "s": 1, None: 1}[match.group(2)]
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def slope_mb_per_hour(points: list[tuple[float, float]]) -> float | None:
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return sum((t - mt) * (v - mv) for t, v in points) / var * 3600
+
+
+def scenario(duration: float, sessions: int, drop_every: float) -> str:
+    drops = "\n".join(f"  - {{at: {int(t)}s, action: drop_connections, percent: 50}}"
+                      for t in range(int(drop_every), int(duration), int(drop_every)))
+    half = max(1, sessions // 2)
+    return f"""name: soak
+description: mixed text/audio churn with drops, against rtfleet serve in its own process
+seed: 11
+duration_limit: {int(duration + 120)}s
+target: embedded            # replaced by --target (the serve process)
+session:
+  output_modalities: [audio]
+  input_format: pcm16
+  output_format: {{type: audio/pcm, rate: 24000}}
+  turn_detection: {{type: server_vad, threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 400}}
+populations:
+  - name: chatters
+    transport: websocket
+    script: chat
+    phases:
+      - {{name: hold, duration: {int(duration)}s, concurrency: {half}}}
+  - name: talkers
+    transport: websocket
+    script: talk
+    phases:
+      - {{name: hold, duration: {int(duration)}s, concurrency: {sessions - half}}}
+scripts:
+  chat:
+    - repeat: 3
+      steps:
+        - say: Tell me a one-line fact.
+          timeout: 20s
+        - pause: 1s
+  talk:
+    - repeat: 2
+      steps:
+        - play: {HELLO}
+          realtime: true
+        - wait_response: {{timeout: 20s}}
+        - pause: 1s
+{"faults:" if drops else ""}
+{drops}
+thresholds:
+  - sessions.failed == 0
+  - turns.failed == 0
+  - reconnect.success_rate == 1
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, key: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "serve", "--port", str(port), "--api-key", key,
+         "--models", "*", "--webrtc", "off"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "rtfleet embedded server on http://…": listening
+    if "server on" not in line:
+        raise SystemExit(f"rtfleet serve did not start: {line!r}")
+    return proc
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=seconds, default=seconds("10m"))
+    parser.add_argument("--sessions", type=int, default=40)
+    parser.add_argument("--sample-s", type=seconds, default=30.0)
+    parser.add_argument("--warmup", type=seconds, default=seconds("10m"))
+    parser.add_argument("--drop-every", type=seconds, default=60.0)
+    parser.add_argument("--restart-every", type=seconds, default=seconds("15m"))
+    parser.add_argument("--max-slope", type=float, default=5.0, help="MB/hour allowed per process")
+    parser.add_argument("--json-out")
+    args = parser.parse_args()
+    warmup = min(args.warmup, args.duration / 3)
+    port, key = free_port(), "sk-soak-" + os.urandom(8).hex()
+    url = f"http://127.0.0.1:{port}"
+    work = Path(tempfile.mkdtemp(prefix="rtfleet-soak-"))
+    (work / "soak.yaml").write_text(scenario(args.duration, args.sessions, args.drop_every))
+    server = start_server(port, key)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", str(work / "soak.yaml"), "--target", url,
+         "--out", str(work / "out"), "-q"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": key})
+    start = time.monotonic()
+    samples: list[tuple[float, float | None, float | None]] = []
+    lives: list[float] = [0.0]  # when each server process started
+    restarts = 0
+    next_sample, next_restart = 0.0, args.restart_every
+    print(f"soak: {args.sessions} sessions for {args.duration:g} s against {url} "
+          f"(pids run {run.pid}, serve {server.pid}); samples every {args.sample_s:g} s")
+    print(f"{'t (s)':>8} {'client MB':>10} {'server MB':>10}")
+    try:
+        while run.poll() is None:
+            now = time.monotonic() - start
+            if now >= next_sample:
+                sample = (round(now), rss_mb(run.pid), rss_mb(server.pid))
+                samples.append(sample)
+                print(f"{sample[0]:>8} {sample[1] or 0:>10.1f} {sample[2] or 0:>10.1f}", flush=True)
+                next_sample += args.sample_s
+            if now >= next_restart and now < args.duration:
+                server.send_signal(signal.SIGKILL)
+                server.wait()
+                server = start_server(port, key)
+                lives.append(time.monotonic() - start)
+                restarts += 1
+                next_restart += args.restart_every
+            time.sleep(min(1.0, max(0.05, next_sample - (time.monotonic() - start))))
+        stdout, stderr = run.communicate()
+    finally:
+        for proc in (run, server):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    after = [s for s in samples if s[0] >= warmup]
+    client = slope_mb_per_hour([(t, c) for t, c, _ in after if c is not None])
+    # the server process is new after each restart: its slope is measured within each life
+    # (after the same warm-up, counted from that life's start) and the worst life is reported
+    life_slopes = []
+    for index, born in enumerate(lives):
+        dies = lives[index + 1] if index + 1 < len(lives) else float("inf")
+        points = [(t, s) for t, _, s in samples
+                  if s is not None and born + warmup <= t < dies]
+        slope = slope_mb_per_hour(points)
+        if slope is not None:
+            life_slopes.append(slope)
+    server_slope = max(life_slopes) if life_slopes else None
+    results = {}
+    try:
+        results = json.loads((work / "out" / "results.json").read_text())
+    except (OSError, ValueError):
+        pass
+    counters = (results.get("summary") or {}).get("counters", {})
+    figures = {
+        "duration_s": args.duration, "sessions": args.sessions, "restarts": restarts,
+        "client_slope_mb_per_h": client, "server_slope_mb_per_h": server_slope,
+        "server_life_slopes_mb_per_h": life_slopes,
+        "verdict": results.get("verdict"), "exit": run.returncode,
+        "sessions_started": counters.get("sessions.started"),
+        "sessions_failed": counters.get("sessions.failed"),
+        "turns_completed": counters.get("turns.completed"),
+        "turns_failed": counters.get("turns.failed"), "turns_lost": counters.get("turns.lost", 0),
+        "turns_replayed": counters.get("turns.replayed", 0),
+        "reconnect_attempts": counters.get("reconnect.attempts"),
+        "reconnect_succeeded": counters.get("reconnect.succeeded"),
+        "samples": samples,
+    }
+
+    def fmt(value):
+        return "n/a" if value is None else f"{value:+.1f}"
+
+    print(f"slope after {warmup:g} s warm-up: client {fmt(client)} MB/h, server "
+          f"{fmt(server_slope)} MB/h (worst of {len(life_slopes)} server lives: "
+          f"{', '.join(fmt(s) for s in life_slopes) or 'none long enough'})")
+    print(f"run: {figures['verdict']} (exit {run.returncode}); sessions {figures['sessions_started']} "
+          f"started, {figures['sessions_failed']} failed; turns {figures['turns_completed']} "
+          f"completed, {figures['turns_failed']} failed, {figures['turns_lost']} lost, "
+          f"{figures['turns_replayed']} replayed; reconnects {figures['reconnect_succeeded']}/"
+          f"{figures['reconnect_attempts']}; server restarts {restarts}")
+    if run.returncode not in (0, 1):
+        print(stderr.strip()[-2000:], file=sys.stderr)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(figures, indent=1))
+    ok = (results.get("verdict") == "pass"
+          and all(s is None or s <= args.max_slope for s in (client, server_slope)))
+    print("SUMMARY", "pass" if ok else "fail")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
