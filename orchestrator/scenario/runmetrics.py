@@ -5,7 +5,8 @@
 per-second :class:`~orchestrator.metrics.TimeSeries` (for "over time" plots).  Times are
 seconds on the trio clock, relative to the run start.
 
-Metric names (histograms in seconds):
+Metric names (histograms in seconds; the catalogue that thresholds are checked against is
+`orchestrator.scenario.metric_names`, keep the two in step):
 
 =============================  ===========================================================
 ``connect.duration``           session added -> first ``connected``
@@ -19,6 +20,8 @@ Metric names (histograms in seconds):
 ``turn.time_to_first_audio``   turn start -> first ``response.output_audio.delta``
 ``turn.duration``              turn start -> ``response.done``
 ``turns.completed``/``failed`` turns answered / timed out
+``turns.barged_in``            barge-ins that cancelled a live response
+``turns.barge_in_missed``      barge-ins that met no live response (it ended first)
 ``audio.frame_lateness``       how late each 20 ms input chunk left, against its schedule
 ``events.received``            server events (``events.received rate`` = events/s)
 ``errors``                     protocol errors + server ``error`` events + failed turns

@@ -40,6 +40,7 @@ from orchestrator.metrics import make_lookup
 from orchestrator.policy import Backoff
 from orchestrator.scenario.chaos import ServerControl, run_faults
 from orchestrator.scenario.driver import SessionDriver, StepFailed
+from orchestrator.scenario.metric_names import DECLARED
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
 from orchestrator.scenario.thresholds import evaluate
@@ -362,9 +363,7 @@ async def run_scenario(
     config = _proto_config(scenario)
     started_wall = time.time()
     metrics = RunMetrics(trio.current_time, trio.current_time())
-    for name in ("errors", "sessions.started", "sessions.completed", "sessions.failed",
-                 "sessions.stopped", "turns.completed", "turns.failed", "reconnect.attempts",
-                 "reconnect.succeeded", "reconnect.failed", "events.received"):
+    for name in DECLARED:
         metrics.inc(name, 0)
     target_spec = scenario.target
     if target is not None:
