@@ -40,6 +40,7 @@ from orchestrator.scenario.faults import (
     RejectKeys,
 )
 from orchestrator.scenario.runmetrics import RunMetrics
+from orchestrator.scenario.thresholds import format_number
 from standin import EmbeddedServer
 
 __all__ = ["ServerControl", "run_faults"]
@@ -169,5 +170,6 @@ async def _malformed(server: EmbeddedServer, count: int) -> None:
 def _label(action: Any) -> str:
     fields = attrs.asdict(action) if attrs.has(type(action)) else {}
     name = getattr(action, "action", None) or type(action).__name__
-    details = ", ".join(f"{k}={v}" for k, v in fields.items())
+    details = ", ".join(f"{k}={format_number(v) if isinstance(v, float) else v}"
+                        for k, v in fields.items() if v is not None)
     return f"{name}({details})" if details else str(name)

@@ -14,10 +14,16 @@ from typing import Any, Sequence
 
 from orchestrator.scenario.model import Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
-from orchestrator.scenario.thresholds import ThresholdResult
+from orchestrator.scenario.thresholds import (
+    ThresholdError,
+    ThresholdResult,
+    format_number,
+    parse_threshold,
+)
 from orchestrator.scenario.unstructure import unstructure_scenario
 
-__all__ = ["build_results", "write_results", "format_summary", "redact_config"]
+__all__ = ["build_results", "write_results", "format_summary", "redact_config", "format_observed",
+           "format_reconnects", "reconnect_outcomes"]
 
 FORMAT = 1
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.I)
@@ -60,7 +66,7 @@ def build_results(
 ) -> dict[str, Any]:
     registry = metrics.registry
     try:
-        config = redact_config(unstructure_scenario(scenario))
+        config = redact_config(unstructure_scenario(scenario, effective=True))
     except Exception:  # never lose a run's results over its config dump
         config = {}
     c = registry.counters
@@ -109,6 +115,42 @@ def write_results(out: Path, results: dict[str, Any]) -> list[Path]:
     return written
 
 
+def format_observed(expression: str, observed: float | None) -> str:
+    """A threshold's observed value in its unit (see `Threshold.format_observed`)."""
+    try:
+        threshold = parse_threshold(expression)
+    except ThresholdError:
+        threshold = None
+    if threshold is None or observed is None:
+        return "absent" if observed is None else format_number(observed)
+    return threshold.format_observed(observed)
+
+
+def reconnect_outcomes(counters: dict[str, Any]) -> dict[str, int]:
+    """Outages (``reconnect.attempts``) by how they ended: succeeded, failed (the session went
+    to error), abandoned (the session ended while reconnecting: script done, stopped), and
+    open (still reconnecting when the counts were taken; 0 in a finished run)."""
+    get = lambda name: int(counters.get(name, 0))  # noqa: E731
+    out = {"outages": get("reconnect.attempts"), "succeeded": get("reconnect.succeeded"),
+           "failed": get("reconnect.failed"), "abandoned": get("reconnect.abandoned")}
+    out["open"] = max(out["outages"] - out["succeeded"] - out["failed"] - out["abandoned"], 0)
+    return out
+
+
+def format_reconnects(counters: dict[str, Any]) -> str:
+    """``"68 succeeded / 71 attempts (outages); 0 failed, 3 abandoned (session ended while
+    reconnecting)"``: the difference is never left to read as failures."""
+    r = reconnect_outcomes(counters)
+    text = f"{r['succeeded']} succeeded / {r['outages']} attempts (outages)"
+    if r["outages"]:
+        text += f"; {r['failed']} failed"
+        if r["abandoned"]:
+            text += f", {r['abandoned']} abandoned (session ended while reconnecting)"
+        if r["open"]:
+            text += f", {r['open']} still reconnecting"
+    return text
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f}ms"
 
@@ -123,8 +165,7 @@ def format_summary(results: dict[str, Any]) -> str:
         f"sessions: {s['started']} started, {s['completed']} completed, {s['failed']} failed, "
         f"{s['stopped']} stopped; turns: {int(counters.get('turns.completed', 0))} completed, "
         f"{int(counters.get('turns.failed', 0))} failed; errors: {int(counters.get('errors', 0))}; "
-        f"reconnects: {int(counters.get('reconnect.succeeded', 0))}/"
-        f"{int(counters.get('reconnect.attempts', 0))}",
+        f"reconnects: {format_reconnects(counters)}",
     ]
     histograms = results["summary"]["histograms"]
     if histograms:
@@ -133,7 +174,7 @@ def format_summary(results: dict[str, Any]) -> str:
             lines.append(f"{name:28} {h['count']:>7} {_ms(h['p50']):>8} {_ms(h['p90']):>8} "
                          f"{_ms(h['p95']):>8} {_ms(h['p99']):>8} {_ms(h['max']):>8}")
     for t in results["thresholds"]:
-        observed = "absent" if t["observed"] is None else f"{t['observed']:.6g}"
+        observed = format_observed(t["expression"], t["observed"])
         mark = "ok  " if t["passed"] else "FAIL"
         reason = f"  ({t['reason']})" if t["reason"] and not t["passed"] else ""
         lines.append(f"  {mark} {t['expression']}  [observed {observed}]{reason}")

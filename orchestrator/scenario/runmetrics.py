@@ -27,7 +27,8 @@ Metric names (histograms in seconds; the catalogue that thresholds are checked a
 ``errors``                     protocol errors + server ``error`` events + failed turns
                                + failed sessions
 ``sessions.started/completed/failed/stopped``
-``sessions.<state>``           gauges sampled every second
+``sessions.<state>``           gauges of the live states (connecting, connected, reconnecting,
+                               error), sampled at the end of every second and of the run
 =============================  ===========================================================
 """
 
@@ -94,10 +95,13 @@ class RunMetrics:
         if name in OTEL_HISTOGRAMS:
             self._instrument("histogram", name).record(value)
 
-    def gauge(self, name: str, value: float, *, series: bool = True) -> None:
+    def gauge(self, name: str, value: float, *, series: bool = True,
+              at: float | None = None) -> None:
+        """Set a gauge; its time series slot is the one holding ``at`` (run seconds), by
+        default now."""
         self.registry.set_gauge(name, value)
         if series:
-            self.series.set_gauge(name, value, self.elapsed())
+            self.series.set_gauge(name, value, self.elapsed() if at is None else at)
         if name.startswith("sessions."):  # sessions by state
             self._instrument("gauge", name).set(value)
 

@@ -289,15 +289,28 @@ class _Run:
     # -- sampling ------------------------------------------------------------------------
 
     async def sample(self) -> None:
+        """Sessions by state at the end of every second (slot ``n`` holds the count at
+        ``n + 1`` s); `sample_states` takes the final one when the run ends."""
+        second = 0
         while True:
-            counts = {state: 0 for state in S}
-            for state in self.states.values():
-                counts[state] += 1
-            for state, n in counts.items():
-                self.metrics.gauge(f"sessions.{state.value}", n)
-            if self.on_tick is not None:
-                self.on_tick(self.progress(counts))
-            await trio.sleep(1.0)
+            second += 1
+            await trio.sleep_until(self.metrics.origin + second)
+            self.sample_states(slot=second - 1)
+
+    def sample_states(self, slot: int | None = None) -> None:
+        """Record the live states (``closed`` is not one: ended sessions are the
+        ``sessions.completed/failed/stopped`` counters) into ``slot`` (default: the slot the
+        run is in now, for the final sample)."""
+        counts = {state: 0 for state in S}
+        for state in self.states.values():
+            counts[state] += 1
+        if slot is None:
+            slot = max(math.ceil(self.metrics.elapsed()) - 1, 0)
+        for state, n in counts.items():
+            if state is not S.CLOSED:
+                self.metrics.gauge(f"sessions.{state.value}", n, at=slot + 0.5)
+        if self.on_tick is not None:
+            self.on_tick(self.progress(counts))
 
     def progress(self, counts: dict[ConnectionState, int] | None = None) -> dict[str, Any]:
         c = self.metrics.counter
@@ -423,6 +436,7 @@ async def run_scenario(
             subscription.close()
             async for event in subscription:  # what is still buffered
                 run.on_event(event)
+            run.sample_states()  # the final sample, at the end of the run
         root.cancel_scope.cancel()
     assert run is not None
     # Outages that ended because the session itself ended (reconnect.abandoned) have no

@@ -217,7 +217,7 @@ def test_unusual_values_render() -> None:
     }
     page = render_report(results)
     assert {"histogram:weird", "histogram:one"} <= set(_plots(page))
-    assert "98.1 %" in page and ">nan<" in page
+    assert "98.1%" in page and ">nan<" in page  # as the terminal summary writes it
     assert "MAYBE" in page and "2 h 0 min" in page
     _svg_roots(page)
 
@@ -226,7 +226,8 @@ def test_only_recorded_turn_latencies_get_percentile_plots() -> None:
     series = TimeSeries()
     for t in (0.5, 2.5, 3.5, 9.5):  # lockstep turns leave seconds without samples
         series.observe("turn.time_to_first_text", 0.2, now=t)
-    series.set_gauge("sessions.closed", 4, now=9.5)
+    series.inc("sessions.completed", now=3.5, amount=3)
+    series.inc("sessions.stopped", now=9.5)
     plots = _plots(render_report({"format": 1, "timeline": series.snapshot()}))
     assert {name for name in plots if name.startswith("percentiles:")} == {
         "percentiles:turn.time_to_first_text"}
@@ -236,7 +237,8 @@ def test_only_recorded_turn_latencies_get_percentile_plots() -> None:
     dots = list(svg.iter(f"{SVG_NS}circle"))
     # 0.5 -> 2.5 -> 3.5 is one line (a 1 s gap is bridged); 9.5 is after a 5 s gap: a dot
     assert len(paths) == 3 and len(dots) == 3  # one of each per percentile
-    assert "closed (not stacked)" in plots["sessions"]
+    # sessions that ended, cumulative: 3 from the 4th second, 4 in the last
+    assert "ended so far (completed + failed + stopped; not stacked)" in plots["sessions"]
 
 
 def test_rendering_is_deterministic(sample: dict[str, Any]) -> None:
