@@ -14,7 +14,7 @@ from collections.abc import Container, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from orchestrator.scenario.results import format_observed, reconnect_outcomes
+from orchestrator.readout import format_observed, reconnect_outcomes
 
 from .figures import Figure, histogram_figures, ordered_histograms, time_figures
 from .model import RunReport

@@ -30,6 +30,7 @@ import trio
 
 from actors.events import ConnectionState
 from orchestrator.fleet import Fleet
+from orchestrator.readout import format_number
 from orchestrator.scenario.faults import (
     AddLatency,
     DropConnections,
@@ -40,7 +41,6 @@ from orchestrator.scenario.faults import (
     RejectKeys,
 )
 from orchestrator.scenario.runmetrics import RunMetrics
-from orchestrator.scenario.thresholds import format_number
 from standin import EmbeddedServer
 
 __all__ = ["ServerControl", "run_faults"]

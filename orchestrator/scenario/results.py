@@ -14,16 +14,11 @@ from typing import Any, Sequence
 
 from orchestrator.scenario.model import Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
-from orchestrator.scenario.thresholds import (
-    ThresholdError,
-    ThresholdResult,
-    format_number,
-    parse_threshold,
-)
+from orchestrator.readout import format_observed, format_reconnects
+from orchestrator.scenario.thresholds import ThresholdResult
 from orchestrator.scenario.unstructure import unstructure_scenario
 
-__all__ = ["build_results", "write_results", "format_summary", "redact_config", "format_observed",
-           "format_reconnects", "reconnect_outcomes"]
+__all__ = ["build_results", "write_results", "format_summary", "redact_config"]
 
 FORMAT = 1
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.I)
@@ -113,42 +108,6 @@ def write_results(out: Path, results: dict[str, Any]) -> list[Path]:
         return written
     written.append(write_report(out, results))
     return written
-
-
-def format_observed(expression: str, observed: float | None) -> str:
-    """A threshold's observed value in its unit (see `Threshold.format_observed`)."""
-    try:
-        threshold = parse_threshold(expression)
-    except ThresholdError:
-        threshold = None
-    if threshold is None or observed is None:
-        return "absent" if observed is None else format_number(observed)
-    return threshold.format_observed(observed)
-
-
-def reconnect_outcomes(counters: dict[str, Any]) -> dict[str, int]:
-    """Outages (``reconnect.attempts``) by how they ended: succeeded, failed (the session went
-    to error), abandoned (the session ended while reconnecting: script done, stopped), and
-    open (still reconnecting when the counts were taken; 0 in a finished run)."""
-    get = lambda name: int(counters.get(name, 0))  # noqa: E731
-    out = {"outages": get("reconnect.attempts"), "succeeded": get("reconnect.succeeded"),
-           "failed": get("reconnect.failed"), "abandoned": get("reconnect.abandoned")}
-    out["open"] = max(out["outages"] - out["succeeded"] - out["failed"] - out["abandoned"], 0)
-    return out
-
-
-def format_reconnects(counters: dict[str, Any]) -> str:
-    """``"68 succeeded / 71 attempts (outages); 0 failed, 3 abandoned (session ended while
-    reconnecting)"``: the difference is never left to read as failures."""
-    r = reconnect_outcomes(counters)
-    text = f"{r['succeeded']} succeeded / {r['outages']} attempts (outages)"
-    if r["outages"]:
-        text += f"; {r['failed']} failed"
-        if r["abandoned"]:
-            text += f", {r['abandoned']} abandoned (session ended while reconnecting)"
-        if r["open"]:
-            text += f", {r['open']} still reconnecting"
-    return text
 
 
 def _ms(value: float | None) -> str:

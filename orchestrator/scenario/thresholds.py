@@ -39,13 +39,14 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from orchestrator.readout import format_in_unit, format_number
+
 __all__ = [
     "Threshold",
     "ThresholdError",
     "ThresholdResult",
     "MetricsLookup",
     "parse_threshold",
-    "format_number",
     "evaluate",
     "zero_when_absent",
     "STATS",
@@ -109,16 +110,9 @@ class Threshold:
         return format_number(value)
 
     def format_observed(self, value: float | None) -> str:
-        """An observed value as the summary and the report show it: times in ms whatever the
-        threshold's time unit (p95 < 800ms and p99 < 1.5s of one metric read alike, as in the
-        latency table), fractions of a ``%`` threshold in %, anything else as a number."""
-        if value is None:
-            return "absent"
-        if self.unit in ("ms", "s"):
-            return f"{format_number(value * 1000)}ms"
-        if self.unit == "%":
-            return f"{format_number(value * 100)}%"
-        return format_number(value)
+        """An observed value as the summary and the report show it (`readout.format_in_unit`:
+        times in ms whatever the threshold's time unit)."""
+        return format_in_unit(value, self.unit)
 
     def __str__(self) -> str:
         return self.source_text
@@ -131,20 +125,6 @@ class ThresholdResult:
     observed: float | None
     passed: bool
     reason: str
-
-
-def format_number(value: float) -> str:
-    """Three significant digits, never an exponent for everyday sizes: ``13.5818 -> "13.6"``,
-    ``734.2 -> "734"``, ``0.5 -> "0.5"``, ``40.0 -> "40"``, ``12345.6 -> "12346"``."""
-    if not math.isfinite(value):
-        return str(value)
-    if value == 0 or float(value).is_integer():
-        return str(int(value))
-    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
-    if decimals > 9:
-        return f"{value:.3g}"
-    text = f"{value:.{decimals}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def parse_threshold(text: str) -> Threshold:

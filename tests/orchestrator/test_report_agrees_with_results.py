@@ -15,7 +15,8 @@ from orchestrator.report.figures import ENDED_COUNTERS, STATES, _cumulative, _ga
 from orchestrator.report.html import format_ms
 from orchestrator.report.model import RunReport
 from orchestrator.scenario.metric_names import metric_kind
-from orchestrator.scenario.results import format_observed, format_summary
+from orchestrator.readout import format_observed
+from orchestrator.scenario.results import format_summary
 
 SCENARIO = """\
 name: report-check
