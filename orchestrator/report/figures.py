@@ -199,6 +199,8 @@ def time_figures(report: RunReport) -> list[Figure]:
                                 x_max=x_max, x_label=TIME_AXIS, y_label="sessions", marks=marks),
         tuple(LegendItem(state, color) for state, color in STATES)
         + ((LegendItem(ENDED_LABEL, ENDED[1], "dash"),) if closed else ()) + tuple(mark_legend),
+        note="sessions in each state at the end of each second (the last: at the end of the "
+             "run); an outage shorter than that shows in the reconnects plot",
     ))
 
     lines = [svg.Line(label, color, _counter_rate(report, name), dash)
