@@ -164,19 +164,22 @@ def _cards(r: RunReport) -> str:
     ]
     if r.sessions_stopped is not None:
         cards.append(("stopped", r.sessions_stopped))
+    barge_ins = counters.get("turns.barged_in", 0) + counters.get("turns.barge_in_missed", 0)
     for name, label in (("turns.completed", "turns completed"), ("errors", "errors"),
                         ("turns.barged_in", "barge-ins"),
                         ("turns.barge_in_missed", "barge-ins that met no response"),
                         ("faults.injected", "faults injected")):
-        if name in counters:
+        if name in counters and (barge_ins or not name.startswith("turns.barge")):
             cards.append((label, counters[name]))
     shown = [(label, esc(_format_number(value))) for label, value in cards]
     if "reconnect.attempts" in counters:
         r = reconnect_outcomes(counters)
-        detail = [f"{r[k]:,} {k}" for k in ("failed", "abandoned", "open") if r[k]]
+        words = {"failed": "failed", "abandoned": "abandoned (session ended mid-outage)",
+                 "open": "still reconnecting"}
+        detail = [f"{r[k]:,} {words[k]}" for k in words if r[k]]
         label = "reconnects: succeeded / attempts (outages)"
         if detail:
-            label += "; " + ", ".join(detail).replace("open", "still reconnecting")
+            label += "; " + ", ".join(detail)
         shown.append((label, f"{r['succeeded']:,} / {r['outages']:,}"))
     bad = ("failed", "errors", "barge-ins that met no response")
     items = "".join(

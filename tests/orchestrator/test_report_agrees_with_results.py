@@ -81,6 +81,7 @@ def test_cards_show_the_session_turn_error_and_reconnect_counts(run):
     assert _number(cards["turns completed"]) == c["turns.completed"]
     assert _number(cards["errors"]) == c["errors"]
     assert _number(cards["faults injected"]) == c["faults.injected"] == 2
+    assert c["turns.barged_in"] == 0 and "barge-ins" not in cards  # no barge_in step: no card
     reconnects = [(k, v) for k, v in cards.items() if k.startswith("reconnects")]
     assert len(reconnects) == 1
     label, value = reconnects[0]
