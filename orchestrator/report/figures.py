@@ -37,15 +37,18 @@ PERCENTILES = (("p50", 50, "#2563eb"), ("p95", 95, "#ea580c"), ("p99", 99, "#dc2
 #: p99 drawn first and widest, so that where percentiles coincide (few samples in a second)
 #: each line still shows as an outline around the next
 PERCENTILE_WIDTHS = {"p99": 3.4, "p95": 2.2, "p50": 1.6}
-#: live states, stacked; "closed" only grows, so it is a line over them, not a band that
-#: would squash the others
+#: live states, stacked (each slot: the count at the end of that second, the last slot at the
+#: end of the run); sessions that ended only add up, so they are a line over the bands
 STATES = (
     ("connected", "#16a34a"),
     ("connecting", "#60a5fa"),
     ("reconnecting", "#f59e0b"),
     ("error", "#dc2626"),
 )
-CLOSED = ("closed", "#78716c")
+#: "ended": cumulative sessions completed + failed + stopped, the summary's three outcomes
+ENDED = ("ended", "#78716c")
+ENDED_COUNTERS = ("sessions.completed", "sessions.failed", "sessions.stopped")
+ENDED_LABEL = "ended so far (completed + failed + stopped; not stacked)"
 #: a latency line is drawn through up to this many seconds without samples (turns in
 #: lockstep leave every other second empty); a longer gap (an outage) breaks it
 BRIDGE_SLOTS = 4
@@ -53,8 +56,7 @@ EVENT_SERIES = (
     ("reconnect.attempts", "reconnect attempts", "#f59e0b", ""),
     ("reconnect.succeeded", "reconnects succeeded", "#16a34a", ""),
     ("errors", "errors", "#dc2626", ""),
-    ("faults.injected", "faults injected", "#7c3aed", "4 3"),
-)
+)  # faults are the marks (one line each, labelled), not a series: one legend entry
 MARK_STYLES = {  # kind: (color, dash, stroke width, opacity, labelled)
     "phase": ("#1d4ed8", "6 4", 1.4, 0.8, True),
     "fault": ("#7c3aed", "", 1.6, 0.85, True),
@@ -153,6 +155,17 @@ def _gauge_levels(report: RunReport, name: str) -> list[float]:
     return out
 
 
+def _cumulative(report: RunReport, names: Sequence[str]) -> list[float]:
+    """The running total of ``names``' counters at the end of every slot."""
+    total, out = 0.0, []
+    for i, _ in _slot_times(report):
+        registry = report.timeline.slots.get(i)
+        if registry is not None:
+            total += sum(registry.counters.get(name, 0) for name in names)
+        out.append(total)
+    return out
+
+
 def _percentile_points(report: RunReport, name: str, q: float) -> list[tuple[float, float | None]]:
     ts = report.timeline
     points: list[tuple[float, float | None]] = []
@@ -174,18 +187,20 @@ def time_figures(report: RunReport) -> list[Figure]:
     slots = _slot_times(report)
     layers = [svg.Layer(state, color, _gauge_levels(report, f"sessions.{state}"))
               for state, color in STATES]
-    closed_levels = _gauge_levels(report, f"sessions.{CLOSED[0]}")
-    closed = [svg.Line(CLOSED[0], CLOSED[1], [
-        point for (_, t), level in zip(slots, closed_levels)
+    ended_levels = _cumulative(report, ENDED_COUNTERS)
+    closed = [svg.Line(ENDED[0], ENDED[1], [
+        point for (_, t), level in zip(slots, ended_levels)
         for point in ((t, level), (t + interval, level))
-    ], dash="5 3", width=1.8)] if any(closed_levels) else []
+    ], dash="5 3", width=1.8)] if any(ended_levels) else []
     figures.append(Figure(
         "sessions", "Sessions by state",
         svg.stacked_steps_chart("Sessions by state", layers, lines=closed,
                                 origin=slots[0][1] if slots else 0.0, interval=interval,
                                 x_max=x_max, x_label=TIME_AXIS, y_label="sessions", marks=marks),
         tuple(LegendItem(state, color) for state, color in STATES)
-        + (LegendItem(f"{CLOSED[0]} (not stacked)", CLOSED[1], "dash"),) + tuple(mark_legend),
+        + ((LegendItem(ENDED_LABEL, ENDED[1], "dash"),) if closed else ()) + tuple(mark_legend),
+        note="sessions in each state at the end of each second (the last: at the end of the "
+             "run); an outage shorter than that shows in the reconnects plot",
     ))
 
     lines = [svg.Line(label, color, _counter_rate(report, name), dash)

@@ -14,6 +14,8 @@ from collections.abc import Container, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from orchestrator.readout import format_observed, reconnect_outcomes
+
 from .figures import Figure, histogram_figures, ordered_histograms, time_figures
 from .model import RunReport
 from .svg import esc
@@ -79,17 +81,10 @@ def _format_time(unix: float | None) -> str:
 
 
 def _format_observed(expression: str, observed: float | None) -> str:
-    """The observed value in the threshold's own unit (``ms``, ``s``, ``%``) when it has one."""
+    """The observed value as the terminal summary shows it (`results.format_observed`)."""
     if observed is None:
         return DASH
-    unit = expression.rstrip()
-    if unit.endswith("ms"):
-        return f"{format_ms(observed)} ms"
-    if unit.endswith("s") and unit[-2:-1].isdigit():
-        return f"{observed:.4g} s"
-    if unit.endswith("%"):
-        return f"{observed * 100:.4g} %"
-    return _format_number(observed)
+    return format_observed(expression, observed)
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -169,17 +164,29 @@ def _cards(r: RunReport) -> str:
     ]
     if r.sessions_stopped is not None:
         cards.append(("stopped", r.sessions_stopped))
+    barge_ins = counters.get("turns.barged_in", 0) + counters.get("turns.barge_in_missed", 0)
     for name, label in (("turns.completed", "turns completed"), ("errors", "errors"),
-                        ("reconnect.attempts", "reconnect attempts"),
-                        ("reconnect.succeeded", "reconnects succeeded"),
+                        ("turns.barged_in", "barge-ins"),
+                        ("turns.barge_in_missed", "barge-ins that met no response"),
                         ("faults.injected", "faults injected")):
-        if name in counters:
+        if name in counters and (barge_ins or not name.startswith("turns.barge")):
             cards.append((label, counters[name]))
+    shown = [(label, esc(_format_number(value))) for label, value in cards]
+    if "reconnect.attempts" in counters:
+        r = reconnect_outcomes(counters)
+        words = {"failed": "failed", "abandoned": "abandoned (session ended mid-outage)",
+                 "open": "still reconnecting"}
+        detail = [f"{r[k]:,} {words[k]}" for k in words if r[k]]
+        label = "reconnects: succeeded / attempts (outages)"
+        if detail:
+            label += "; " + ", ".join(detail)
+        shown.append((label, f"{r['succeeded']:,} / {r['outages']:,}"))
+    bad = ("failed", "errors", "barge-ins that met no response")
     items = "".join(
-        f'<div class="card{" bad" if label in ("failed", "errors") and value else ""}">'
-        f'<div class="value">{esc(_format_number(value))}</div>'
+        f'<div class="card{" bad" if label in bad and value not in ("0", DASH) else ""}">'
+        f'<div class="value">{value}</div>'
         f'<div class="label">{esc(label)}</div></div>'
-        for label, value in cards
+        for label, value in shown
     )
     return f'<div class="cards">{items}</div>'
 

@@ -254,28 +254,52 @@ def _no_data(frame: Frame, message: str) -> str:
     return _text((frame.x0 + frame.x1) / 2, (frame.y0 + frame.y1) / 2, message, cls="no-data")
 
 
-def _label_place(mark: VMark, x: float, frame: Frame) -> tuple[str, str, float, float, float]:
-    """(shown label, text-anchor, text x, left, right): right of the line, or left of it
-    when it would run past the chart's edge."""
+Placement = tuple[str, str, float, float, float]
+
+
+def _label_place(mark: VMark, x: float, frame: Frame,
+                 lines: Sequence[float] = ()) -> Placement | None:
+    """(shown label, text-anchor, text x, left, right), or None when there is no room.
+
+    A label starts at its own line and runs right (rows keep labels apart, and a line rises
+    only to its own row, so it never crosses a label above it). Where that would run past the
+    chart's edge the label ends at its line instead, but only if it then spans no other
+    labelled line (``lines``: their x) -- else it would start beside that line and read as
+    its label; failing both, it is cut (with an ellipsis) to the larger room."""
     label = mark.label
     if len(label) > MAX_LABEL_CHARS:
         label = label[: MAX_LABEL_CHARS - 1] + "\u2026"
+    right_room = frame.width - (x + 3)
+    left_room = (x - 3) - (max((v for v in lines if v < x - 1.0), default=0.0) + 3)
     width = len(label) * CHAR_WIDTH + 8
-    if x + 3 + width <= frame.width:
+    if width > right_room and width > left_room:
+        chars = int((max(right_room, left_room) - 8) // CHAR_WIDTH)
+        if chars < 4:
+            return None
+        label = label[: chars - 1] + "\u2026"
+        width = len(label) * CHAR_WIDTH + 8
+    if width <= right_room:
         return label, "start", x + 3, x + 3, x + 3 + width
     return label, "end", x - 3, x - 3 - width, x - 3
+
+
+def _label_lines(marks: Sequence[VMark], xs: Scale) -> list[float]:
+    """The x of every line that rises into the label rows (labelled, not a rug tick)."""
+    return [xs(m.x) for m in marks if m.label and not m.rug]
 
 
 def _label_rows(marks: Sequence[VMark], xs: Scale, frame: Frame) -> list[int | None]:
     """Row of each mark's label (None: no label, or no room left: tooltip only), filled
     greedily left to right."""
+    lines = _label_lines(marks, xs)
     row_ends: list[float] = []
     rows: list[int | None] = []
     for mark in marks:
-        if not mark.label or mark.rug:
+        place = None if not mark.label or mark.rug else _label_place(mark, xs(mark.x), frame, lines)
+        if place is None:
             rows.append(None)
             continue
-        _, _, _, left, right = _label_place(mark, xs(mark.x), frame)
+        _, _, _, left, right = place
         for r, row_end in enumerate(row_ends):
             if row_end < left:
                 row_ends[r] = right
@@ -294,6 +318,7 @@ def _marks(marks: Sequence[VMark], rows: Sequence[int | None], xs: Scale,
            frame: Frame) -> list[str]:
     """The lines, then the labels over them (with a white halo, see the page's CSS)."""
     lines, labels = ['<g class="marks">'], ['<g class="mark-labels">']
+    label_lines = _label_lines(marks, xs)
     for mark, row in zip(marks, rows):
         x = xs(mark.x)
         top = frame.y1 if row is None else 4 + row * ROW_HEIGHT + 3
@@ -305,7 +330,9 @@ def _marks(marks: Sequence[VMark], rows: Sequence[int | None], xs: Scale,
             f'stroke="{mark.color}" stroke-width="{mark.width}" opacity="{mark.opacity}"{dash}/></g>'
         )
         if row is not None:
-            label, anchor, tx, _, _ = _label_place(mark, x, frame)
+            place = _label_place(mark, x, frame, label_lines)
+            assert place is not None  # a mark with a row has a place
+            label, anchor, tx, _, _ = place
             labels.append(_text(tx, 4 + row * ROW_HEIGHT + 9, label, anchor=anchor,
                                 cls="mark-label", extra=f' fill="{mark.color}"'))
     return lines + ["</g>"] + labels + ["</g>"]

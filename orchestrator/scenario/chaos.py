@@ -30,6 +30,7 @@ import trio
 
 from actors.events import ConnectionState
 from orchestrator.fleet import Fleet
+from orchestrator.readout import format_number
 from orchestrator.scenario.faults import (
     AddLatency,
     DropConnections,
@@ -169,5 +170,6 @@ async def _malformed(server: EmbeddedServer, count: int) -> None:
 def _label(action: Any) -> str:
     fields = attrs.asdict(action) if attrs.has(type(action)) else {}
     name = getattr(action, "action", None) or type(action).__name__
-    details = ", ".join(f"{k}={v}" for k, v in fields.items())
+    details = ", ".join(f"{k}={format_number(v) if isinstance(v, float) else v}"
+                        for k, v in fields.items() if v is not None)
     return f"{name}({details})" if details else str(name)

@@ -24,7 +24,15 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from .checks import primary_key
 from .durations import Duration, DurationError, parse_duration
-from .errors import InvalidField, Problem, describe, did_you_mean, problems_of, unknown_key
+from .errors import (
+    InvalidField,
+    Problem,
+    describe,
+    did_you_mean,
+    problems_of,
+    unknown_key,
+    yaml_keys,
+)
 from .faults import FAULT_ACTIONS, FaultEvent
 from .model import (
     AUDIO_TYPES,
@@ -236,6 +244,19 @@ _PREPARE: dict[type, Callable[[Any], Any]] = {
 }
 
 
+#: keys a short form accepts besides the class's own (``sessions: N`` of a population)
+_SHORT_KEYS: dict[type, tuple[str, ...]] = {Population: ("sessions",)}
+
+
+def _unknown_keys(cls: type, value: Mapping[Any, Any]) -> None:
+    """Unknown keys first: a misspelt key is the mistake to report, not the structural
+    complaint its absence causes (``sesions: 20`` -> "unknown key", not "needs phases")."""
+    allowed = [*yaml_keys(cls), *_SHORT_KEYS.get(cls, ())]
+    extra = [k for k in value if k not in allowed]
+    if extra:
+        raise InvalidField.many(Problem((k,), unknown_key(k, allowed), at_key=True) for k in extra)
+
+
 def _attrs_hook(cls: type) -> Callable[[Any, Any], Any]:
     renames = {
         a.name: override(rename=a.metadata["key"]) for a in attrs.fields(cls) if "key" in a.metadata
@@ -244,6 +265,8 @@ def _attrs_hook(cls: type) -> Callable[[Any, Any], Any]:
     prepare = _PREPARE.get(cls)
 
     def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, Mapping):
+            _unknown_keys(cls, value)
         if prepare is not None:
             value = prepare(value)
         if not isinstance(value, Mapping):

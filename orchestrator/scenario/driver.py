@@ -76,7 +76,12 @@ class SessionDriver:
     _turn: _Turn | None = None
     _done_count: int = 0
     _done: trio.Event = attrs.field(factory=trio.Event)
-    _first_audio: trio.Event = attrs.field(factory=trio.Event)
+    #: a response is in progress and has begun its output (what a barge-in interrupts)
+    _output_live: bool = False
+    _live_changed: trio.Event = attrs.field(factory=trio.Event)
+    _output_since: float | None = None
+    #: a barge-in's cancel was sent; the response's ``response.done`` says whether it landed
+    _barge_pending: bool = False
     _audio_bytes: int = 0
     _audio_item: str | None = None
     _audio_started: float | None = None
@@ -111,13 +116,14 @@ class SessionDriver:
         now = self.metrics.clock()
         turn = self._turn
         if kind in TEXT_DELTAS:
+            self._set_output_live(True)
             if turn is not None and turn.first_text is None:
                 turn.first_text = now
                 self.metrics.observe("turn.time_to_first_text", now - turn.started)
         elif kind == "output_audio_buffer.started":  # a call's playout began (WebRTC, SIP)
             if self._audio_started is None:
                 self._audio_started = now
-                self._first_audio.set()
+            self._set_output_live(True)
             if turn is not None and turn.first_audio is None:
                 turn.first_audio = now
                 self.metrics.observe("turn.time_to_first_audio", now - turn.started)
@@ -126,7 +132,7 @@ class SessionDriver:
             if self._audio_item is None:
                 self._audio_item = payload.get("item_id")
                 self._audio_started = now
-                self._first_audio.set()
+            self._set_output_live(True)
             if turn is not None and turn.first_audio is None:
                 turn.first_audio = now
                 self.metrics.observe("turn.time_to_first_audio", now - turn.started)
@@ -134,12 +140,16 @@ class SessionDriver:
             self._audio_bytes = 0
             self._audio_item = None
             self._audio_started = None
-            self._first_audio = trio.Event()
         elif kind == "input_audio_buffer.speech_stopped":
             if self.vad:
                 self._start_turn("audio")
         elif kind == "response.done":
             self.last_response = payload.get("response")
+            self._set_output_live(False)
+            if self._barge_pending:
+                self._barge_pending = False
+                landed = (self.last_response or {}).get("status") == "cancelled"
+                self.metrics.inc("turns.barged_in" if landed else "turns.barge_in_missed")
             if turn is not None:
                 self.metrics.observe("turn.duration", now - turn.started)
                 if turn.span is not None:
@@ -170,7 +180,7 @@ class SessionDriver:
         elif isinstance(step, WaitResponse):
             await self._wait_done(self._done_count, step.timeout)
         elif isinstance(step, BargeIn):
-            await self._barge_in(step.after)
+            await self._barge_in(step.after, step.timeout)
         elif isinstance(step, Cancel):
             await self.fleet.send(self.sid, {"type": "response.cancel"})
         elif isinstance(step, Pause):
@@ -247,13 +257,30 @@ class SessionDriver:
         if call.ended.is_set():
             raise StepFailed(f"play: the call ended ({call.end_reason})")
 
-    async def _barge_in(self, after: float) -> None:
-        await self._first_audio.wait()
-        await trio.sleep(after)
+    def _set_output_live(self, live: bool) -> None:
+        if live != self._output_live:
+            self._output_live = live
+            self._output_since = self.metrics.clock() if live else None
+            self._live_changed.set()
+            self._live_changed = trio.Event()
+
+    async def _barge_in(self, after: float, timeout: float) -> None:
+        """Interrupt a live response ``after`` seconds into its output (see `steps.BargeIn`)."""
+        with trio.move_on_after(timeout):
+            while not self._output_live:
+                await self._live_changed.wait()
+        if not self._output_live:
+            self.metrics.inc("turns.barge_in_missed")  # no response came to interrupt
+            return
+        await trio.sleep_until((self._output_since or self.metrics.clock()) + after)
+        if not self._output_live:
+            self.metrics.inc("turns.barge_in_missed")  # it ended before the barge-in
+            return
+        self._barge_pending = True
         if self.sip:  # the service plays the call's audio: it stops and knows what was heard
             await self.fleet.send(self.sid, {"type": "response.cancel"})
             await self.fleet.send(self.sid, {"type": "output_audio_buffer.clear"})
-            self.metrics.inc("turns.barged_in")
+            await self._wait_output_ended(timeout)
             return
         started = self._audio_started or self.metrics.clock()
         received_ms = self._audio_bytes * 1000 // (PCM_RATE * 2)
@@ -263,7 +290,14 @@ class SessionDriver:
             await self.fleet.send(self.sid, {"type": "conversation.item.truncate",
                                              "item_id": self._audio_item, "content_index": 0,
                                              "audio_end_ms": played_ms})
-        self.metrics.inc("turns.barged_in")
+        await self._wait_output_ended(timeout)
+
+    async def _wait_output_ended(self, timeout: float) -> None:
+        """Until the interrupted response's ``response.done`` (which gives the verdict), so
+        that the next step does not take it for its own."""
+        with trio.move_on_after(timeout):
+            while self._output_live:
+                await self._live_changed.wait()
 
 
 def _end_turn_span(turn: _Turn, response: dict[str, Any] | None) -> None:

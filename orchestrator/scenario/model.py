@@ -28,6 +28,7 @@ from .checks import at_least, at_most, non_empty, optional_seconds, seconds, to_
 from .durations import Duration, format_duration
 from .errors import InvalidField, Problem, did_you_mean
 from .faults import FaultEvent, ServerFaults
+from .metric_names import threshold_problem
 from .steps import Repeat, Send, Step
 from .thresholds import Threshold, parse_threshold
 
@@ -363,7 +364,8 @@ class Scenario:
     thresholds: tuple[Threshold, ...] = attrs.field(default=(), converter=_thresholds)
 
     def __attrs_post_init__(self) -> None:
-        problems = [*self._population_problems(), *self._fault_problems(), *self._sip_problems()]
+        problems = [*self._population_problems(), *self._fault_problems(), *self._sip_problems(),
+                    *self._threshold_problems()]
         if problems:
             raise InvalidField.many(problems)
 
@@ -388,6 +390,14 @@ class Scenario:
                     f"phases last {format_duration(length)}, longer than duration_limit "
                     f"{format_duration(self.duration_limit)}",
                 )
+
+    def _threshold_problems(self) -> Iterator[Problem]:
+        """A threshold on a metric no run records (or with a statistic it does not have) would
+        only fail at the end of the run, like a real failure; say so now (see `metric_names`)."""
+        for i, threshold in enumerate(self.thresholds):
+            problem = threshold_problem(threshold.metric, threshold.stat)
+            if problem is not None:
+                yield Problem(("thresholds", i), problem, offset=0)
 
     def _fault_problems(self) -> Iterator[Problem]:
         remote = isinstance(self.target, RemoteTarget)

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from orchestrator.scenario.model import Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
+from orchestrator.readout import format_observed, format_reconnects
 from orchestrator.scenario.thresholds import ThresholdResult
 from orchestrator.scenario.unstructure import unstructure_scenario
 
@@ -61,7 +62,7 @@ def build_results(
 ) -> dict[str, Any]:
     registry = metrics.registry
     try:
-        config = redact_config(unstructure_scenario(scenario))
+        config = redact_config(unstructure_scenario(scenario, effective=True))
     except Exception:  # never lose a run's results over its config dump
         config = {}
     c = registry.counters
@@ -126,8 +127,7 @@ def format_summary(results: dict[str, Any]) -> str:
         f"sessions: {s['started']} started, {s['completed']} completed, {s['failed']} failed, "
         f"{s['stopped']} stopped; turns: {int(counters.get('turns.completed', 0))} completed, "
         f"{int(counters.get('turns.failed', 0))} failed; errors: {int(counters.get('errors', 0))}; "
-        f"reconnects: {int(counters.get('reconnect.succeeded', 0))}/"
-        f"{int(counters.get('reconnect.attempts', 0))}",
+        f"reconnects: {format_reconnects(counters)}",
     ]
     histograms = results["summary"]["histograms"]
     if histograms:
@@ -136,7 +136,7 @@ def format_summary(results: dict[str, Any]) -> str:
             lines.append(f"{name:28} {h['count']:>7} {_ms(h['p50']):>8} {_ms(h['p90']):>8} "
                          f"{_ms(h['p95']):>8} {_ms(h['p99']):>8} {_ms(h['max']):>8}")
     for t in results["thresholds"]:
-        observed = "absent" if t["observed"] is None else f"{t['observed']:.6g}"
+        observed = format_observed(t["expression"], t["observed"])
         mark = "ok  " if t["passed"] else "FAIL"
         reason = f"  ({t['reason']})" if t["reason"] and not t["passed"] else ""
         lines.append(f"  {mark} {t['expression']}  [observed {observed}]{reason}")

@@ -5,7 +5,8 @@
 per-second :class:`~orchestrator.metrics.TimeSeries` (for "over time" plots).  Times are
 seconds on the trio clock, relative to the run start.
 
-Metric names (histograms in seconds):
+Metric names (histograms in seconds; the catalogue that thresholds are checked against is
+`orchestrator.scenario.metric_names`, keep the two in step):
 
 =============================  ===========================================================
 ``connect.duration``           session added -> first ``connected``
@@ -19,12 +20,15 @@ Metric names (histograms in seconds):
 ``turn.time_to_first_audio``   turn start -> first ``response.output_audio.delta``
 ``turn.duration``              turn start -> ``response.done``
 ``turns.completed``/``failed`` turns answered / timed out
+``turns.barged_in``            barge-ins that cancelled a live response
+``turns.barge_in_missed``      barge-ins that met no live response (it ended first)
 ``audio.frame_lateness``       how late each 20 ms input chunk left, against its schedule
 ``events.received``            server events (``events.received rate`` = events/s)
 ``errors``                     protocol errors + server ``error`` events + failed turns
                                + failed sessions
 ``sessions.started/completed/failed/stopped``
-``sessions.<state>``           gauges sampled every second
+``sessions.<state>``           gauges of the live states (connecting, connected, reconnecting,
+                               error), sampled at the end of every second and of the run
 =============================  ===========================================================
 """
 
@@ -91,10 +95,13 @@ class RunMetrics:
         if name in OTEL_HISTOGRAMS:
             self._instrument("histogram", name).record(value)
 
-    def gauge(self, name: str, value: float, *, series: bool = True) -> None:
+    def gauge(self, name: str, value: float, *, series: bool = True,
+              at: float | None = None) -> None:
+        """Set a gauge; its time series slot is the one holding ``at`` (run seconds), by
+        default now."""
         self.registry.set_gauge(name, value)
         if series:
-            self.series.set_gauge(name, value, self.elapsed())
+            self.series.set_gauge(name, value, self.elapsed() if at is None else at)
         if name.startswith("sessions."):  # sessions by state
             self._instrument("gauge", name).set(value)
 

@@ -44,6 +44,7 @@ from orchestrator.metrics import make_lookup
 from orchestrator.policy import Backoff
 from orchestrator.scenario.chaos import ServerControl, run_faults
 from orchestrator.scenario.driver import SessionDriver, StepFailed
+from orchestrator.scenario.metric_names import DECLARED
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
 from orchestrator.scenario.thresholds import evaluate
@@ -303,15 +304,28 @@ class _Run:
     # -- sampling ------------------------------------------------------------------------
 
     async def sample(self) -> None:
+        """Sessions by state at the end of every second (slot ``n`` holds the count at
+        ``n + 1`` s); `sample_states` takes the final one when the run ends."""
+        second = 0
         while True:
-            counts = {state: 0 for state in S}
-            for state in self.states.values():
-                counts[state] += 1
-            for state, n in counts.items():
-                self.metrics.gauge(f"sessions.{state.value}", n)
-            if self.on_tick is not None:
-                self.on_tick(self.progress(counts))
-            await trio.sleep(1.0)
+            second += 1
+            await trio.sleep_until(self.metrics.origin + second)
+            self.sample_states(slot=second - 1)
+
+    def sample_states(self, slot: int | None = None) -> None:
+        """Record the live states (``closed`` is not one: ended sessions are the
+        ``sessions.completed/failed/stopped`` counters) into ``slot`` (default: the slot the
+        run is in now, for the final sample)."""
+        counts = {state: 0 for state in S}
+        for state in self.states.values():
+            counts[state] += 1
+        if slot is None:
+            slot = max(math.ceil(self.metrics.elapsed()) - 1, 0)
+        for state, n in counts.items():
+            if state is not S.CLOSED:
+                self.metrics.gauge(f"sessions.{state.value}", n, at=slot + 0.5)
+        if self.on_tick is not None:
+            self.on_tick(self.progress(counts))
 
     def progress(self, counts: dict[ConnectionState, int] | None = None) -> dict[str, Any]:
         c = self.metrics.counter
@@ -384,9 +398,7 @@ async def run_scenario(
     config = _proto_config(scenario)
     started_wall = time.time()
     metrics = RunMetrics(trio.current_time, trio.current_time())
-    for name in ("errors", "sessions.started", "sessions.completed", "sessions.failed",
-                 "sessions.stopped", "turns.completed", "turns.failed", "reconnect.attempts",
-                 "reconnect.succeeded", "reconnect.failed", "events.received"):
+    for name in DECLARED:
         metrics.inc(name, 0)
     target_spec = scenario.target
     if target is not None:
@@ -460,6 +472,7 @@ async def run_scenario(
             subscription.close()
             async for event in subscription:  # what is still buffered
                 run.on_event(event)
+            run.sample_states()  # the final sample, at the end of the run
         root.cancel_scope.cancel()
     assert run is not None
     # Outages that ended because the session itself ended (reconnect.abandoned) have no

@@ -26,8 +26,13 @@ Runner semantics:
   ``response.create`` after the file; false sends neither; None (default) does so only when
   turn detection is off (with VAD the server commits and responds by itself).
 * `WaitResponse`: waits for the next ``response.done`` (at most ``timeout``).
-* `BargeIn`: once the current response's audio has played for ``after`` seconds, interrupts
-  it (``response.cancel`` and ``conversation.item.truncate`` at the played position).
+* `BargeIn`: waits (at most ``timeout``) for a live response's first output (audio, text or
+  transcript delta; on a call, playout starting) -- the one in progress, or else the next --
+  and ``after`` seconds later interrupts it (``response.cancel`` and
+  ``conversation.item.truncate`` at the played position). One that meets no live response (none
+  came, it ended first, or the server finished it before the cancel arrived) counts as
+  ``turns.barge_in_missed``; one that cancelled it, as ``turns.barged_in``. It returns once
+  the interrupted response is done, so the next step does not take that for its own answer.
 * `Cancel`: sends ``response.cancel`` now.
 * `Pause`: sleeps ``duration`` seconds. `Repeat`: runs ``steps`` ``times`` times.
 * `Send`: sends ``event`` verbatim (it must have a string ``type``).
@@ -110,6 +115,7 @@ class BargeIn:
     primary: ClassVar[str] = "after"
 
     after: Duration = attrs.field(default=0.0, converter=seconds)
+    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=_positive)
 
 
 @attrs.frozen

@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from orchestrator.readout import format_in_unit, format_number
+
 __all__ = [
     "Threshold",
     "ThresholdError",
@@ -102,10 +104,15 @@ class Threshold:
         return None
 
     def format_value(self, value: float) -> str:
-        """``value`` in this threshold's unit, for reports (``0.734 -> "734ms"``)."""
+        """``value`` in this threshold's unit, for reasons (``0.734 -> "734ms"``)."""
         if self.unit in _UNITS:
-            return f"{value / _UNITS[self.unit]:.6g}{self.unit}"
-        return f"{value:.6g}"
+            return f"{format_number(value / _UNITS[self.unit])}{self.unit}"
+        return format_number(value)
+
+    def format_observed(self, value: float | None) -> str:
+        """An observed value as the summary and the report show it (`readout.format_in_unit`:
+        times in ms whatever the threshold's time unit)."""
+        return format_in_unit(value, self.unit)
 
     def __str__(self) -> str:
         return self.source_text

@@ -16,13 +16,13 @@ from .thresholds import Threshold
 __all__ = ["unstructure_value", "unstructure_scenario"]
 
 
-def _fields_of(obj: Any) -> dict[str, Any]:
+def _fields_of(obj: Any, effective: bool = False) -> dict[str, Any]:
     out = {}
     for a in attrs.fields(type(obj)):
         value = getattr(obj, a.name)
-        if _is_default(a, value):
+        if not effective and _is_default(a, value):
             continue
-        out[a.metadata.get("key", a.name)] = unstructure_value(value)
+        out[a.metadata.get("key", a.name)] = unstructure_value(value, effective=effective)
     return out
 
 
@@ -35,16 +35,17 @@ def _is_default(a: attrs.Attribute, value: Any) -> bool:
     return value == default
 
 
-def _step(step: Any) -> dict[str, Any]:
+def _step(step: Any, effective: bool) -> dict[str, Any]:
     """``{kind: main value, other fields...}``, e.g. ``{"say": "hi", "wait": False}``."""
-    fields = _fields_of(step)
+    fields = _fields_of(step, effective)
     primary = primary_key(type(step))
     head = fields.pop(primary) if primary in fields else None
     return {type(step).kind: head, **fields}
 
 
-def unstructure_value(obj: Any) -> Any:
-    """Plain data for any model value (tuples become lists, enums their values)."""
+def unstructure_value(obj: Any, *, effective: bool = False) -> Any:
+    """Plain data for any model value (tuples become lists, enums their values). With
+    ``effective``, defaulted fields are written out too (what the run used, for reports)."""
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, Path):
@@ -52,24 +53,25 @@ def unstructure_value(obj: Any) -> Any:
     if isinstance(obj, Threshold):
         return obj.source_text
     if isinstance(obj, (list, tuple)):
-        return [unstructure_value(v) for v in obj]
+        return [unstructure_value(v, effective=effective) for v in obj]
     if isinstance(obj, dict):
-        return {k: unstructure_value(v) for k, v in obj.items()}
+        return {k: unstructure_value(v, effective=effective) for k, v in obj.items()}
     cls = type(obj)
     if cls in STEP_KINDS.values():
-        return _step(obj)
+        return _step(obj, effective)
     if isinstance(obj, FaultEvent):
-        action = _fields_of(obj.action)
+        action = _fields_of(obj.action, effective)
         return {"at": obj.at, "action": type(obj.action).action, **action}
     if isinstance(obj, (ServerVad, SemanticVad)):
-        return {"type": obj.type, **_fields_of(obj)}
+        return {"type": obj.type, **_fields_of(obj, effective)}
     if isinstance(obj, EmbeddedTarget):
-        return _fields_of(obj) or "embedded"
+        return _fields_of(obj, effective) or "embedded"
     if attrs.has(cls):
-        return _fields_of(obj)
+        return _fields_of(obj, effective)
     return obj
 
 
-def unstructure_scenario(scenario: Scenario) -> dict[str, Any]:
-    """The scenario as plain data that `structure_scenario` (and the loader) read back equal."""
-    return {"name": scenario.name, **_fields_of(scenario)}
+def unstructure_scenario(scenario: Scenario, *, effective: bool = False) -> dict[str, Any]:
+    """The scenario as plain data that `structure_scenario` (and the loader) read back equal;
+    with ``effective``, every field, defaults filled in (what ``results.json`` records)."""
+    return {"name": scenario.name, **_fields_of(scenario, effective)}

@@ -272,7 +272,7 @@ async def run_workers(
         merged["target"] = "embedded"
         merged["embedded_server"] = server_info
         try:
-            merged["scenario"]["config"] = redact_config(unstructure_scenario(scenario))
+            merged["scenario"]["config"] = redact_config(unstructure_scenario(scenario, effective=True))
         except Exception:  # never lose a run's results over its config dump
             pass
     return merged

@@ -37,6 +37,10 @@ def test_ramp_websocket_runs_text_and_audio_turns_at_a_tenth_of_its_schedule(tmp
     assert histograms["turn.time_to_first_audio"]["count"] > 0
     assert histograms["audio.frame_lateness"]["count"] > 0
     assert results["sessions"]["failed"] == 0
+    # every barge-in met a live response: it cancelled it, and none was refused as not active
+    counters = results["summary"]["counters"]
+    assert counters["turns.barged_in"] > 0 and counters["turns.barge_in_missed"] == 0
+    assert "server_errors.response_cancel_not_active" not in counters
 
 
 def test_time_scale_compresses_the_schedule_only():

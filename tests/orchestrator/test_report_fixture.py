@@ -164,7 +164,7 @@ def build_sample() -> dict[str, Any]:
                     s["turn"] = {"ttft": ttft, "ttfa": ttfa, "duration": duration,
                                  "done": t + duration}
         if k % 10 == 9:  # the end of a one-second slot: sample the levels
-            for state in ("connecting", "connected", "reconnecting", "error", "closed"):
+            for state in ("connecting", "connected", "reconnecting", "error"):  # live states
                 level = sum(s["state"] == state for s in sessions)
                 series.set_gauge(f"sessions.{state}", level, t)
         if all(s["state"] in ("closed", "error") for s in sessions):
@@ -174,7 +174,7 @@ def build_sample() -> dict[str, Any]:
 
     run = series.total()
     run.gauges.clear()
-    for state in ("connecting", "connected", "reconnecting", "error", "closed"):
+    for state in ("connecting", "connected", "reconnecting", "error"):
         run.set_gauge(f"sessions.{state}", sum(s["state"] == state for s in sessions))
     run.set_gauge("reconnect.success_rate", recovered / episodes)
     lateness = run.histogram("audio.frame_lateness")

@@ -102,9 +102,10 @@ def test_every_plot_has_a_title_axes_ticks_and_units(sample: dict[str, Any]) -> 
 def test_time_plots_show_marks_with_labels(sample: dict[str, Any]) -> None:
     plots = _plots(render_report(sample))
     events = plots["events"]
-    for label in ("drop_connections 50%", "expire_keys", "kill_server, restart after 2s",
-                  "steady: hold"):
+    for label in ("drop_connections 50%", "expire_keys", "steady: hold"):
         assert f">{label}</text>" in events
+    # near the right edge, after the 95 s mark: cut to end at its own line, whole in the tooltip
+    assert ">kill_server, re" in events and "kill_server, restart after 2s</title>" in events
     # errors are marks too (short ticks with a tooltip), but only on the events plot
     assert "s-13: gave up after 6 reconnect attempts" in events
     assert "s-13: gave up" not in plots["sessions"]
@@ -217,7 +218,7 @@ def test_unusual_values_render() -> None:
     }
     page = render_report(results)
     assert {"histogram:weird", "histogram:one"} <= set(_plots(page))
-    assert "98.1 %" in page and ">nan<" in page
+    assert "98.1%" in page and ">nan<" in page  # as the terminal summary writes it
     assert "MAYBE" in page and "2 h 0 min" in page
     _svg_roots(page)
 
@@ -226,7 +227,8 @@ def test_only_recorded_turn_latencies_get_percentile_plots() -> None:
     series = TimeSeries()
     for t in (0.5, 2.5, 3.5, 9.5):  # lockstep turns leave seconds without samples
         series.observe("turn.time_to_first_text", 0.2, now=t)
-    series.set_gauge("sessions.closed", 4, now=9.5)
+    series.inc("sessions.completed", now=3.5, amount=3)
+    series.inc("sessions.stopped", now=9.5)
     plots = _plots(render_report({"format": 1, "timeline": series.snapshot()}))
     assert {name for name in plots if name.startswith("percentiles:")} == {
         "percentiles:turn.time_to_first_text"}
@@ -236,7 +238,8 @@ def test_only_recorded_turn_latencies_get_percentile_plots() -> None:
     dots = list(svg.iter(f"{SVG_NS}circle"))
     # 0.5 -> 2.5 -> 3.5 is one line (a 1 s gap is bridged); 9.5 is after a 5 s gap: a dot
     assert len(paths) == 3 and len(dots) == 3  # one of each per percentile
-    assert "closed (not stacked)" in plots["sessions"]
+    # sessions that ended, cumulative: 3 from the 4th second, 4 in the last
+    assert "ended so far (completed + failed + stopped; not stacked)" in plots["sessions"]
 
 
 def test_rendering_is_deterministic(sample: dict[str, Any]) -> None:
@@ -321,3 +324,34 @@ def test_histogram_bars_keep_every_sample(values: list[float]) -> None:
     assert all(a.hi <= b.lo for a, b in zip(bars, bars[1:]))
     assert all(0 < bar.lo < bar.hi for bar in bars)
     assert histogram_bars(Histogram()) == []
+
+
+def test_a_mark_label_is_beside_its_own_line() -> None:
+    """Each label starts (or, at the right edge, ends) at its own line; a label that ends at its
+    line spans no other line (it would start beside that one), and no line crosses a label."""
+    from orchestrator.report import svg as S
+
+    marks = [S.VMark(t, label, label, "#7c3aed") for t, label in (
+        (20.0, "drop_connections(percent=50)"), (24.0, "expire_keys"),
+        (95.0, "add_latency(ms=250, duration=10)"), (110.0, "kill_server(restart_after=2)"))]
+    chart = ET.fromstring(S.line_chart("t", [], x_max=120, x_label="x", y_label="y", marks=marks))
+    lines = [(float(line.get("x1")), float(line.get("y1"))) for line in chart.iter(f"{SVG_NS}line")
+             if line.get("stroke") == "#7c3aed"]
+    assert len(lines) == 4
+    texts = [t for t in chart.iter(f"{SVG_NS}text") if t.get("class") == "mark-label"]
+    assert len(texts) == 4
+    for text in texts:
+        x, y, n = float(text.get("x")), float(text.get("y")), len(text.text)
+        start = text.get("text-anchor") == "start"
+        left, right = (x, x + n * S.CHAR_WIDTH) if start else (x - n * S.CHAR_WIDTH, x)
+        own = x - 3 if start else x + 3
+        assert any(abs(own - lx) < 0.01 for lx, _ in lines), text.text
+        spanned = [(lx, top) for lx, top in lines if left <= lx <= right]
+        if not start:
+            assert not spanned, text.text
+        assert all(top > y for _, top in spanned), text.text  # lines stop below the label
+    shown = {t.text: t.get("text-anchor") for t in texts}
+    assert shown["drop_connections(percent=50)"] == "start"
+    # at the right edge, between the 95 s line and its own: cut, ending at its own line
+    kill = next(t for t in shown if t.startswith("kill_server"))
+    assert shown[kill] == "end" and kill.endswith("\u2026")

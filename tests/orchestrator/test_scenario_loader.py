@@ -260,7 +260,7 @@ def test_full_round_trip_of_every_form(tmp_path):
     faults:
       - {at: 1s, action: malformed, count: 2}
       - {at: 2s, action: add_latency, ms: 10}
-    thresholds: ["errors == 0", "x p99.9 < 1s", "y >= 50%"]
+    thresholds: ["errors == 0", "turn.duration p99.9 < 1s", "reconnect.success_rate >= 50%"]
     """
     s = _load(text, base_dir=tmp_path)
     dumped = dump_scenario_text(s)
