@@ -45,6 +45,8 @@ _CATALOGUE = (
     Metric("turns.failed", COUNTER, "turns that timed out"),
     Metric("turns.barged_in", COUNTER, "barge-ins that cancelled a live response"),
     Metric("turns.barge_in_missed", COUNTER, "barge-ins that met no live response"),
+    Metric("turns.replayed", COUNTER, "audio turns in flight at a drop, re-sent on reconnect"),
+    Metric("turns.lost", COUNTER, "audio turns in flight at a drop that could not be replayed"),
     Metric("audio.frame_lateness", HISTOGRAM, "how late each 20 ms input chunk left (s)"),
     Metric("events.received", COUNTER, "server events"),
     Metric("errors", COUNTER, "protocol errors, server errors, failed turns and sessions"),
@@ -66,12 +68,12 @@ KNOWN: dict[str, Metric] = {m.name: m for m in _CATALOGUE}
 #: ``prefix.<anything>`` counters: server error codes, events dropped by category
 FAMILIES: dict[str, str] = {
     "server_errors.": "server 'error' events by code (e.g. server_errors.rate_limited)",
-    "dropped.": "events dropped for a slow subscriber, by category",
+    "dropped.": "events dropped by category (slow subscriber, audio queue, restore, turn)",
 }
 #: counters the runner declares at 0, so that thresholds on them see 0, not absent
 DECLARED = ("errors", "sessions.started", "sessions.completed", "sessions.failed",
             "sessions.stopped", "turns.completed", "turns.failed", "turns.barged_in",
-            "turns.barge_in_missed", "reconnect.attempts", "reconnect.succeeded",
+            "turns.barge_in_missed", "turns.replayed", "turns.lost", "reconnect.attempts", "reconnect.succeeded",
             "reconnect.failed", "events.received")
 
 
