@@ -369,13 +369,13 @@ class TimeSeries:
     Bounded for hours-long runs: when a new slot would make more than ``max_slots``, the series
     coarsens (pairs of slots merge and the interval doubles: counters and histograms add up, a
     gauge keeps the later level), so memory stays flat however long the run and the plots keep
-    their shape. Runs shorter than ``max_slots`` intervals (17 min at 1 s) are never coarsened.
+    their shape. Runs shorter than ``max_slots`` intervals (8.5 min at 1 s) are never coarsened.
     """
 
     interval: float = 1.0
     origin: float = 0.0
     slots: dict[int, MetricsRegistry] = attrs.field(factory=dict)
-    max_slots: int = 1024
+    max_slots: int = 512
 
     def slot(self, now: float) -> MetricsRegistry:
         index = math.floor((now - self.origin) / self.interval)
