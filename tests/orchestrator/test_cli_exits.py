@@ -79,17 +79,22 @@ def test_an_unreachable_target_fails_at_once_with_the_reason_even_quiet():
     assert "sk-test-not-a-key" not in stdout + stderr
 
 
+def serve_banner_of(proc: subprocess.Popen) -> tuple[str, str]:
+    """``rtfleet serve``'s banner up to its last line, and the base URL in it."""
+    assert proc.stdout is not None
+    banner = []
+    for line in proc.stdout:
+        banner.append(line)
+        if line.startswith("  OPENAI_API_KEY="):
+            break
+    text = "".join(banner)
+    return text, text.split("server on ", 1)[1].split()[0]
+
+
 def test_serve_prints_a_paste_ready_snippet_and_removes_its_key_file_on_sigterm():
     proc = rtfleet("serve", "--port", "0")
     try:
-        assert proc.stdout is not None
-        banner = []
-        for line in proc.stdout:
-            banner.append(line)
-            if line.startswith("  OPENAI_API_KEY="):
-                break
-        text = "".join(banner)
-        base = text.split("server on ", 1)[1].split()[0]
+        text, base = serve_banner_of(proc)
         assert f'base_url="{base}/v1"' in text
         key_file = Path(text.split("API key     in ", 1)[1].split()[0])
         assert key_file.exists() and (key_file.stat().st_mode & 0o777) == 0o600
@@ -105,14 +110,7 @@ def test_serve_prints_a_paste_ready_snippet_and_removes_its_key_file_on_sigterm(
 def test_run_takes_the_target_with_or_without_v1():
     server = rtfleet("serve", "--port", "0")
     try:
-        assert server.stdout is not None
-        lines = []
-        for line in server.stdout:
-            lines.append(line)
-            if line.startswith("  OPENAI_API_KEY="):
-                break
-        text = "".join(lines)
-        base = text.split("server on ", 1)[1].split()[0]
+        text, base = serve_banner_of(server)
         key = Path(text.split("API key     in ", 1)[1].split()[0]).read_text().strip()
         for target in (base, base + "/v1", base + "/v1/"):
             run = rtfleet("run", str(SMOKE), "--target", target, "-q", env={"OPENAI_API_KEY": key})
