@@ -128,6 +128,11 @@ class _Run:
     def _on_state(self, sid: str, change: dict[str, Any]) -> None:
         now = self.metrics.clock()
         target = S(change["to"])
+        if sid not in self.drivers and target in (S.CLOSED, S.ERROR):
+            # the last event of a session whose run has ended (dispatched after it was removed):
+            # recording it would keep a state per ended session for the whole run, and count
+            # ended sessions in the sessions.<state> gauges
+            return
         previous = self.states.get(sid)
         self.states[sid] = target
         if target is S.CONNECTED:
