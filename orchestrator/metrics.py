@@ -391,8 +391,11 @@ class TimeSeries:
         """Merge every ``factor`` consecutive slots into one (the interval grows as much)."""
         merged: dict[int, MetricsRegistry] = {}
         for index in sorted(self.slots):
-            source = self.slots[index]
-            target = merged.setdefault(index // factor, MetricsRegistry())
+            source = self.slots.pop(index)  # in place: never two copies of the series at once
+            target = merged.get(index // factor)
+            if target is None:
+                merged[index // factor] = source  # the first slot of the group takes the rest
+                continue
             levels = dict(source.gauges)
             target.merge(source)
             target.gauges.update(levels)  # a level: the later slot's value, not a sum
