@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print JSON lines instead of text [RTFLEET_JSON=1]")
     out.add_argument("--trace-file", default=_env("trace_file"),
                      help="write OpenTelemetry spans as JSON lines to FILE [RTFLEET_TRACE_FILE]")
-    out.add_argument("--heap-warn-mb", type=float, default=_float_env("heap_warn_mb"),
+    out.add_argument("--heap-warn-mb", type=float, default=_float_env("heap_warn_mb", DEFAULT_HEAP_WARN_MB),
                      help="warn once when the process passes this many MB, naming its biggest "
                           f"store (default {DEFAULT_HEAP_WARN_MB}; 0 turns it off) "
                           "[RTFLEET_HEAP_WARN_MB]")
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--webrtc", choices=("auto", "on", "off"), default=_env("webrtc", "auto"),
                        help="WebRTC calls endpoint: auto (when aiortc is installed, loaded on the "
                             "first call), on, off [RTFLEET_WEBRTC]")
-    serve.add_argument("--heap-warn-mb", type=float, default=_float_env("heap_warn_mb"),
+    serve.add_argument("--heap-warn-mb", type=float, default=_float_env("heap_warn_mb", DEFAULT_HEAP_WARN_MB),
                        help="warn once when the process passes this many MB, naming its "
                             f"biggest store (default {DEFAULT_HEAP_WARN_MB}; 0 turns it off) "
                             "[RTFLEET_HEAP_WARN_MB]")
@@ -132,10 +132,10 @@ def _shard_env() -> str | None:
     return None
 
 
-def _float_env(name: str) -> float:
+def _float_env(name: str, default: float) -> float:
     value = _env(name)
     if value is None:
-        return float(DEFAULT_HEAP_WARN_MB)
+        return default
     try:
         return float(value)
     except ValueError:

@@ -38,11 +38,12 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def check_heap(size: int, limit_mb: float, stores: Iterable[Store]) -> str | None:
-    """The warning to print when ``size`` passes ``limit_mb`` (None below it)."""
+def check_heap(size: int, limit_mb: float, stores: Callable[[], Iterable[Store]]) -> str | None:
+    """The warning to print when ``size`` passes ``limit_mb`` (None below it); ``stores`` is
+    asked only then."""
     if size <= limit_mb * 2**20:
         return None
-    ranked = sorted(stores, key=lambda s: s[1], reverse=True)
+    ranked = sorted(stores(), key=lambda s: s[1], reverse=True)
     biggest = (f"; biggest store: {ranked[0][0]}, {ranked[0][1] / 2**20:.1f} MB {ranked[0][2]}"
                if ranked else "")
     return (f"rtfleet: warning: process size {size / 2**20:.0f} MB passed --heap-warn-mb "
@@ -54,8 +55,7 @@ async def watch_heap(limit_mb: float, stores: Callable[[], Iterable[Store]], *,
                      out: TextIO | None = None) -> None:
     """Until cancelled: warn once (on ``out``, default stderr) when the size passes the limit."""
     while True:
-        now = size()
-        message = check_heap(now, limit_mb, stores()) if now > limit_mb * 2**20 else None
+        message = check_heap(size(), limit_mb, stores)
         if message is not None:
             print(message, file=out or sys.stderr, flush=True)
             return

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_below_the_limit_says_nothing_and_above_names_the_biggest_store():
     stores = [("run timeline", 3 * 2**20, "in 900 slots"), ("server records", 15 * 2**20, "in 812")]
-    assert check_heap(100 * 2**20, 1024, stores) is None
-    message = check_heap(1100 * 2**20, 1024, stores)
+    assert check_heap(100 * 2**20, 1024, lambda: stores) is None
+    message = check_heap(1100 * 2**20, 1024, lambda: stores)
     assert message is not None
     assert "1100 MB" in message and "server records, 15.0 MB in 812" in message
 
