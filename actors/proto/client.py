@@ -182,6 +182,10 @@ class ClientCore:
     _evicted_bytes: int = attrs.field(default=0, init=False)
     _cancel_requested: bool = attrs.field(default=False, init=False)
     _turn_notice: TurnLost | None = attrs.field(default=None, init=False)
+    #: the dialect's per-session translator (GPT-Live: :class:`~actors.proto.live.edge.LiveEdge`;
+    #: None for Realtime, whose wire is the one contract's vocabulary)
+    edge: Any = attrs.field(default=None, init=False)
+    _greet_due: bool = attrs.field(default=False, init=False)
     #: server event type -> the core's handler, from the dialect's ack table
     _acks: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _reissue: dict[str, Any] | None = attrs.field(default=None, init=False)
@@ -201,8 +205,11 @@ class ClientCore:
         self._acks = {kind: _HANDLERS[ack] for kind, ack in self.protocol.acks.items()}
         self.mirror.max_bytes = self.max_restore_bytes
         if self.config is not None:
-            self.mirror.output_bytes_per_ms = audio_bytes_per_ms(self.config.output_format)
-            self.turns.vad = self.config.turn_detection is not None
+            self._set_config(self.config)
+        new_edge = getattr(self.protocol, "new_edge", None)
+        if new_edge is not None:
+            self.edge = new_edge()
+            self.turns.vad = True  # Live always listens: its turns are the server's
 
     # -- state -----------------------------------------------------------------------------
 
@@ -214,6 +221,12 @@ class ClientCore:
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def answer_open(self) -> bool:
+        """An answer is being received whose end no event marks (Live): the shell ends it
+        with :meth:`output_quiet` once the output has been quiet for ``edge.answer_gap``."""
+        return self.edge is not None and self.edge.answer_open
 
     @property
     def settled(self) -> bool:
@@ -274,6 +287,12 @@ class ClientCore:
             raise QueueFull("control", self.control_limit)
         if event_id is not None and self._id_in_use(event_id):
             raise event_id_error(event, f"{event_id!r} is already waiting to be sent or acked")
+        if self.edge is not None and self.edge.absorbs(event):
+            if event["type"] == _SESSION_UPDATE and event["session"].get("type") == "realtime":
+                self._set_config(self.config.updated(event["session"]) if self.config is not None
+                                 else SessionConfig.from_dict(event["session"]))
+            self._submitted += 1  # accepted; nothing to write (see the edge's table)
+            return []
         if event["type"] == _SESSION_UPDATE and event["session"]["type"] == "realtime":
             self._set_config(
                 self.config.updated(event["session"])
@@ -318,7 +337,7 @@ class ClientCore:
     def _set_config(self, config: SessionConfig) -> None:
         self.config = config
         self.mirror.output_bytes_per_ms = audio_bytes_per_ms(config.output_format)
-        self.turns.vad = config.turn_detection is not None
+        self.turns.vad = config.turn_detection is not None or self.edge is not None
 
     def _stamp(self, event: dict[str, Any]) -> dict[str, Any]:
         self._event_n += 1
@@ -339,6 +358,7 @@ class ClientCore:
         self._connected = True
         self._ready = False
         self._restore_due = True
+        self._greet_due = self.edge is not None
 
     def connection_lost(self) -> None:
         """The transport connection ended; keep what must be re-sent on the next one."""
@@ -347,7 +367,13 @@ class ClientCore:
         self._connected = False
         self._ready = False
         self._restore_due = False
+        self._greet_due = False
         self._replay_waiting.clear()
+        if self.edge is not None:
+            if self.edge.user is not None:  # its audio is replayed (turns), not its item
+                self.mirror.apply_server({"type": "conversation.item.deleted",
+                                          "item_id": self.edge.user.item_id})
+            self.edge.connection_lost()
         for event_id in self._pending_updates:
             if event_id in self._pending:
                 self._unpend(event_id)
@@ -382,6 +408,8 @@ class ClientCore:
                                                      variant=self.dialect)
         except ProtocolError as exc:
             return [exc]
+        if self.edge is not None:
+            return self._apply_all(self.edge.from_wire(event))
         self.mirror.apply_server(event)
         if event["type"] in _TURN_EVENTS:
             self.turns.server_event(event)
@@ -391,6 +419,32 @@ class ClientCore:
         self._enforce_limit()
         notice = self._limit_notice()
         out: list[dict[str, Any] | ProtocolError] = [event] if notice is None else [event, notice]
+        if self._turn_notice is not None:
+            out.append(self._turn_notice)
+            self._turn_notice = None
+        return out
+
+    def output_quiet(self) -> list[dict[str, Any] | ProtocolError]:
+        """The output has been quiet for the edge's ``answer_gap``: end the open answer (Live).
+        Returns the events that end it (``response.done`` last), to publish like received ones."""
+        if self.edge is None or not self.edge.answer_open:
+            return []
+        return self._apply_all(self.edge.close_answer("completed"))
+
+    def _apply_all(self, events: list[dict[str, Any]]) -> list[dict[str, Any] | ProtocolError]:
+        """Apply events the edge made (mirror, audio turns, acknowledgements), as received."""
+        for event in events:
+            self.mirror.apply_server(event)
+            if event["type"] in _TURN_EVENTS:
+                self.turns.server_event(event)
+            handler = self._acks.get(event["type"])
+            if handler is not None:
+                handler(self, event)
+        self._enforce_limit()
+        notice = self._limit_notice()
+        out: list[dict[str, Any] | ProtocolError] = list(events)
+        if notice is not None:
+            out.append(notice)
         if self._turn_notice is not None:
             out.append(self._turn_notice)
             self._turn_notice = None
@@ -480,6 +534,11 @@ class ClientCore:
     def outgoing(self) -> list[dict[str, Any]]:
         """The events to write now, in order; they count as written.  ``[]`` until ready."""
         if not self._ready:
+            if self._greet_due:  # Live: session.start goes first, before anything is ready
+                self._greet_due = False
+                greeting = self.protocol.greeting(self)
+                self._written += len(greeting)
+                return greeting
             return []
         out: list[dict[str, Any]] = []
         if self._restore_due:
@@ -504,6 +563,9 @@ class ClientCore:
                 out.append(event)
         self._written += len(out)
         self._enforce_limit()
+        if self.edge is not None:
+            to_wire = self.edge.to_wire
+            return [wire for wire in map(to_wire, out) if wire is not None]
         if self.dialect != "ga":
             return [self.protocol.to_wire(event, self.dialect) for event in out]
         return out
