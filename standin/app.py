@@ -9,7 +9,8 @@ Routes:
   ``POST /v1/realtime/calls/{call_id}/hangup``: see ``calls.py``.
 * ``GET /demo`` and ``POST /v1/demo/session``: the browser demo, when the server has a
   ``demo_token`` (``404`` otherwise); see ``demo.py``.
-* WebSocket ``/v1/realtime``: see ``ws.py``.
+* WebSocket ``/v1/realtime``: see ``sessions/websocket.py``; ``/v1/live/sessions`` (GPT-Live):
+  see ``sessions/live_ws.py``.
 * Anything else: ``404`` (``405`` for a known path with another method), WebSocket ``403``.
 
 HTTP errors use the OpenAI JSON shape ``{"error": {"message", "type", "param", "code"}}``.
@@ -26,6 +27,7 @@ from standin.sessions.rtc_route import handle_calls, is_calls_path
 from standin.keys.client_secrets import mint_from_body
 from standin.demo.routes import DEMO_PATHS, handle_demo
 from standin.front.responses import error_body, respond_json
+from standin.sessions.live_ws import LIVE_PATH, handle_live_websocket
 from standin.sessions.websocket import handle_websocket
 
 if TYPE_CHECKING:
@@ -48,8 +50,11 @@ class RealtimeApp:
         elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "websocket":
-            if scope["path"].rstrip("/") == REALTIME_PATH:
+            path = scope["path"].rstrip("/")
+            if path == REALTIME_PATH:
                 await handle_websocket(self.server, scope, receive, send)
+            elif path == LIVE_PATH:
+                await handle_live_websocket(self.server, scope, receive, send)
             else:
                 await _unknown_websocket_path(scope, receive, send)
 

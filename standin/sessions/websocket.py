@@ -146,7 +146,7 @@ def _refusal(
 
 
 class _Connection:
-    def __init__(self, server: SessionHost, record: ConnectionRecord, session: RealtimeSession,
+    def __init__(self, server: SessionHost, record: ConnectionRecord, session: Any,
                  scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.server = server
         self.record = record
@@ -195,6 +195,9 @@ class _Connection:
                 events = self.session.receive_binary(message.get("bytes") or b"", now)
             await self._emit(events)
             self._model_timer.poke()
+            if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
+                await self._out_send.send(_Out(now, close_code=1000, close_reason="session closed"))
+                return
 
     async def _timer(self) -> None:
         while True:
@@ -216,12 +219,18 @@ class _Connection:
             self.server.stats.faults.sessions_expired += 1
         else:
             self.server.stats.sessions_ended_max_length += 1
+        now = trio.current_time()
+        expired = getattr(self.session, "expired", None)
+        if expired is not None:  # a dialect with its own end (Live: session.closed "expired")
+            for event in expired():
+                await self._out_send.send(_Out(now, event=event))
+            await self._out_send.send(_Out(now, close_code=1000, close_reason="expired"))
+            return
         event = error_event(
             self.session.ids.new("event"),
             code="session_expired",
             message="Your session hit the maximum duration.",
         )
-        now = trio.current_time()
         await self._out_send.send(_Out(now, event=event))
         await self._out_send.send(_Out(now, close_code=1001, close_reason="session_expired"))
 

@@ -1,0 +1,383 @@
+"""The deterministic GPT-Live "model": one Live session's protocol state machine (sans-I/O).
+
+The Live sibling of :class:`~standin.model.realtime.RealtimeSession` behind the same
+:class:`~standin.model.dialect.ModelSession` seam: client events (JSON text) and a monotonic
+``now`` in, Live server events out (every one of them valid for ``openai.types.live``).
+
+Behaviour, deterministic given the input:
+
+* nothing is sent until the client's ``session.start`` (WebSocket); ``session.started`` carries
+  the resolved configuration (``marin`` voice, ``audio/pcm`` 24 kHz unless given), an id
+  ``sess_live_…`` and ``expires_at``; a model outside the server's list is an ``error``
+  (``model_not_found``) and the session does not start. Any other event before it is an
+  ``error`` (``session_not_started``); a second ``session.start`` too.
+* audio (``session.input_audio.append``) goes through the energy VAD (Live always listens: 0.5
+  threshold, 300 ms padding, 500 ms silence); an utterance is "heard" as ``"audio of N ms"``
+  (``session.input_transcript.delta``) and answered.
+* ``session.commentary.append`` is acknowledged (``session.commentary.appended``, with the
+  command's ``client_event_id``) and answered; instructions and thinking are acknowledged only.
+* an answer is ``"You said: …"`` one word a chunk: ``session.output_transcript.delta`` and
+  ``session.output_audio.delta`` (a tone, ``chunk_ms`` a word) paced like the Realtime model,
+  then ``session.usage.updated`` (cumulative seconds since start).
+* delegation to the client: words that start with ``delegate`` (e.g. "delegate: look up the
+  order") make a ``session.delegation.created`` (target ``client``) instead of an answer; the
+  client's result (commentary or thinking appended with that ``delegation_id``) is then spoken
+  as ``"Result: …"``.
+* mute/unmute, fixtures (``playing`` then ``played`` after the fixture's duration), and
+  ``session.close`` -> ``session.closed`` (``close_requested``; :attr:`closing` set for the shell).
+* ``response.*`` and ``decision.*`` need Responses/Decisions delegation, which the stand-in does
+  not model: an ``error`` (``unsupported_delegation``) and the session goes on.
+
+Errors are Live ``error`` events (``error.client_event_id`` names the command) and keep the
+session open.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import itertools
+import json
+from typing import Any
+
+import attrs
+
+from standin.model.audio import PCM_24K, AudioFormat, Tone
+from standin.model.events import IdFactory
+from standin.model.realtime import ModelConfig
+from standin.model.response import reply_for, split_words
+from standin.model.vad import EnergyVad, SpeechStarted, VadParams
+
+__all__ = ["LiveSession", "LIVE_MODELS"]
+
+Event = dict[str, Any]
+
+#: the Live models the stand-in serves by default
+LIVE_MODELS = frozenset({"gpt-live-1", "gpt-live-1.1"})
+_APPENDED = {"session.instructions.append": "session.instructions.appended",
+             "session.thinking.append": "session.thinking.appended",
+             "session.commentary.append": "session.commentary.appended"}
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.param = code, message, param
+
+
+@attrs.define(eq=False)
+class LiveSession:
+    config: ModelConfig
+    ids: IdFactory
+    wall_now: float
+    #: models a session.start may name (None: any)
+    models: frozenset[str] | None = None
+    transport: str = "websocket"
+    session: dict[str, Any] = attrs.field(factory=dict)
+    received: list[Event] = attrs.field(factory=list)
+    responses: list[dict[str, Any]] = attrs.field(factory=list)
+    #: the conversation as text: {"role", "text"} (seeded ``input``, heard, said)
+    history: list[dict[str, str]] = attrs.field(factory=list)
+    #: set when the session has closed (``session.closed`` sent): the shell closes the socket
+    closing: bool = False
+    started: bool = False
+    muted: bool = False
+    _t0: float | None = None
+    _audio_ms: float = 0.0
+    _fmt: AudioFormat = PCM_24K
+    _vad: EnergyVad | None = None
+    _speech_ms: float | None = None
+    _scheduled: list[tuple[float, int, Event]] = attrs.field(factory=list)
+    _seq: itertools.count = attrs.field(factory=itertools.count)
+    _tone: Tone = attrs.field(factory=Tone)
+    _busy_until: float = 0.0
+    _delegations: set[str] = attrs.field(factory=set)
+
+    # -- the ModelSession surface ------------------------------------------------------------
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        return [{"type": "message", "role": h["role"],
+                 "content": [{"type": "text", "text": h["text"]}]} for h in self.history]
+
+    def start(self) -> list[Event]:
+        return []  # a Live WebSocket waits for the client's session.start
+
+    def receive_text(self, text: str, now: float) -> list[Event]:
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return [self._error("invalid_json", "The message is not valid JSON.")]
+        if not isinstance(obj, dict):
+            return [self._error("invalid_json", "A client event must be a JSON object.")]
+        self._record(obj)
+        client_event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+        kind = obj.get("type")
+        out: list[Event] = []
+        try:
+            if not isinstance(kind, str):
+                raise _Refused("missing_required_parameter", "The 'type' field is required.", "type")
+            handler = _HANDLERS.get(kind)
+            if handler is None:
+                raise _Refused("invalid_value", f"Invalid value: '{kind}'. Unknown event type.", "type")
+            if not self.started and kind != "session.start":
+                raise _Refused("session_not_started", "Send session.start first and wait for session.started.")
+            handler(self, obj, client_event_id, now, out)
+        except _Refused as exc:
+            out.append(self._error(exc.code, exc.message, exc.param, client_event_id))
+        return out + self.handle_timer(now)
+
+    def receive_binary(self, data: bytes, now: float) -> list[Event]:
+        return [self._error("unsupported_frame", "Binary frames are not supported; use JSON text.")]
+
+    def receive_audio(self, pcm: bytes, now: float) -> list[Event]:
+        out: list[Event] = []
+        self._hear(pcm, PCM_24K, now, out)
+        return out + self.handle_timer(now)
+
+    def get_timer(self) -> float | None:
+        return self._scheduled[0][0] if self._scheduled else None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        out = []
+        while self._scheduled and self._scheduled[0][0] <= now:
+            out.append(heapq.heappop(self._scheduled)[2])
+        return out
+
+    def expired(self) -> list[Event]:
+        """The session hit its duration limit (or an expiry fault): ``session.closed``."""
+        return self._closed("expired")
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def _on_start(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
+        if self.started:
+            raise _Refused("session_already_started", "The session has already started.")
+        config = obj.get("session")
+        if not isinstance(config, dict) or not isinstance(config.get("model"), str):
+            raise _Refused("missing_required_parameter", "session.model is required.", "session.model")
+        model = config["model"]
+        if self.models is not None and model not in self.models:
+            raise _Refused("model_not_found",
+                           f"The model '{model}' does not exist or you do not have access to it.",
+                           "session.model")
+        audio = config.get("audio") if isinstance(config.get("audio"), dict) else {}
+        fmt = audio.get("format") or {"type": "audio/pcm", "rate": 24000}
+        if not isinstance(fmt, dict) or (fmt.get("type"), fmt.get("rate")) not in (
+                ("audio/pcm", 24000), ("audio/pcmu", 8000), ("audio/pcma", 8000)):
+            raise _Refused("unsupported_audio_format",
+                           "The stand-in serves audio/pcm at 24000 Hz and G.711 at 8000 Hz.",
+                           "session.audio.format")
+        seed = config.get("input") or []
+        if not isinstance(seed, list) or len(seed) > 128:
+            raise _Refused("invalid_value", "session.input holds at most 128 messages.", "session.input")
+        for index, item in enumerate(seed):
+            text = _initial_text(item)
+            if text is None:
+                raise _Refused("invalid_value", "Each input message needs a role and one text part.",
+                               f"session.input[{index}]")
+            self.history.append({"role": item["role"], "text": text})
+        self._fmt = AudioFormat.from_session(fmt)
+        output = audio.get("output") if isinstance(audio.get("output"), dict) else {}
+        self.session = {
+            "id": self.ids.new("sess_live"), "expires_at": int(self.wall_now + self.config.max_session_s),
+            "model": model, "status": "active",
+            "audio": {"format": dict(fmt), "output": {"voice": output.get("voice") or "marin"}},
+            "delegation": config.get("delegation") or {"type": "client"},
+            "input": seed, "store": bool(config.get("store", False)),
+        }
+        if isinstance(config.get("instructions"), str):
+            self.session["instructions"] = config["instructions"]
+        self.started, self._t0 = True, now
+        self._tone = Tone(self.config.tone_hz, self.config.tone_amplitude)
+        self._vad = EnergyVad(VadParams(), self._fmt.rate, 0.0)
+        out.append(self._ev("session.started", cid, session=dict(self.session)))
+
+    def _on_update(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
+        update = obj.get("session")
+        if not isinstance(update, dict):
+            raise _Refused("missing_required_parameter", "session is required.", "session")
+        immutable = sorted(set(update) & {"model", "instructions", "audio", "input", "store"})
+        if immutable:
+            raise _Refused("immutable_parameter", f"session.{immutable[0]} cannot change after startup.",
+                           f"session.{immutable[0]}")
+        delegation = update.get("delegation")
+        if isinstance(delegation, dict):
+            if delegation.get("type") != self.session["delegation"].get("type"):
+                raise _Refused("invalid_value", "The delegation type cannot change.", "session.delegation.type")
+            self.session["delegation"] = {**self.session["delegation"], **delegation}
+        out.append(self._ev("session.updated", cid, session=dict(self.session)))
+
+    def _on_append(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
+        audio = obj.get("audio")
+        if not isinstance(audio, str):
+            raise _Refused("missing_required_parameter", "audio is required.", "audio")
+        try:
+            data = base64.b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise _Refused("invalid_value", "audio must be base64-encoded", "audio") from None
+        if not self.muted:
+            self._hear(data, self._fmt, now, out)
+
+    def _on_appended(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
+        content = obj.get("content")
+        if not isinstance(content, str):
+            raise _Refused("missing_required_parameter", "content is required.", "content")
+        delegation_id = obj.get("delegation_id")
+        if delegation_id is not None and delegation_id not in self._delegations:
+            raise _Refused("invalid_value", f"Unknown delegation '{delegation_id}'.", "delegation_id")
+        at = self._ms(now)
+        out.append(self._ev(_APPENDED[obj["type"]], cid, start_ms=at, end_ms=at))
+        if obj["type"] == "session.instructions.append" and delegation_id is None:
+            self.history.append({"role": "developer", "text": content})
+            return
+        if delegation_id is not None:
+            self._delegations.discard(delegation_id)
+            self._answer(f"Result: {content}", now)
+        elif obj["type"] == "session.commentary.append":
+            self.history.append({"role": "user", "text": content})
+            self._respond(content, now, out)
+
+    def _on_mute(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
+        self.muted = obj["type"] == "session.input_audio.mute"
+        out.append(self._ev("session.input_audio.muted" if self.muted else "session.input_audio.unmuted", cid))
+
+    def _on_fixture(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
+        try:
+            data = base64.b64decode(obj.get("audio") or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise _Refused("invalid_value", "audio must be base64-encoded PCM16 at 24 kHz", "audio") from None
+        seconds = PCM_24K.duration_ms(len(data)) / 1000
+        if seconds > 30:
+            raise _Refused("invalid_value", "A fixture is at most 30 seconds.", "audio")
+        out.append(self._ev("session.output_audio.fixture.playing", cid))
+        self._at(now + seconds * self.config.pace, self._ev("session.output_audio.fixture.played", cid))
+
+    def _on_backend(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
+        raise _Refused("unsupported_delegation",
+                       f"{obj['type']} needs Responses or Decisions delegation, which the "
+                       "embedded server does not model.")
+
+    def _on_close(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
+        out.extend(self._closed("close_requested", cid))
+
+    # -- behaviour ---------------------------------------------------------------------------
+
+    def _hear(self, data: bytes, fmt: AudioFormat, now: float, out: list[Event]) -> None:
+        if self._vad is None:
+            return
+        samples = fmt.decode(data[: len(data) - len(data) % max(1, fmt.sample_width)])
+        if fmt.rate != self._fmt.rate:
+            samples = samples[:: fmt.rate // self._fmt.rate]
+        self._audio_ms += fmt.duration_ms(len(data))
+        for change in self._vad.feed(samples):
+            if isinstance(change, SpeechStarted):
+                self._speech_ms = max(0.0, change.at_ms - 300)
+            elif self._speech_ms is not None:
+                start, self._speech_ms = self._speech_ms, None
+                heard = f"audio of {round(change.at_ms - start)} ms"
+                self.history.append({"role": "user", "text": heard})
+                t0 = self._ms(now)
+                out.append(self._ev("session.input_transcript.delta", None, delta=heard,
+                                    start_ms=t0, end_ms=t0))
+                self._respond(heard, now, out)
+
+    def _respond(self, words: str, now: float, out: list[Event]) -> None:
+        if words.lower().startswith("delegate"):
+            delegation_id = self.ids.new("dlg")
+            self._delegations.add(delegation_id)
+            out.append(self._ev("session.delegation.created", None, offset_ms=self._ms(now), delegation={
+                "id": delegation_id, "target": "client", "type": "delegation"}))
+            return
+        self._answer(reply_for(words), now)
+
+    def _answer(self, text: str, now: float) -> None:
+        """Speak ``text``: a word a chunk, paced; answers queue behind each other."""
+        self.history.append({"role": "assistant", "text": text})
+        chunk_ms = self.config.chunk_ms
+        at = max(now, self._busy_until)
+        step = chunk_ms / 1000 * self.config.pace
+        for word in split_words(text):
+            start = self._ms(at)
+            self._at(at, self._ev("session.output_transcript.delta", None, delta=word,
+                                  start_ms=start, end_ms=start + chunk_ms))
+            audio = base64.b64encode(self._tone.chunk(self._fmt, chunk_ms)).decode("ascii")
+            self._at(at, {"type": "session.output_audio.delta", "delta": audio})
+            at += step
+        self._busy_until = at
+        self._at(at, self._ev("session.usage.updated", None, usage=self._usage(at)))
+
+    def _closed(self, reason: str, cid: str | None = None) -> list[Event]:
+        if self.closing:
+            return []
+        self.closing = True
+        self._scheduled.clear()
+        session = dict(self.session) if self.session else {
+            "id": self.ids.new("sess_live"), "expires_at": int(self.wall_now), "model": "unknown",
+            "status": "active"}
+        end = self._busy_until if self._t0 is not None else 0.0
+        return [self._ev("session.closed", cid, reason=reason, session=session, usage=self._usage(end))]
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _usage(self, at: float) -> dict[str, Any]:
+        return {"seconds": float(int(max(0.0, at - (self._t0 or at))))}
+
+    def _ms(self, now: float) -> int:
+        return round(max(0.0, now - (self._t0 if self._t0 is not None else now)) * 1000)
+
+    def _at(self, when: float, event: Event) -> None:
+        heapq.heappush(self._scheduled, (when, next(self._seq), event))
+
+    def _ev(self, kind: str, cid: str | None, **fields: Any) -> Event:
+        event = {"type": kind, "event_id": self.ids.new("event"), **fields}
+        if cid is not None:
+            event["client_event_id"] = cid
+        return event
+
+    def _error(self, code: str, message: str, param: str | None = None,
+               cid: str | None = None) -> Event:
+        error: dict[str, Any] = {"type": "invalid_request_error", "code": code, "message": message}
+        if param is not None:
+            error["param"] = param
+        if cid is not None:
+            error["client_event_id"] = cid
+        return self._ev("error", cid, error=error)
+
+    def _record(self, obj: Event) -> None:
+        """What tests need of a client event, never its audio (its length instead)."""
+        if isinstance(obj.get("audio"), str):
+            obj = {**obj, "audio": f"<{len(obj['audio'])} base64 chars>"}
+        self.received.append(obj)
+        if len(self.received) > self.config.max_recorded_events:
+            del self.received[: len(self.received) - self.config.max_recorded_events]
+
+
+def _initial_text(item: Any) -> str | None:
+    if not isinstance(item, dict) or item.get("role") not in ("user", "assistant", "developer"):
+        return None
+    content = item.get("content")
+    if not isinstance(content, list) or len(content) != 1 or not isinstance(content[0], dict):
+        return None
+    text = content[0].get("text")
+    return text if isinstance(text, str) else None
+
+
+_HANDLERS = {
+    "session.start": LiveSession._on_start,
+    "session.update": LiveSession._on_update,
+    "session.input_audio.append": LiveSession._on_append,
+    "session.input_audio.mute": LiveSession._on_mute,
+    "session.input_audio.unmute": LiveSession._on_mute,
+    "session.output_audio.fixture.play": LiveSession._on_fixture,
+    "session.instructions.append": LiveSession._on_appended,
+    "session.thinking.append": LiveSession._on_appended,
+    "session.commentary.append": LiveSession._on_appended,
+    "decision.create": LiveSession._on_backend,
+    "decision.item.create": LiveSession._on_backend,
+    "decision.item.delete": LiveSession._on_backend,
+    "response.item.create": LiveSession._on_backend,
+    "response.create": LiveSession._on_backend,
+    "session.close": LiveSession._on_close,
+}
