@@ -10,7 +10,8 @@ import enum
 
 import attrs
 
-__all__ = ["ExitReason", "ActorExit", "RETRYABLE_CLOSE_CODES", "AUTH_CLOSE_CODES"]
+__all__ = ["ExitReason", "ActorExit", "RETRYABLE_CLOSE_CODES", "AUTH_CLOSE_CODES",
+           "LIVE_CLOSE_REASONS", "live_closed_exit"]
 
 
 class ExitReason(enum.StrEnum):
@@ -57,3 +58,19 @@ class ActorExit:
     @property
     def abnormal(self) -> bool:
         return self.reason is not ExitReason.NORMAL
+
+
+#: GPT-Live ``session.closed`` reasons -> what the supervisor does
+LIVE_CLOSE_REASONS = {
+    "expired": ExitReason.RECYCLE,  # the duration limit: a new session at once
+    "connection_lost": ExitReason.DROPPED,  # reconnect (with backoff)
+    "close_requested": ExitReason.NORMAL,  # an application close: closed
+    "remote_hangup": ExitReason.NORMAL,  # the call ended
+    "content": ExitReason.FATAL,  # a safety filter ended it: an error, with the reason
+}
+
+
+def live_closed_exit(reason: str, code: int | None) -> ActorExit:
+    """How a connection ends after the server's Live ``session.closed`` said why."""
+    kind = LIVE_CLOSE_REASONS.get(reason, ExitReason.DROPPED)
+    return ActorExit(kind, code, f"session.closed: {reason}")

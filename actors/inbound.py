@@ -11,6 +11,7 @@ refusal, the server's ``session_expired``).
 from __future__ import annotations
 
 import attrs
+import trio
 
 from actors.events import EventKind
 from actors.link import SessionLink
@@ -18,7 +19,7 @@ from actors.proto.client_values import SessionMemoryLimit
 from actors.proto.errors import ProtocolError
 from actors.proto.turns import TurnLost
 
-__all__ = ["AUTH_ERROR_CODES", "InboundState", "handle_incoming"]
+__all__ = ["AUTH_ERROR_CODES", "InboundState", "handle_incoming", "end_quiet_answers"]
 
 #: ``error.code`` values that mean the credential was refused
 AUTH_ERROR_CODES = frozenset({"invalid_api_key", "invalid_client_secret", "expired_client_secret",
@@ -32,6 +33,8 @@ class InboundState:
     auth_error: str = ""
     expired: bool = False
     call_id: str | None = None
+    #: the reason of a Live ``session.closed`` (decides how the connection ends)
+    closed_reason: str | None = None
 
 
 def handle_incoming(link: SessionLink, state: InboundState, message: str | bytes) -> None:
@@ -53,7 +56,9 @@ def handle_incoming(link: SessionLink, state: InboundState, message: str | bytes
         if isinstance(item, ProtocolError):
             link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())
             continue
-        if item["type"] == "error":
+        if item["type"] == "session.closed":
+            state.closed_reason = item["reason"]
+        elif item["type"] == "error":
             code = (item.get("error") or {}).get("code")
             if code in AUTH_ERROR_CODES:
                 state.auth_error = f"authentication rejected ({code})"
@@ -62,3 +67,24 @@ def handle_incoming(link: SessionLink, state: InboundState, message: str | bytes
         link.emit(EventKind.SERVER, item)
     if link.core.ready and not was_ready:
         link.wake_writer()
+    if link.core.answer_open:
+        link.answer_opened.set()
+
+
+async def end_quiet_answers(link: SessionLink) -> None:
+    """GPT-Live marks no answer's end: end each open answer once its output has been quiet for
+    the edge's ``answer_gap`` (the events that end it are published like received ones)."""
+    core = link.core
+    gap = core.edge.answer_gap
+    while True:
+        await link.answer_opened.wait()
+        link.answer_opened = trio.Event()
+        while core.answer_open:
+            seen = core.edge.outputs
+            await trio.sleep(gap)
+            if core.answer_open and core.edge.outputs == seen:
+                for item in core.output_quiet():
+                    if isinstance(item, ProtocolError):
+                        link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())
+                    else:
+                        link.emit(EventKind.SERVER, item)

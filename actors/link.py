@@ -49,6 +49,8 @@ class SessionLink:
     #: set to drop the current connection abruptly (chaos); replaced for each connection
     abort_requested: trio.Event = attrs.field(factory=trio.Event, init=False)
     _restore_seen: Any = attrs.field(default=None, init=False)
+    #: set when a Live answer is open (its end is found by output quiet: actors.inbound)
+    answer_opened: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     @stamper.default
     def _default_stamper(self) -> EventStamper:
@@ -132,4 +134,9 @@ class SessionLink:
                 if restore is not None and restore.replayed_turns:
                     self.emit(EventKind.INFO, {"event": "turns.replayed",
                                                "turns": restore.replayed_turns})
+                if restore is not None and restore.skipped_items and self.core.edge is not None:
+                    # Live restores by seeding a new session: what did not fit is reported
+                    self.emit(EventKind.DROPPED, {"count": restore.skipped_items,
+                                                  "category": "restore",
+                                                  "reason": "not_restorable_on_live"})
         return events

@@ -41,13 +41,13 @@ from wsproto.events import TextMessage
 
 from actors.credentials import Secret, redact
 from actors.events import EventKind
-from actors.exits import ActorExit, ExitReason
-from actors.inbound import InboundState, handle_incoming
+from actors.exits import ActorExit, ExitReason, live_closed_exit
+from actors.inbound import InboundState, end_quiet_answers, handle_incoming
 from actors.link import SessionLink
 from actors.proto.realtime.events import encode_client_event
 from actors.wsconn import WsClosed, WsConnection, WsHandshakeError, WsRejected, ws_handshake
 
-__all__ = ["ConnectParams", "run_websocket", "realtime_ws_url"]
+__all__ = ["ConnectParams", "run_websocket", "realtime_ws_url", "live_ws_url"]
 
 AUDIO_APPEND = "input_audio_buffer.append"
 
@@ -84,6 +84,18 @@ class ConnectParams:
     engine: str = attrs.field(default="websockets", validator=attrs.validators.in_(("websockets", "trio-websocket")))
 
 
+def live_ws_url(base: str) -> str:
+    """``{base}/v1/live/sessions`` (GPT-Live: no query string; the model is in session.start)."""
+    parts = urlsplit(base)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"not a websocket or http URL: {base!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1/live/sessions"):
+        path = (path if path.endswith("/v1") else path + "/v1") + "/live/sessions"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
 def realtime_ws_url(base: str, *, model: str | None, call_id: str | None) -> str:
     """``{base}/v1/realtime?model=…`` from an http(s)/ws(s) base URL (path ``/v1`` optional)."""
     if (model is None) == (call_id is None):
@@ -105,13 +117,15 @@ async def run_websocket(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> ActorExit:
-    url = realtime_ws_url(params.url, model=params.model, call_id=params.call_id)
+    live = link.core.edge is not None
+    url = live_ws_url(params.url) if live else realtime_ws_url(
+        params.url, model=params.model, call_id=params.call_id)
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     host = parts.hostname or "127.0.0.1"
     port = parts.port or (443 if secure else 80)
     host_header = parts.netloc
-    resource = f"{parts.path}?{parts.query}"
+    resource = f"{parts.path}?{parts.query}" if parts.query else parts.path
     headers = [("Authorization", f"Bearer {params.credential.reveal()}"), *params.extra_headers]
     core = link.core
     # We own the TCP stream (rather than open_websocket_url) so that it is always closed, also
@@ -205,6 +219,11 @@ async def _session(
     state = InboundState()
     try:
         with trio.fail_after(params.ready_timeout):
+            greeting = link.take_outgoing()  # Live: session.start first; Realtime: nothing
+            if greeting:
+                await _send_texts(ws, [encode_client_event(event) for event in greeting])
+                for event in greeting:
+                    link.emit(EventKind.SENT, event)
             while not link.core.ready:
                 message = await ws.get_message()
                 handle_incoming(link, state, message)
@@ -233,6 +252,8 @@ async def _session(
         if params.ping_interval is not None:
             nursery.start_soon(_heartbeat, ws, params.ping_interval, params.ping_timeout, finish)
         nursery.start_soon(_abort_when_asked, link, finish)
+        if link.core.edge is not None:
+            nursery.start_soon(end_quiet_answers, link)
         link.wake_writer()
     exit = outcome[0]
     if exit.detail in _NO_HANDSHAKE:
@@ -266,6 +287,8 @@ def _closed_exit(exc: "ConnectionClosed | WsClosed", state: InboundState) -> Act
         return ActorExit(ExitReason.AUTH, code, state.auth_error)
     if state.expired:
         return ActorExit(ExitReason.RECYCLE, code, "session expired at the server")
+    if state.closed_reason is not None:
+        return live_closed_exit(state.closed_reason, code)
     return ActorExit.from_close(code, detail)
 
 

@@ -38,6 +38,9 @@ from actors.credentials import Secret
 from actors.events import ConnectionState, EventKind, Transport
 from actors.link import SessionLink
 from actors.proto.client import ClientCore
+from actors.proto.live.config import live_model
+from actors.proto.live.dialect import LIVE
+from actors.proto.realtime.dialect import REALTIME
 from actors.proto.client_values import DEFAULT_MAX_RESTORE_BYTES
 from actors.proto.session import SessionConfig
 from actors.websocket import ConnectParams, run_websocket
@@ -47,7 +50,10 @@ from orchestrator.router import EventFilter, Router, Subscription
 from orchestrator.supervisor import SessionSpec, SessionStatus, Supervisor
 
 __all__ = ["AnswerTimeout", "Fleet", "FleetError", "open_fleet", "user_text", "actor_for",
-           "available_transports", "answer_text", "api_base"]
+           "available_transports", "answer_text", "api_base", "PROTOCOLS"]
+
+#: the protocols a session may speak (``add_session(protocol=...)``): one contract, two dialects
+PROTOCOLS = {"realtime": REALTIME, "live": LIVE}
 
 
 class FleetError(Exception):
@@ -161,6 +167,7 @@ class Fleet:
         policy: RestartPolicy | str | None = None,
         sip_options: Any = None,
         replay: bool | None = None,
+        protocol: str = "realtime",
         **params: Any,
     ) -> str:
         """Start a supervised session; returns its id at once (see ``wait_connected``).
@@ -168,7 +175,12 @@ class Fleet:
         SIP sessions take ``sip_options`` (``actors.sip.SipOptions``: the phone, whom to call
         or which call to answer; or plan them with ``actors.sip.plan_call``). ``replay``: replay
         the conversation into a new connection after a reconnect (default: yes, unless the
-        session is a ``call_id`` sideband, which re-attaches to a call that kept it)."""
+        session is a ``call_id`` sideband, which re-attaches to a call that kept it).
+        ``protocol``: ``"realtime"`` (``/v1/realtime``) or ``"live"`` (GPT-Live,
+        ``/v1/live/sessions``; WebSocket only so far): the same events either way (see the
+        README's "Two protocols" table)."""
+        if protocol not in PROTOCOLS:
+            raise FleetError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
         transport = Transport(transport)
         actor = actor_for(transport)
         if transport is Transport.WEBRTC and self.rtc_options is not None:
@@ -193,8 +205,13 @@ class Fleet:
         config = config or self.default_config
         # A ?call_id= sideband socket re-attaches to a live call: restore the config, never
         # replay the conversation into it (that would duplicate the call's history).
+        if protocol == "live":
+            if transport is not Transport.WEBSOCKET or call_id is not None:
+                raise FleetError("protocol='live' sessions run over WebSocket only (so far)")
+            config = attrs.evolve(config or SessionConfig(),
+                                  model=live_model(model or (config.model if config else None)))
         core = ClientCore(config, replay=call_id is None if replay is None else replay,
-                          max_restore_bytes=self.max_restore_bytes)
+                          max_restore_bytes=self.max_restore_bytes, protocol=PROTOCOLS[protocol])
         link = SessionLink(sid, transport, core, self._publish)
         self.links[sid] = link
         self._removed.discard(sid)

@@ -476,6 +476,8 @@ class ClientCore:
             request = self._pending[event_id]
             self._ack(event_id)
             self._requests[event["response"]["id"]] = request
+            if self.edge is not None:  # Live: the answer carries its request's metadata
+                self.edge.answered(event, request)
         # only the active response's request is ever re-issued: keep no other
         active = self.mirror.active_response_id
         for response_id in [r for r in self._requests if r != active]:

@@ -82,6 +82,7 @@ class _Answer:
     response_id: str
     item_id: str
     transcript: list[str] = attrs.field(factory=list)
+    metadata: Any = None
 
 
 @attrs.define
@@ -183,6 +184,14 @@ class LiveEdge:
                 self._appends.pop(failed, None)
         return [event]
 
+    def answered(self, created: Event, request: Event) -> None:
+        """The open answer answers ``request`` (a pending ``response.create``): it carries the
+        request's ``metadata`` (``fleet.ask`` tells its answer apart by it)."""
+        metadata = (request.get("response") or {}).get("metadata")
+        if metadata is not None and self.answer is not None:
+            self.answer.metadata = metadata
+            created["response"]["metadata"] = metadata
+
     def close_answer(self, status: str = "completed") -> list[Event]:
         """End the open answer (output went quiet, the user spoke, or the session closed)."""
         answer, self.answer = self.answer, None
@@ -200,7 +209,7 @@ class LiveEdge:
              "output_index": 0, "item": item},
             {"type": "response.done", "response": {
                 "id": answer.response_id, "object": "realtime.response", "status": status,
-                "output": [item]}},
+                "output": [item], **({"metadata": answer.metadata} if answer.metadata else {})}},
         ]
 
     # -- connections -------------------------------------------------------------------------
