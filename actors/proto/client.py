@@ -209,7 +209,10 @@ class ClientCore:
         new_edge = getattr(self.protocol, "new_edge", None)
         if new_edge is not None:
             self.edge = new_edge()
-            self.turns.vad = True  # Live always listens: its turns are the server's
+            # Live marks an utterance only once it has ended: every append since the last
+            # answer began is the open turn (its newest 8 MiB), replayed after a drop
+            self.turns.vad = False
+            self.turns.window = True
 
     # -- state -----------------------------------------------------------------------------
 
@@ -337,7 +340,7 @@ class ClientCore:
     def _set_config(self, config: SessionConfig) -> None:
         self.config = config
         self.mirror.output_bytes_per_ms = audio_bytes_per_ms(config.output_format)
-        self.turns.vad = config.turn_detection is not None or self.edge is not None
+        self.turns.vad = config.turn_detection is not None and self.edge is None
 
     def _stamp(self, event: dict[str, Any]) -> dict[str, Any]:
         self._event_n += 1

@@ -91,6 +91,10 @@ class TurnTracker:
     #: server VAD decides the turns (False: the client commits them)
     vad: bool = True
     pre_speech_bytes: int = DEFAULT_PRE_SPEECH_BYTES
+    #: the open utterance keeps its newest ``max_bytes`` instead of overflowing (GPT-Live,
+    #: whose server marks speech only once it has ended: all audio since the last answer
+    #: began is the utterance, and its oldest part is silence the new session need not hear)
+    window: bool = False
     open: Turn = attrs.field(factory=Turn)
     committed: deque[Turn] = attrs.field(factory=deque)
     replayed: int = 0
@@ -106,8 +110,17 @@ class TurnTracker:
             return
         size = len(event["audio"])
         if self._size + size > self.max_bytes:
-            self._release(turn)
-            return
+            if not self.window:
+                self._release(turn)
+                return
+            events = turn.events
+            while events and self._size + size > self.max_bytes and events[0]["type"] == _APPEND:
+                dropped = len(events.popleft()["audio"])
+                turn.size -= dropped
+                self._size -= dropped
+            if self._size + size > self.max_bytes:  # committed turns hold the rest
+                self._release(turn)
+                return
         turn.events.append(event)
         turn.size += size
         self._size += size

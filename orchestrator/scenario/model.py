@@ -316,6 +316,8 @@ class Population:
     script: str = attrs.field(validator=non_empty)
     phases: tuple[Phase, ...] = attrs.field(converter=to_tuple, validator=non_empty)
     transport: Transport = attrs.field(default=Transport.WEBSOCKET, converter=Transport)
+    #: the protocol its sessions speak: "realtime" (/v1/realtime) or "live" (GPT-Live)
+    protocol: str = attrs.field(default="realtime", validator=attrs.validators.in_(("realtime", "live")))
 
     @classmethod
     def all_at_once(
@@ -365,6 +367,7 @@ class Scenario:
 
     def __attrs_post_init__(self) -> None:
         problems = [*self._population_problems(), *self._fault_problems(), *self._sip_problems(),
+                    *self._live_problems(),
                     *self._threshold_problems()]
         if problems:
             raise InvalidField.many(problems)
@@ -414,6 +417,15 @@ class Scenario:
                     f"{fault.action.action} needs the embedded server; a remote target only "
                     "takes drop_connections",
                 )
+
+    def _live_problems(self) -> Iterator[Problem]:
+        """``protocol: live`` populations run over WebSocket (GPT-Live WebRTC and SIP are not
+        served yet)."""
+        for i, pop in enumerate(self.populations):
+            if pop.protocol == "live" and pop.transport is not Transport.WEBSOCKET:
+                yield Problem(("populations", i, "protocol"),
+                              f"protocol live runs over websocket only (so far), not "
+                              f"{pop.transport.value}")
 
     def _sip_problems(self) -> Iterator[Problem]:
         """A ``transport: sip`` population calls the embedded server's SIP side and drives the

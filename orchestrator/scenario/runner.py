@@ -185,12 +185,14 @@ class _Run:
             sid = await fleet.add_session(transport="sip", sip_options=self.sip_call(),
                                           policy="transient", replay=False)
         else:
-            sid = await fleet.add_session(transport=population.transport.value)
+            sid = await fleet.add_session(transport=population.transport.value,
+                                          protocol=population.protocol)
         metrics.inc("sessions.started")
         vad = self.scenario.session.turn_detection is not None
         span = start_span("rtfleet.session", {
             "rtfleet.session.id": sid, "rtfleet.population": population.name,
-            "rtfleet.transport": population.transport.value, "gen_ai.operation.name": "realtime",
+            "rtfleet.transport": population.transport.value, "rtfleet.protocol": population.protocol,
+            "gen_ai.operation.name": population.protocol,
             "gen_ai.request.model": self.scenario.session.model, "gen_ai.system": "openai",
         })
         self.spans[sid] = span

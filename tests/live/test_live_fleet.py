@@ -19,7 +19,7 @@ from actors.proto.errors import ProtocolError
 from actors.proto.live.dialect import LIVE
 
 from actors.events import ConnectionState, EventKind
-from orchestrator.fleet import open_fleet, user_text
+from orchestrator.fleet import answer_text, open_fleet, user_text
 from standin import EmbeddedServer, ModelConfig
 from standin.faults.plan import FaultPlan
 
@@ -119,3 +119,54 @@ def test_oversized_and_mistyped_live_frames_are_values_not_exceptions():
                                        "usage": {"seconds": 1}, "session": {
                                            "id": "s", "expires_at": 1, "model": "m"}}))
     assert isinstance(reason, ProtocolError) and reason.detail["field"] == "reason"
+
+
+#: where a Live audio turn is cut: mid-utterance (after half its appends were submitted), once
+#: the server heard it (its transcript), once its answer began, or not at all
+AUDIO_DROPS = ["mid_utterance", "input_audio_buffer.speech_started", "response.created", None]
+
+
+async def test_live_audio_turns_cut_by_drops_are_replayed_and_answered_once(audio_turn):
+    server = EmbeddedServer.with_generated_key(model_config=ModelConfig(pace=1.0, chunk_ms=100))
+    sessions, turns = 12, 4
+    async with open_fleet(server=server, api_key=server.api_key, seed=5) as fleet:
+        sids = [await fleet.add_session(protocol="live") for _ in range(sessions)]
+        for sid in sids:
+            await fleet.wait_connected(sid)
+        heard: dict[str, list[str]] = {}
+
+        async def talk(index: int, sid: str) -> None:
+            link = fleet.links[sid]
+            heard[sid] = []
+            async with fleet.subscribe(sessions=[sid], kinds=["server", "dropped"],
+                                       buffer=100_000) as events:
+                for turn in range(turns):
+                    cut = AUDIO_DROPS[(index + turn) % len(AUDIO_DROPS)]
+                    appends = audio_turn(tone_ms=600, silence_ms=700)
+                    for n, append in enumerate(appends):
+                        await fleet.send(sid, append)
+                        if cut == "mid_utterance" and n == len(appends) // 2:
+                            cut = None
+                            link.abort_connection()
+                    with trio.fail_after(30):
+                        async for event in events:
+                            assert event.kind is not EventKind.DROPPED, event.payload
+                            kind = event.payload["type"]
+                            if kind == cut and link.state is ConnectionState.CONNECTED:
+                                cut = None
+                                link.abort_connection()
+                            if kind == "response.done":
+                                assert event.payload["response"]["status"] == "completed"
+                                heard[sid].append(answer_text(event.payload["response"]))
+                                break
+
+        async with trio.open_nursery() as nursery:
+            for index, sid in enumerate(sids):
+                nursery.start_soon(talk, index, sid)
+        replayed = sum(fleet.links[sid].core.counters.replayed_turns for sid in sids)
+        lost = sum(fleet.links[sid].core.counters.lost_turns for sid in sids)
+    for sid in sids:
+        assert len(heard[sid]) == turns
+        assert all(text.startswith("You said: audio of ") for text in heard[sid]), heard[sid]
+    assert lost == 0
+    assert replayed >= sessions * turns * 3 // 4 - sessions  # every cut turn was re-sent
