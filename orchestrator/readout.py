@@ -7,6 +7,8 @@
   table), a ``%`` threshold's fraction in %, anything else as a number.
 * `reconnect_outcomes` / `format_reconnects`: outages by how they ended, so that
   ``succeeded / attempts`` is never left to read as failures.
+* `population_rows`: the per-population comparison (e.g. Realtime vs GPT-Live populations of
+  one run): sessions, turns, reconnects and turn latencies, times in ms.
 
 Plain functions over plain data; imports nothing from the rest of rtfleet.
 """
@@ -19,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["format_number", "format_observed", "format_in_unit", "threshold_unit",
-           "reconnect_outcomes", "format_reconnects"]
+           "reconnect_outcomes", "format_reconnects", "population_rows"]
 
 _UNIT = re.compile(r"\d\s*(ms|s|%)\s*$")
 
@@ -84,3 +86,33 @@ def format_reconnects(counters: Mapping[str, Any]) -> str:
         if r["open"]:
             text += f", {r['open']} still reconnecting"
     return text
+
+
+#: the latencies the per-population comparison shows: (histogram, column label)
+_POPULATION_LATENCIES = (("turn.time_to_first_audio", "first audio"), ("turn.duration", "turn"))
+
+
+def population_rows(populations: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows (strings) comparing a run's populations, from results.json's
+    ``populations`` (each ``{"protocol", "transport", "summary": {"histograms", "counters"}}``)."""
+    headers = ["population", "protocol", "transport", "sessions", "failed", "turns",
+               "turns failed", "reconnected/outages"]
+    for _, label in _POPULATION_LATENCIES:
+        headers += [f"{label} p50 ms", f"{label} p95 ms"]
+    rows = []
+    for name, pop in populations.items():
+        summary = pop.get("summary") or {}
+        counters = summary.get("counters") or {}
+        histograms = summary.get("histograms") or {}
+        row = [name, str(pop.get("protocol", "")), str(pop.get("transport", ""))]
+        row += [format_number(float(counters.get(key, 0))) for key in (
+            "sessions.started", "sessions.failed", "turns.completed", "turns.failed")]
+        outcomes = reconnect_outcomes(counters)
+        row.append(f"{outcomes['succeeded']}/{outcomes['outages']}")
+        for metric, _ in _POPULATION_LATENCIES:
+            h = histograms.get(metric) or {}
+            for q in ("p50", "p95"):
+                value = h.get(q)
+                row.append("-" if value is None else format_number(value * 1000))
+        rows.append(row)
+    return headers, rows

@@ -14,7 +14,7 @@ from collections.abc import Container, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from orchestrator.readout import format_observed, reconnect_outcomes
+from orchestrator.readout import format_observed, population_rows, reconnect_outcomes
 
 from .figures import Figure, histogram_figures, ordered_histograms, time_figures
 from .model import RunReport
@@ -224,6 +224,19 @@ def _latency_table(r: RunReport) -> str:
     return _section("Latency summary", table, anchor="latency")
 
 
+def _populations(r: RunReport) -> str:
+    """The populations side by side (e.g. the same script over Realtime and GPT-Live)."""
+    if len(r.populations) < 2:
+        return ""
+    headers, rows = population_rows(r.populations)
+    cells = [[esc(cell) for cell in row] for row in rows]
+    table = _table(headers, cells, numeric=tuple(range(3, len(headers))))
+    note = ('<p class="hint">Each population\'s own sessions, turns, reconnects and turn '
+            'latencies (first audio: turn start to the first audio; turn: to the answer\'s '
+            'end).</p>')
+    return _section("By population", note + table, anchor="populations")
+
+
 def _plots(r: RunReport) -> str:
     over_time = "".join(_figure(f) for f in time_figures(r))
     distributions = histogram_figures(r)
@@ -357,6 +370,7 @@ def _page(r: RunReport) -> str:
         _cards(r),
         _thresholds(r),
         _latency_table(r),
+        _populations(r),
         _plots(r),
         _counters(r),
         _session_errors(r),

@@ -77,6 +77,8 @@ class RunReport:
     sessions_failed: int | None
     sessions_stopped: int | None
     session_errors: tuple[SessionError, ...]
+    #: results.json ``populations`` as plain data (name -> protocol, transport, summary)
+    populations: Any = None
 
     @classmethod
     def from_results(cls, results: Any) -> RunReport:
@@ -114,6 +116,7 @@ class RunReport:
                 SessionError(e.string("session", ""), e.string("error", ""))
                 for e in sessions.items("errors")
             ),
+            populations=_populations(r.get("populations")),
         )
 
     @property
@@ -195,6 +198,14 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         return repr(value[:40])
     return type(value).__name__
+
+
+def _populations(value: Any) -> Any:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+        raise ReportError(f"results.populations: expected an object of objects, got {_kind(value)}")
+    return value
 
 
 def _threshold(r: _Reader) -> ThresholdRow:

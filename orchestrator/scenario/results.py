@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from orchestrator.scenario.model import Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
-from orchestrator.readout import format_observed, format_reconnects
+from orchestrator.readout import population_rows, format_observed, format_reconnects
 from orchestrator.scenario.thresholds import ThresholdResult
 from orchestrator.scenario.unstructure import unstructure_scenario
 
@@ -89,6 +89,12 @@ def build_results(
             "counters": dict(sorted(registry.counters.items())),
             "gauges": dict(sorted(registry.gauges.items())),
         },
+        "populations": {
+            name: {**metrics.population_info[name], "summary": {
+                "histograms": {h: v.summary() for h, v in sorted(reg.histograms.items())},
+                "counters": dict(sorted(reg.counters.items()))}}
+            for name, reg in metrics.by_population.items()
+        },
         "timeline": metrics.series.snapshot(),
         "marks": marks,
         "sessions": {"started": int(c.get("sessions.started", 0)),
@@ -135,6 +141,14 @@ def format_summary(results: dict[str, Any]) -> str:
         for name, h in histograms.items():
             lines.append(f"{name:28} {h['count']:>7} {_ms(h['p50']):>8} {_ms(h['p90']):>8} "
                          f"{_ms(h['p95']):>8} {_ms(h['p99']):>8} {_ms(h['max']):>8}")
+    populations = results.get("populations") or {}
+    if len(populations) > 1:
+        headers, rows = population_rows(populations)
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        lines.append("by population:")
+        for row in [headers, *rows]:
+            lines.append("  " + "  ".join(cell.rjust(w) if i > 2 else cell.ljust(w)
+                                          for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
     for t in results["thresholds"]:
         observed = format_observed(t["expression"], t["observed"])
         mark = "ok  " if t["passed"] else "FAIL"

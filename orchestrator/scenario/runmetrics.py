@@ -30,6 +30,13 @@ Metric names (histograms in seconds; the catalogue that thresholds are checked a
 ``sessions.<state>``           gauges of the live states (connecting, connected, reconnecting,
                                error), sampled at the end of every second and of the run
 =============================  ===========================================================
+
+Per population: what a session's driver and its outcome record goes through
+:meth:`RunMetrics.labelled` (the population's name, protocol and transport), into the whole-run
+registry *and* the population's own (:attr:`RunMetrics.by_population`; results.json
+``populations``, the report's "By population" table that compares, e.g., Realtime and GPT-Live
+populations of one run), and the OpenTelemetry instruments get ``rtfleet.population``,
+``rtfleet.protocol`` and ``rtfleet.transport`` attributes.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ OTEL_COUNTERS = frozenset({"reconnect.attempts", "reconnect.succeeded", "reconne
 OTEL_HISTOGRAMS = frozenset({"turn.time_to_first_text", "turn.time_to_first_audio",
                              "turn.duration", "connect.duration", "reconnect.duration"})
 
-__all__ = ["RunMetrics"]
+__all__ = ["LabelledMetrics", "RunMetrics"]
 
 
 @attrs.define
@@ -58,6 +65,9 @@ class RunMetrics:
     registry: MetricsRegistry = attrs.field(factory=MetricsRegistry)
     series: TimeSeries = attrs.field()
 
+    #: per population: its registry, and its {"protocol", "transport"}
+    by_population: dict[str, MetricsRegistry] = attrs.field(factory=dict, init=False)
+    population_info: dict[str, dict[str, str]] = attrs.field(factory=dict, init=False)
     _otel: dict[str, Any] = attrs.field(factory=dict, init=False)
 
     @series.default
@@ -81,19 +91,37 @@ class RunMetrics:
     def elapsed(self) -> float:
         return self.clock() - self.origin
 
-    def inc(self, name: str, amount: float = 1) -> None:
+    def inc(self, name: str, amount: float = 1, *, population: str | None = None) -> None:
         self.registry.inc(name, amount)
         self.series.inc(name, self.elapsed(), amount)
+        if population is not None:
+            self.by_population[population].inc(name, amount)
         if name in OTEL_COUNTERS:
-            self._instrument("counter", name).add(amount)
+            self._instrument("counter", name).add(amount, self._attributes(population))
 
-    def observe(self, name: str, value: float) -> None:
+    def observe(self, name: str, value: float, *, population: str | None = None) -> None:
         if value < 0:
             value = 0.0
         self.registry.observe(name, value)
         self.series.observe(name, value, self.elapsed())
+        if population is not None:
+            self.by_population[population].observe(name, value)
         if name in OTEL_HISTOGRAMS:
-            self._instrument("histogram", name).record(value)
+            self._instrument("histogram", name).record(value, self._attributes(population))
+
+    def labelled(self, population: str, *, protocol: str, transport: str) -> LabelledMetrics:
+        """The metrics as one population's sessions record them (see the module docstring)."""
+        if population not in self.by_population:
+            self.by_population[population] = MetricsRegistry()
+            self.population_info[population] = {"protocol": protocol, "transport": transport}
+        return LabelledMetrics(self, population)
+
+    def _attributes(self, population: str | None) -> dict[str, str] | None:
+        if population is None:
+            return None
+        info = self.population_info[population]
+        return {"rtfleet.population": population, "rtfleet.protocol": info["protocol"],
+                "rtfleet.transport": info["transport"]}
 
     def gauge(self, name: str, value: float, *, series: bool = True,
               at: float | None = None) -> None:
@@ -107,3 +135,23 @@ class RunMetrics:
 
     def counter(self, name: str) -> float:
         return float(self.registry.counters.get(name, 0))
+
+
+@attrs.frozen
+class LabelledMetrics:
+    """:class:`RunMetrics` as one population records into it (same methods as a driver uses)."""
+
+    run: RunMetrics
+    population: str
+
+    def clock(self) -> float:
+        return self.run.clock()
+
+    def elapsed(self) -> float:
+        return self.run.elapsed()
+
+    def inc(self, name: str, amount: float = 1) -> None:
+        self.run.inc(name, amount, population=self.population)
+
+    def observe(self, name: str, value: float) -> None:
+        self.run.observe(name, value, population=self.population)

@@ -105,25 +105,30 @@ class _Run:
         kind = event.kind
         sid = event.session_id
         if kind is EventKind.SERVER:
-            self.metrics.inc("events.received")
+            self.metrics.inc("events.received")  # run-level only: the hot path
             driver = self.drivers.get(sid)
             if driver is not None:
                 driver.on_event(event)
         elif kind is EventKind.STATE:
             self._on_state(sid, event.payload)
         elif kind is EventKind.PROTOCOL_ERROR:
-            self.metrics.inc("errors")
-            self.metrics.inc("errors.protocol")
+            self._metrics(sid).inc("errors")
+            self._metrics(sid).inc("errors.protocol")
         elif kind is EventKind.DROPPED:
             category = event.payload.get("category", "other")
-            self.metrics.inc(f"dropped.{category}", event.payload.get("count", 1))
+            self._metrics(sid).inc(f"dropped.{category}", event.payload.get("count", 1))
             if category == "turn":  # an audio turn lost at a drop: its wait fails now
-                self.metrics.inc("turns.lost", event.payload.get("count", 1))
+                self._metrics(sid).inc("turns.lost", event.payload.get("count", 1))
                 driver = self.drivers.get(sid)
                 if driver is not None:
                     driver.turn_lost(str(event.payload.get("reason", "turn lost at a drop")))
         elif kind is EventKind.INFO and event.payload.get("event") == "turns.replayed":
-            self.metrics.inc("turns.replayed", event.payload.get("turns", 1))
+            self._metrics(sid).inc("turns.replayed", event.payload.get("turns", 1))
+
+    def _metrics(self, sid: str) -> Any:
+        """The metrics as the session's population records them (the run's, once it ended)."""
+        driver = self.drivers.get(sid)
+        return driver.metrics if driver is not None else self.metrics
 
     def _on_state(self, sid: str, change: dict[str, Any]) -> None:
         now = self.metrics.clock()
@@ -137,14 +142,14 @@ class _Run:
         self.states[sid] = target
         if target is S.CONNECTED:
             if sid in self.outage_since:
-                self.metrics.inc("reconnect.succeeded")
-                self.metrics.observe("reconnect.duration", now - self.outage_since.pop(sid))
+                self._metrics(sid).inc("reconnect.succeeded")
+                self._metrics(sid).observe("reconnect.duration", now - self.outage_since.pop(sid))
             elif sid in self.started_at:
-                self.metrics.observe("connect.duration", now - self.started_at[sid])
+                self._metrics(sid).observe("connect.duration", now - self.started_at[sid])
             self._end_connect_span(sid, "connected")
         elif target is S.RECONNECTING:
             if previous is not S.RECONNECTING and sid not in self.outage_since:
-                self.metrics.inc("reconnect.attempts")
+                self._metrics(sid).inc("reconnect.attempts")
                 self.outage_since[sid] = now
             self._start_connect_span(sid, change.get("reason", ""))
         elif target is S.CONNECTING:
@@ -152,9 +157,9 @@ class _Run:
         elif target in (S.ERROR, S.CLOSED):
             self._end_connect_span(sid, target.value)
             if target is S.ERROR:
-                self.metrics.inc("sessions.errored")
+                self._metrics(sid).inc("sessions.errored")
                 if self.outage_since.pop(sid, None) is not None:
-                    self.metrics.inc("reconnect.failed")
+                    self._metrics(sid).inc("reconnect.failed")
 
     def _start_connect_span(self, sid: str, reason: str) -> None:
         parent = self.spans.get(sid)
@@ -176,7 +181,9 @@ class _Run:
     # -- sessions -------------------------------------------------------------------------
 
     async def one_session(self, population: Population, stop: list[trio.CancelScope] | None = None) -> None:
-        fleet, metrics = self.fleet, self.metrics
+        fleet = self.fleet
+        metrics = self.metrics.labelled(population.name, protocol=population.protocol,
+                                        transport=population.transport.value)
         steps = self.scenario.scripts[population.script]
         sip = population.transport.value == "sip"
         if sip:

@@ -135,9 +135,10 @@ class SilenceProxy:
                 self.silenced += 1
 
 
-async def _chaos_round(sessions, turns, seed, half_open=False):
+async def _chaos_round(sessions, turns, seed, half_open=False, mixed=False):
     """One seeded chaos run against a fleet of ``sessions``; asserts the invariants and returns
-    plain figures (no references to the run's objects survive it)."""
+    plain figures (no references to the run's objects survive it). ``mixed``: every other
+    session speaks GPT-Live (``protocol="live"``), the same checks for both."""
     rng = random.Random(seed)
     server = EmbeddedServer(api_keys={"sk-chaos"}, faults=FaultPlan(seed=5))
     figures = {"sessions": sessions, "turns": sessions * turns}
@@ -154,7 +155,8 @@ async def _chaos_round(sessions, turns, seed, half_open=False):
                               connect_params={"ping_interval": 0.25, "ping_timeout": 0.75},
                               config={"output_modalities": ["text"]}) as fleet:
             stream = fleet.subscribe(buffer=1_000_000)
-            sids = [await fleet.add_session() for _ in range(sessions)]
+            sids = [await fleet.add_session(protocol="live" if mixed and i % 2 else "realtime")
+                    for i in range(sessions)]
             try:
                 await fleet.add_session()
                 raise AssertionError("max_sessions not enforced")
@@ -245,8 +247,13 @@ async def _chaos_round(sessions, turns, seed, half_open=False):
                 assert status.state is S.CONNECTED or (status.state is S.ERROR and status.last_error)
                 assert status.restarts <= 50
                 record = _final_record(server, fleet, sid)
-                user_items = [i["id"] for i in record.items if i.get("role") == "user"]
-                expected = [f"item_{sid}_{t}" for t in range(turns)]
+                if fleet.links[sid].core.edge is not None:  # Live: a new session each time,
+                    # seeded with text: the user texts, not item ids, are what it keeps
+                    user_items = [i["content"][0]["text"] for i in record.items if i.get("role") == "user"]
+                    expected = [f"{sid} turn {t}" for t in range(turns)]
+                else:
+                    user_items = [i["id"] for i in record.items if i.get("role") == "user"]
+                    expected = [f"item_{sid}_{t}" for t in range(turns)]
                 lost += len(set(expected) - set(user_items))
                 duplicated += len(user_items) - len(set(user_items))
                 assert user_items == expected, (sid, user_items)
@@ -443,9 +450,17 @@ async def _settled(fleet, sid):
 
 def _final_record(server, fleet, sid):
     session_id = fleet.links[sid].core.session_id
-    matches = [r for r in server.connections if r.session and r.session.session["id"] == session_id]
+    matches = [r for r in server.connections if r.session and r.session.session.get("id") == session_id]
     assert len(matches) == 1
     return matches[0]
+
+
+async def test_mixed_realtime_and_live_fleet_keeps_every_invariant_under_chaos():
+    """25 Realtime and 25 GPT-Live sessions in one fleet under the same chaos: every user item
+    in the final conversation once and in order, gapless event sequences, all recovered."""
+    figures = await _chaos_round(50, 3, seed=11, mixed=True)
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
+    assert figures["recoveries"] >= 50
 
 
 async def test_half_open_on_every_connection_loses_no_items():

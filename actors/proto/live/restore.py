@@ -21,6 +21,9 @@ On every connection of a Live session, in order:
    item ids), then written-but-unacknowledged item creates, then the owed ``response.create``
    (kept pending, not written: Live answers by itself), then the audio turns in flight
    (:mod:`actors.proto.turns`: their appends; commit and ``response.create`` are not written).
+   Live answers input, never a bare request, so at most as many ``response.create`` stay owed
+   as inputs go out now (the newest); an older one (whose answer the drop cut short, with no
+   user text left to re-send) is let go rather than waited for forever.
 
 Exactly once then means: every client item is in the new session once (seeded or re-sent) or
 reported as not restored; every owed answer is asked for once.
@@ -51,10 +54,15 @@ def greeting(core: Any) -> list[dict[str, Any]]:
     skipped = core.mirror.last_skipped if core.replay else 0
     owed = core._reissue is not None or any(
         e["type"] == "response.create" for e in core._pending.values())
-    resend: list[dict[str, Any]] = []
+    # user text taken out of the mirror by an earlier greeting whose connection never got to
+    # session.started: still owed, still first (nothing reached the mirror since)
+    resend: list[dict[str, Any]] = edge.resend
+    edge.resend = []
     if owed:
+        trailing = []
         while items and items[-1].get("role") == "user":
-            resend.insert(0, items.pop())
+            trailing.insert(0, items.pop())
+        resend += trailing
     seed = []
     budget = MAX_INPUT_TOKENS * _CHARS_PER_TOKEN
     for item in reversed(items):
@@ -96,15 +104,22 @@ def restore(core: Any, out: list[dict[str, Any]]) -> None:
     if reissue is not None and reissue["event_id"] not in core._pending:
         core._add_pending(reissue["event_id"], reissue)
         core._reissued += 1
-    for event in turn_events:
-        if event["type"] == "response.create":
-            if event["event_id"] not in core._pending:
-                core._add_pending(event["event_id"], event)
-        elif event["type"] == "input_audio_buffer.append":
-            out.append(event)
-    core._pending_responses.extend(
-        e["event_id"] for e in core._pending.values() if e["type"] == "response.create")
-    core.turns.track_replayed([e for e in turn_events if e["type"] == "input_audio_buffer.append"])
+    for event in turn_events:  # a manual audio turn's own request: owed like the others
+        if event["type"] == "response.create" and event["event_id"] not in core._pending:
+            core._add_pending(event["event_id"], event)
+    appends = [e for e in turn_events if e["type"] == "input_audio_buffer.append"]
+    out.extend(appends)
+    # Live answers input, never a bare request: keep as many owed answers as there are inputs
+    # going out now (user text re-sent, unacknowledged item creates, audio turns); an older
+    # request (for an answer already given, e.g. one the drop cut short) cannot be asked again
+    inputs = sum(1 for e in out if e["type"] == "conversation.item.create")
+    inputs += core.turns.replayed - replayed_before
+    requests = [e["event_id"] for e in core._pending.values() if e["type"] == "response.create"]
+    drop = len(requests) - min(len(requests), inputs)
+    for event_id in requests[:drop]:
+        core._unpend(event_id)
+    core._pending_responses.extend(requests[drop:])
+    core.turns.track_replayed(appends)
     core._replayed += edge.seeded
     core._skipped += edge.not_restored
     core.last_restore = RestoreSummary(
