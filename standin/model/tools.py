@@ -15,7 +15,7 @@ The rule (deterministic given the conversation, the tools and ``tool_choice``):
    the first function tool; else (``"auto"``) none, and the answer is ``"You said: …"``.
    One call per response (``parallel_tool_calls`` is accepted and ignored).
 3. Arguments are a JSON object. Every ``key=value`` word of the user message (``key="two
-   words"`` for spaces) whose key is one of the schema's ``properties`` (any key when the
+   words"`` for spaces; an unquoted value ends at a space, without trailing ``.,;:!?``) whose key is one of the schema's ``properties`` (any key when the
    schema has no ``properties`` and does not set ``additionalProperties: false``) is taken,
    converted to the property's ``type`` when it converts (``integer``, ``number``,
    ``boolean``; otherwise the word stays a string). Each ``required`` property still missing
@@ -40,7 +40,7 @@ from standin.model.response import reply_for
 
 __all__ = ["ToolCall", "check_tool_choice", "check_tools", "plan_reply", "tool_answer"]
 
-_KEY_VALUE = re.compile(r"""(?<![\w.-])([A-Za-z_][\w.-]*)=(?:"([^"]*)"|'([^']*)'|(\S+))""")
+_KEY_VALUE = re.compile(r"""(?<![\w.-])([A-Za-z_][\w.-]*)=(?:"([^"]*)"|'([^']*)'|(\S*[^\s.,;:!?]))""")
 _FILL = {"string": "example", "integer": 1, "number": 1, "boolean": True, "array": [], "object": {},
          "null": None}
 
