@@ -11,6 +11,7 @@ import pytest
 from standin.model.events import IdFactory
 from standin.model.realtime import ModelConfig, RealtimeSession
 from standin.model.tools import ToolCall, plan_reply
+from tests.sdk_events import validate_server_event
 
 WEATHER = {
     "type": "function", "name": "get_weather", "description": "Weather for a city",
@@ -77,6 +78,8 @@ def test_named_tool_with_key_value_arguments_full_flow():
     assert response["status"] == "completed" and response["output"] == [item]
     assert not any(e["type"].startswith("response.output_text") for e in events)
     assert session.items[-1] == item  # the call is in the conversation
+    for event in events:
+        validate_server_event(event)
 
 
 def test_answer_uses_the_function_call_output():
@@ -149,6 +152,8 @@ def test_a_cancelled_call_is_incomplete():
     assert "response.function_call_arguments.delta" not in kinds
     assert the_call(cancelled)["status"] == "incomplete"
     assert next(e for e in cancelled if e["type"] == "response.done")["response"]["status"] == "cancelled"
+    for event in cancelled:
+        validate_server_event(event)
 
 
 def test_output_without_matching_call_is_still_answered():
@@ -214,6 +219,8 @@ def test_idle_timeout_triggers_commits_silence_and_answers():
     assert kinds[:4] == ["input_audio_buffer.timeout_triggered", "input_audio_buffer.committed",
                          "conversation.item.added", "conversation.item.done"]
     trig = out[0]
+    for event in out:
+        validate_server_event(event)
     assert trig["item_id"] == out[1]["item_id"] and trig["audio_start_ms"] == trig["audio_end_ms"] == 0
     assert kinds[-2:] == ["response.done", "rate_limits.updated"]
     assert text_of(out) == "You said: audio of 0 ms"
