@@ -7,6 +7,8 @@ import json
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from standin.model.events import IdFactory
 from standin.model.realtime import ModelConfig, RealtimeSession
@@ -229,3 +231,28 @@ def test_idle_timeout_triggers_commits_silence_and_answers():
     session.receive_event({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
         "turn_detection": {"type": "server_vad"}}}}}, 6.0)
     assert session.handle_timer(10.0) == []  # the timeout was switched off meanwhile
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["function", "mcp", "object", "string",
+                                                                       "integer", "city", "get_time", "auto"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["type", "name", "parameters", "properties", "required", "enum", "default", "city"]),
+        inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tools=_json, choice=_json, text=st.text(max_size=40), override=st.booleans())
+def test_any_tools_and_choice_give_events_or_error_events_never_a_crash(tools, choice, text, override):
+    session = session_with(tools=[WEATHER, TIME])
+    fields = {"tools": tools, "tool_choice": choice}
+    out = session.receive_event({"type": "session.update", "session": {"type": "realtime", **fields}}, 0.0)
+    assert [e["type"] for e in out] in (["session.updated"], ["error"])
+    response = fields if override else {}
+    out = say(session, text + " get_weather city=Rome", **response)
+    for event in out:
+        validate_server_event(event)
+    kinds = [e["type"] for e in out]
+    assert kinds == ["error"] or kinds[-2:] == ["response.done", "rate_limits.updated"]
