@@ -3,8 +3,9 @@
 The runner's dispatcher hands every event of the session to :meth:`SessionDriver.on_event`
 (synchronously, in order); the script task waits on the driver's trio events.  A turn starts
 when the client asks for a response (``say``), when the server reports the end of speech
-(``play`` with server VAD), or when the client commits (``play`` without VAD); it ends at
-``response.done``.
+(``play`` with server VAD), when the server's idle timeout fires (``timeout_triggered``, VAD), when
+the client commits (``play`` without VAD) or answers a tool call (``answer_tool_call``); it ends
+at ``response.done``.  The model's completed function calls are kept for ``expect_tool_call``.
 
 A SIP session (``sip=True``) is a phone call whose realtime session is the call's sideband:
 ``play`` goes to the service as the phone's RTP audio (8 kHz G.711, paced 20 ms by the call),
@@ -155,6 +156,9 @@ class SessionDriver:
         elif kind == "input_audio_buffer.speech_stopped":
             if self.vad:
                 self._start_turn("audio")
+        elif kind == "input_audio_buffer.timeout_triggered":  # idle_timeout_ms: the server answers
+            if self.vad:
+                self._start_turn("idle")
         elif kind == "response.done":
             self.last_response = payload.get("response")
             self._set_output_live(False)
