@@ -21,5 +21,5 @@ fi
 python3 -m pip install -q -e '.[test,webrtc]'
 # the layers and the no-circle rule (pyproject.toml [tool.importlinter]) before any test
 python3 -c "from importlinter.cli import lint_imports_command as c; c.main(['--no-cache'], prog_name='lint-imports')"
-export RTFLEET_REQUIRE_BROWSER=1 RTFLEET_REQUIRE_SIPP=1
+export RTFLEET_REQUIRE_BROWSER=1 RTFLEET_REQUIRE_SIPP=1 RTFLEET_REQUIRE_AGENTS=1
 exec python3 -m pytest -q "$@"

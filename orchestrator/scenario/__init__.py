@@ -32,12 +32,13 @@ from .model import (
     Transport,
     TurnDetection,
 )
-from .steps import BargeIn, Cancel, Pause, Play, Repeat, Say, Send, Step, WaitResponse
+from .steps import (AnswerToolCall, BargeIn, Cancel, ExpectToolCall, Pause, Play, Repeat, Say, Send, Step,
+                    WaitResponse)
 from .thresholds import Threshold, ThresholdError, ThresholdResult, evaluate, parse_threshold
 
 __all__ = [
-    "AddLatency", "AudioFormat", "BargeIn", "Cancel", "Dialect", "DropConnections", "Duration",
-    "DurationError", "EmbeddedTarget", "ExpireKeys", "FaultAction", "FaultEvent", "InvalidField",
+    "AddLatency", "AnswerToolCall", "AudioFormat", "BargeIn", "Cancel", "Dialect", "DropConnections", "Duration",
+    "DurationError", "EmbeddedTarget", "ExpectToolCall", "ExpireKeys", "FaultAction", "FaultEvent", "InvalidField",
     "KillServer", "Malformed", "Modality", "Pause", "Phase", "Play", "Population", "RejectKeys",
     "RemoteTarget", "Repeat", "Say", "Scenario", "ScenarioError", "SemanticVad", "Send",
     "ServerFaults", "ServerVad", "SessionConfig", "Step", "Target", "Threshold", "ThresholdError",

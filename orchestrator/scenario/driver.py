@@ -3,8 +3,9 @@
 The runner's dispatcher hands every event of the session to :meth:`SessionDriver.on_event`
 (synchronously, in order); the script task waits on the driver's trio events.  A turn starts
 when the client asks for a response (``say``), when the server reports the end of speech
-(``play`` with server VAD), or when the client commits (``play`` without VAD); it ends at
-``response.done``.
+(``play`` with server VAD), when the server's idle timeout fires (``timeout_triggered``, VAD), when
+the client commits (``play`` without VAD) or answers a tool call (``answer_tool_call``); it ends
+at ``response.done``.  The model's completed function calls are kept for ``expect_tool_call``.
 
 A SIP session (``sip=True``) is a phone call whose realtime session is the call's sideband:
 ``play`` goes to the service as the phone's RTP audio (8 kHz G.711, paced 20 ms by the call),
@@ -27,10 +28,13 @@ import trio
 from actors.events import ConnectionEvent, EventKind
 from orchestrator.fleet import Fleet, user_text
 from orchestrator.scenario.runmetrics import RunMetrics
+from orchestrator.scenario.tool_calls import ToolCalls, mismatch, output_text
 from orchestrator.telemetry import start_span
 from orchestrator.scenario.steps import (
+    AnswerToolCall,
     BargeIn,
     Cancel,
+    ExpectToolCall,
     Pause,
     Play,
     Repeat,
@@ -89,6 +93,8 @@ class SessionDriver:
     turns: int = 0
     #: why the audio turn in flight was lost at a drop (its wait fails at once)
     _lost: str | None = None
+    #: function calls the model made, for expect_tool_call / answer_tool_call
+    tool_calls: ToolCalls = attrs.field(factory=ToolCalls)
 
     def _start_turn(self, kind: str) -> _Turn:
         if self._turn is not None and self._turn.span is not None:
@@ -140,9 +146,19 @@ class SessionDriver:
             self._audio_bytes = 0
             self._audio_item = None
             self._audio_started = None
+        elif kind == "response.output_item.done":
+            item = payload.get("item") or {}
+            if item.get("type") == "function_call" and item.get("status") == "completed":
+                self.metrics.inc("tool.calls")
+                if turn is not None:
+                    self.metrics.observe("tool.call", now - turn.started)
+                self.tool_calls.arrived(item)
         elif kind == "input_audio_buffer.speech_stopped":
             if self.vad:
                 self._start_turn("audio")
+        elif kind == "input_audio_buffer.timeout_triggered":  # idle_timeout_ms: the server answers
+            if self.vad:
+                self._start_turn("idle")
         elif kind == "response.done":
             self.last_response = payload.get("response")
             self._set_output_live(False)
@@ -190,6 +206,10 @@ class SessionDriver:
                 await self.run(step.steps)
         elif isinstance(step, Send):
             await self.fleet.send(self.sid, dict(step.event))
+        elif isinstance(step, ExpectToolCall):
+            await self._expect_tool_call(step)
+        elif isinstance(step, AnswerToolCall):
+            await self._answer_tool_call(step)
         else:  # pragma: no cover - the loader admits only the kinds above
             raise StepFailed(f"unknown step {step!r}")
 
@@ -200,6 +220,40 @@ class SessionDriver:
         await self.fleet.send(self.sid, {"type": "response.create"})
         if step.wait:
             await self._wait_done(count, step.timeout)
+
+    async def _expect_tool_call(self, step: ExpectToolCall) -> None:
+        call = await self.tool_calls.take(step.timeout)
+        if call is None:
+            problem: str | None = f"no function call came within {step.timeout:g}s"
+        else:
+            problem = mismatch(call, step.name, step.arguments)
+        if problem is not None:
+            self.metrics.inc("tool.calls_failed")
+            self.metrics.inc("errors")
+            raise StepFailed(f"expect_tool_call: {problem}")
+        self.tool_calls.current = call
+
+    async def _answer_tool_call(self, step: AnswerToolCall) -> None:
+        call, self.tool_calls.current = self.tool_calls.current, None
+        if call is None:
+            call = await self.tool_calls.take(step.timeout)
+            if call is None:
+                self.metrics.inc("errors")
+                raise StepFailed(f"answer_tool_call: no function call came within {step.timeout:g}s")
+        try:
+            output = output_text(step.output, call)
+        except KeyError as exc:
+            self.metrics.inc("errors")
+            raise StepFailed(f"answer_tool_call: the output names ${exc.args[0]}, which the call of "
+                             f"{call.get('name')!r} does not have (arguments: {call.get('arguments')})") from None
+        await self.fleet.send(self.sid, {"type": "conversation.item.create", "item": {
+            "type": "function_call_output", "call_id": call.get("call_id"), "output": output}})
+        if step.respond:
+            count = self._done_count
+            self._start_turn("tool")
+            await self.fleet.send(self.sid, {"type": "response.create"})
+            if step.wait:
+                await self._wait_done(count, step.timeout)
 
     async def _wait_done(self, count: int, timeout: float) -> None:
         with trio.move_on_after(timeout):

@@ -47,6 +47,9 @@ _CATALOGUE = (
     Metric("turns.barge_in_missed", COUNTER, "barge-ins that met no live response"),
     Metric("turns.replayed", COUNTER, "audio turns in flight at a drop, re-sent on reconnect"),
     Metric("turns.lost", COUNTER, "audio turns in flight at a drop that could not be replayed"),
+    Metric("tool.call", HISTOGRAM, "turn start -> the model's function call complete (output_item.done)"),
+    Metric("tool.calls", COUNTER, "function calls the model made (completed function_call items)"),
+    Metric("tool.calls_failed", COUNTER, "expect_tool_call steps that timed out or did not match"),
     Metric("audio.frame_lateness", HISTOGRAM, "how late each 20 ms input chunk left (s)"),
     Metric("events.received", COUNTER, "server events"),
     Metric("errors", COUNTER, "protocol errors, server errors, failed turns and sessions"),
@@ -73,7 +76,7 @@ FAMILIES: dict[str, str] = {
 #: counters the runner declares at 0, so that thresholds on them see 0, not absent
 DECLARED = ("errors", "sessions.started", "sessions.completed", "sessions.failed",
             "sessions.stopped", "turns.completed", "turns.failed", "turns.barged_in",
-            "turns.barge_in_missed", "turns.replayed", "turns.lost", "reconnect.attempts", "reconnect.succeeded",
+            "turns.barge_in_missed", "turns.replayed", "turns.lost", "tool.calls", "tool.calls_failed", "reconnect.attempts", "reconnect.succeeded",
             "reconnect.failed", "events.received")
 
 

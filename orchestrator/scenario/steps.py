@@ -15,6 +15,9 @@ value; the other fields sit beside it or inside a mapping under the kind key::
       steps:
         - say: again
     - send: {type: input_audio_buffer.clear}
+    - say: "call get_weather city=Paris"  # the model calls a function tool (session tools)
+    - expect_tool_call: get_weather       # or {name: ..., arguments: {city: Paris}, timeout: 10s}
+    - answer_tool_call: 'It is sunny in $city'   # or {output: {temp: 21}, respond: true, wait: true}
 
 Runner semantics:
 
@@ -36,7 +39,20 @@ Runner semantics:
 * `Cancel`: sends ``response.cancel`` now.
 * `Pause`: sleeps ``duration`` seconds. `Repeat`: runs ``steps`` ``times`` times.
 * `Send`: sends ``event`` verbatim (it must have a string ``type``).
+* `ExpectToolCall`: takes the oldest function call the model made that no step took yet (a
+  completed ``function_call`` item in ``response.output_item.done``), waiting for one at most
+  ``timeout``; fails the session (``tool.calls_failed``, ``errors``) when none comes, when its
+  name is not ``name`` (if given) or when an argument of ``arguments`` is missing or differs.
+* `AnswerToolCall`: sends the ``function_call_output`` of the call the last `ExpectToolCall`
+  took (else the next call, taken as that step would, without checks), then, with
+  ``respond``, ``response.create`` and, with ``wait``, waits for that ``response.done``.
+  ``output`` is any JSON value, sent as JSON text; a string is a template sent as it is, where
+  ``$key``/``${key}`` are the call's arguments (strings as they are, others as JSON) and
+  ``$name``/``$call_id`` the call's own (a placeholder the call lacks fails the step).
 """
+
+import json
+import string
 
 from pathlib import Path
 from typing import Any, ClassVar, Union
@@ -56,6 +72,8 @@ __all__ = [
     "Pause",
     "Repeat",
     "Send",
+    "ExpectToolCall",
+    "AnswerToolCall",
     "Step",
     "STEP_KINDS",
     "CHUNK_SECONDS",
@@ -149,10 +167,48 @@ class Send:
     event: dict[str, Any] = attrs.field(validator=_event)
 
 
-Step = Union[Say, Play, WaitResponse, BargeIn, Cancel, Pause, Repeat, Send]
+def _json_output(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise InvalidField(f"expected a JSON value (text, number, list, mapping), got "
+                           f"{type(value).__name__}", ("output",)) from None
+    if isinstance(value, str) and not string.Template(value).is_valid():
+        raise InvalidField("a '$' must start a placeholder ($key or ${key}); write $$ for a "
+                           "dollar sign", ("output",))
+
+
+def _optional_name(_instance: Any, _attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None and not value:
+        raise InvalidField("expected a function name", ("name",))
+
+
+@attrs.frozen
+class ExpectToolCall:
+    kind: ClassVar[str] = "expect_tool_call"
+    primary: ClassVar[str] = "name"
+
+    name: str | None = attrs.field(default=None, validator=_optional_name)
+    arguments: dict[str, Any] = attrs.field(factory=dict)
+    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=_positive)
+
+
+@attrs.frozen
+class AnswerToolCall:
+    kind: ClassVar[str] = "answer_tool_call"
+    primary: ClassVar[str] = "output"
+
+    output: Any = attrs.field(validator=_json_output)
+    respond: bool = True
+    wait: bool = True
+    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=_positive)
+
+
+Step = Union[Say, Play, WaitResponse, BargeIn, Cancel, Pause, Repeat, Send, ExpectToolCall, AnswerToolCall]
 attrs.resolve_types(Repeat, globals())
 
 #: kind key -> step class
 STEP_KINDS: dict[str, type] = {
-    cls.kind: cls for cls in (Say, Play, WaitResponse, BargeIn, Cancel, Pause, Repeat, Send)
+    cls.kind: cls for cls in (Say, Play, WaitResponse, BargeIn, Cancel, Pause, Repeat, Send,
+                              ExpectToolCall, AnswerToolCall)
 }

@@ -40,6 +40,8 @@ def _step(step: Any, effective: bool) -> dict[str, Any]:
     fields = _fields_of(step, effective)
     primary = primary_key(type(step))
     head = fields.pop(primary) if primary in fields else None
+    if isinstance(head, dict) and primary != "event":  # a mapping there would read as fields
+        head = {primary: head}
     return {type(step).kind: head, **fields}
 
 

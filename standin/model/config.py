@@ -15,6 +15,7 @@ from typing import Any
 
 from standin.model.audio import AudioFormat
 from standin.model.events import ClientError
+from standin.model.tools import check_tool_choice, check_tools
 from standin.model.vad import VadParams
 
 __all__ = [
@@ -138,6 +139,10 @@ def apply_update(
     for key in _PASS_THROUGH + ("parallel_tool_calls",):
         if key in update:
             new[key] = copy.deepcopy(update[key])
+    if "tools" in update:
+        new["tools"] = check_tools(new["tools"], "session.tools")
+    if "tools" in update or "tool_choice" in update:
+        new["tool_choice"] = check_tool_choice(new.get("tool_choice", "auto"), new["tools"], "session.tool_choice")
     return new
 
 

@@ -29,7 +29,9 @@ from standin.model import config as cfg
 from standin.model.audio import PCM_24K, Tone
 from standin.model.conversation import Conversation, item_from_client, item_text
 from standin.model.events import ClientError, IdFactory, error_event
-from standin.model.response import ResponseRun, reply_for, split_words
+from standin.model.function_call import FunctionCallRun, function_call_item
+from standin.model.response import ResponseRun, split_words
+from standin.model.tools import ToolCall, check_tool_choice, check_tools, plan_reply
 from standin.model.vad import EnergyVad, SpeechStarted
 
 __all__ = ["ModelConfig", "RealtimeSession"]
@@ -72,6 +74,8 @@ class RealtimeSession:
     _played_ms: dict[str, int] = attrs.field(factory=dict)  # assistant item -> audio ms sent
     #: the last entry of ``received`` when it is a run of appends, and its total length
     _append_run: tuple[Event, int] | None = None
+    #: when ``input_audio_buffer.timeout_triggered`` fires (server VAD ``idle_timeout_ms``)
+    _idle_due: float | None = None
 
     @classmethod
     def create(
@@ -152,6 +156,8 @@ class RealtimeSession:
         dues = [d for d in (run.due() for run in self._runs) if d is not None]
         if self._scheduled:
             dues.append(self._scheduled[0][0])
+        if self._idle_due is not None:
+            dues.append(self._idle_due)
         return min(dues, default=None)
 
     def handle_timer(self, now: float) -> list[Event]:
@@ -163,9 +169,12 @@ class RealtimeSession:
             if self._scheduled and self._scheduled[0][0] <= due:
                 out.append(heapq.heappop(self._scheduled)[2])
                 continue
+            if self._idle_due is not None and self._idle_due <= due:
+                self._idle_timeout(now, out)
+                continue
             run = min(self._runs, key=lambda r: r.due())
             out += run.step(self._ev)
-            self._forget_finished()
+            self._forget_finished(now)
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -269,12 +278,19 @@ class RealtimeSession:
         context = self.conversation.items
         if "input" in params:
             context = self._response_input(params["input"])
+        tools = self.session.get("tools") or []
+        if "tools" in params:
+            tools = check_tools(params["tools"], "response.tools")
+        choice = self.session.get("tool_choice", "auto")
+        if "tool_choice" in params:
+            choice = check_tool_choice(params["tool_choice"], tools, "response.tool_choice")
         if conversation == "auto" and self._active_default() is not None:
             raise ClientError(
                 "conversation_already_has_active_response",
                 "Conversation already has an active response in progress.",
             )
-        self._start_response(now, modalities[0], conversation == "auto", context, params.get("metadata"))
+        self._start_response(now, modalities[0], conversation == "auto", context, params.get("metadata"),
+                             tools, choice)
 
     def _on_response_cancel(self, obj: Event, now: float, out: list[Event]) -> None:
         wanted = obj.get("response_id")
@@ -285,7 +301,7 @@ class RealtimeSession:
         if run is None:
             raise ClientError("response_cancel_not_active", "Cancellation failed: no active response found.")
         out += run.cancel(self._ev, "client_cancelled")
-        self._forget_finished()
+        self._forget_finished(now)
 
     def _on_output_audio_clear(self, obj: Event, now: float, out: list[Event]) -> None:
         if self.transport == "websocket":
@@ -296,6 +312,7 @@ class RealtimeSession:
     # -- turns ----------------------------------------------------------------------------------
 
     def _speech_started(self, at_ms: float, out: list[Event]) -> None:
+        self._idle_due = None
         detection = cfg.turn_detection(self.session) or {}
         start = max(self._buffer_start_ms, at_ms - cfg.vad_params(detection).prefix_padding_ms)
         item_id = self.ids.new("item")
@@ -352,11 +369,15 @@ class RealtimeSession:
                 out.append(done)
 
     def _start_response(
-        self, now: float, modality: str, in_conversation: bool, context: list[dict[str, Any]], metadata: Any
+        self, now: float, modality: str, in_conversation: bool, context: list[dict[str, Any]], metadata: Any,
+        tools: list[dict[str, Any]] | None = None, tool_choice: Any = None,
     ) -> None:
-        user = next((i for i in reversed(context) if i.get("role") == "user"), None)
-        words_heard = (item_text(user) or self._heard.get(user["id"], "")) if user else ""
-        words = split_words(reply_for(words_heard))
+        if in_conversation:
+            self._idle_due = None
+        if tools is None:
+            tools, tool_choice = self.session.get("tools") or [], self.session.get("tool_choice", "auto")
+        reply = plan_reply(context, tools, tool_choice, self._heard)
+        words = split_words(reply) if isinstance(reply, str) else []
         out_fmt = cfg.output_format(self.session)
         audio = []
         if modality == "audio":
@@ -377,6 +398,9 @@ class RealtimeSession:
             "usage": None,
             "metadata": metadata if isinstance(metadata, dict) else None,
         }
+        if isinstance(reply, ToolCall):
+            self._start_call(now, reply, response, in_conversation, context)
+            return
         item = {"id": self.ids.new("item"), "object": "realtime.item", "type": "message",
                 "status": "in_progress", "role": "assistant", "content": []}
         prev = self.conversation.insert(item) if in_conversation else None
@@ -385,6 +409,18 @@ class RealtimeSession:
             chunk_ms=self.config.chunk_ms, start=now, pace=self.config.chunk_ms / 1000 * self.config.pace,
             previous_item_id=prev, in_conversation=in_conversation,
             usage=_usage(context, self._heard, words, modality, self.config.chunk_ms),
+        )
+        self._runs.append(run)
+        self.responses.append(response)
+
+    def _start_call(self, now: float, call: ToolCall, response: dict[str, Any], in_conversation: bool,
+                    context: list[dict[str, Any]]) -> None:
+        item = function_call_item(self.ids.new("item"), self.ids.new("call"), call.name)
+        prev = self.conversation.insert(item) if in_conversation else None
+        run = FunctionCallRun(
+            response=response, item=item, arguments=call.arguments, start=now, previous_item_id=prev,
+            in_conversation=in_conversation,
+            usage=_usage(context, self._heard, split_words(call.arguments), "text", self.config.chunk_ms),
         )
         self._runs.append(run)
         self.responses.append(response)
@@ -434,11 +470,34 @@ class RealtimeSession:
     def _active_default(self) -> ResponseRun | None:
         return next((r for r in self._runs if r.in_conversation), None)
 
-    def _forget_finished(self) -> None:
+    def _forget_finished(self, now: float | None = None) -> None:
+        """Drop finished runs; ``now`` given: arm the idle timeout after the default
+        conversation's response (server VAD ``idle_timeout_ms``, nobody speaking)."""
         for run in [r for r in self._runs if not r.in_progress]:
             if run.modality == "audio":
                 self._played_ms[run.item["id"]] = run.audio_ms_sent
             self._runs.remove(run)
+            idle_ms = (cfg.turn_detection(self.session) or {}).get("idle_timeout_ms")
+            if (now is not None and run.in_conversation and idle_ms is not None and self._speech is None
+                    and self._active_default() is None):
+                self._idle_due = now + idle_ms / 1000
+
+    def _idle_timeout(self, now: float, out: list[Event]) -> None:
+        """No speech for ``idle_timeout_ms`` after a response: say so, commit what the buffer
+        holds (silence) as a user audio item and answer it (when ``create_response``)."""
+        self._idle_due = None
+        detection = cfg.turn_detection(self.session) or {}
+        if detection.get("idle_timeout_ms") is None or self._speech is not None:
+            return
+        item_id = self.ids.new("item")
+        start, end = self._buffer_start_ms, self._audio_ms
+        out.append(self._ev("input_audio_buffer.timeout_triggered", item_id=item_id,
+                            audio_start_ms=round(start), audio_end_ms=round(end)))
+        self._commit(item_id, start, end, now, out)
+        self._reset_vad()
+        if detection.get("create_response", True) and self._active_default() is None:
+            modality = cfg.output_modalities(self.session)[0]
+            self._start_response(now, modality, True, self.conversation.items, None)
 
     def _existing_item(self, obj: Event) -> dict[str, Any]:
         item_id = _required(obj, "item_id", str)
