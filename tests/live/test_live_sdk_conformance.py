@@ -66,9 +66,24 @@ def sdk_turns(server: EmbeddedServer) -> tuple[list[dict], list[dict], list[dict
                     await conn.send({"type": "session.input_audio.append",
                                      "audio": base64.b64encode(chunk).decode()})
                 audio_turn = await _until_usage(conn)
+                # delegation to the client: the model hands the task over, the app answers it
+                await conn.send({"type": "session.commentary.append", "content": "delegate: order 7",
+                                 "delegation_id": None})
+                appended, delegated = [json.loads(await conn.recv_bytes()) for _ in range(2)]
+                await conn.send({"type": "session.thinking.append", "content": "ships today",
+                                 "delegation_id": delegated["delegation"]["id"]})
+                result = await _until_usage(conn)
+                others = []
+                for event in ({"type": "session.input_audio.mute"}, {"type": "session.input_audio.unmute"},
+                              {"type": "session.update", "session": {"delegation": {
+                                  "type": "client", "acknowledgement_delay_ms": 100}}},
+                              {"type": "session.update", "session": {"instructions": "no"}},
+                              {"type": "response.create"}, {"type": "no.such.event"}):
+                    await conn.send(event)  # the SDK sends a dict as it is
+                    others.append(json.loads(await conn.recv_bytes()))
                 await conn.send({"type": "session.close"})
                 closed = json.loads(await conn.recv_bytes())
-                return [started], text_turn + audio_turn, [closed]
+                return [started], text_turn + audio_turn, [appended, delegated, *result, *others, closed]
         finally:
             await client.close()
 
@@ -89,7 +104,20 @@ async def test_sdk_live_connect_completes_text_and_audio_turns(nursery):
     assert len(heard) == 1 and heard[0].startswith("audio of ")
     assert "You said: audio of" in said
     assert kinds.count("session.output_audio.delta") == said.count(" ") + 2
-    assert closed[0]["type"] == "session.closed" and closed[0]["reason"] == "close_requested"
+    appended, delegated, *rest = closed
+    assert delegated["type"] == "session.delegation.created"
+    assert delegated["delegation"]["target"] == "client"
+    assert "Result: ships today" in "".join(
+        e["delta"] for e in rest if e["type"] == "session.output_transcript.delta")
+    others = [e for e in rest if e["type"] not in (
+        "session.output_transcript.delta", "session.output_audio.delta", "session.usage.updated",
+        "session.thinking.appended")]
+    assert [e["type"] for e in others] == [
+        "session.input_audio.muted", "session.input_audio.unmuted", "session.updated",
+        "error", "error", "error", "session.closed"]
+    assert [e["error"]["code"] for e in others if e["type"] == "error"] == [
+        "immutable_parameter", "unsupported_delegation", "invalid_value"]
+    assert others[-1]["reason"] == "close_requested"
     for event in started + turns + closed:
         SERVER_EVENT.validate_python(event)
 
