@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from orchestrator.scenario.model import Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
+from orchestrator.metrics import MetricsRegistry
 from orchestrator.readout import population_rows, format_observed, format_reconnects
 from orchestrator.scenario.thresholds import ThresholdResult
 from orchestrator.scenario.unstructure import unstructure_scenario
@@ -89,12 +90,8 @@ def build_results(
             "counters": dict(sorted(registry.counters.items())),
             "gauges": dict(sorted(registry.gauges.items())),
         },
-        "populations": {
-            name: {**metrics.population_info[name], "summary": {
-                "histograms": {h: v.summary() for h, v in sorted(reg.histograms.items())},
-                "counters": dict(sorted(reg.counters.items()))}}
-            for name, reg in metrics.by_population.items()
-        },
+        "populations": {name: population_section(metrics.population_info[name], reg)
+                        for name, reg in metrics.by_population.items()},
         "timeline": metrics.series.snapshot(),
         "marks": marks,
         "sessions": {"started": int(c.get("sessions.started", 0)),
@@ -103,6 +100,14 @@ def build_results(
                      "stopped": int(c.get("sessions.stopped", 0)),
                      "errors": errors},
     }
+
+
+def population_section(info: dict[str, str], registry: MetricsRegistry) -> dict[str, Any]:
+    """One population in results.json: its protocol and transport, its summary, and its
+    registry's snapshot (what shards merge)."""
+    return {**info, "summary": {
+        "histograms": {h: v.summary() for h, v in sorted(registry.histograms.items())},
+        "counters": dict(sorted(registry.counters.items()))}, "metrics": registry.snapshot()}
 
 
 def write_results(out: Path, results: dict[str, Any]) -> list[Path]:

@@ -25,6 +25,7 @@ import attrs
 
 from orchestrator.metrics import MetricsRegistry, TimeSeries, make_lookup
 from orchestrator.scenario.model import Phase, Scenario
+from orchestrator.scenario.results import population_section
 from orchestrator.scenario.thresholds import evaluate, parse_threshold
 
 __all__ = ["shard", "parse_shard", "merge_results", "ShardSpecError"]
@@ -103,8 +104,12 @@ def merge_results(parts: Iterable[dict[str, Any]], *,
     series = TimeSeries(interval=first["timeline"]["interval"], origin=first["timeline"]["origin"])
     marks: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
+    populations: dict[str, tuple[dict[str, str], MetricsRegistry]] = {}
     for index, part in enumerate(parts):
         registry.merge(part["metrics"])
+        for name, pop in (part.get("populations") or {}).items():
+            info = {"protocol": pop.get("protocol", ""), "transport": pop.get("transport", "")}
+            populations.setdefault(name, (info, MetricsRegistry()))[1].merge(pop.get("metrics") or {})
         series.merge(part["timeline"])
         seen = {(m["kind"], m["label"]) for m in marks}
         for mark in part.get("marks", []):
@@ -144,6 +149,8 @@ def merge_results(parts: Iterable[dict[str, Any]], *,
             "counters": dict(sorted(registry.counters.items())),
             "gauges": dict(sorted(registry.gauges.items())),
         },
+        "populations": {name: population_section(info, reg)
+                        for name, (info, reg) in populations.items()},
         "timeline": series.snapshot(),
         "marks": sorted(marks, key=lambda m: m["t"]),
         "sessions": {"started": int(c.get("sessions.started", 0)),
