@@ -118,3 +118,10 @@ def test_a_missing_fault_file_exits_2(tmp_path: Path) -> None:
                            "--faults", str(tmp_path / "nope.yaml")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "cannot read the fault file" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_example_fault_file_loads():
+    from orchestrator.scenario.fault_file import load_fault_file
+
+    example = load_fault_file(Path(__file__).parents[2] / "examples" / "serve-faults.yaml")
+    assert example.repeat == 60 and len(example.faults) == 5 and example.server.latency == 0.02
