@@ -143,7 +143,7 @@ def serve_banner(url: str, *, key_file: str | None, models: tuple[str, ...] | No
             if webhook else "every call accepted (--sip-accept auto)"))
         if secret_file:
             lines.append(f"  webhook key in {secret_file} (whsec_; mode 0600; removed when the server stops)")
-    lines.append(f"  faults      " + (f"timeline from {faults}; " if faults else "")
+    lines.append("  faults      " + (f"timeline from {faults}; " if faults else "")
                  + f"POST {url}/_rtfleet/faults (API key) injects one now")
     if key_file:
         # The generated key goes to a private file, never to the terminal or a log.

@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable
 import attrs
 import trio
 
-from orchestrator.scenario.chaos import ServerControl, _for, _label, _malformed
+from orchestrator.scenario.chaos import ServerControl, change_for, fault_label, send_malformed
 from orchestrator.scenario.errors import InvalidField
 from orchestrator.scenario.fault_file import FaultFile, parse_fault_action
 from orchestrator.scenario.faults import (AddLatency, DropConnections, ExpireKeys, KillServer,
@@ -67,7 +67,7 @@ class ServeFaults:
         while True:
             for event in events:
                 await trio.sleep_until(start + event.at)
-                result, later = await self.apply(event.action)
+                _, later = await self.apply(event.action)
                 if later is not None:
                     await later()
             if faults.repeat is None:
@@ -86,7 +86,7 @@ class ServeFaults:
     async def apply(self, action: Any) -> tuple[dict[str, Any], Later | None]:
         control = self.control_of_server
         server = control.server
-        label = _label(action)
+        label = fault_label(action)
         done: dict[str, Any] = {"applied": label}
         later: Later | None = None
         if isinstance(action, DropConnections):
@@ -94,20 +94,20 @@ class ServeFaults:
         elif isinstance(action, ExpireKeys):
             done["expired_secrets"] = server.secrets.expire_all(server.clock())
         elif isinstance(action, AddLatency):
-            _for(self.nursery, server, action.duration, latency_ms=float(action.ms))
+            change_for(self.nursery, server, action.duration, latency_ms=float(action.ms))
         elif isinstance(action, RejectKeys):
-            _for(self.nursery, server, action.duration, reject_keys=True)
+            change_for(self.nursery, server, action.duration, reject_keys=True)
         elif isinstance(action, Malformed):
-            self.nursery.start_soon(_malformed, server, action.count)
+            self.nursery.start_soon(send_malformed, server, action.count)
         elif isinstance(action, KillServer):
-            later = partial_kill(control, self.nursery, action.restart_after)
+            later = _killer(control, self.nursery, action.restart_after)
         self.log.append((trio.current_time(), label, done))
         self.announce(f"fault: {label}" + "".join(f", {k} {v}" for k, v in done.items()
                                                    if k != "applied"))
         return done, later
 
 
-def partial_kill(control: ServerControl, nursery: trio.Nursery, restart_after: float | None) -> Later:
+def _killer(control: ServerControl, nursery: trio.Nursery, restart_after: float | None) -> Later:
     async def kill() -> None:
         control.kill()
         if restart_after is None:

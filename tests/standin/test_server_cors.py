@@ -2,6 +2,7 @@
 
 import httpx
 import pytest
+import trio
 
 from standin import EmbeddedServer
 
@@ -82,3 +83,18 @@ async def test_other_paths_get_no_cors_and_cors_can_be_off(nursery):
 def test_a_bad_origin_is_refused_when_the_server_is_made():
     with pytest.raises(ValueError, match="not an origin"):
         EmbeddedServer(api_keys={"k"}, cors_origins=["http://x.example/path"])
+
+
+async def test_rtfleet_serve_takes_its_origins_from_flags():
+    from tests.orchestrator.serve_process import rtfleet_serve
+
+    with trio.fail_after(60):
+        async with rtfleet_serve("--cors-origin", ORIGIN, "--cors-origin", "https://app.example") as serve:
+            assert f"CORS for {ORIGIN}, https://app.example" in serve.banner
+            async with httpx.AsyncClient(base_url=serve.url) as client:
+                ok = await client.request(*_preflight("/v1/realtime/calls")[:2],
+                                          headers=_preflight("/v1/realtime/calls")[2])
+                method, url, headers = _preflight("/v1/realtime/calls", origin="http://other.example")
+                other = await client.request(method, url, headers=headers)
+    assert ok.status_code == 204 and ok.headers["access-control-allow-origin"] == ORIGIN
+    assert other.status_code == 403

@@ -121,6 +121,15 @@ async def test_a_page_on_another_origin_calls_the_server_over_webrtc(tmp_path, n
                                           await_promise=True)
             await page.evaluate("app.waitFor(a => a.status === 'connected')", await_promise=True)
         assert call_id and call_id.startswith("rtc_") and call_id in server.calls
+        # a page may also mint straight from the server (a dev setup with the key in the page):
+        # that JSON post is preflighted too
+        with trio.fail_after(20):
+            direct = await page.evaluate(
+                f"fetch({json.dumps(server.base_url + '/v1/realtime/client_secrets')}, {{method: 'POST',"
+                f" headers: {{'Authorization': 'Bearer {server.api_key}', 'Content-Type': 'application/json'}},"
+                " body: JSON.stringify({session: {type: 'realtime'}})}).then(r => r.json()).then(b => b.value)",
+                await_promise=True)
+        assert direct.startswith("ek_") and server.stats.client_secrets_minted == 2
         assert len(minted) == 1 and server.calls[call_id].record.auth_kind == "client_secret"
 
         # the microphone's tone is a spoken turn: the server's VAD answers it
