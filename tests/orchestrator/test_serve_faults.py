@@ -32,7 +32,8 @@ async def _wait_connections(fleet, sid: str, count: int) -> None:
 
 async def test_a_fault_file_drops_the_clients_connection_and_it_reconnects(tmp_path: Path) -> None:
     plan = tmp_path / "chaos.yaml"
-    plan.write_text("seed: 3\nfaults:\n  - {at: 0.4s, action: drop_connections, percent: 100}\n"
+    plan.write_text("seed: 3\nserver: {latency: 10ms}\n"
+                    "faults:\n  - {at: 0.4s, action: drop_connections, percent: 100}\n"
                     "repeat: 0.8s\n")
     with trio.fail_after(60):
         async with rtfleet_serve("--faults", str(plan)) as serve:
@@ -46,6 +47,11 @@ async def test_a_fault_file_drops_the_clients_connection_and_it_reconnects(tmp_p
                 status = fleet.status(sid)
                 assert status.reconnects >= 1
                 assert await fleet.ask(sid, "still there?") == "You said: still there?"
+            async with httpx.AsyncClient(base_url=serve.url) as http:
+                state = await http.get("/_rtfleet/faults", headers={"Authorization": f"Bearer {serve.key}"})
+            assert state.json()["plan"]["latency_ms"] == 10  # the file's all-run-long fault
+            assert state.json()["injected"]["delayed_events"] > 0
+            assert state.json()["injected"]["drops"]["now"] >= 1
 
 
 async def test_the_control_path_injects_faults_now_with_the_api_key_only(tmp_path: Path) -> None:
