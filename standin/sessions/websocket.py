@@ -26,7 +26,9 @@ and must not retry without a new key (4001 is outside the SDK's reconnect list).
 
 Per connection, one nursery runs a reader (client frames -> model), a timer (model deadlines:
 paced audio), a fault timer (timed drops, expiry) and the single sender, which applies latency,
-malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`.
+malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. While it runs,
+``record.drop_now()`` drops it at once (``EmbeddedServer.drop_connections``: the fault hook of
+``rtfleet serve``'s ``drop_connections``), the plan's ``drop_mode`` deciding how.
 """
 
 from __future__ import annotations
