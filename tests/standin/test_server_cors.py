@@ -20,8 +20,9 @@ async def _serve(nursery, **kwargs) -> EmbeddedServer:
     return server
 
 
-async def test_preflights_are_answered_on_secrets_and_calls_for_any_origin(nursery):
-    server = await _serve(nursery)
+@pytest.mark.parametrize("engine", ["lean", "hypercorn"])
+async def test_preflights_are_answered_on_secrets_and_calls_for_any_origin(nursery, engine):
+    server = await _serve(nursery, engine=engine)
     async with httpx.AsyncClient(base_url=server.base_url) as client:
         for path in ("/v1/realtime/client_secrets", "/v1/realtime/calls",
                      "/v1/realtime/calls/rtc_x/hangup"):
