@@ -71,10 +71,13 @@ def serve_command(args: argparse.Namespace) -> int:
             server.fault_control = faults.control
             try:
                 url = await control.start()
-            except OSError as exc:
+            except (OSError, BaseExceptionGroup) as exc:
+                error = _only_os_error(exc)
+                if error is None:
+                    raise
                 where = f"{args.host}:{args.port}" + (
                     f" (SIP: udp {setup.sip_port})" if setup.sip_port is not None else "")
-                raise RunFailed(f"cannot listen on {where}: {exc.strerror or exc}") from None
+                raise RunFailed(f"cannot listen on {where}: {error.strerror or error}") from None
             sip = None if server.sip is None else (
                 f"sip:openai@{_host_for_uri(args.host)}:{server.sip.port}",
                 setup.webhook_url, webhook_file)
@@ -108,6 +111,13 @@ def serve_command(args: argparse.Namespace) -> int:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
     return EXIT_OK
+
+
+def _only_os_error(exc: BaseException) -> OSError | None:
+    """The OSError (a port in use) behind ``exc``, when nothing else went wrong; else None."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
 
 
 def _host_for_uri(host: str) -> str:

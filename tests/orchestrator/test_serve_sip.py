@@ -204,3 +204,22 @@ def test_bad_sip_options_exit_2_with_one_line(args, message):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and proc.stderr.strip().count("\n") == 0
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["http", "sip"])
+def test_a_port_in_use_exits_3_with_one_line(kind):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "http" else socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        if kind == "http":
+            taken.listen()
+        port = str(taken.getsockname()[1])
+        args = ["--port", port] if kind == "http" else ["--port", "0", "--sip-port", port]
+        proc = subprocess.run([sys.executable, "-m", "orchestrator", "serve", *args],
+                              capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot listen on" in proc.stderr and "in use" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    if kind == "sip":
+        assert f"SIP: udp {port}" in proc.stderr
