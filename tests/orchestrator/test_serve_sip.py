@@ -223,3 +223,17 @@ def test_a_port_in_use_exits_3_with_one_line(kind):
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     if kind == "sip":
         assert f"SIP: udp {port}" in proc.stderr
+
+
+async def test_a_generated_webhook_secret_goes_to_a_private_file_removed_at_exit() -> None:
+    import os
+    import re
+    import stat
+
+    with trio.fail_after(60):
+        async with rtfleet_serve("--sip-port", "0", "--sip-accept", "http://127.0.0.1:9/hook") as serve:
+            path = re.search(r"webhook key in (\S+)", serve.banner).group(1)
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+            secret = Path(path).read_text().strip()
+            assert secret.startswith("whsec_") and secret not in serve.banner
+    assert not os.path.exists(path)
