@@ -46,8 +46,7 @@ class ServeFaults:
     control_of_server: ServerControl
     nursery: trio.Nursery  # where timed reverts and restarts run
     rng: random.Random = attrs.field(factory=random.Random)
-    #: what was applied, oldest first: (trio time, label, what it did)
-    log: list[tuple[float, str, dict[str, Any]]] = attrs.field(factory=list)
+    #: told one line per applied fault (``rtfleet serve`` prints it; nothing is kept)
     announce: Callable[[str], None] = lambda _line: None
 
     @classmethod
@@ -101,7 +100,6 @@ class ServeFaults:
             self.nursery.start_soon(send_malformed, server, action.count)
         elif isinstance(action, KillServer):
             later = _killer(control, self.nursery, action.restart_after)
-        self.log.append((trio.current_time(), label, done))
         self.announce(f"fault: {label}" + "".join(f", {k} {v}" for k, v in done.items()
                                                    if k != "applied"))
         return done, later
