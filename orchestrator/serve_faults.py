@@ -99,22 +99,31 @@ class ServeFaults:
         elif isinstance(action, Malformed):
             self.nursery.start_soon(send_malformed, server, action.count)
         elif isinstance(action, KillServer):
-            later = _killer(control, self.nursery, action.restart_after)
+            later = self._killer(action.restart_after)
         self.announce(f"fault: {label}" + "".join(f", {k} {v}" for k, v in done.items()
                                                    if k != "applied"))
         return done, later
 
 
-def _killer(control: ServerControl, nursery: trio.Nursery, restart_after: float | None) -> Later:
-    async def kill() -> None:
-        control.kill()
-        if restart_after is None:
-            return
+    def _killer(self, restart_after: float | None) -> Later:
+        control = self.control_of_server
 
-        async def restart() -> None:
-            await trio.sleep(restart_after)
-            await control.restart()
+        async def kill() -> None:
+            control.kill()
+            if restart_after is None:
+                return
 
-        nursery.start_soon(restart)
+            async def restart() -> None:
+                await trio.sleep(restart_after)
+                if control.running:  # an earlier kill's restart came first
+                    return
+                try:
+                    await control.restart()
+                except (OSError, trio.TooSlowError) as exc:  # the port was taken meanwhile
+                    self.announce(f"fault: the server could not restart: {exc}")
+                    return
+                self.announce("fault: the server is back")
 
-    return kill
+            self.nursery.start_soon(restart)
+
+        return kill

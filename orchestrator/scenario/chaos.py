@@ -74,6 +74,11 @@ class ServerControl:
                 self.server.sip_port = sip.port
         return url
 
+    @property
+    def running(self) -> bool:
+        """Whether the server is serving (not killed)."""
+        return self._scope is not None
+
     def kill(self) -> None:
         if self._scope is not None:
             self._scope.cancel()

@@ -131,3 +131,22 @@ def test_the_example_fault_file_loads():
 
     example = load_fault_file(Path(__file__).parents[2] / "examples" / "serve-faults.yaml")
     assert example.repeat == 60 and len(example.faults) == 5 and example.server.latency == 0.02
+
+
+async def test_overlapping_kills_restart_the_server_once(tmp_path: Path) -> None:
+    """The second kill's restart comes first; the first kill's later restart finds the server
+    running and leaves it be (a second bind would fail)."""
+    plan = tmp_path / "kills.yaml"
+    plan.write_text("faults:\n"
+                    "  - {at: 0.2s, action: kill_server, restart_after: 1s}\n"
+                    "  - {at: 0.4s, action: kill_server, restart_after: 0.2s}\n"
+                    "  - {at: 1.6s, action: expire_keys}\n")
+    with trio.fail_after(60):
+        async with rtfleet_serve("--faults", str(plan)) as serve:
+            await serve.wait_line(lambda line: "fault: expire_keys" in line)
+            async with httpx.AsyncClient(base_url=serve.url) as http:
+                minted = await http.post("/v1/realtime/client_secrets", json={},
+                                         headers={"Authorization": f"Bearer {serve.key}"})
+            assert minted.status_code == 200
+    assert sum("the server is back" in line for line in serve.lines) == 1
+    assert not any("could not restart" in line for line in serve.lines)
