@@ -4,7 +4,8 @@ Each bad value is a :class:`~orchestrator.exits.UsageError` (exit 2, one line, n
 
 * ``--cors-origin ORIGIN`` (repeatable; ``RTFLEET_CORS_ORIGIN``, comma-separated): ``*`` (the
   default, as the hosted service answers browsers), ``scheme://host[:port]``, or ``none``.
-* ``--sip-port PORT`` turns the SIP side on (UDP, on ``--host``); ``--sip-accept auto`` answers
+* ``--sip-port PORT`` turns the SIP side on (UDP, on ``--host``, which must then be one IP
+  address: it is advertised in Contact and SDP); ``--sip-accept auto`` answers
   every call with ``--sip-session`` (a JSON session config, or ``@FILE``); ``--sip-accept URL``
   announces each call to that webhook (signed ``realtime.call.incoming``) and waits up to
   ``--sip-accept-timeout`` seconds for the REST accept/reject/refer/hangup. The signing secret
@@ -16,6 +17,7 @@ Each bad value is a :class:`~orchestrator.exits.UsageError` (exit 2, one line, n
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,6 +69,7 @@ def _sip(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     if not 0 <= args.sip_port <= 65535:
         raise UsageError(f"--sip-port must be 0..65535, not {args.sip_port}")
+    _check_sip_host(args.host)
     timeout = args.sip_accept_timeout
     if timeout is not None and timeout <= 0:
         raise UsageError(f"--sip-accept-timeout must be more than 0 seconds, not {timeout:g}")
@@ -87,6 +90,19 @@ def _sip(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--webhook-secret must be a whsec_… signing secret")
     return {"sip_port": args.sip_port, "webhook_url": args.sip_accept, "webhook_secret": secret,
             "sip_accept_timeout": timeout}
+
+
+def _check_sip_host(host: str) -> None:
+    """The SIP side advertises ``--host`` in its Contact and SDP (where callers send RTP):
+    it must be one address, not a wildcard or a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise UsageError(f"--sip-port needs --host to be an IP address (it is advertised in SIP "
+                         f"Contact and SDP), not {host!r}") from None
+    if address.is_unspecified:
+        raise UsageError(f"--sip-port needs a specific --host address, not {host} (callers are "
+                         "told to send media there), e.g. --host 192.168.1.10")
 
 
 def _session(value: str | None) -> dict[str, Any] | None:

@@ -197,6 +197,8 @@ async def test_a_webhook_announces_calls_and_the_rest_api_decides(tmp_path: Path
      "session.audio.output.voice"),
     (["--sip-port", "0", "--sip-accept", "http://127.0.0.1:9/h", "--webhook-secret", "nope"], "whsec_"),
     (["--sip-port", "70000"], "--sip-port must be 0..65535"),
+    (["--sip-port", "0", "--host", "0.0.0.0"], "--sip-port needs a specific --host address"),
+    (["--sip-port", "0", "--host", "localhost"], "--sip-port needs --host to be an IP address"),
 ])
 def test_bad_sip_options_exit_2_with_one_line(args, message):
     proc = subprocess.run([sys.executable, "-m", "orchestrator", "serve", "--port", "0", *args],
