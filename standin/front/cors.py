@@ -115,8 +115,7 @@ class CorsPolicy:
 
 
 def _browser_facing(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") or path.startswith(p + "?")
-               for p in CORS_PATH_PREFIXES)
+    return any(path == p or path.startswith(p + "/") for p in CORS_PATH_PREFIXES)
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
