@@ -115,7 +115,42 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo-token", default=_env("demo_token"),
                        help="serve the /demo browser page; its key-vending endpoint requires this "
                             "token [RTFLEET_DEMO_TOKEN]")
+    _serve_extras(serve)
     return parser
+
+
+def _serve_extras(serve: argparse.ArgumentParser) -> None:
+    """``rtfleet serve``'s browser, SIP and fault options (checked in ``serve_setup.py``)."""
+    web = serve.add_argument_group("browsers")
+    cors_env = _env("cors_origin")
+    web.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                     default=cors_env.split(",") if cors_env else None,
+                     help="an origin browsers may call /v1/realtime/... from (repeatable): '*' "
+                          "(default: any, as the hosted service), scheme://host[:port], or "
+                          "'none' (no CORS) [RTFLEET_CORS_ORIGIN, comma-separated]")
+    sip = serve.add_argument_group("SIP")
+    sip.add_argument("--sip-port", type=int, default=_int_env("sip_port"),
+                     help="answer SIP calls (UDP) on this port of --host; 0 picks one "
+                          "[RTFLEET_SIP_PORT]")
+    sip.add_argument("--sip-accept", default=_env("sip_accept", "auto"), metavar="auto|URL",
+                     help="'auto': accept every call with --sip-session; a URL: announce each "
+                          "call to that webhook (signed realtime.call.incoming) and let "
+                          "POST /v1/realtime/calls/{id}/accept|reject|refer|hangup decide "
+                          "[RTFLEET_SIP_ACCEPT]")
+    sip.add_argument("--sip-session", default=_env("sip_session"), metavar="JSON|@FILE",
+                     help="the session config auto-accepted calls get [RTFLEET_SIP_SESSION]")
+    sip.add_argument("--sip-accept-timeout", type=float,
+                     default=_float_env("sip_accept_timeout", 30.0), metavar="SECONDS",
+                     help="an announced call nobody decides on gets 480 after this long "
+                          "(default 30) [RTFLEET_SIP_ACCEPT_TIMEOUT]")
+    sip.add_argument("--webhook-secret", default=_env("webhook_secret"), metavar="WHSEC",
+                     help="the whsec_ secret webhooks are signed with (default: generated into "
+                          "a 0600 file whose path is printed) [RTFLEET_WEBHOOK_SECRET]")
+    chaos = serve.add_argument_group("faults")
+    chaos.add_argument("--faults", default=_env("faults"), metavar="FILE",
+                       help="a fault file (YAML: server:, faults: timeline, repeat:) to "
+                            "chaos-test your app; POST /_rtfleet/faults (API key) injects one "
+                            "now [RTFLEET_FAULTS]")
 
 
 def _shard_env() -> str | None:

@@ -27,7 +27,11 @@ __all__ = ["serve_command", "validate_command", "run_command"]
 
 def serve_command(args: argparse.Namespace) -> int:
     from orchestrator.heap_guard import server_stores, watch_heap
+    from orchestrator.scenario.chaos import ServerControl
+    from orchestrator.serve_faults import ServeFaults
+    from orchestrator.serve_setup import serve_setup
     from standin import EmbeddedServer, generate_api_key
+    from standin.keys.webhooks import new_webhook_secret
 
     if not (0 <= args.port <= 65535):
         raise UsageError(f"--port must be 0..65535, not {args.port}")
@@ -38,8 +42,13 @@ def serve_command(args: argparse.Namespace) -> int:
         else tuple(m.strip() for m in args.models.split(",") if m.strip()))
     if models == ():
         raise UsageError("--models: give model names separated by commas, or '*' for any")
+    setup = serve_setup(args)
     key = args.api_key or generate_api_key()
     key_file = None if args.api_key else _write_key_file(key)
+    webhook_secret, webhook_file = setup.webhook_secret, None
+    if setup.webhook_url and webhook_secret is None:
+        webhook_secret = new_webhook_secret()
+        webhook_file = _write_key_file(webhook_secret, "rtfleet-webhook-")
 
     async def stop_on_signal(cancel: trio.CancelScope) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -50,37 +59,75 @@ def serve_command(args: argparse.Namespace) -> int:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signal, nursery.cancel_scope)
+            webrtc = {"auto": None, "on": True, "off": False}[args.webrtc]
+            server = EmbeddedServer(
+                api_keys={key}, webrtc=webrtc, demo_token=args.demo_token, models=models,
+                cors_origins=setup.cors_origins, sip_port=setup.sip_port,
+                webhook_url=setup.webhook_url, webhook_secret=webhook_secret,
+                sip_session=setup.sip_session, sip_accept_timeout=setup.sip_accept_timeout)
+            control = ServerControl(server, nursery, args.host, args.port)
+            faults = ServeFaults.for_file(control, nursery, setup.faults,
+                                          announce=lambda line: print(f"  {line}", flush=True))
+            server.fault_control = faults.control
             try:
-                webrtc = {"auto": None, "on": True, "off": False}[args.webrtc]
-                server = EmbeddedServer(api_keys={key}, webrtc=webrtc, demo_token=args.demo_token,
-                                        models=models)
-                url = await nursery.start(partial(server.serve, args.host, args.port))
-            except OSError as exc:
-                raise RunFailed(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+                url = await control.start()
+            except (OSError, BaseExceptionGroup) as exc:
+                error = _only_os_error(exc)
+                if error is None:
+                    raise
+                where = f"{args.host}:{args.port}" + (
+                    f" (SIP: udp {setup.sip_port})" if setup.sip_port is not None else "")
+                raise RunFailed(f"cannot listen on {where}: {error.strerror or error}") from None
+            sip = None if server.sip is None else (
+                f"sip:openai@{_host_for_uri(args.host)}:{server.sip.port}",
+                setup.webhook_url, webhook_file)
             print(serve_banner(url, key_file=key_file, models=models, webrtc=args.webrtc != "off",
-                               demo=bool(args.demo_token)), flush=True)
+                               demo=bool(args.demo_token), cors=setup.cors_origins, sip=sip,
+                               faults=args.faults), flush=True)
             if not _is_loopback(args.host):
                 print(f"  warning: listening on {args.host}, reachable from other hosts", file=sys.stderr)
             if args.heap_warn_mb:
                 nursery.start_soon(watch_heap, args.heap_warn_mb, partial(server_stores, server))
+            if setup.faults is not None:
+                nursery.start_soon(faults.run_timeline, setup.faults)
 
     try:
         trio.run(main)
     except KeyboardInterrupt:
         return EXIT_OK
     except BaseExceptionGroup as group:  # a Ctrl-C racing the nursery's start
+        failed, rest = group.split(RunFailed)
+        if failed is not None and rest is None:
+            leaf: BaseException = failed
+            while isinstance(leaf, BaseExceptionGroup):
+                leaf = leaf.exceptions[0]
+            raise leaf from None
         if group.split(KeyboardInterrupt)[1] is not None:
             raise
         return EXIT_OK
     finally:
-        if key_file:
-            with contextlib.suppress(OSError):
-                os.unlink(key_file)
+        for path in (key_file, webhook_file):
+            if path:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
     return EXIT_OK
 
 
+def _only_os_error(exc: BaseException) -> OSError | None:
+    """The OSError (a port in use) behind ``exc``, when nothing else went wrong; else None."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
+def _host_for_uri(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def serve_banner(url: str, *, key_file: str | None, models: tuple[str, ...] | None,
-                 webrtc: bool = True, demo: bool = False) -> str:
+                 webrtc: bool = True, demo: bool = False, cors: tuple[str, ...] = ("*",),
+                 sip: tuple[str, str | None, str | None] | None = None,
+                 faults: str | None = None) -> str:
     """What ``rtfleet serve`` prints once listening: the endpoints and a snippet to paste."""
     model = models[0] if models else "gpt-realtime"
     ws = url.replace("http", "ws", 1)
@@ -96,6 +143,18 @@ def serve_banner(url: str, *, key_file: str | None, models: tuple[str, ...] | No
         lines.append(f"  WebRTC      POST {url}/v1/realtime/calls")
     if demo:
         lines.append(f"  demo page   {url}/demo (token required)")
+    lines.append("  browsers    " + ("CORS off (--cors-origin)" if not cors else
+                                     "any origin (CORS *)" if "*" in cors else
+                                     "CORS for " + ", ".join(cors)))
+    if sip is not None:
+        uri, webhook, secret_file = sip
+        lines.append(f"  SIP         {uri} (UDP): " + (
+            f"calls announced to {webhook}, decided by POST {url}/v1/realtime/calls/{{id}}/accept"
+            if webhook else "every call accepted (--sip-accept auto)"))
+        if secret_file:
+            lines.append(f"  webhook key in {secret_file} (whsec_; mode 0600; removed when the server stops)")
+    lines.append("  faults      " + (f"timeline from {faults}; " if faults else "")
+                 + f"POST {url}/_rtfleet/faults (API key) injects one now")
     if key_file:
         # The generated key goes to a private file, never to the terminal or a log.
         lines.append(f"  API key     in {key_file} (mode 0600; removed when the server stops)")
@@ -117,11 +176,11 @@ def serve_banner(url: str, *, key_file: str | None, models: tuple[str, ...] | No
     return "\n".join(lines)
 
 
-def _write_key_file(key: str) -> str:
+def _write_key_file(key: str, prefix: str = "rtfleet-server-") -> str:
     import os
     import tempfile
 
-    fd, path = tempfile.mkstemp(prefix="rtfleet-server-", suffix=".key")
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=".key")
     with os.fdopen(fd, "w") as f:  # mkstemp creates the file with mode 0600
         f.write(key + "\n")
     return path

@@ -9,6 +9,7 @@ Routes:
   ``POST /v1/realtime/calls/{call_id}/hangup``: see ``calls.py``.
 * ``GET /demo`` and ``POST /v1/demo/session``: the browser demo, when the server has a
   ``demo_token`` (``404`` otherwise); see ``demo.py``.
+* ``GET|POST /_rtfleet/faults``: inject a fault now (API key; ``control.py``).
 * WebSocket ``/v1/realtime``: see ``sessions/websocket.py``; ``/v1/live/sessions`` (GPT-Live):
   see ``sessions/live_ws.py``.
 * Anything else: ``404`` (``405`` for a known path with another method), WebSocket ``403``.
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from standin.sessions.sip_control import handle_call_control, is_call_control_path  # SIP call control
 from standin.sessions.rtc_route import handle_calls, is_calls_path
 from standin.keys.client_secrets import mint_from_body
+from standin.control import CONTROL_FAULTS_PATH, handle_fault_control
 from standin.demo.routes import DEMO_PATHS, handle_demo
 from standin.front.responses import error_body, respond_json
 from standin.sessions.live_ws import LIVE_PATH, handle_live_websocket
@@ -68,6 +70,9 @@ class RealtimeApp:
         # -- end SIP call control --
         if is_calls_path(path):
             await handle_calls(self.server, scope, receive, send)
+            return
+        if path == CONTROL_FAULTS_PATH:  # rtfleet's own control path (control.py)
+            await handle_fault_control(self.server, scope, receive, send)
             return
         if path in DEMO_PATHS:
             await handle_demo(self.server, scope, receive, send)

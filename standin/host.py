@@ -17,13 +17,14 @@ SecretHost        ``clock``, ``default_model``, ``secrets`` (the secret store)  
                                                                               in client_secrets.py)
 DemoHost          SecretHost + ``demo_token``, ``stats``                        demo routes
 SipHost           SessionHost + ``sip`` (the UAS, once serving)                 SIP call control
+ControlHost       FaultSource + ``api_keys``, ``fault_control`` (the hook)      ``/_rtfleet/faults``
 AppHost           all of the above                                              the ASGI routes
 ================  ==========================================================  ====================
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -37,7 +38,7 @@ from standin.records import ConnectionRecord
 if TYPE_CHECKING:
     from standin.rtc_host import RtcHost
 
-__all__ = ["AppHost", "AuthResult", "Authenticator", "CallHost", "DemoHost", "FaultSource",
+__all__ = ["AppHost", "AuthResult", "Authenticator", "CallHost", "ControlHost", "DemoHost", "FaultSource",
            "SecretHost", "ServerStats", "SessionHost", "SipHost"]
 
 
@@ -111,5 +112,11 @@ class SipHost(SessionHost, Protocol):
     sip: Any
 
 
-class AppHost(CallHost, DemoHost, SipHost, Protocol):
+class ControlHost(FaultSource, Protocol):
+    api_keys: set[str]
+    #: applies one posted fault action: (answer, run-after-answer) or ``ValueError``
+    fault_control: Callable[[Any], Awaitable[tuple[dict[str, Any], Any]]] | None
+
+
+class AppHost(CallHost, DemoHost, SipHost, ControlHost, Protocol):
     pass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -76,6 +77,8 @@ class ConnectionRecord:
     end_reason: str = ""  # WebRTC calls: why the call ended
     #: bytes retained once closed (0 while live)
     retained_bytes: int = 0
+    #: a live WebSocket connection: drop it now, as the plan's drops do (``drop_connections``)
+    drop_now: Callable[[], None] | None = attrs.field(default=None, repr=False)
 
     @property
     def received(self) -> list[dict[str, Any]]:
@@ -111,6 +114,7 @@ class RecordBook:
         """The connection ended: compact its record, then enforce the bounds."""
         if record.closed.is_set():
             return
+        record.drop_now = None
         if record.session is not None and not isinstance(record.session, ClosedSession):
             record.session = ClosedSession.of(record.session)
         record.retained_bytes = record.session.size() if record.session is not None else 64

@@ -23,9 +23,10 @@ Keys and secrets are never logged; hypercorn logs only warnings and errors, thro
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -39,6 +40,7 @@ from standin.host import AuthResult, ServerStats
 from standin.rtc_host import RtcHost, WebRtcUnavailable
 from standin.keys.client_secrets import ClientSecret, ClientSecretStore
 from standin.model.config import DEFAULT_MODEL
+from standin.front.cors import CorsPolicy, check_origin
 from standin.front.lean import serve_front
 from standin.faults.plan import FaultPlan, FaultStats
 from standin.model.realtime import ModelConfig
@@ -92,6 +94,18 @@ class EmbeddedServer:
     webhook_secret: str | None = attrs.field(default=None, repr=False)
     #: seconds an announced SIP call waits for a decision before it gets 480 (None: no limit)
     sip_accept_timeout: float | None = 30.0
+    #: origins browsers may call the ``/v1/realtime/…`` HTTP paths from (CORS, ``cors.py``):
+    #: ``("*",)`` (any, as the hosted service answers), exact ``scheme://host[:port]``
+    #: origins, or ``()`` for no CORS at all
+    cors_origins: tuple[str, ...] = attrs.field(
+        default=("*",), converter=tuple,
+        validator=attrs.validators.deep_iterable(lambda _i, _a, o: check_origin(o)))
+    #: ``POST /_rtfleet/faults`` applies one fault action through this hook (``control.py``;
+    #: ``rtfleet serve`` sets it); None: the path answers 404
+    fault_control: Callable[[Any], Awaitable[tuple[dict[str, Any], Any]]] | None = attrs.field(
+        default=None, repr=False)
+    #: SIP calls accepted without a webhook get this session config (None: the defaults)
+    sip_session: dict[str, Any] | None = None
     sip: Any = attrs.field(default=None, init=False, repr=False)
     connections: list[ConnectionRecord] = attrs.field(factory=list, init=False)
     #: live WebRTC calls by call id (``rtc_session.CallSession``)
@@ -168,6 +182,24 @@ class EmbeddedServer:
                 nursery.start_soon(call.hangup, reason)
         return len(live)
 
+    async def drop_connections(self, percent: float = 100.0, rng: random.Random | None = None) -> int:
+        """Drop ``percent`` of the live WebSocket connections and WebRTC/SIP calls now (a fault
+        hook: connections as the plan's drops do, by ``drop_mode``; calls are hung up);
+        returns how many."""
+        live: list[Any] = [r for r in self.connections if r.drop_now is not None]
+        live += [call for call in self.calls.values() if call.live]
+        chosen = (rng or random.Random()).sample(live, round(len(live) * percent / 100))
+        calls = []
+        for target in chosen:
+            if isinstance(target, ConnectionRecord):
+                target.drop_now()
+            else:
+                calls.append(target)
+        async with trio.open_nursery() as nursery:
+            for call in calls:
+                nursery.start_soon(call.hangup, "dropped by a fault")
+        return len(chosen)
+
     def open_record(self, *, model: str | None, call_id: str | None, auth_kind: str | None,
                      subprotocol: str | None) -> ConnectionRecord:
         self._opened += 1
@@ -204,10 +236,10 @@ class EmbeddedServer:
                 await nursery.start(self.rtc.run)
                 if self.engine == "lean":
                     self.base_url = await nursery.start(partial(
-                        serve_front, RealtimeApp(self), host, port, backlog=config.backlog,
+                        serve_front, self._app(), host, port, backlog=config.backlog,
                         max_message_size=config.websocket_max_message_size))
                 else:
-                    binds = await nursery.start(partial(hypercorn_serve, RealtimeApp(self), config))
+                    binds = await nursery.start(partial(hypercorn_serve, self._app(), config))
                     self.base_url = binds[0]
                 if self.sip_port is not None:
                     await nursery.start(self._serve_sip, host)
@@ -216,6 +248,8 @@ class EmbeddedServer:
             self.base_url = None
             self.rtc = RtcHost(self.webrtc)  # a later serve() starts afresh
 
+    def _app(self) -> CorsPolicy:
+        return CorsPolicy(RealtimeApp(self), self.cors_origins)
 
     async def _serve_sip(self, host: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from standin.sessions.sip_uas import SipUas
@@ -227,7 +261,7 @@ class EmbeddedServer:
                 self.webhook_secret = new_webhook_secret()
             webhook = WebhookSender(self.webhook_url, self.webhook_secret, clock=self.clock)
         self.sip = SipUas(self, host, self.sip_port or 0, webhook,  # kept after stopping (stats)
-                          accept_timeout=self.sip_accept_timeout)
+                          accept_timeout=self.sip_accept_timeout, auto_session=self.sip_session)
         await self.sip.run(task_status=task_status)
 
 

@@ -43,7 +43,7 @@ from orchestrator.scenario.faults import (
 from orchestrator.scenario.runmetrics import RunMetrics
 from standin import EmbeddedServer
 
-__all__ = ["ServerControl", "run_faults"]
+__all__ = ["ServerControl", "change_for", "fault_label", "run_faults", "send_malformed"]
 
 
 @attrs.define(eq=False)
@@ -73,6 +73,11 @@ class ServerControl:
                 # a restart must come back where callers dial, as the HTTP side does
                 self.server.sip_port = sip.port
         return url
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is serving (not killed)."""
+        return self._scope is not None
 
     def kill(self) -> None:
         if self._scope is not None:
@@ -104,7 +109,7 @@ async def run_faults(
             delay = event.at - metrics.elapsed()
             if delay > 0:
                 await trio.sleep(delay)
-            label = _label(event.action)
+            label = fault_label(event.action)
             mark("fault", label)
             metrics.inc("faults.injected")
             await _apply(event.action, fleet, control, rng, nursery, metrics)
@@ -125,11 +130,11 @@ async def _apply(action: Any, fleet: Fleet, control: ServerControl | None, rng: 
     if isinstance(action, ExpireKeys):
         server.secrets.expire_all(server.clock())
     elif isinstance(action, AddLatency):
-        _for(nursery, server, action.duration, latency_ms=float(action.ms))
+        change_for(nursery, server, action.duration, latency_ms=float(action.ms))
     elif isinstance(action, RejectKeys):
-        _for(nursery, server, action.duration, reject_keys=True)
+        change_for(nursery, server, action.duration, reject_keys=True)
     elif isinstance(action, Malformed):
-        nursery.start_soon(_malformed, server, action.count)
+        nursery.start_soon(send_malformed, server, action.count)
     elif isinstance(action, KillServer):
         control.kill()
         restart_after = action.restart_after
@@ -143,7 +148,7 @@ async def _apply(action: Any, fleet: Fleet, control: ServerControl | None, rng: 
         nursery.start_soon(restart)
 
 
-def _for(nursery: trio.Nursery, server: EmbeddedServer, duration: float | None, **changes: Any) -> None:
+def change_for(nursery: trio.Nursery, server: EmbeddedServer, duration: float | None, **changes: Any) -> None:
     before = server.faults
     server.faults = attrs.evolve(before, **changes)
     if duration is None:
@@ -156,7 +161,7 @@ def _for(nursery: trio.Nursery, server: EmbeddedServer, duration: float | None, 
     nursery.start_soon(revert)
 
 
-async def _malformed(server: EmbeddedServer, count: int) -> None:
+async def send_malformed(server: EmbeddedServer, count: int) -> None:
     start = sum(server.stats.faults.malformed.values())
     server.faults = attrs.evolve(server.faults, malformed_every=1)
     try:
@@ -167,7 +172,7 @@ async def _malformed(server: EmbeddedServer, count: int) -> None:
         server.faults = attrs.evolve(server.faults, malformed_every=None)
 
 
-def _label(action: Any) -> str:
+def fault_label(action: Any) -> str:
     fields = attrs.asdict(action) if attrs.has(type(action)) else {}
     name = getattr(action, "action", None) or type(action).__name__
     details = ", ".join(f"{k}={format_number(v) if isinstance(v, float) else v}"

@@ -74,7 +74,7 @@ class FaultPlan:
 
 @attrs.frozen
 class Drop:
-    cause: Literal["after_events", "rate", "after_s"]
+    cause: Literal["after_events", "rate", "after_s", "now"]  # now: server.drop_connections
     mode: Literal["abort", "close"]
     code: int
 
@@ -88,7 +88,7 @@ class Expire:
 class FaultStats:
     """What was injected, server-wide (``server.stats.faults``)."""
 
-    drops: Counter = attrs.field(factory=Counter)  # by cause: after_events, rate, after_s
+    drops: Counter = attrs.field(factory=Counter)  # by cause: after_events, rate, after_s, now
     aborted: int = 0  # TCP closed without a close frame
     abort_fallbacks: int = 0  # abort impossible here (socket not found): closed with 1011
     closed_with_code: Counter = attrs.field(factory=Counter)  # close code -> count

@@ -101,6 +101,8 @@ class SipUas(SipAgentShell):
     #: seconds an announced call may wait for accept/reject/refer/hangup before it is answered
     #: ``480 Temporarily Unavailable`` (None: wait for ever, or until the caller gives up)
     accept_timeout: float | None = 30.0
+    #: the session config calls get when accepted without a webhook (None: the defaults)
+    auto_session: dict[str, Any] | None = None
     #: ``rtc_…`` id -> call, for pending calls and accepted ones until they end
     calls: dict[str, IncomingSipCall] = attrs.field(factory=dict)
     stats: SipStats = attrs.field(factory=SipStats)
@@ -165,9 +167,11 @@ class SipUas(SipAgentShell):
 
     async def _auto_accept(self, call: IncomingSipCall) -> None:
         try:
-            self.accept(call.call_id, None)
-        except CallControlError:
-            pass
+            self.accept(call.call_id, self.auto_session)
+        except CallControlError as exc:  # a config the server was started with: say so
+            _log.warning("SIP call %s not accepted: %s", call.call_id, exc.message)
+            if call.state == "pending":
+                self._decline(call, 500, "Server Internal Error")
 
     async def _announce(self, call: IncomingSipCall) -> None:
         assert self.webhook is not None

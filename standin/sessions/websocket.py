@@ -26,12 +26,15 @@ and must not retry without a new key (4001 is outside the SDK's reconnect list).
 
 Per connection, one nursery runs a reader (client frames -> model), a timer (model deadlines:
 paced audio), a fault timer (timed drops, expiry) and the single sender, which applies latency,
-malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`.
+malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. While it runs,
+``record.drop_now()`` drops it at once (``EmbeddedServer.drop_connections``: the fault hook of
+``rtfleet serve``'s ``drop_connections``), the plan's ``drop_mode`` deciding how.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -168,7 +171,9 @@ class _Connection:
                 nursery.start_soon(self._reader)
                 nursery.start_soon(self._timer)
                 nursery.start_soon(self._fault_timer)
+                self.record.drop_now = partial(nursery.start_soon, self._drop_now)
                 await self._emit(self.session.start())
+        self.record.drop_now = None
 
     async def _emit(self, events: list[dict[str, Any]]) -> None:
         now = trio.current_time()
@@ -270,6 +275,11 @@ class _Connection:
                 pad = max(0, oversized_bytes - len(text) - len(',"padding":""'))
                 text = text[:-1] + ',"padding":"' + "x" * pad + '"}'
         await self.send({"type": "websocket.send", "text": text})
+
+    async def _drop_now(self) -> None:
+        self.record.drop_now = None
+        plan = self.server.faults
+        await self._drop(Drop("now", plan.drop_mode, plan.drop_close_code))
 
     async def _drop(self, drop: Drop) -> None:
         faults = self.server.stats.faults
