@@ -84,8 +84,9 @@ class ConnectParams:
     engine: str = attrs.field(default="websockets", validator=attrs.validators.in_(("websockets", "trio-websocket")))
 
 
-def live_ws_url(base: str) -> str:
-    """``{base}/v1/live/sessions`` (GPT-Live: no query string; the model is in session.start)."""
+def live_ws_url(base: str, attach: str | None = None) -> str:
+    """``{base}/v1/live/sessions`` (GPT-Live: no query string; the model is in session.start),
+    or a sideband's ``{base}/v1/live/sessions/{attach}/attach``."""
     parts = urlsplit(base)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     if scheme not in ("ws", "wss"):
@@ -93,6 +94,8 @@ def live_ws_url(base: str) -> str:
     path = parts.path.rstrip("/")
     if not path.endswith("/v1/live/sessions"):
         path = (path if path.endswith("/v1") else path + "/v1") + "/live/sessions"
+    if attach is not None:
+        path += f"/{attach}/attach"
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
@@ -118,7 +121,7 @@ async def run_websocket(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> ActorExit:
     live = link.core.edge is not None
-    url = live_ws_url(params.url) if live else realtime_ws_url(
+    url = live_ws_url(params.url, params.call_id) if live else realtime_ws_url(
         params.url, model=params.model, call_id=params.call_id)
     parts = urlsplit(url)
     secure = parts.scheme == "wss"

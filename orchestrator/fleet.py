@@ -206,7 +206,7 @@ class Fleet:
         # A ?call_id= sideband socket re-attaches to a live call: restore the config, never
         # replay the conversation into it (that would duplicate the call's history).
         if protocol == "live":
-            if transport is not Transport.WEBSOCKET or call_id is not None:
+            if transport is not Transport.WEBSOCKET:
                 raise FleetError("protocol='live' sessions run over WebSocket only (so far)")
             config = attrs.evolve(config or SessionConfig(),
                                   model=live_model(model or (config.model if config else None)))

@@ -75,6 +75,12 @@ class SipController:
     call_accepted: trio.Event = attrs.field(factory=trio.Event)
     #: add a fleet session for each accepted call's sideband (False: the caller attaches it)
     attach_sessions: bool = True
+    #: "realtime" answers ``realtime.call.incoming`` (``/v1/realtime/calls/{id}/accept``, a
+    #: ``?call_id=`` sideband); "live" answers GPT-Live's ``live.transport.incoming``
+    #: (``/v1/live/sessions/{id}/accept`` with ``{"session": live_session}``, an ``/attach``
+    #: sideband speaking Live). The other surface's announcements are acknowledged and ignored.
+    surface: str = attrs.field(default="realtime", validator=attrs.validators.in_(("realtime", "live")))
+    live_session: dict[str, Any] = attrs.field(factory=lambda: {"model": "gpt-live-1"})
     #: SIP Call-ID -> the service's call id (accepted), or the reason the accept failed
     by_sip_call_id: dict[str, str | CallNotAccepted] = attrs.field(factory=dict)
     _resolved: dict[str, trio.Event] = attrs.field(factory=dict)
@@ -123,11 +129,16 @@ class SipController:
             self.refused_signatures += 1
             await respond_json(send, 401, error_body(str(exc), "invalid_signature"))
             return
-        if event.get("type") == "realtime.call.incoming":
-            data = event.get("data") or {}
+        data = event.get("data") or {}
+        if self.surface == "realtime" and event.get("type") == "realtime.call.incoming":
             call_id = data.get("call_id")
-            if isinstance(call_id, str):
-                self._incoming(call_id, _sip_call_id(data.get("sip_headers")))
+        elif self.surface == "live" and event.get("type") in ("live.transport.incoming",
+                                                               "live.call.incoming"):
+            call_id = data.get("session_id")
+        else:
+            call_id = None
+        if isinstance(call_id, str):
+            self._incoming(call_id, _sip_call_id(data.get("sip_headers")))
         await respond_json(send, 200, {})
 
     async def call_id_for(self, sip_call_id: str) -> str:
@@ -162,11 +173,14 @@ class SipController:
         if self.api_base is None or self.api_key is None or self.attach_sessions and self.fleet is None:
             _log.warning("call %s: no fleet attached; not accepted", call_id)
             return
-        url = f"{self.api_base}/v1/realtime/calls/{call_id}/accept"
+        live = self.surface == "live"
+        url = (f"{self.api_base}/v1/live/sessions/{call_id}/accept" if live
+               else f"{self.api_base}/v1/realtime/calls/{call_id}/accept")
+        body = {"session": self.live_session} if live else self.accept_config
         headers = {"Authorization": f"Bearer {self.api_key.reveal()}"}
         try:
             async with httpx.AsyncClient(timeout=10) as client:
-                response = await client.post(url, json=self.accept_config, headers=headers)
+                response = await client.post(url, json=body, headers=headers)
         except httpx.HTTPError as exc:
             _log.warning("call %s: accept failed: %s", call_id, type(exc).__name__)
             self._resolve(sip_call_id, CallNotAccepted(f"accept failed: {type(exc).__name__}"))
@@ -180,7 +194,8 @@ class SipController:
             self._resolve(sip_call_id, CallNotAccepted(f"accept answered {response.status_code}"))
             return
         if self.attach_sessions:
-            sid = await self.fleet.add_session(call_id=call_id, policy="transient")
+            sid = await self.fleet.add_session(call_id=call_id, policy="transient",
+                                               protocol=self.surface)
             self.calls[call_id] = sid
         self.accepted.append(call_id)
         self._resolve(sip_call_id, call_id)

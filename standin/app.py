@@ -29,7 +29,7 @@ from standin.keys.client_secrets import mint_from_body
 from standin.control import CONTROL_FAULTS_PATH, handle_fault_control
 from standin.demo.routes import DEMO_PATHS, handle_demo
 from standin.front.responses import error_body, respond_json
-from standin.sessions.live_ws import LIVE_PATH, handle_live_websocket
+from standin.sessions.live_ws import LIVE_PATH, attach_id, handle_live_websocket
 from standin.sessions.websocket import handle_websocket
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class RealtimeApp:
             path = scope["path"].rstrip("/")
             if path == REALTIME_PATH:
                 await handle_websocket(self.server, scope, receive, send)
-            elif path == LIVE_PATH:
+            elif path == LIVE_PATH or attach_id(path) is not None:
                 await handle_live_websocket(self.server, scope, receive, send)
             else:
                 await _unknown_websocket_path(scope, receive, send)

@@ -106,6 +106,9 @@ class EmbeddedServer:
         default=None, repr=False)
     #: SIP calls accepted without a webhook get this session config (None: the defaults)
     sip_session: dict[str, Any] | None = None
+    #: the webhook events announcing a SIP call (``realtime.call.incoming`` and/or GPT-Live's
+    #: ``live.transport.incoming``; the first accept on either surface wins)
+    sip_webhook_events: tuple[str, ...] = ("realtime.call.incoming",)
     sip: Any = attrs.field(default=None, init=False, repr=False)
     connections: list[ConnectionRecord] = attrs.field(factory=list, init=False)
     #: live WebRTC calls by call id (``rtc_session.CallSession``)
@@ -261,7 +264,8 @@ class EmbeddedServer:
                 self.webhook_secret = new_webhook_secret()
             webhook = WebhookSender(self.webhook_url, self.webhook_secret, clock=self.clock)
         self.sip = SipUas(self, host, self.sip_port or 0, webhook,  # kept after stopping (stats)
-                          accept_timeout=self.sip_accept_timeout, auto_session=self.sip_session)
+                          accept_timeout=self.sip_accept_timeout, auto_session=self.sip_session,
+                          webhook_events=tuple(self.sip_webhook_events))
         await self.sip.run(task_status=task_status)
 
 

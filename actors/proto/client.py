@@ -361,7 +361,9 @@ class ClientCore:
         self._connected = True
         self._ready = False
         self._restore_due = True
-        self._greet_due = self.edge is not None
+        # Live: a new session starts with session.start; a sideband (replay=False) attaches
+        # to a session that runs already, and is greeted by its session.started
+        self._greet_due = self.edge is not None and self.replay
 
     def connection_lost(self) -> None:
         """The transport connection ended; keep what must be re-sent on the next one."""

@@ -107,9 +107,18 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str], *, now: float |
 
 
 def call_incoming_event(event_id: str, call_id: str, sip_headers: list[dict[str, str]],
-                        created_at: int) -> dict[str, Any]:
-    return {"object": "event", "id": event_id, "type": "realtime.call.incoming",
-            "created_at": created_at, "data": {"call_id": call_id, "sip_headers": sip_headers}}
+                        created_at: int, *, kind: str = "realtime.call.incoming",
+                        live_id: str | None = None) -> dict[str, Any]:
+    """The webhook announcing a SIP call: ``realtime.call.incoming`` (``data.call_id``, the
+    ``rtc_`` id) or, on the GPT-Live surface, ``live.transport.incoming`` (``data.session_id``,
+    the ``live_`` id, ``type: "sip"``) / the older ``live.call.incoming``."""
+    if kind == "realtime.call.incoming":
+        data: dict[str, Any] = {"call_id": call_id, "sip_headers": sip_headers}
+    else:
+        data = {"session_id": live_id, "sip_headers": sip_headers, "sip_media_security": "rtp"}
+        if kind == "live.transport.incoming":
+            data["type"] = "sip"
+    return {"object": "event", "id": event_id, "type": kind, "created_at": created_at, "data": data}
 
 
 @attrs.define(eq=False)

@@ -97,12 +97,41 @@ class LiveSession:
     # -- the ModelSession surface ------------------------------------------------------------
 
     @property
+    def output_audio_format(self) -> AudioFormat:
+        """The format of the audio this session speaks (a SIP call converts it to G.711)."""
+        return self._fmt
+
+    @property
     def items(self) -> list[dict[str, Any]]:
         return [{"type": "message", "role": h["role"],
                  "content": [{"type": "text", "text": h["text"]}]} for h in self.history]
 
     def start(self) -> list[Event]:
-        return []  # a Live WebSocket waits for the client's session.start
+        """What a new connection to the session gets first: nothing on a primary WebSocket
+        (it waits for the client's ``session.start``); a sideband attached to a started
+        session (a SIP call accepted on the Live surface) gets its ``session.started``."""
+        if not self.started:
+            return []
+        return [self._ev("session.started", None, session=dict(self.session))]
+
+    def start_for_call(self, config: Any, session_id: str, now: float) -> Event | None:
+        """Start the session of a call accepted with ``{"session": config}`` (no
+        ``session.start`` on the wire); returns the error (``code``, ``message``, ``param``) if
+        the configuration is refused."""
+        try:
+            if not isinstance(config, dict) or not isinstance(config.get("session"), dict):
+                raise _Refused("missing_required_parameter", "The body needs a session object.", "session")
+            if "format" in (config["session"].get("audio") or {}):
+                raise _Refused("invalid_value", "SIP negotiates its media format; omit audio.format.",
+                               "session.audio.format")
+            self._start(config["session"], now, session_id)
+        except _Refused as exc:
+            return {"code": exc.code, "message": exc.message, "param": exc.param}
+        return None
+
+    def close(self, reason: str) -> list[Event]:
+        """The session ends for ``reason`` (e.g. ``remote_hangup`` when the caller hangs up)."""
+        return self._closed(reason)
 
     def receive_text(self, text: str, now: float) -> list[Event]:
         try:
@@ -154,7 +183,10 @@ class LiveSession:
     def _on_start(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
         if self.started:
             raise _Refused("session_already_started", "The session has already started.")
-        config = obj.get("session")
+        self._start(obj.get("session"), now, self.ids.new("sess_live"))
+        out.append(self._ev("session.started", cid, session=dict(self.session)))
+
+    def _start(self, config: Any, now: float, session_id: str) -> None:
         if not isinstance(config, dict) or not isinstance(config.get("model"), str):
             raise _Refused("missing_required_parameter", "session.model is required.", "session.model")
         model = config["model"]
@@ -181,7 +213,7 @@ class LiveSession:
         self._fmt = AudioFormat.from_session(fmt)
         output = audio.get("output") if isinstance(audio.get("output"), dict) else {}
         self.session = {
-            "id": self.ids.new("sess_live"), "expires_at": int(self.wall_now + self.config.max_session_s),
+            "id": session_id, "expires_at": int(self.wall_now + self.config.max_session_s),
             "model": model, "status": "active",
             "audio": {"format": dict(fmt), "output": {"voice": output.get("voice") or "marin"}},
             "delegation": config.get("delegation") or {"type": "client"},
@@ -192,7 +224,6 @@ class LiveSession:
         self.started, self._t0 = True, now
         self._tone = Tone(self.config.tone_hz, self.config.tone_amplitude)
         self._vad = EnergyVad(VadParams(), self._fmt.rate, 0.0)
-        out.append(self._ev("session.started", cid, session=dict(self.session)))
 
     def _on_update(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
         update = obj.get("session")
@@ -303,7 +334,10 @@ class LiveSession:
             self._at(at, self._ev("session.output_transcript.delta", None, delta=word,
                                   start_ms=start, end_ms=start + chunk_ms))
             audio = base64.b64encode(self._tone.chunk(self._fmt, chunk_ms)).decode("ascii")
-            self._at(at, {"type": "session.output_audio.delta", "delta": audio})
+            delta: Event = {"type": "session.output_audio.delta", "delta": audio}
+            if self.transport != "websocket":  # reflected to sidebands: with its time range
+                delta.update(start_ms=start, end_ms=start + chunk_ms)
+            self._at(at, delta)
             at += step
         self._busy_until = at
         self._at(at, self._ev("session.usage.updated", None, usage=self._usage(at)))

@@ -71,6 +71,7 @@ __all__ = ["CallOwner", "SipMediaCall"]
 
 Event = dict[str, Any]
 AUDIO_DELTA = "response.output_audio.delta"
+LIVE_AUDIO_DELTA = "session.output_audio.delta"
 
 
 class CallOwner(Protocol):
@@ -185,6 +186,10 @@ class SipMediaCall:
         self.end_reason = self.end_reason or "ended"
         self.ended_at = trio.current_time()
         self.sock.close()
+        close = getattr(self.session, "close", None)  # Live sidebands learn why it ended
+        if close is not None:
+            for event in close("close_requested" if self._closing else "remote_hangup"):
+                self._to_sidebands(event)
         record = self.record
         if record is not None:
             record.closed_by = record.closed_by or ("server" if self._closing else "client")
@@ -259,6 +264,9 @@ class SipMediaCall:
         kind = event["type"]
         if kind == AUDIO_DELTA:
             return self._queue_audio(event)
+        if kind == LIVE_AUDIO_DELTA:  # GPT-Live: played, and reflected to the sidebands as is
+            self._queue_audio(event)
+            return [event]
         if kind == "response.done":
             response = event["response"]
             if response["id"] != self._playing:
@@ -282,12 +290,16 @@ class SipMediaCall:
             return []
         out: list[Event] = []
         response_id = event.get("response_id")
-        if response_id != self._playing:
+        if event["type"] == LIVE_AUDIO_DELTA:
+            response_id = None  # Live has no responses (nor output_audio_buffer events)
+        elif response_id != self._playing:
             if self._playing is not None:
                 out.append(self._buffer_event("stopped", self._playing))
             self._playing, self._audio_done = response_id, None
             out.append(self._buffer_event("started", response_id))
-        pcm24 = to_pcm24k(AudioFormat.from_session(output_format(self.session.session)), data)
+        live_format = getattr(self.session, "output_audio_format", None)  # a Live session
+        fmt = live_format or AudioFormat.from_session(output_format(self.session.session))
+        pcm24 = to_pcm24k(fmt, data)
         g711 = self._partial + g711_encode(self.media.codec.payload_type,
                                            self._downsample.process(pcm24))
         whole = len(g711) - len(g711) % FRAME
@@ -317,8 +329,11 @@ class SipMediaCall:
             if waited.cancelled_caught:
                 break
         server.stats.faults.sessions_expired += 1
-        self._to_sidebands(error_event(self.session.ids.new("event"), code="session_expired",
-                                       message="Your session hit the maximum duration."))
+        expired = getattr(self.session, "expired", None)  # Live: session.closed "expired"
+        for event in (expired() if expired is not None else [error_event(
+                self.session.ids.new("event"), code="session_expired",
+                message="Your session hit the maximum duration.")]):
+            self._to_sidebands(event)
         self._closing = True
         self.end_reason = self.end_reason or "session expired"
         self.uas.hangup_sip(self.sip_call_id)
@@ -334,6 +349,10 @@ class SipMediaCall:
 
     def _digit(self, digit: str) -> None:
         self.dtmf_digits.append(digit)
+        if hasattr(self.session, "expired"):  # GPT-Live's name for it
+            self._to_sidebands({"type": "transport.dtmf.received", "event": digit,
+                                "event_id": self.session.ids.new("event")})
+            return
         self._to_sidebands({
             "type": "input_audio_buffer.dtmf_event_received",
             "event_id": self.session.ids.new("event"),

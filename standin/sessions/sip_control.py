@@ -1,4 +1,8 @@
-"""HTTP call control for SIP calls: ``POST /v1/realtime/calls/{call_id}/accept|reject|refer|hangup``.
+"""HTTP call control for SIP calls: ``POST /v1/realtime/calls/{call_id}/accept|reject|refer|hangup``,
+and on the GPT-Live surface ``POST /v1/live/sessions/{live_id}/accept|reject|refer|hangup`` (the
+same calls, named by the ``live_…`` id of ``live.transport.incoming``; accept takes
+``{"session": {"model": …, "instructions": …}}`` and the call's model is a Live session; the
+first accept on either surface wins, the other then answers ``409``).
 
 All four take a standard API key (``Authorization: Bearer sk-…``; ``401`` ``invalid_api_key``)
 and answer ``200 {}`` (PROTOCOL.md "SIP", openai-python ``resources/realtime/calls.py``):
@@ -39,19 +43,27 @@ if TYPE_CHECKING:
 __all__ = ["handle_call_control", "is_call_control_path"]
 
 _ACTION = re.compile(r"^/v1/realtime/calls/(?P<call_id>[^/]+)/(?P<action>accept|reject|refer|hangup)$")
+#: the same controls on the GPT-Live surface, by the call's ``live_…`` id
+_LIVE_ACTION = re.compile(r"^/v1/live/sessions/(?P<call_id>live_[^/]+)/(?P<action>accept|reject|refer|hangup)$")
 
 
 def is_call_control_path(server: SipHost, path: str) -> bool:
     """Whether ``path`` is SIP call control (see the module docstring for ``hangup``)."""
-    match = _ACTION.match(path)
     sip = server.sip
-    if match is None or sip is None:  # no SIP side: these paths do not exist (calls.py: 404)
+    if sip is None:  # no SIP side: these paths do not exist (calls.py: 404)
+        return False
+    if _LIVE_ACTION.match(path):
+        return True
+    match = _ACTION.match(path)
+    if match is None:
         return False
     return match.group("action") != "hangup" or match.group("call_id") in sip.calls
 
 
 async def handle_call_control(server: SipHost, scope: dict[str, Any], receive: Any, send: Any) -> None:
-    match = _ACTION.match(scope["path"].rstrip("/"))
+    path = scope["path"].rstrip("/")
+    live = _LIVE_ACTION.match(path)
+    match = live or _ACTION.match(path)
     assert match is not None
     call_id, action = match.group("call_id"), match.group("action")
     if scope["method"] != "POST":
@@ -69,6 +81,12 @@ async def handle_call_control(server: SipHost, scope: dict[str, Any], receive: A
         sip = server.sip
         if sip is None:
             raise CallControlError(404, f"No call with id '{call_id}'.", "call_not_found", "call_id")
+        if live is not None:  # the Live surface: accept takes {"session": {...}}
+            if action == "accept":
+                sip.accept_live(call_id, body or {})
+                await respond_json(send, 200, {})
+                return
+            call_id = sip.call_id_of(call_id)
         if action == "accept":
             if body is None:
                 raise CallControlError(400, "The body must be a session config with type 'realtime'.",

@@ -42,6 +42,7 @@ from actors.proto.sip import (CallCancelled, CallConfirmed, CallEnded, CallFaile
 from actors.sip_shell import SipAgentShell, udp_socket
 
 from standin.model.events import ClientError, IdFactory
+from standin.model.live import LIVE_MODELS, LiveSession
 from standin.model.realtime import RealtimeSession
 from standin.sessions.sip_call import SipMediaCall
 from standin.keys.webhooks import WebhookSender, call_incoming_event
@@ -87,6 +88,8 @@ class IncomingSipCall:
 
     call_id: str
     invite: IncomingCall
+    #: the same pending call's id on the GPT-Live surface (``live_…``, ``live.transport.incoming``)
+    live_id: str = attrs.field(factory=lambda: "live_" + secrets.token_hex(12))
     state: str = "pending"  # pending | accepted | rejected | gone
     media: SipMediaCall | None = None
     decided: trio.Event = attrs.field(factory=trio.Event)
@@ -103,6 +106,9 @@ class SipUas(SipAgentShell):
     accept_timeout: float | None = 30.0
     #: the session config calls get when accepted without a webhook (None: the defaults)
     auto_session: dict[str, Any] | None = None
+    #: the webhook events announcing a call: ``realtime.call.incoming`` (its ``rtc_`` id) and/or
+    #: ``live.transport.incoming`` (its ``live_`` id); the first accept on either surface wins
+    webhook_events: tuple[str, ...] = ("realtime.call.incoming",)
     #: ``rtc_…`` id -> call, for pending calls and accepted ones until they end
     calls: dict[str, IncomingSipCall] = attrs.field(factory=dict)
     stats: SipStats = attrs.field(factory=SipStats)
@@ -110,6 +116,8 @@ class SipUas(SipAgentShell):
     finished: deque[SipMediaCall] = attrs.field(factory=lambda: deque(maxlen=1000))
     ua: SipUserAgent | None = None
     _by_sip_id: dict[str, IncomingSipCall] = attrs.field(factory=dict)
+    #: ``live_…`` id -> call (the Live surface's name for the same calls)
+    calls_by_live_id: dict[str, IncomingSipCall] = attrs.field(factory=dict)
     _sock: Any = None
     _nursery: trio.Nursery | None = None
     _wake: trio.Event = attrs.field(factory=trio.Event)
@@ -146,6 +154,7 @@ class SipUas(SipAgentShell):
                 call.state = "gone"
             call.decided.set()
             self.calls.pop(call.call_id, None)
+            self.calls_by_live_id.pop(call.live_id, None)
         elif isinstance(event, CallConfirmed):
             pass  # media already runs from the 200 OK
         elif isinstance(event, MalformedMessage):
@@ -156,6 +165,7 @@ class SipUas(SipAgentShell):
         self.stats.invites += 1
         call = IncomingSipCall("rtc_" + secrets.token_hex(12), event)
         self.calls[call.call_id] = call
+        self.calls_by_live_id[call.live_id] = call
         self._by_sip_id[event.call_id] = call
         self.ua.ring(event.call_id, trio.current_time())
         if self.webhook is None:
@@ -178,14 +188,17 @@ class SipUas(SipAgentShell):
         request = call.invite.request
         sip_headers = [{"name": name, "value": value} for name, value in request.headers
                        if name in ("From", "To", "Call-ID", "Contact", "User-Agent")]
-        event = call_incoming_event(self._ids.new("evt"), call.call_id, sip_headers,
-                                    int(self.server.clock()))
-        if await self.webhook.deliver(event):
-            self.stats.webhooks_sent += 1
-        else:
-            self.stats.webhook_failures += 1
-            if call.state == "pending":  # nobody to decide: refuse like an unreachable app
-                self._decline(call, 480, "webhook delivery failed")
+        delivered = False
+        for kind in self.webhook_events:
+            event = call_incoming_event(self._ids.new("evt"), call.call_id, sip_headers,
+                                        int(self.server.clock()), kind=kind, live_id=call.live_id)
+            if await self.webhook.deliver(event):
+                self.stats.webhooks_sent += 1
+                delivered = True
+            else:
+                self.stats.webhook_failures += 1
+        if not delivered and call.state == "pending":  # nobody to decide: refuse like an unreachable app
+            self._decline(call, 480, "webhook delivery failed")
 
     async def _expire_undecided(self, call: IncomingSipCall, timeout: float) -> None:
         """Nobody accepted, rejected, referred or hung up in time: the caller hears 480."""
@@ -208,9 +221,16 @@ class SipUas(SipAgentShell):
                                    "call_already_decided", "call_id")
         return call
 
+    def call_id_of(self, live_id: str) -> str:
+        """The ``rtc_`` id of the call the Live surface names ``live_id`` (404 if none)."""
+        call = self.calls_by_live_id.get(live_id)
+        if call is None:
+            raise CallControlError(404, f"No session with id '{live_id}'.", "session_not_found",
+                                   "session_id")
+        return call.call_id
+
     def accept(self, call_id: str, config: dict[str, Any] | None) -> SipMediaCall:
         """Answer a pending call with a session made from ``config`` (raises CallControlError)."""
-        assert self.ua is not None and self._nursery is not None
         call = self._pending(call_id)
         server = self.server
         if config is not None and config.get("type") != "realtime":
@@ -222,6 +242,23 @@ class SipUas(SipAgentShell):
                                              initial=config, transport="sip")
         except ClientError as exc:
             raise CallControlError(400, exc.message, exc.code, exc.param) from None
+        return self._answer(call, session, model)
+
+    def accept_live(self, live_id: str, config: dict[str, Any]) -> SipMediaCall:
+        """Answer a pending call on the GPT-Live surface (``POST /v1/live/sessions/{id}/accept``,
+        body ``{"session": {...}}``): the call's model is a started Live session."""
+        call = self._pending(self.call_id_of(live_id))
+        server = self.server
+        session = LiveSession(server.model_config, IdFactory(), server.clock(), transport="sip",
+                              models=None if server.models is None else server.models | LIVE_MODELS)
+        refused = session.start_for_call(config, live_id, trio.current_time())
+        if refused is not None:
+            raise CallControlError(400, refused["message"], refused["code"], refused.get("param"))
+        return self._answer(call, session, session.session["model"])
+
+    def _answer(self, call: IncomingSipCall, session: Any, model: str) -> SipMediaCall:
+        assert self.ua is not None and self._nursery is not None
+        call_id, server = call.call_id, self.server
         offer = call.invite.remote_sdp
         if offer is None:
             raise CallControlError(400, "The INVITE carries no SDP offer.", "invalid_offer")
