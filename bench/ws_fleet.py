@@ -12,6 +12,8 @@ Clients, each in its own process so that its CPU and RSS are its own:
                 the default WebSocket engine (``websockets`` sans-I/O under trio, actors/wsconn.py)
 ``rtfleet-tws`` the same with ``connect_params={"engine": "trio-websocket"}`` (wsproto), the
                 engine rtfleet used before: the alternative measured behind the same actor
+``rtfleet-live`` the same fleet speaking GPT-Live (``add_session(protocol="live")``,
+                ``/v1/live/sessions``): the Live vs Realtime row (``rtfleet/rtfleet-live``)
 ``bare``        trio-websocket, one nursery per session (reader + source), no orchestrator:
                 the floor for this stack
 ``websockets``  asyncio + the ``websockets`` library, one task per session (the seed design;
@@ -50,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _common as C  # noqa: E402
 
 LATE_LIMIT_MS = 20.0
-KINDS = ("rtfleet", "rtfleet-tws", "bare", "websockets", "openai")
+KINDS = ("rtfleet", "rtfleet-tws", "rtfleet-live", "bare", "websockets", "openai")
 MODEL = "gpt-realtime"
 
 
@@ -136,7 +138,8 @@ async def worker_rtfleet(args, chunks: list[str]) -> dict[str, Any]:
                           connect_params={"engine": engine}) as fleet:
         sub = fleet.subscribe(kinds=["server"], buffer=math.inf)
         t0 = trio.current_time()
-        sids = [await fleet.add_session() for _ in range(args.sessions)]
+        protocol = "live" if args.worker == "rtfleet-live" else "realtime"
+        sids = [await fleet.add_session(protocol=protocol) for _ in range(args.sessions)]
         for sid in sids:
             await fleet.wait_connected(sid)
         m.connect_s = trio.current_time() - t0
@@ -349,7 +352,7 @@ async def worker_asyncio(args, chunks: list[str]) -> dict[str, Any]:
 
 def run_worker_main(args) -> None:
     chunks = C.pcm_chunks_b64()
-    if args.worker in ("rtfleet", "rtfleet-tws", "bare"):
+    if args.worker in ("rtfleet", "rtfleet-tws", "rtfleet-live", "bare"):
         import trio
 
         fn = worker_bare if args.worker == "bare" else worker_rtfleet
