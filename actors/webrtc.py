@@ -60,14 +60,14 @@ import trio
 from actors.credentials import redact
 from actors.events import EventKind
 from actors.exits import ActorExit, ExitReason
-from actors.inbound import InboundState, handle_incoming
+from actors.inbound import InboundState, end_quiet_answers, handle_incoming
 from actors.proto.errors import excerpt
 from actors.rtc.ice import host_addresses_for
 from actors.rtc.loop import RtcLoop, current_rtc_loop, open_rtc_loop
 from actors.rtc.media import RtcError
 from actors.rtc.peer import RtcPeer
 from actors.proto.realtime.events import encode_client_event
-from actors.websocket import ConnectParams
+from actors.websocket import ConnectParams, live_ws_url
 
 if TYPE_CHECKING:
     from actors.link import SessionLink
@@ -75,6 +75,8 @@ if TYPE_CHECKING:
 __all__ = ["RtcOptions", "ConnectParams", "run_webrtc", "realtime_calls_url"]
 
 AUDIO_APPEND = "input_audio_buffer.append"
+#: audio appends go up the media track (Realtime's, and GPT-Live's name for it)
+_AUDIO_APPENDS = frozenset({AUDIO_APPEND, "session.input_audio.append"})
 
 
 @attrs.frozen
@@ -121,6 +123,12 @@ def realtime_calls_url(base: str) -> str:
     return urlunsplit((scheme, parts.netloc, path + "/realtime/calls", "", ""))
 
 
+def live_sessions_url(base: str) -> str:
+    """``{base}/v1/live/sessions`` as an http(s) URL (GPT-Live's WebRTC session creation)."""
+    parts = urlsplit(live_ws_url(base))
+    return urlunsplit(({"ws": "http", "wss": "https"}[parts.scheme],) + tuple(parts)[1:])
+
+
 async def run_webrtc(
     link: SessionLink,
     params: ConnectParams,
@@ -143,8 +151,9 @@ async def _connection(
     rtc: RtcLoop,
     task_status: trio.TaskStatus[None],
 ) -> ActorExit:
+    live = link.core.edge is not None  # GPT-Live: POST /v1/live/sessions, JSON both ways
     try:
-        url = realtime_calls_url(params.url)
+        url = live_sessions_url(params.url) if live else realtime_calls_url(params.url)
     except ValueError as exc:
         return ActorExit(ExitReason.FATAL, None, str(exc))
     peer = RtcPeer(
@@ -164,7 +173,8 @@ async def _connection(
     try:
         with trio.move_on_after(params.connect_timeout) as connecting:
             offer = await peer.create_offer()
-            answer = await _post_offer(url, params, offer, state)
+            answer = await (_post_live_offer(url, params, offer, state, core.start_config())
+                            if live else _post_offer(url, params, offer, state))
             if isinstance(answer, ActorExit):
                 return answer
             await peer.accept_answer(answer)
@@ -219,6 +229,35 @@ async def _post_offer(
     return answer
 
 
+async def _post_live_offer(url: str, params: ConnectParams, offer: str, state: InboundState,
+                           session: dict[str, Any]) -> str | ActorExit:
+    """``POST /v1/live/sessions`` with ``{"session", "transport": {"type": "webrtc", "sdp"}}``;
+    the answer's SDP, or how the attempt ended."""
+    headers = {**dict(params.extra_headers), "Authorization": f"Bearer {params.credential.reveal()}"}
+    path = urlsplit(url).path
+    body = {"session": session, "transport": {"type": "webrtc", "sdp": offer}}
+    try:
+        async with httpx.AsyncClient(timeout=params.connect_timeout) as client:
+            response = await client.post(url, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return ActorExit(ExitReason.DROPPED, None,
+                         redact(f"POST {path} failed: {type(exc).__name__}: {exc}", params.credential))
+    status = response.status_code
+    if status not in (200, 201):
+        reason = (ExitReason.AUTH if status in (401, 403)
+                  else ExitReason.DROPPED if status >= 500 or status == 429 else ExitReason.FATAL)
+        hint = redact(excerpt(response.content), params.credential)
+        return ActorExit(reason, None, f"POST {path} rejected: HTTP {status}"
+                         + (f" ({hint})" if hint.strip() else ""))
+    try:
+        created = response.json()
+        answer, state.call_id = created["transport"]["sdp"], created["session"]["id"]
+    except (ValueError, KeyError, TypeError):
+        return ActorExit(ExitReason.FATAL, None, f"POST {path}: HTTP {status} but no session and "
+                         f"SDP answer ({redact(excerpt(response.content, 80), params.credential)})")
+    return answer
+
+
 async def _session(
     link: SessionLink,
     peer: RtcPeer,
@@ -258,6 +297,8 @@ async def _session(
         nursery.start_soon(_watch_end, peer, state, finish)
         nursery.start_soon(_stop_when_asked, link)
         nursery.start_soon(_abort_when_asked, link, finish)
+        if link.core.edge is not None:  # GPT-Live: an answer ends when its output goes quiet
+            nursery.start_soon(end_quiet_answers, link)
         if deadline < math.inf:
             nursery.start_soon(_recycle_at, deadline, finish)
         link.wake_writer()
@@ -309,7 +350,7 @@ async def _writer(link: SessionLink, peer: RtcPeer, options: RtcOptions,
         while True:
             await link.wait_outbound()
             for event in link.take_outgoing():
-                if event["type"] == AUDIO_APPEND:
+                if event["type"] in _AUDIO_APPENDS:
                     await _flush(peer, pending, emit)
                     _queue_audio(link, peer, event)
                     audio_queued = True

@@ -206,8 +206,9 @@ class Fleet:
         # A ?call_id= sideband socket re-attaches to a live call: restore the config, never
         # replay the conversation into it (that would duplicate the call's history).
         if protocol == "live":
-            if transport is not Transport.WEBSOCKET:
-                raise FleetError("protocol='live' sessions run over WebSocket only (so far)")
+            if transport is Transport.SIP:
+                raise FleetError("protocol='live' sessions run over WebSocket or WebRTC "
+                                 "(a SIP call reaches Live through a sideband: SipController)")
             config = attrs.evolve(config or SessionConfig(),
                                   model=live_model(model or (config.model if config else None)))
         core = ClientCore(config, replay=call_id is None if replay is None else replay,

@@ -5,6 +5,7 @@ Routes:
 * ``lifespan``: startup/shutdown acknowledged.
 * ``POST /v1/realtime/client_secrets``: mint an ``ek_`` secret (Bearer standard key required;
   ``401`` ``invalid_api_key`` otherwise; ``400`` for a bad body; see ``client_secrets.py``).
+* ``POST /v1/live/sessions`` (GPT-Live over WebRTC: ``live_rtc.py``).
 * ``POST /v1/realtime/calls`` (WebRTC offer -> answer) and
   ``POST /v1/realtime/calls/{call_id}/hangup``: see ``calls.py``.
 * ``GET /demo`` and ``POST /v1/demo/session``: the browser demo, when the server has a
@@ -29,6 +30,7 @@ from standin.keys.client_secrets import mint_from_body
 from standin.control import CONTROL_FAULTS_PATH, handle_fault_control
 from standin.demo.routes import DEMO_PATHS, handle_demo
 from standin.front.responses import error_body, respond_json
+from standin.sessions.live_rtc import handle_live_create
 from standin.sessions.live_ws import LIVE_PATH, attach_id, handle_live_websocket
 from standin.sessions.websocket import handle_websocket
 
@@ -68,6 +70,9 @@ class RealtimeApp:
             await handle_call_control(self.server, scope, receive, send)
             return
         # -- end SIP call control --
+        if path == LIVE_PATH:  # GPT-Live over WebRTC: POST the offer, the session starts
+            await handle_live_create(self.server, scope, receive, send)
+            return
         if is_calls_path(path):
             await handle_calls(self.server, scope, receive, send)
             return

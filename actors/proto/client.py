@@ -186,6 +186,7 @@ class ClientCore:
     #: None for Realtime, whose wire is the one contract's vocabulary)
     edge: Any = attrs.field(default=None, init=False)
     _greet_due: bool = attrs.field(default=False, init=False)
+    _started_out_of_band: bool = attrs.field(default=False, init=False)
     #: server event type -> the core's handler, from the dialect's ack table
     _acks: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
     _reissue: dict[str, Any] | None = attrs.field(default=None, init=False)
@@ -362,8 +363,10 @@ class ClientCore:
         self._ready = False
         self._restore_due = True
         # Live: a new session starts with session.start; a sideband (replay=False) attaches
-        # to a session that runs already, and is greeted by its session.started
-        self._greet_due = self.edge is not None and self.replay
+        # to a session that runs already, and is greeted by its session.started; over WebRTC
+        # the start config went with the offer (start_config)
+        self._greet_due = self.edge is not None and self.replay and not self._started_out_of_band
+        self._started_out_of_band = False
 
     def connection_lost(self) -> None:
         """The transport connection ended; keep what must be re-sent on the next one."""
@@ -428,6 +431,19 @@ class ClientCore:
             out.append(self._turn_notice)
             self._turn_notice = None
         return out
+
+    def start_config(self) -> dict[str, Any]:
+        """GPT-Live over WebRTC: the ``session`` of the next connection's creation request
+        (``POST /v1/live/sessions``), the restore's seed included; the connection then starts
+        with no ``session.start`` (call before :meth:`connection_started`). The media format is
+        the transport's, so no ``audio.format``."""
+        greeting = self.protocol.greeting(self)
+        self._started_out_of_band = True
+        session = dict(greeting[0]["session"])
+        audio = {k: v for k, v in (session.pop("audio", None) or {}).items() if k != "format"}
+        if audio:
+            session["audio"] = audio
+        return session
 
     def output_quiet(self) -> list[dict[str, Any] | ProtocolError]:
         """The output has been quiet for the edge's ``answer_gap``: end the open answer (Live).

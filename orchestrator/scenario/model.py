@@ -419,13 +419,12 @@ class Scenario:
                 )
 
     def _live_problems(self) -> Iterator[Problem]:
-        """``protocol: live`` populations run over WebSocket (GPT-Live WebRTC and SIP are not
-        served yet)."""
+        """``protocol: live`` populations run over WebSocket or WebRTC."""
         for i, pop in enumerate(self.populations):
-            if pop.protocol == "live" and pop.transport is not Transport.WEBSOCKET:
+            if pop.protocol == "live" and pop.transport is Transport.SIP:
                 yield Problem(("populations", i, "protocol"),
-                              f"protocol live runs over websocket only (so far), not "
-                              f"{pop.transport.value}")
+                              "protocol live runs over websocket or webrtc, not sip (a phone "
+                              "call reaches Live through a sideband, not as a population)")
 
     def _sip_problems(self) -> Iterator[Problem]:
         """A ``transport: sip`` population calls the embedded server's SIP side and drives the

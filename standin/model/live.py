@@ -122,7 +122,8 @@ class LiveSession:
             if not isinstance(config, dict) or not isinstance(config.get("session"), dict):
                 raise _Refused("missing_required_parameter", "The body needs a session object.", "session")
             if "format" in (config["session"].get("audio") or {}):
-                raise _Refused("invalid_value", "SIP negotiates its media format; omit audio.format.",
+                raise _Refused("invalid_value", "The media transport (SIP, WebRTC) negotiates its "
+                               "format; omit audio.format.",
                                "session.audio.format")
             self._start(config["session"], now, session_id)
         except _Refused as exc:

@@ -76,7 +76,7 @@ async def _attach(server: SessionHost, live_id: str, auth: Any, receive: Any, se
         call_id = None
         if sip is not None and live_id in sip.calls_by_live_id:
             call_id = sip.calls_by_live_id[live_id].call_id
-        call = server.calls.get(call_id) if call_id else None
+        call = server.calls.get(call_id or live_id)  # a SIP call, or a Live WebRTC call
         refusal = None
         if auth.kind is None:
             refusal = ("invalid_api_key", auth.reason, AUTH_FAILURE_CLOSE)

@@ -60,7 +60,7 @@ CALLS_PATH = "/v1/realtime/calls"
 _HANGUP = re.compile(r"^/v1/realtime/calls/(?P<call_id>[^/]+)/hangup$")
 
 
-class _Refusal(Exception):
+class CallRefusal(Exception):
     def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
@@ -85,7 +85,7 @@ async def handle_calls(server: CallHost, scope: dict[str, Any], receive: Any, se
             await _hangup(server, headers, hangup.group("call_id"), send)
         else:
             await _create(server, scope, headers, receive, send)
-    except _Refusal as refusal:
+    except CallRefusal as refusal:
         if hangup is None:
             server.stats.calls_refused += 1
         body = error_body(refusal.message, refusal.code, param=refusal.param)
@@ -97,28 +97,28 @@ def _bearer(headers: dict[str, str]) -> str | None:
     return value[7:].strip() or None if value[:7].lower() == "bearer " else None
 
 
-def _authenticate(server: CallHost, headers: dict[str, str], *, allow_secret: bool) -> AuthResult:
+def authenticate_call(server: CallHost, headers: dict[str, str], *, allow_secret: bool) -> AuthResult:
     auth = server.authenticate(_bearer(headers), allow_secret=allow_secret)
     if auth.kind is None:
-        raise _Refusal(401, auth.reason, "invalid_api_key")
+        raise CallRefusal(401, auth.reason, "invalid_api_key")
     return auth
 
 
 async def _hangup(server: CallHost, headers: dict[str, str], call_id: str, send: Any) -> None:
-    _authenticate(server, headers, allow_secret=False)
+    authenticate_call(server, headers, allow_secret=False)
     call = server.calls.get(call_id)
     if call is None or not call.live:
-        raise _Refusal(404, f"No live call with id '{call_id}'.", "call_not_found", "call_id")
+        raise CallRefusal(404, f"No live call with id '{call_id}'.", "call_not_found", "call_id")
     await call.hangup("hung up by request")
     await respond_json(send, 200, {})
 
 
 async def _create(server: CallHost, scope: dict[str, Any], headers: dict[str, str],
                   receive: Any, send: Any) -> None:
-    auth = _authenticate(server, headers, allow_secret=True)
+    auth = authenticate_call(server, headers, allow_secret=True)
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type not in ("application/sdp", "multipart/form-data"):
-        raise _Refusal(
+        raise CallRefusal(
             415,
             "Content-Type must be application/sdp (the raw SDP offer) or multipart/form-data "
             f"with parts 'sdp' and 'session'; got {media_type or 'none'!r}.",
@@ -126,25 +126,25 @@ async def _create(server: CallHost, scope: dict[str, Any], headers: dict[str, st
         )
     body = await read_body(receive)
     if body is None:
-        raise _Refusal(413, "Request body too large", "request_too_large")
+        raise CallRefusal(413, "Request body too large", "request_too_large")
     session_part: Any = None
     if media_type == "multipart/form-data":
         try:
             form = parse_form_data(headers["content-type"], body)
         except ValueError as exc:
-            raise _Refusal(400, f"Malformed multipart body: {exc}", "invalid_multipart") from None
+            raise CallRefusal(400, f"Malformed multipart body: {exc}", "invalid_multipart") from None
         if "sdp" not in form:
-            raise _Refusal(400, "The form has no 'sdp' part.", "missing_required_parameter", "sdp")
+            raise CallRefusal(400, "The form has no 'sdp' part.", "missing_required_parameter", "sdp")
         body = form["sdp"]
         if "session" in form:
             try:
                 session_part = json.loads(form["session"])
             except ValueError:
-                raise _Refusal(400, "The 'session' part is not valid JSON.", "invalid_json", "session") from None
+                raise CallRefusal(400, "The 'session' part is not valid JSON.", "invalid_json", "session") from None
     try:
         offer = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise _Refusal(400, "The SDP offer is not UTF-8 text.", "invalid_offer", "sdp") from None
+        raise CallRefusal(400, "The SDP offer is not UTF-8 text.", "invalid_offer", "sdp") from None
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     model = (query.get("model") or [server.default_model])[0]
     session = _new_session(server, auth, model, session_part)
@@ -165,19 +165,28 @@ def _new_session(server: CallHost, auth: AuthResult, model: str, part: Any) -> R
             initial=initial, transport="webrtc",
         )
     except ClientError as exc:
-        raise _Refusal(400, exc.message, exc.code, exc.param) from None
+        raise CallRefusal(400, exc.message, exc.code, exc.param) from None
 
 
 async def _answer(server: CallHost, auth: AuthResult, offer: str, session: RealtimeSession,
                   send: Any, client_host: str | None) -> None:
+    call_id, answer = await start_call(server, auth, offer, session, client_host)
+    await respond(send, 201, answer.encode(), "application/sdp",
+                  [(b"location", f"{CALLS_PATH}/{call_id}".encode())])
+
+
+async def start_call(server: CallHost, auth: AuthResult, offer: str, session: Any,
+                     client_host: str | None, call_id: str | None = None) -> tuple[str, str]:
+    """Answer ``offer`` with a call running ``session`` (Realtime, or a started Live session);
+    returns its call id and the SDP answer (raises :class:`CallRefusal`)."""
     try:
         rtc, nursery = await server.rtc.acquire()
     except WebRtcUnavailable as exc:
-        raise _Refusal(501, str(exc), "webrtc_unavailable") from None
+        raise CallRefusal(501, str(exc), "webrtc_unavailable") from None
     from standin.sessions.rtc_answer import RtcError, answer_offer, host_addresses_for_caller, new_call_id
     from standin.sessions.rtc_session import CallSession
 
-    call_id = new_call_id()
+    call_id = call_id or new_call_id()
     call = CallSession(server, call_id, session)
     try:
         answer, rtc_call = await answer_offer(
@@ -186,17 +195,16 @@ async def _answer(server: CallHost, auth: AuthResult, offer: str, session: Realt
             host_addresses=host_addresses_for_caller(offer, client_host),
         )
     except RtcError as exc:
-        raise _Refusal(400, f"Cannot answer the offer: {exc}", "invalid_offer", "sdp") from None
+        raise CallRefusal(400, f"Cannot answer the offer: {exc}", "invalid_offer", "sdp") from None
     except trio.TooSlowError:
-        raise _Refusal(503, "The answer took too long; try again.", "answer_timeout") from None
+        raise CallRefusal(503, "The answer took too long; try again.", "answer_timeout") from None
     record = server.open_record(model=session.session["model"], call_id=call_id,
                                  auth_kind=auth.kind, subprotocol=None)
     record.transport, record.session, call.record = "webrtc", session, record
     server.calls[call_id] = call
     server.stats.calls_answered += 1
     nursery.start_soon(call.run, rtc_call, name=f"rtc-session:{call_id}")
-    await respond(send, 201, answer.encode(), "application/sdp",
-                  [(b"location", f"{CALLS_PATH}/{call_id}".encode())])
+    return call_id, answer
 
 
 def parse_form_data(content_type: str, body: bytes) -> dict[str, bytes]:

@@ -362,6 +362,9 @@ class CallSession:
         kind = event["type"]
         if kind == AUDIO_DELTA:
             return self._play(event)
+        if kind == "session.output_audio.delta":  # GPT-Live: on the track, nothing announced
+            self._play(event)
+            return []
         if kind == "response.done":
             response = event["response"]
             if response["id"] != self._playing:
@@ -390,6 +393,12 @@ class CallSession:
             return []
         response_id = event.get("response_id")
         out: list[Event] = []
+        live_format = getattr(self.session, "output_audio_format", None)  # a Live session
+        if live_format is not None:
+            pcm = to_pcm24k(live_format, data)
+            self.audio_ms_played += PCM_24K.duration_ms(len(pcm))
+            self.call.play(pcm)
+            return out
         if response_id != self._playing:
             if self._playing is not None:  # a new response's audio supersedes the old
                 out.append(self._buffer_event("stopped", self._playing))

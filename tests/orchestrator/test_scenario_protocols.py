@@ -58,9 +58,9 @@ def test_mixed_protocols_run_and_the_report_compares_them(tmp_path, capsys, work
     assert "by population:" in summary and " live " in summary
 
 
-def test_live_population_over_webrtc_is_refused_at_validate(tmp_path, capsys):
+def test_live_population_over_sip_is_refused_at_validate(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
-    path.write_text(SCENARIO.replace("{name: lv, protocol: live,", "{name: lv, protocol: live, transport: webrtc,"))
+    path.write_text(SCENARIO.replace("{name: lv, protocol: live,", "{name: lv, protocol: live, transport: sip,"))
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "populations[1].protocol" in err and "websocket only" in err
+    assert "populations[1].protocol" in err and "websocket or webrtc" in err
