@@ -49,6 +49,8 @@ MAX_EXP = 12  # values >= 2**MAX_EXP overflow
 LOWEST = math.ldexp(1.0, MIN_EXP)
 HIGHEST = math.ldexp(1.0, MAX_EXP)
 RELATIVE_ERROR = 1 / (2 * SUB_BUCKETS)
+#: sub-buckets merged into one by :meth:`Histogram.record_coarse` (per-slot series)
+COARSE_GROUP = 8
 UNDERFLOW = 0
 OVERFLOW = 1 + (MAX_EXP - MIN_EXP) * SUB_BUCKETS
 #: index = e * S + int(m * 2S) + _BASE, for frexp (m, e); e ranges MIN_EXP+1 .. MAX_EXP
@@ -92,6 +94,26 @@ class Histogram:
         for v in values:
             h.record(v)
         return h
+
+    def record_coarse(self, value: float) -> None:
+        """Count ``value`` at an eighth of the resolution: in the middle sub-bucket of its group
+        of :data:`COARSE_GROUP` (same layout, so merges and reads are unchanged; about 6 %
+        relative error instead of 0.8 %). Per-slot series use it: a slot's histogram then holds
+        at most 8 buckets an octave, however many distinct values an hours-long slot sees."""
+        if not LOWEST <= value < HIGHEST:
+            self.record(value)  # underflow, overflow and bad values as usual
+            return
+        m, e = _frexp(value)
+        index = e * SUB_BUCKETS + int(m * _TWO_S) + _BASE
+        index += COARSE_GROUP // 2 - (index - 1) % COARSE_GROUP
+        counts = self._counts
+        counts[index] = counts.get(index, 0) + 1
+        self.count += 1
+        self._sum += value
+        if value < self._min:
+            self._min = value
+        if value > self._max:
+            self._max = value
 
     def record(self, value: float, count: int = 1) -> None:
         """Count ``value`` (``count`` times). Negative, NaN and infinite values raise
@@ -370,6 +392,10 @@ class TimeSeries:
     coarsens (pairs of slots merge and the interval doubles: counters and histograms add up, a
     gauge keeps the later level), so memory stays flat however long the run and the plots keep
     their shape. Runs shorter than ``max_slots`` intervals (8.5 min at 1 s) are never coarsened.
+    A slot's histograms keep an eighth of the layout's resolution
+    (:meth:`Histogram.record_coarse`, about 6 % relative error): a coarsened slot covers minutes
+    and would otherwise grow a bucket for nearly every distinct value it saw (the 2-hour soak's
+    client grew ~15 MB/h that way). Whole-run histograms keep the full resolution.
     """
 
     interval: float = 1.0
@@ -406,7 +432,7 @@ class TimeSeries:
         self.slot(now).inc(name, amount)
 
     def observe(self, name: str, value: float, now: float) -> None:
-        self.slot(now).observe(name, value)
+        self.slot(now).histogram(name).record_coarse(value)
 
     def set_gauge(self, name: str, value: float, now: float) -> None:
         self.slot(now).set_gauge(name, value)

@@ -2,6 +2,7 @@
 and per-second TimeSeries."""
 
 import json
+import random
 
 import msgpack
 import pytest
@@ -134,8 +135,25 @@ def test_time_series_slots_and_series():
     assert ts.series("active")[-1] == (103.0, 12.0)
     total = ts.total()
     assert total.counters == {"turns": 3}
-    assert total.histograms["ttfa"] == Histogram.from_values([0.5, 0.7])
+    coarse = Histogram()
+    for value in (0.5, 0.7):
+        coarse.record_coarse(value)
+    assert total.histograms["ttfa"] == coarse  # slots keep an eighth of the resolution
     assert TimeSeries().series("x") == []
+
+
+def test_coarse_recording_bounds_a_slot_and_keeps_percentiles_within_seven_percent():
+    """A slot that sees many distinct values (a coarsened slot of an hours-long run) keeps at
+    most 8 buckets an octave; its percentiles stay within the coarse resolution."""
+    rng = random.Random(5)
+    values = [rng.lognormvariate(-3, 1) for _ in range(20_000)]
+    fine, coarse = Histogram.from_values(values), Histogram()
+    for value in values:
+        coarse.record_coarse(value)
+    assert len(coarse._counts) * 6 < len(fine._counts)
+    assert coarse.count == fine.count and coarse.min == fine.min and coarse.max == fine.max
+    for q in (50, 90, 95, 99):
+        assert abs(coarse.percentile(q) / fine.percentile(q) - 1) < 0.07, q
 
 
 def test_time_series_half_second_slots_and_negative_time():
@@ -158,7 +176,10 @@ def test_time_series_snapshot_and_merge():
     assert TimeSeries.from_snapshot(msgpack.unpackb(msgpack.packb(snap))) == b
     a.merge(snap)
     assert a.series("turns")[0] == (0.0, 2.0)
-    assert a.slots[1].histograms["ttfa"] == Histogram.from_values([0.2, 0.4])
+    both = Histogram()
+    for value in (0.2, 0.4):
+        both.record_coarse(value)
+    assert a.slots[1].histograms["ttfa"] == both
     assert a.series("ttfa", "count")[-1] == (5.0, 1.0)
     with pytest.raises(ValueError, match="cannot merge"):
         a.merge(TimeSeries(interval=1.5))  # 2.0 now aligns (coarsened shards)
