@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 CORPUS = FUZZ / "corpus"
-HARNESSES = ("realtime", "scenario_yaml", "sdp", "sip", "rtp", "webhooks", "media_streams",
+HARNESSES = ("realtime", "live", "scenario_yaml", "sdp", "sip", "rtp", "webhooks", "media_streams",
              "results", "fault_file")
 #: mutated examples per harness; the whole module stays well under 30 s on one core
 EXAMPLES = {"scenario_yaml": 120, "results": 100, "webhooks": 150, "fault_file": 120}
@@ -100,3 +100,4 @@ test_webhooks_mutations = _mutation_test("webhooks")
 test_media_streams_mutations = _mutation_test("media_streams")
 test_results_mutations = _mutation_test("results")
 test_fault_file_mutations = _mutation_test("fault_file")
+test_live_mutations = _mutation_test("live")
