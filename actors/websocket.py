@@ -84,34 +84,31 @@ class ConnectParams:
     engine: str = attrs.field(default="websockets", validator=attrs.validators.in_(("websockets", "trio-websocket")))
 
 
-def live_ws_url(base: str, attach: str | None = None) -> str:
-    """``{base}/v1/live/sessions`` (GPT-Live: no query string; the model is in session.start),
-    or a sideband's ``{base}/v1/live/sessions/{attach}/attach``."""
+def _ws_url(base: str, endpoint: str, query: str = "") -> str:
+    """``{base}/v1/{endpoint}`` as a ws(s) URL from an http(s)/ws(s) base (``/v1`` optional)."""
     parts = urlsplit(base)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     if scheme not in ("ws", "wss"):
         raise ValueError(f"not a websocket or http URL: {base!r}")
     path = parts.path.rstrip("/")
-    if not path.endswith("/v1/live/sessions"):
-        path = (path if path.endswith("/v1") else path + "/v1") + "/live/sessions"
-    if attach is not None:
-        path += f"/{attach}/attach"
-    return urlunsplit((scheme, parts.netloc, path, "", ""))
+    if not path.endswith(f"/v1/{endpoint}"):
+        path = (path if path.endswith("/v1") else path + "/v1") + f"/{endpoint}"
+    return urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+def live_ws_url(base: str, attach: str | None = None) -> str:
+    """``{base}/v1/live/sessions`` (GPT-Live: no query string; the model is in session.start),
+    or a sideband's ``{base}/v1/live/sessions/{attach}/attach``."""
+    url = _ws_url(base, "live/sessions")
+    return url if attach is None else f"{url}/{attach}/attach"
 
 
 def realtime_ws_url(base: str, *, model: str | None, call_id: str | None) -> str:
     """``{base}/v1/realtime?model=…`` from an http(s)/ws(s) base URL (path ``/v1`` optional)."""
     if (model is None) == (call_id is None):
         raise ValueError("exactly one of model and call_id must be given")
-    parts = urlsplit(base)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("ws", "wss"):
-        raise ValueError(f"not a websocket or http URL: {base!r}")
-    path = parts.path.rstrip("/")
-    if not path.endswith("/v1/realtime"):
-        path = (path if path.endswith("/v1") else path + "/v1") + "/realtime"
     query = urlencode({"model": model} if model is not None else {"call_id": call_id})
-    return urlunsplit((scheme, parts.netloc, path, query, ""))
+    return _ws_url(base, "realtime", query)
 
 
 async def run_websocket(

@@ -416,21 +416,7 @@ class ClientCore:
                                                      variant=self.dialect)
         except ProtocolError as exc:
             return [exc]
-        if self.edge is not None:
-            return self._apply_all(self.edge.from_wire(event))
-        self.mirror.apply_server(event)
-        if event["type"] in _TURN_EVENTS:
-            self.turns.server_event(event)
-        handler = self._acks.get(event["type"])
-        if handler is not None:
-            handler(self, event)
-        self._enforce_limit()
-        notice = self._limit_notice()
-        out: list[dict[str, Any] | ProtocolError] = [event] if notice is None else [event, notice]
-        if self._turn_notice is not None:
-            out.append(self._turn_notice)
-            self._turn_notice = None
-        return out
+        return self._apply_all(self.edge.from_wire(event) if self.edge is not None else [event])
 
     def start_config(self) -> dict[str, Any]:
         """GPT-Live over WebRTC: the ``session`` of the next connection's creation request
@@ -453,7 +439,8 @@ class ClientCore:
         return self._apply_all(self.edge.close_answer("completed"))
 
     def _apply_all(self, events: list[dict[str, Any]]) -> list[dict[str, Any] | ProtocolError]:
-        """Apply events the edge made (mirror, audio turns, acknowledgements), as received."""
+        """Apply received events (or those the edge made of one): the mirror, the audio turns,
+        the acknowledgements; then the memory bound. Returns them, and any notice."""
         for event in events:
             self.mirror.apply_server(event)
             if event["type"] in _TURN_EVENTS:

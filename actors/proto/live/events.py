@@ -18,13 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors.proto.errors import ProtocolError, excerpt
-from actors.proto.realtime.events import (
-    Field,
-    _compile,
-    _fault_detail,
-    _find_fault,
-    decode_frame,
-)
+from actors.proto.realtime.events import Field, _compile, check_fields, decode_frame
 
 __all__ = ["CLIENT_TYPES", "SERVER_TYPES", "CLOSE_REASONS", "MAX_APPEND_AUDIO",
            "parse_server_event", "validate_client_event"]
@@ -125,14 +119,7 @@ def parse_server_event(data: str | bytes | bytearray, *, max_size: int) -> dict[
         raise ProtocolError("unknown_event_type",
                             f"unknown Live server event type {excerpt(event_type, 80)!r}",
                             detail={"type": excerpt(event_type)})
-    fault = _find_fault(event, checks)
-    if fault is not None:
-        f, value = fault
-        detail = _fault_detail(event_type, f, value)
-        raise ProtocolError(
-            "invalid_field",
-            f"{event_type}: field {f.path!r} must be {detail['expected']}, got {detail['got']}",
-            detail=detail)
+    check_fields(event, event_type, checks)
     return event
 
 
@@ -148,14 +135,7 @@ def validate_client_event(event: dict[str, Any]) -> dict[str, Any]:
             "invalid_client_event",
             f"{excerpt(event_type, 80)}: not a Live client event; known: " + ", ".join(sorted(_CLIENT)),
             detail={"type": excerpt(event_type), "field": "type"}, local=True)
-    fault = _find_fault(event, checks)
-    if fault is not None:
-        f, value = fault
-        detail = _fault_detail(event_type, f, value)
-        raise ProtocolError(
-            "invalid_client_event",
-            f"{event_type}: field {f.path!r} must be {detail['expected']}, got {detail['got']}",
-            detail=detail, local=True)
+    check_fields(event, event_type, checks, local=True)
     if event_type == "session.input_audio.append" and len(event["audio"]) > MAX_APPEND_AUDIO:
         raise ProtocolError("invalid_client_event",
                             f"{event_type}: audio is longer than {MAX_APPEND_AUDIO} characters",

@@ -342,16 +342,24 @@ def check_server_event(event: dict[str, Any]) -> dict[str, Any]:
             detail={"type": excerpt(event_type)},
         )
     if checks:
-        fault = _find_fault(event, checks)
-        if fault is not None:
-            f, value = fault
-            detail = _fault_detail(event_type, f, value)
-            raise ProtocolError(
-                "invalid_field",
-                f"{event_type}: field {f.path!r} must be {detail['expected']}, got {detail['got']}",
-                detail=detail,
-            )
+        check_fields(event, event_type, checks)
     return event
+
+
+def check_fields(event: Mapping[str, Any], event_type: str, checks: tuple[_Check, ...], *,
+                 local: bool = False) -> None:
+    """Raise :class:`ProtocolError` naming the first field of ``checks`` that ``event``
+    violates: ``invalid_field`` for a peer's event, ``invalid_client_event`` (``local``) for
+    ours. Shared by every dialect's tables."""
+    fault = _find_fault(event, checks)
+    if fault is not None:
+        f, value = fault
+        detail = _fault_detail(event_type, f, value)
+        raise ProtocolError(
+            "invalid_client_event" if local else "invalid_field",
+            f"{event_type}: field {f.path!r} must be {detail['expected']}, got {detail['got']}",
+            detail=detail, local=local,
+        )
 
 
 def parse_server_event(
