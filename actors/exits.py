@@ -19,6 +19,9 @@ class ExitReason(enum.StrEnum):
 
     #: the peer closed normally (1000) or the session finished its work
     NORMAL = "normal"
+    #: the peer ended the session for good, not as a fault (GPT-Live ``session.closed``
+    #: ``close_requested`` / ``remote_hangup``): closed, never restarted, whatever the policy
+    ENDED = "ended"
     #: the connection was lost or closed with a retryable code
     DROPPED = "dropped"
     #: the credential was refused: do not retry without a new key
@@ -57,15 +60,15 @@ class ActorExit:
 
     @property
     def abnormal(self) -> bool:
-        return self.reason is not ExitReason.NORMAL
+        return self.reason is not ExitReason.NORMAL and self.reason is not ExitReason.ENDED
 
 
 #: GPT-Live ``session.closed`` reasons -> what the supervisor does
 LIVE_CLOSE_REASONS = {
     "expired": ExitReason.RECYCLE,  # the duration limit: a new session at once
     "connection_lost": ExitReason.DROPPED,  # reconnect (with backoff)
-    "close_requested": ExitReason.NORMAL,  # an application close: closed
-    "remote_hangup": ExitReason.NORMAL,  # the call ended
+    "close_requested": ExitReason.ENDED,  # an application close: closed
+    "remote_hangup": ExitReason.ENDED,  # the call ended
     "content": ExitReason.FATAL,  # a safety filter ended it: an error, with the reason
 }
 

@@ -70,8 +70,9 @@ class RestartIntensity:
 
 
 def should_restart(policy: RestartPolicy, exit: ActorExit) -> bool:
-    """The OTP rule, before intensity and auth handling are applied."""
-    if policy is RestartPolicy.TEMPORARY:
+    """The OTP rule, before intensity and auth handling are applied (a session the peer
+    ended for good, ``ENDED``, is never restarted)."""
+    if policy is RestartPolicy.TEMPORARY or exit.reason is ExitReason.ENDED:
         return False
     if policy is RestartPolicy.TRANSIENT:
         return exit.abnormal and exit.reason is not ExitReason.FATAL

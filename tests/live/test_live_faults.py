@@ -19,9 +19,25 @@ from standin.keys.webhooks import new_webhook_secret
 def test_session_closed_reasons_decide_how_the_connection_ends():
     assert [live_closed_exit(r, 1000).reason for r in (
         "expired", "connection_lost", "close_requested", "remote_hangup", "content")] == [
-        ExitReason.RECYCLE, ExitReason.DROPPED, ExitReason.NORMAL, ExitReason.NORMAL,
+        ExitReason.RECYCLE, ExitReason.DROPPED, ExitReason.ENDED, ExitReason.ENDED,
         ExitReason.FATAL]
+    assert not live_closed_exit("remote_hangup", 1000).abnormal
     assert "content" in live_closed_exit("content", 1000).detail
+
+
+async def test_a_session_the_server_closes_on_request_ends_closed_not_reconnected():
+    """``close_requested`` from the server (an application hung up through the API): the
+    session ends ``closed`` even under the permanent policy, which reconnects after a drop."""
+    server = EmbeddedServer.with_generated_key(model_config=ModelConfig(pace=0.0))
+    async with open_fleet(server=server, api_key=server.api_key, policy="permanent") as fleet:
+        sid = await fleet.add_session(protocol="live")
+        await fleet.wait_connected(sid)
+        (record,) = [r for r in server.connections if r.model == "live"]
+        await fleet.send(sid, {"type": "session.close"})  # the server answers session.closed
+        with trio.fail_after(10):
+            state = await fleet.wait_state(sid, ConnectionState.CLOSED, ConnectionState.ERROR)
+        assert state is ConnectionState.CLOSED and fleet.status(sid).reconnects == 0
+        assert "close_requested" in fleet.status(sid).last_exit.detail
 
 
 async def test_expiry_recycles_into_a_new_seeded_session():
