@@ -77,13 +77,12 @@ async def test_sip_call_answered_on_the_live_surface_through_the_sideband(tmp_pa
     assert record.call_id == live_id
 
 
-def sdk_sideband(server: EmbeddedServer, live_id: str, accepted: trio.Event, token) -> list[dict]:
+def sdk_sideband(server: EmbeddedServer, live_id: str) -> list[dict]:
     async def main() -> list[dict]:
         client = openai.AsyncOpenAI(api_key=server.api_key, base_url=f"{server.base_url}/v1",
                                     websocket_base_url=f"{server.ws_url}/v1")
         try:
             await client.live.sessions.accept(live_id, session={"model": "gpt-live-1"})
-            trio.from_thread.run_sync(accepted.set, trio_token=token)
             events = []
             async with client.live.sideband.connect(session_id=live_id, max_retries=0) as conn:
                 while not events or events[-1]["type"] != "session.closed":
@@ -120,9 +119,7 @@ async def test_the_official_sdk_accepts_and_attaches_on_the_live_surface(tmp_pat
             if not controller.calls:
                 await controller.call_announced.wait()
             (live_id,) = controller.calls
-            accepted = trio.Event()
-            events = await trio.to_thread.run_sync(
-                sdk_sideband, server, live_id, accepted, trio.lowlevel.current_trio_token())
+            events = await trio.to_thread.run_sync(sdk_sideband, server, live_id)
             await sipp.wait()
             nursery.cancel_scope.cancel()
     kinds = [e["type"] for e in events]
