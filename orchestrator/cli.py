@@ -137,6 +137,13 @@ def _serve_extras(serve: argparse.ArgumentParser) -> None:
                           "call to that webhook (signed realtime.call.incoming) and let "
                           "POST /v1/realtime/calls/{id}/accept|reject|refer|hangup decide "
                           "[RTFLEET_SIP_ACCEPT]")
+    sip.add_argument("--sip-webhook", default=_env("sip_webhook", "realtime"),
+                     metavar="realtime|live|both",
+                     help="which surface --sip-accept URL announces calls on: 'realtime' "
+                          "(realtime.call.incoming, rtc_ ids), 'live' (GPT-Live's "
+                          "live.transport.incoming, live_ ids, accepted at "
+                          "/v1/live/sessions/{id}/accept) or 'both' (the first accept wins) "
+                          "[RTFLEET_SIP_WEBHOOK]")
     sip.add_argument("--sip-session", default=_env("sip_session"), metavar="JSON|@FILE",
                      help="the session config auto-accepted calls get [RTFLEET_SIP_SESSION]")
     sip.add_argument("--sip-accept-timeout", type=float,

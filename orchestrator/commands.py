@@ -64,7 +64,8 @@ def serve_command(args: argparse.Namespace) -> int:
                 api_keys={key}, webrtc=webrtc, demo_token=args.demo_token, models=models,
                 cors_origins=setup.cors_origins, sip_port=setup.sip_port,
                 webhook_url=setup.webhook_url, webhook_secret=webhook_secret,
-                sip_session=setup.sip_session, sip_accept_timeout=setup.sip_accept_timeout)
+                sip_session=setup.sip_session, sip_accept_timeout=setup.sip_accept_timeout,
+                sip_webhook_events=setup.sip_webhook_events)
             control = ServerControl(server, nursery, args.host, args.port)
             faults = ServeFaults.for_file(control, nursery, setup.faults,
                                           announce=lambda line: print(f"  {line}", flush=True))

@@ -37,6 +37,7 @@ class ServeSetup:
     webhook_secret: str | None = None
     sip_session: dict[str, Any] | None = None
     sip_accept_timeout: float | None = 30.0
+    sip_webhook_events: tuple[str, ...] = ("realtime.call.incoming",)
     faults: Any = None  # a FaultFile
 
 
@@ -74,6 +75,8 @@ def _sip(args: argparse.Namespace) -> dict[str, Any]:
     if timeout is not None and timeout <= 0:
         raise UsageError(f"--sip-accept-timeout must be more than 0 seconds, not {timeout:g}")
     if args.sip_accept == "auto":
+        if getattr(args, "sip_webhook", "realtime") != "realtime":
+            raise UsageError("--sip-webhook needs --sip-accept URL (auto sends no webhooks)")
         if args.webhook_secret:
             raise UsageError("--webhook-secret needs --sip-accept URL (auto sends no webhooks)")
         return {"sip_port": args.sip_port, "sip_session": _session(args.sip_session),
@@ -88,8 +91,16 @@ def _sip(args: argparse.Namespace) -> dict[str, Any]:
     secret = args.webhook_secret
     if secret is not None and not secret.startswith("whsec_"):
         raise UsageError("--webhook-secret must be a whsec_… signing secret")
+    events = _WEBHOOK_EVENTS.get(getattr(args, "sip_webhook", "realtime"))
+    if events is None:
+        raise UsageError(f"--sip-webhook takes realtime, live or both, not {args.sip_webhook!r}")
     return {"sip_port": args.sip_port, "webhook_url": args.sip_accept, "webhook_secret": secret,
-            "sip_accept_timeout": timeout}
+            "sip_accept_timeout": timeout, "sip_webhook_events": events}
+
+
+#: ``--sip-webhook``: the events announcing a call (``live.transport.incoming`` is GPT-Live's)
+_WEBHOOK_EVENTS = {"realtime": ("realtime.call.incoming",), "live": ("live.transport.incoming",),
+                   "both": ("realtime.call.incoming", "live.transport.incoming")}
 
 
 def _check_sip_host(host: str) -> None:

@@ -138,8 +138,9 @@ class Webhook:
             self.refused += 1
             status = 400
         else:
-            assert event["type"] == "realtime.call.incoming"
-            self.send.send_nowait(event["data"]["call_id"])
+            assert event["type"] in ("realtime.call.incoming", "live.transport.incoming")
+            data = event["data"]  # realtime.call.incoming, or GPT-Live's live.transport.incoming
+            self.send.send_nowait(data.get("call_id") or data["session_id"])
             status = 200
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b""})
@@ -189,6 +190,37 @@ async def test_a_webhook_announces_calls_and_the_rest_api_decides(tmp_path: Path
     assert webhook.refused == 0
 
 
+async def test_a_webhook_on_the_live_surface_and_a_live_sideband(tmp_path: Path, nursery) -> None:
+    """``--sip-webhook live``: calls are announced as GPT-Live's ``live.transport.incoming``,
+    accepted at ``/v1/live/sessions/{id}/accept`` and driven through ``/attach``."""
+    secret = new_webhook_secret()
+    webhook = Webhook(secret)
+    hook_url = await nursery.start(serve_front, webhook, "127.0.0.1", 0)
+    caller = _caller(tmp_path, hold_ms=4000)
+    with trio.fail_after(90):
+        async with rtfleet_serve("--sip-port", "0", "--sip-accept", f"{hook_url}/hook",
+                                 "--sip-webhook", "live", "--webhook-secret", secret) as serve:
+            auth = {"Authorization": f"Bearer {serve.key}"}
+            async with trio.open_nursery() as calls, httpx.AsyncClient(base_url=serve.url) as api:
+                calls.start_soon(_sipp, sipp_command(serve.sip_port, caller, calls=1, rate=1), tmp_path)
+                live_id = await webhook.receive.receive()
+                assert live_id.startswith("live_")
+                answer = await api.post(f"/v1/live/sessions/{live_id}/accept", headers=auth, json={
+                    "session": {"model": "gpt-live-1", "instructions": "You are the front desk."}})
+                assert answer.status_code == 200, answer.text
+                ws = f"{serve.url.replace('http', 'ws', 1)}/v1/live/sessions/{live_id}/attach"
+                async with open_websocket_url(ws, extra_headers=[("Authorization", f"Bearer {serve.key}")]) as sideband:
+                    first = json.loads(await sideband.get_message())
+                    assert first["type"] == "session.started"
+                    assert first["session"]["instructions"] == "You are the front desk."
+                    said = ""
+                    while "You said: audio of" not in said:  # the caller's tone, answered aloud
+                        event = json.loads(await sideband.get_message())
+                        if event["type"] == "session.output_transcript.delta":
+                            said += event["delta"]
+    assert webhook.refused == 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["--sip-accept", "auto", "--sip-session", "{}"], "--sip-session needs --sip-port"),
     (["--sip-port", "0", "--sip-accept", "ftp://x"], "--sip-accept takes 'auto' or a webhook URL"),
@@ -196,6 +228,9 @@ async def test_a_webhook_announces_calls_and_the_rest_api_decides(tmp_path: Path
     (["--sip-port", "0", "--sip-session", "{\"audio\": {\"output\": {\"voice\": 3}}}"],
      "session.audio.output.voice"),
     (["--sip-port", "0", "--sip-accept", "http://127.0.0.1:9/h", "--webhook-secret", "nope"], "whsec_"),
+    (["--sip-port", "0", "--sip-accept", "http://127.0.0.1:9/h", "--sip-webhook", "x"],
+     "--sip-webhook takes realtime, live or both"),
+    (["--sip-port", "0", "--sip-webhook", "live"], "--sip-webhook needs --sip-accept URL"),
     (["--sip-port", "70000"], "--sip-port must be 0..65535"),
     (["--sip-port", "0", "--host", "0.0.0.0"], "--sip-port needs a specific --host address"),
     (["--sip-port", "0", "--host", "localhost"], "--sip-port needs --host to be an IP address"),
