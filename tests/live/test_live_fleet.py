@@ -29,6 +29,22 @@ TURNS = 3
 DROP_AFTER = ["conversation.item.added", "response.created", "response.output_audio.delta"]
 
 
+async def answer_cut_after(events, link, cut: str | None) -> dict:
+    """The turn's completed answer, the connection dropped once after the event ``cut`` (an
+    answer never comes by a timeout: 30 s is only a guard)."""
+    with trio.fail_after(30):
+        async for event in events:
+            assert event.kind is not EventKind.DROPPED, event.payload
+            kind = event.payload["type"]
+            if kind == cut and link.state is ConnectionState.CONNECTED:
+                cut = None
+                link.abort_connection()
+            if kind == "response.done":
+                assert event.payload["response"]["status"] == "completed"
+                return event.payload["response"]
+    raise AssertionError("the events ended before the answer")
+
+
 async def test_fifty_live_sessions_survive_a_drop_in_every_turn():
     server = EmbeddedServer.with_generated_key(model_config=ModelConfig(pace=1.0, chunk_ms=50))
     async with open_fleet(server=server, api_key=server.api_key, seed=3) as fleet:
@@ -45,17 +61,7 @@ async def test_fifty_live_sessions_survive_a_drop_in_every_turn():
                     drop_after: str | None = DROP_AFTER[(index + turn) % len(DROP_AFTER)]
                     await fleet.send(sid, user_text(f"{sid} turn {turn}"))
                     await fleet.send(sid, {"type": "response.create"})
-                    with trio.fail_after(30):
-                        async for event in events:
-                            assert event.kind is not EventKind.DROPPED, event.payload
-                            kind = event.payload["type"]
-                            if kind == drop_after and link.state is ConnectionState.CONNECTED:
-                                drop_after = None
-                                link.abort_connection()
-                            if kind == "response.done":
-                                assert event.payload["response"]["status"] == "completed"
-                                answers[sid].append(event.payload["response"])
-                                break
+                    answers[sid].append(await answer_cut_after(events, link, drop_after))
                 with trio.fail_after(30):
                     while not link.core.settled:
                         await events.receive()
@@ -148,17 +154,7 @@ async def test_live_audio_turns_cut_by_drops_are_replayed_and_answered_once(audi
                         if cut == "mid_utterance" and n == len(appends) // 2:
                             cut = None
                             link.abort_connection()
-                    with trio.fail_after(30):
-                        async for event in events:
-                            assert event.kind is not EventKind.DROPPED, event.payload
-                            kind = event.payload["type"]
-                            if kind == cut and link.state is ConnectionState.CONNECTED:
-                                cut = None
-                                link.abort_connection()
-                            if kind == "response.done":
-                                assert event.payload["response"]["status"] == "completed"
-                                heard[sid].append(answer_text(event.payload["response"]))
-                                break
+                    heard[sid].append(answer_text(await answer_cut_after(events, link, cut)))
 
         async with trio.open_nursery() as nursery:
             for index, sid in enumerate(sids):
