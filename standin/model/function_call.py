@@ -19,13 +19,12 @@ response ``cancelled``.
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
 import attrs
 
-from standin.model.response import Emit, rate_limits
+from standin.model.response import Emit, close_response, open_response
 
 __all__ = ["FunctionCallRun", "function_call_item", "split_arguments"]
 
@@ -96,29 +95,10 @@ class FunctionCallRun:
                 "call_id": self.item["call_id"]}
 
     def _head(self, emit: Emit) -> list[dict[str, Any]]:
-        out = [
-            emit("response.created", response=copy.deepcopy(self.response)),
-            emit("response.output_item.added", response_id=self.id, output_index=0, item=copy.deepcopy(self.item)),
-        ]
-        if self.in_conversation:
-            out.append(emit("conversation.item.added", previous_item_id=self.previous_item_id,
-                            item=copy.deepcopy(self.item)))
-        return out
+        return open_response(self, emit)
 
     def _tail(self, emit: Emit, status: str, reason: str | None) -> list[dict[str, Any]]:
         self.finished = True
         out = [emit("response.function_call_arguments.done", **self._ids(), name=self.item["name"],
                     arguments=self.item["arguments"])]
-        self.item["status"] = "completed" if status == "completed" else "incomplete"
-        out.append(emit("response.output_item.done", response_id=self.id, output_index=0,
-                        item=copy.deepcopy(self.item)))
-        if self.in_conversation:
-            out.append(emit("conversation.item.done", previous_item_id=self.previous_item_id,
-                            item=copy.deepcopy(self.item)))
-        self.response["status"] = status
-        self.response["status_details"] = None if reason is None else {"type": status, "reason": reason}
-        self.response["output"] = [copy.deepcopy(self.item)]
-        self.response["usage"] = self.usage
-        out.append(emit("response.done", response=copy.deepcopy(self.response)))
-        out.append(emit("rate_limits.updated", rate_limits=rate_limits(self.usage["total_tokens"])))
-        return out
+        return out + close_response(self, emit, status, reason)

@@ -107,9 +107,6 @@ class ResponseRun:
     def _ids(self) -> dict[str, Any]:
         return {"response_id": self.id, "item_id": self.item["id"], "output_index": 0, "content_index": 0}
 
-    def _item(self) -> dict[str, Any]:
-        return copy.deepcopy(self.item)
-
     def _part(self) -> dict[str, Any]:
         content = self.item["content"][0]
         if self.modality == "text":
@@ -117,12 +114,7 @@ class ResponseRun:
         return {"type": "audio", "transcript": content["transcript"]}
 
     def _head(self, emit: Emit) -> list[dict[str, Any]]:
-        out = [
-            emit("response.created", response=copy.deepcopy(self.response)),
-            emit("response.output_item.added", response_id=self.id, output_index=0, item=self._item()),
-        ]
-        if self.in_conversation:
-            out.append(emit("conversation.item.added", previous_item_id=self.previous_item_id, item=self._item()))
+        out = open_response(self, emit)
         if self.modality == "text":
             self.item["content"].append({"type": "output_text", "text": ""})
         else:
@@ -155,14 +147,34 @@ class ResponseRun:
                 emit("response.output_audio_transcript.done", **self._ids(), transcript=content["transcript"]),
             ]
         out.append(emit("response.content_part.done", **self._ids(), part=self._part()))
-        self.item["status"] = "completed" if status == "completed" else "incomplete"
-        out.append(emit("response.output_item.done", response_id=self.id, output_index=0, item=self._item()))
-        if self.in_conversation:
-            out.append(emit("conversation.item.done", previous_item_id=self.previous_item_id, item=self._item()))
-        self.response["status"] = status
-        self.response["status_details"] = None if reason is None else {"type": status, "reason": reason}
-        self.response["output"] = [self._item()]
-        self.response["usage"] = self.usage
-        out.append(emit("response.done", response=copy.deepcopy(self.response)))
-        out.append(emit("rate_limits.updated", rate_limits=rate_limits(self.usage["total_tokens"])))
-        return out
+        return out + close_response(self, emit, status, reason)
+
+
+def open_response(run: Any, emit: Emit) -> list[dict[str, Any]]:
+    """The events that open a response with one output item (any run kind: a message or a
+    function call): created, the item added to the output and, in a conversation, to it."""
+    out = [
+        emit("response.created", response=copy.deepcopy(run.response)),
+        emit("response.output_item.added", response_id=run.id, output_index=0, item=copy.deepcopy(run.item)),
+    ]
+    if run.in_conversation:
+        out.append(emit("conversation.item.added", previous_item_id=run.previous_item_id,
+                        item=copy.deepcopy(run.item)))
+    return out
+
+
+def close_response(run: Any, emit: Emit, status: str, reason: str | None) -> list[dict[str, Any]]:
+    """The events that close it: the item done (in the output and the conversation), then
+    ``response.done`` with the final status and usage, then ``rate_limits.updated``."""
+    run.item["status"] = "completed" if status == "completed" else "incomplete"
+    out = [emit("response.output_item.done", response_id=run.id, output_index=0, item=copy.deepcopy(run.item))]
+    if run.in_conversation:
+        out.append(emit("conversation.item.done", previous_item_id=run.previous_item_id,
+                        item=copy.deepcopy(run.item)))
+    run.response["status"] = status
+    run.response["status_details"] = None if reason is None else {"type": status, "reason": reason}
+    run.response["output"] = [copy.deepcopy(run.item)]
+    run.response["usage"] = run.usage
+    out.append(emit("response.done", response=copy.deepcopy(run.response)))
+    out.append(emit("rate_limits.updated", rate_limits=rate_limits(run.usage["total_tokens"])))
+    return out
