@@ -269,12 +269,19 @@ def _counters(r: RunReport) -> str:
     return _section("Counters", '<div class="pair">' + "".join(parts) + "</div>", anchor="counters")
 
 
+def _trail(lines: tuple[str, ...]) -> str:
+    if not lines:
+        return ""
+    return ("<details><summary>last events</summary><pre>" + esc("\n".join(lines))
+            + "</pre></details>")
+
+
 def _session_errors(r: RunReport) -> str:
     errors = r.session_errors
     if not errors:
         return ""
     shown = errors[:MAX_SESSION_ERRORS]
-    rows = [(f"<code>{esc(e.session)}</code>", esc(e.error)) for e in shown]
+    rows = [(f"<code>{esc(e.session)}</code>", esc(e.error) + _trail(e.trail)) for e in shown]
     more = (f"<p>\u2026 and {len(errors) - len(shown):,} more (see results.json).</p>"
             if len(errors) > len(shown) else "")
     table = _table(["Session", "Error"], rows, numeric=(), cls="errors")

@@ -53,6 +53,8 @@ class RunMark:
 class SessionError:
     session: str
     error: str
+    #: the session's last events before the error (``+t what`` lines), when recorded
+    trail: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -113,7 +115,7 @@ class RunReport:
             sessions_failed=sessions.integer("failed"),
             sessions_stopped=sessions.integer("stopped"),
             session_errors=tuple(
-                SessionError(e.string("session", ""), e.string("error", ""))
+                SessionError(e.string("session", ""), e.string("error", ""), e.strings("trail"))
                 for e in sessions.items("errors")
             ),
             populations=_populations(r.get("populations")),
@@ -166,6 +168,14 @@ class _Reader:
         if not isinstance(value, str):
             raise self._fail(key, "a string", value)
         return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._fail(key, "a list of strings", value)
+        return tuple(value)
 
     def number(self, key: str) -> float | None:
         value = self.data.get(key)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import wave
+from collections import deque
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,6 +53,9 @@ TEXT_DELTAS = frozenset({"response.output_text.delta", "response.output_audio_tr
 #: answers with a fresh one (a session that still cannot connect counts as failed)
 BENIGN_ERRORS = frozenset({"response_cancel_not_active", "invalid_api_key"})
 PCM_RATE = 24_000
+#: how many of a session's last events (deltas aside) its error record keeps: what happened
+#: just before a step failed
+TRAIL = 24
 CHUNK_BYTES = PCM_RATE * 2 // 50  # 20 ms of PCM16 mono
 
 
@@ -89,12 +93,24 @@ class SessionDriver:
     _audio_bytes: int = 0
     _audio_item: str | None = None
     _audio_started: float | None = None
+    #: when the session's driver began (its trail's times count from here)
+    _born: float = attrs.field(default=attrs.Factory(lambda self: self.metrics.clock(), takes_self=True))
     last_response: dict[str, Any] | None = None
     turns: int = 0
     #: why the audio turn in flight was lost at a drop (its wait fails at once)
     _lost: str | None = None
     #: function calls the model made, for expect_tool_call / answer_tool_call
     tool_calls: ToolCalls = attrs.field(factory=ToolCalls)
+    #: the session's last events but deltas, as (time, what): an error record's trail
+    trail: deque[tuple[float, str]] = attrs.field(factory=lambda: deque(maxlen=TRAIL))
+
+    def note(self, what: str) -> None:
+        """Keep ``what`` (a state change, a drop, a lost turn) in the session's trail."""
+        self.trail.append((self.metrics.clock(), what))
+
+    def trail_lines(self) -> list[str]:
+        """The trail as lines ``+12.345s response.done``, times from the session's start."""
+        return [f"+{t - self._born:.3f}s {what}" for t, what in self.trail]
 
     def _start_turn(self, kind: str) -> _Turn:
         if self._turn is not None and self._turn.span is not None:
@@ -110,6 +126,7 @@ class SessionDriver:
 
     def turn_lost(self, reason: str) -> None:
         """An audio turn in flight at a drop could not be replayed: fail its wait now."""
+        self.note(f"turn lost: {reason}")
         self._lost = reason
         self._done.set()
         self._done = trio.Event()
@@ -121,6 +138,8 @@ class SessionDriver:
         kind = payload["type"]
         now = self.metrics.clock()
         turn = self._turn
+        if not kind.endswith(".delta"):
+            self.trail.append((now, kind))
         if kind in TEXT_DELTAS:
             self._set_output_live(True)
             if turn is not None and turn.first_text is None:

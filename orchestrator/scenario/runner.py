@@ -112,6 +112,9 @@ class _Run:
         elif kind is EventKind.STATE:
             self._on_state(sid, event.payload)
         elif kind is EventKind.PROTOCOL_ERROR:
+            driver = self.drivers.get(sid)
+            if driver is not None:
+                driver.note(f"protocol error: {str(event.payload.get('error', ''))[:80]}")
             self._metrics(sid).inc("errors")
             self._metrics(sid).inc("errors.protocol")
         elif kind is EventKind.DROPPED:
@@ -140,6 +143,10 @@ class _Run:
             return
         previous = self.states.get(sid)
         self.states[sid] = target
+        driver = self.drivers.get(sid)
+        if driver is not None:
+            reason = change.get("reason")
+            driver.note(f"state {target.value}" + (f" ({reason})" if reason else ""))
         if target is S.CONNECTED:
             if sid in self.outage_since:
                 self._metrics(sid).inc("reconnect.succeeded")
@@ -253,7 +260,12 @@ class _Run:
 
     def _error(self, sid: str, message: str) -> None:
         if len(self.errors) < MAX_ERRORS_KEPT:
-            self.errors.append({"session": sid, "error": message})
+            record: dict[str, Any] = {"session": sid, "error": message}
+            driver = self.drivers.get(sid)
+            if driver is not None and driver.trail:
+                # what the session saw last (deltas aside): why a turn timed out, say
+                record["trail"] = driver.trail_lines()
+            self.errors.append(record)
 
     # -- phases ---------------------------------------------------------------------------
 
