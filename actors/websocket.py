@@ -60,6 +60,8 @@ class ConnectParams:
     credential: Secret
     model: str | None = "gpt-realtime"
     call_id: str | None = None
+    #: ``"transcription"``: open a transcription session (``?intent=transcription``, no model)
+    intent: str | None = None
     connect_timeout: float = 10.0
     #: how long to wait for ``session.created`` after the handshake
     ready_timeout: float = 10.0
@@ -103,8 +105,14 @@ def live_ws_url(base: str, attach: str | None = None) -> str:
     return url if attach is None else f"{url}/{attach}/attach"
 
 
-def realtime_ws_url(base: str, *, model: str | None, call_id: str | None) -> str:
-    """``{base}/v1/realtime?model=…`` from an http(s)/ws(s) base URL (path ``/v1`` optional)."""
+def realtime_ws_url(base: str, *, model: str | None, call_id: str | None,
+                    intent: str | None = None) -> str:
+    """``{base}/v1/realtime?model=…`` from an http(s)/ws(s) base URL (path ``/v1`` optional);
+    ``?call_id=…`` for a sideband, ``?intent=transcription`` for a transcription session."""
+    if intent is not None:
+        if call_id is not None:
+            raise ValueError("a sideband (call_id) has no intent")
+        return _ws_url(base, "realtime", urlencode({"intent": intent}))
     if (model is None) == (call_id is None):
         raise ValueError("exactly one of model and call_id must be given")
     query = urlencode({"model": model} if model is not None else {"call_id": call_id})
@@ -119,7 +127,7 @@ async def run_websocket(
 ) -> ActorExit:
     live = link.core.edge is not None
     url = live_ws_url(params.url, params.call_id) if live else realtime_ws_url(
-        params.url, model=params.model, call_id=params.call_id)
+        params.url, model=params.model, call_id=params.call_id, intent=params.intent)
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     host = parts.hostname or "127.0.0.1"

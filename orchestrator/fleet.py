@@ -211,6 +211,10 @@ class Fleet:
                                  "(a SIP call reaches Live through a sideband: SipController)")
             config = attrs.evolve(config or SessionConfig(),
                                   model=live_model(model or (config.model if config else None)))
+        transcribes = config is not None and config.transcribes
+        if transcribes and (transport is not Transport.WEBSOCKET or protocol != "realtime" or call_id):
+            raise FleetError("transcription sessions (config type 'transcription') run over "
+                             "WebSocket on the Realtime protocol, not as a sideband")
         core = ClientCore(config, replay=call_id is None if replay is None else replay,
                           max_restore_bytes=self.max_restore_bytes, protocol=PROTOCOLS[protocol])
         link = SessionLink(sid, transport, core, self._publish)
@@ -220,8 +224,10 @@ class Fleet:
         connect = ConnectParams(
             url=self.url,
             credential=Secret("", kind="pending"),
-            model=None if call_id else (model or (config.model if config else None) or self.default_model),
+            model=None if call_id or transcribes else (model or (config.model if config else None)
+                                                        or self.default_model),
             call_id=call_id,
+            intent="transcription" if transcribes else None,
             **merged,
         )
         spec = SessionSpec(

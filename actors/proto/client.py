@@ -106,7 +106,7 @@ from actors.proto.errors import ProtocolError, QueueFull
 from actors.proto.memory_bound import delete_size, enforce_limit, limit_notice
 from actors.proto.mirror import SessionMirror, json_size
 from actors.proto.realtime.dialect import REALTIME
-from actors.proto.session import SessionConfig, audio_bytes_per_ms
+from actors.proto.session import SESSION_TYPES, SessionConfig, audio_bytes_per_ms
 from actors.proto.turns import TurnLost, TurnTracker
 
 __all__ = ["ClientCore"]
@@ -297,7 +297,7 @@ class ClientCore:
                                  else SessionConfig.from_dict(event["session"]))
             self._submitted += 1  # accepted; nothing to write (see the edge's table)
             return []
-        if event["type"] == _SESSION_UPDATE and event["session"]["type"] == "realtime":
+        if event["type"] == _SESSION_UPDATE and event["session"]["type"] in SESSION_TYPES:
             self._set_config(
                 self.config.updated(event["session"])
                 if self.config is not None
@@ -342,6 +342,8 @@ class ClientCore:
         self.config = config
         self.mirror.output_bytes_per_ms = audio_bytes_per_ms(config.output_format)
         self.turns.vad = config.turn_detection is not None and self.edge is None
+        # a transcription session's turn is answered by its transcript, not a response
+        self.turns.transcribe = config.transcribes
 
     def _stamp(self, event: dict[str, Any]) -> dict[str, Any]:
         self._event_n += 1
@@ -605,7 +607,9 @@ class ClientCore:
 
 #: the server events that move audio turns (see :mod:`actors.proto.turns`)
 _TURN_EVENTS = frozenset({"input_audio_buffer.committed", "input_audio_buffer.speech_started",
-                          "input_audio_buffer.cleared", "response.done"})
+                          "input_audio_buffer.cleared", "response.done",
+                          "conversation.item.input_audio_transcription.completed",
+                          "conversation.item.input_audio_transcription.failed"})
 
 #: the acknowledgement kinds of :data:`actors.proto.dialect.ACK_KINDS` -> the core's handlers
 _HANDLERS = {

@@ -9,6 +9,11 @@ default settings); ``voice=None`` and ``instructions=None`` leave the server's d
 Nested values (formats, turn detection, transcription, ``extra``) are stored as read-only
 mappings; ``to_session_object()`` returns fresh dicts each call.
 
+A transcription session (``type: "transcription"``, opened with ``?intent=transcription``) is
+the same value with ``type="transcription"``: it has only the input side (format, turn
+detection, transcription, noise reduction) and ``include``; its ``session`` object carries
+nothing else, and its transcription defaults to ``{"model": "gpt-4o-transcribe"}``.
+
 Errors are :class:`~actors.proto.errors.SessionConfigError` (also a ``ValueError``) whose
 ``field`` is the dotted GA path of the bad value (``"audio.output.voice"``).
 """
@@ -106,6 +111,12 @@ _EXTRA_OUTPUT = frozenset({"speed"})
 _AUDIO_INPUT = frozenset({"format", "turn_detection", "transcription"}) | _EXTRA_INPUT
 _AUDIO_OUTPUT = frozenset({"format", "voice"}) | _EXTRA_OUTPUT
 _TOP = frozenset({"type", "model", "instructions", "output_modalities", "audio"}) | _EXTRA_TOP
+#: session types: a voice session, or one that only transcribes its input audio
+SESSION_TYPES = ("realtime", "transcription")
+#: what a transcription session has: its input side and ``include``
+_TRANSCRIPTION_TOP = frozenset({"type", "audio", "include"})
+#: the transcription a transcription session gets when it names none (the service's GA default)
+DEFAULT_TRANSCRIPTION = MappingProxyType({"model": "gpt-4o-transcribe"})
 
 
 def normalize_format(value: Any, field: str = "audio.input.format") -> Mapping[str, Any]:
@@ -234,9 +245,15 @@ def _merge_into(target: dict[str, Any], extra: Mapping[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _session_type(value: Any) -> str:
+    if value in SESSION_TYPES:
+        return value
+    raise SessionConfigError("type", f"must be one of {', '.join(SESSION_TYPES)}, got {value!r}")
+
+
 @attrs.frozen
 class SessionConfig:
-    """A realtime session's configuration (GA); see the module docstring."""
+    """A realtime (or transcription) session's configuration (GA); see the module docstring."""
 
     model: str = attrs.field(default=DEFAULT_MODEL, converter=_model)
     instructions: str | None = attrs.field(default=None, converter=_optional_str("instructions"))
@@ -262,6 +279,21 @@ class SessionConfig:
     extra: Mapping[str, Any] = attrs.field(
         factory=lambda: MappingProxyType({}), converter=_extra, hash=False
     )
+    #: ``"realtime"`` or ``"transcription"`` (connects with ``?intent=transcription``)
+    type: str = attrs.field(default="realtime", converter=_session_type, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if self.type == "transcription":
+            for key in self.extra:
+                if key not in _TRANSCRIPTION_TOP:
+                    raise SessionConfigError(key, "not a field of a transcription session")
+            if "output" in (self.extra.get("audio") or {}):
+                raise SessionConfigError("audio.output", "a transcription session has no output")
+
+    @property
+    def transcribes(self) -> bool:
+        """A transcription session: input audio is transcribed, nothing answers it."""
+        return self.type == "transcription"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SessionConfig:
@@ -278,8 +310,15 @@ class SessionConfig:
         for key in ga:
             if key not in _TOP:
                 raise SessionConfigError(key, "unknown session field")
-        if ga.get("type", "realtime") != "realtime":
-            raise SessionConfigError("type", f"must be 'realtime', got {ga['type']!r}")
+        kind = _session_type(ga.get("type", "realtime"))
+        if kind == "transcription":
+            for key in ga:
+                if key not in _TRANSCRIPTION_TOP:
+                    raise SessionConfigError(
+                        key, "not a field of a transcription session (it has type, audio.input "
+                             "and include)")
+            if isinstance(ga.get("audio"), Mapping) and "output" in ga["audio"]:
+                raise SessionConfigError("audio.output", "a transcription session has no output")
         audio = ga.get("audio")
         audio = {} if audio is None else audio
         if not isinstance(audio, Mapping):
@@ -307,7 +346,7 @@ class SessionConfig:
         extra_audio = {side: v for side, v in extra_audio.items() if v}
         if extra_audio:
             extra["audio"] = extra_audio
-        kwargs: dict[str, Any] = {"extra": extra}
+        kwargs: dict[str, Any] = {"extra": extra, "type": kind}
         for name, key in (("model", "model"), ("instructions", "instructions")):
             if key in ga:
                 kwargs[name] = ga[key]
@@ -335,6 +374,8 @@ class SessionConfig:
             raise SessionConfigError("session", "must be an object")
         if "model" in session and session["model"] != self.model:
             raise SessionConfigError("model", "cannot change during a session")
+        if session.get("type", self.type) != self.type:
+            raise SessionConfigError("type", f"cannot change during a session (it is {self.type!r})")
         merged = self.to_session_object()
         for key, value in session.items():
             if key == "audio" and isinstance(value, Mapping):
@@ -345,16 +386,28 @@ class SessionConfig:
                         merged["audio"][side] = sub
             else:
                 merged[key] = value
-        merged["model"] = self.model
-        return SessionConfig.from_dict(merged)
+        if not self.transcribes:
+            merged["model"] = self.model
+        return attrs.evolve(SessionConfig.from_dict(merged), model=self.model)
 
     def to_session_object(self) -> dict[str, Any]:
         """The GA ``session`` object (``type: "realtime"``; ``model`` omitted: it cannot
-        change after the connection is made, it belongs in the URL)."""
+        change after the connection is made, it belongs in the URL). A transcription
+        session's holds its input side and ``include`` only."""
+        if self.transcribes:
+            detection = self.turn_detection
+            transcription = self.transcription if self.transcription is not None else DEFAULT_TRANSCRIPTION
+            session: dict[str, Any] = {"type": "transcription", "audio": {"input": {
+                "format": dict(self.input_format),
+                "turn_detection": None if detection is None else dict(detection),
+                "transcription": dict(transcription),
+            }}}
+            _merge_into(session, self.extra)
+            return session
         audio_out: dict[str, Any] = {"format": dict(self.output_format)}
         if self.voice is not None:
             audio_out["voice"] = self.voice
-        session: dict[str, Any] = {
+        session = {
             "type": "realtime",
             "output_modalities": list(self.output_modalities),
         }

@@ -33,7 +33,9 @@ connection reports it as :class:`TurnLost` at once, never by a timeout.
 
 Turn boundaries come from the server's events: ``input_audio_buffer.committed`` closes the open
 utterance into a committed turn, ``response.done`` answers the oldest committed turn (responses
-are answered in order), ``input_audio_buffer.cleared`` and a written ``input_audio_buffer.clear``
+are answered in order; in a transcription session, ``transcribe=True``, the turn's transcript
+answers it instead: ``conversation.item.input_audio_transcription.completed`` or ``.failed``
+naming its item), ``input_audio_buffer.cleared`` and a written ``input_audio_buffer.clear``
 discard the open utterance. Caveat: a client ``response.create`` for a text turn that is
 answered while an audio turn is committed and unanswered is taken as that turn's answer (FIFO).
 """
@@ -58,6 +60,9 @@ _APPEND = "input_audio_buffer.append"
 _COMMIT = "input_audio_buffer.commit"
 _CLEAR = "input_audio_buffer.clear"
 _RESPONSE_CREATE = "response.create"
+#: a transcription session's answer to a committed turn (``transcribe=True``)
+_TRANSCRIBED = frozenset({"conversation.item.input_audio_transcription.completed",
+                          "conversation.item.input_audio_transcription.failed"})
 
 
 class TurnLost(ProtocolError):
@@ -95,6 +100,8 @@ class TurnTracker:
     #: whose server marks speech only once it has ended: all audio since the last answer
     #: began is the utterance, and its oldest part is silence the new session need not hear)
     window: bool = False
+    #: a transcription session: a committed turn is answered by its item's transcript
+    transcribe: bool = False
     open: Turn = attrs.field(factory=Turn)
     committed: deque[Turn] = attrs.field(factory=deque)
     replayed: int = 0
@@ -152,8 +159,16 @@ class TurnTracker:
             if turn.has_audio:
                 self.committed.append(turn)
         elif kind == "response.done":
-            if self.committed:
+            if self.committed and not self.transcribe:
                 self._forget(self.committed.popleft())
+        elif kind in _TRANSCRIBED:
+            if self.transcribe:
+                item_id = event.get("item_id")
+                for turn in self.committed:
+                    if turn.item_id == item_id:
+                        self.committed.remove(turn)
+                        self._forget(turn)
+                        break
         elif kind == "input_audio_buffer.speech_started":
             self.open.speaking = True
         elif kind == "input_audio_buffer.cleared":

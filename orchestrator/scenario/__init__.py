@@ -33,7 +33,7 @@ from .model import (
     TurnDetection,
 )
 from .steps import (AnswerToolCall, BargeIn, Cancel, ExpectToolCall, Pause, Play, Repeat, Say, Send, Step,
-                    WaitResponse)
+                    WaitResponse, WaitTranscript)
 from .thresholds import Threshold, ThresholdError, ThresholdResult, evaluate, parse_threshold
 
 __all__ = [
@@ -42,7 +42,7 @@ __all__ = [
     "KillServer", "Malformed", "Modality", "Pause", "Phase", "Play", "Population", "RejectKeys",
     "RemoteTarget", "Repeat", "Say", "Scenario", "ScenarioError", "SemanticVad", "Send",
     "ServerFaults", "ServerVad", "SessionConfig", "Step", "Target", "Threshold", "ThresholdError",
-    "ThresholdResult", "Transcription", "Transport", "TurnDetection", "WaitResponse",
+    "ThresholdResult", "Transcription", "Transport", "TurnDetection", "WaitResponse", "WaitTranscript",
     "dump_scenario_text", "evaluate", "format_duration", "load_scenario", "load_scenario_text",
     "parse_duration", "parse_threshold",
 ]

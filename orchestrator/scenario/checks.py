@@ -22,6 +22,7 @@ __all__ = [
     "non_empty",
     "to_tuple",
     "key_of",
+    "one_of",
     "primary_key",
 ]
 
@@ -65,6 +66,17 @@ def at_most(maximum: float) -> Validator:
     def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value is not None and value > maximum:
             raise InvalidField(f"must be <= {maximum:g}, got {value!r}", (key_of(attribute),))
+
+    return check
+
+
+def one_of(*choices: str) -> Validator:
+    """Value is one of ``choices``."""
+
+    def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in choices:
+            raise InvalidField(f"expected one of {', '.join(choices)}, got {value!r}",
+                               (key_of(attribute),))
 
     return check
 

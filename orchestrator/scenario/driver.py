@@ -43,6 +43,7 @@ from orchestrator.scenario.steps import (
     Send,
     Step,
     WaitResponse,
+    WaitTranscript,
 )
 
 __all__ = ["SessionDriver", "StepFailed", "load_audio"]
@@ -56,6 +57,8 @@ PCM_RATE = 24_000
 #: how many of a session's last events (deltas aside) its error record keeps: what happened
 #: just before a step failed
 TRAIL = 24
+#: utterances kept waiting for their transcript (a drop replays one under a new item id)
+MAX_UNTRANSCRIBED = 64
 CHUNK_BYTES = PCM_RATE * 2 // 50  # 20 ms of PCM16 mono
 
 
@@ -81,6 +84,9 @@ class SessionDriver:
     span: Any = None
     #: a phone call (transport sip): audio goes through the call, see the module docstring
     sip: bool = False
+    #: a transcription session: committed audio is transcribed, nothing answers it (a
+    #: commit is never followed by ``response.create``)
+    transcribe: bool = False
     _turn: _Turn | None = None
     _done_count: int = 0
     _done: trio.Event = attrs.field(factory=trio.Event)
@@ -101,6 +107,14 @@ class SessionDriver:
     _lost: str | None = None
     #: function calls the model made, for expect_tool_call / answer_tool_call
     tool_calls: ToolCalls = attrs.field(factory=ToolCalls)
+    #: input transcripts: utterances committed and not transcribed yet (item id -> when),
+    #: transcripts completed, and how many of those a wait_transcript step took
+    _committed_at: dict[str, float] = attrs.field(factory=dict)
+    _first_delta: set[str] = attrs.field(factory=set)
+    _transcripts: int = 0
+    _transcripts_taken: int = 0
+    _transcript_failed: str | None = None
+    last_transcript: str | None = None
     #: the session's last events but deltas, as (time, what): an error record's trail
     trail: deque[tuple[float, str]] = attrs.field(factory=lambda: deque(maxlen=TRAIL))
 
@@ -173,7 +187,7 @@ class SessionDriver:
                     self.metrics.observe("tool.call", now - turn.started)
                 self.tool_calls.arrived(item)
         elif kind == "input_audio_buffer.speech_stopped":
-            if self.vad:
+            if self.vad and not self.transcribe:
                 self._start_turn("audio")
         elif kind == "input_audio_buffer.timeout_triggered":  # idle_timeout_ms: the server answers
             if self.vad:
@@ -195,6 +209,36 @@ class SessionDriver:
             self._done_count += 1
             self._done.set()
             self._done = trio.Event()
+        elif kind == "input_audio_buffer.committed":
+            committed = self._committed_at
+            committed[payload.get("item_id")] = now
+            if len(committed) > MAX_UNTRANSCRIBED:  # utterances a drop replayed under new ids
+                del committed[next(iter(committed))]
+        elif kind == "conversation.item.input_audio_transcription.delta":
+            item_id = payload.get("item_id")
+            since = self._committed_at.get(item_id)
+            if since is not None and item_id not in self._first_delta:
+                self._first_delta.add(item_id)
+                self.metrics.observe("transcription.time_to_first_delta", now - since)
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            item_id = payload.get("item_id")
+            since = self._committed_at.pop(item_id, None)
+            self._first_delta.discard(item_id)
+            if since is not None:
+                self.metrics.observe("transcription.latency", now - since)
+            self.metrics.inc("transcripts.completed")
+            self.last_transcript = payload.get("transcript")
+            self._transcripts += 1
+            self._done.set()
+            self._done = trio.Event()
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            self._committed_at.pop(payload.get("item_id"), None)
+            self.metrics.inc("transcripts.failed")
+            self.metrics.inc("errors")
+            error = payload.get("error") or {}
+            self._transcript_failed = str(error.get("message") or error.get("code") or "failed")
+            self._done.set()
+            self._done = trio.Event()
         elif kind == "error":
             code = str((payload.get("error") or {}).get("code") or "unknown")
             self.metrics.inc(f"server_errors.{code}")
@@ -214,6 +258,8 @@ class SessionDriver:
             await self._play(step)
         elif isinstance(step, WaitResponse):
             await self._wait_done(self._done_count, step.timeout)
+        elif isinstance(step, WaitTranscript):
+            await self._wait_transcript(step.timeout)
         elif isinstance(step, BargeIn):
             await self._barge_in(step.after, step.timeout)
         elif isinstance(step, Cancel):
@@ -292,6 +338,24 @@ class SessionDriver:
         self.metrics.inc("errors")
         raise StepFailed(f"no response.done within {timeout:g}s")
 
+    async def _wait_transcript(self, timeout: float) -> None:
+        """Take the oldest input transcript no step took yet (see `WaitTranscript`)."""
+        with trio.move_on_after(timeout):
+            while self._transcripts <= self._transcripts_taken:
+                if self._lost is not None:
+                    lost, self._lost = self._lost, None
+                    self.metrics.inc("errors")
+                    raise StepFailed(f"utterance lost at a drop: {lost}")
+                if self._transcript_failed is not None:
+                    failed, self._transcript_failed = self._transcript_failed, None
+                    raise StepFailed(f"input transcription failed: {failed}")
+                await self._done.wait()
+            self._transcripts_taken += 1
+            return
+        self.metrics.inc("transcripts.missed")
+        self.metrics.inc("errors")
+        raise StepFailed(f"no input transcript within {timeout:g}s")
+
     async def _play(self, step: Play) -> None:
         pcm = load_audio(step.path)
         if self.sip:
@@ -301,8 +365,9 @@ class SessionDriver:
         commit = step.commit if step.commit is not None else not self.vad
         if commit:
             await self.fleet.send(self.sid, {"type": "input_audio_buffer.commit"})
-            self._start_turn("audio")
-            await self.fleet.send(self.sid, {"type": "response.create"})
+            if not self.transcribe:  # a transcription session answers with the transcript
+                self._start_turn("audio")
+                await self.fleet.send(self.sid, {"type": "response.create"})
 
     async def _append(self, pcm: bytes, realtime: bool) -> None:
         start = trio.current_time()

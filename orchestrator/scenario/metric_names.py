@@ -50,6 +50,13 @@ _CATALOGUE = (
     Metric("tool.call", HISTOGRAM, "turn start -> the model's function call complete (output_item.done)"),
     Metric("tool.calls", COUNTER, "function calls the model made (completed function_call items)"),
     Metric("tool.calls_failed", COUNTER, "expect_tool_call steps that timed out or did not match"),
+    Metric("transcription.latency", HISTOGRAM,
+           "utterance committed (VAD speech end, or commit) -> its input transcript completed"),
+    Metric("transcription.time_to_first_delta", HISTOGRAM,
+           "utterance committed -> its first input transcript delta"),
+    Metric("transcripts.completed", COUNTER, "input audio transcripts completed"),
+    Metric("transcripts.failed", COUNTER, "input audio transcripts that failed (server .failed)"),
+    Metric("transcripts.missed", COUNTER, "wait_transcript steps that timed out"),
     Metric("audio.frame_lateness", HISTOGRAM, "how late each 20 ms input chunk left (s)"),
     Metric("events.received", COUNTER, "server events"),
     Metric("errors", COUNTER, "protocol errors, server errors, failed turns and sessions"),
@@ -76,7 +83,8 @@ FAMILIES: dict[str, str] = {
 #: counters the runner declares at 0, so that thresholds on them see 0, not absent
 DECLARED = ("errors", "sessions.started", "sessions.completed", "sessions.failed",
             "sessions.stopped", "turns.completed", "turns.failed", "turns.barged_in",
-            "turns.barge_in_missed", "turns.replayed", "turns.lost", "tool.calls", "tool.calls_failed", "reconnect.attempts", "reconnect.succeeded",
+            "turns.barge_in_missed", "turns.replayed", "turns.lost", "tool.calls", "tool.calls_failed", "transcripts.completed",
+            "transcripts.failed", "transcripts.missed", "reconnect.attempts", "reconnect.succeeded",
             "reconnect.failed", "events.received")
 
 

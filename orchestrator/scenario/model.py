@@ -24,12 +24,12 @@ from typing import Any, ClassVar, Union
 
 import attrs
 
-from .checks import at_least, at_most, non_empty, optional_seconds, seconds, to_tuple
+from .checks import at_least, at_most, non_empty, one_of, optional_seconds, seconds, to_tuple
 from .durations import Duration, format_duration
 from .errors import InvalidField, Problem, did_you_mean
 from .faults import FaultEvent, ServerFaults
 from .metric_names import threshold_problem
-from .steps import Repeat, Send, Step
+from .steps import AnswerToolCall, BargeIn, Cancel, ExpectToolCall, Repeat, Say, Send, Step, WaitResponse
 from .thresholds import Threshold, parse_threshold
 
 __all__ = [
@@ -185,6 +185,21 @@ class SessionConfig:
             session["instructions"] = self.instructions
         return session | self.extra
 
+    def to_transcription_session(self) -> dict[str, Any]:
+        """The GA ``session`` of a transcription session made of this config's input side
+        (format, turn detection, transcription: ``gpt-4o-transcribe`` when none is set, and
+        ``extra``'s ``include`` and input noise reduction)."""
+        audio_input = self.to_session()["audio"]["input"]
+        if audio_input["transcription"] is None:
+            audio_input["transcription"] = {"model": Transcription().model}
+        extra_input = ((self.extra.get("audio") or {}).get("input") or {})
+        if "noise_reduction" in extra_input:
+            audio_input["noise_reduction"] = extra_input["noise_reduction"]
+        session: dict[str, Any] = {"type": "transcription", "audio": {"input": audio_input}}
+        if "include" in self.extra:
+            session["include"] = self.extra["include"]
+        return session
+
 
 # -- target -------------------------------------------------------------------------------
 
@@ -213,6 +228,9 @@ class RemoteTarget:
 
 
 Target = Union[EmbeddedTarget, RemoteTarget]
+
+#: steps that ask for or wait on a response: none is for a transcription session
+_RESPONSE_STEPS = (Say, WaitResponse, BargeIn, Cancel, ExpectToolCall, AnswerToolCall)
 
 
 # -- load shape -----------------------------------------------------------------------------
@@ -317,7 +335,11 @@ class Population:
     phases: tuple[Phase, ...] = attrs.field(converter=to_tuple, validator=non_empty)
     transport: Transport = attrs.field(default=Transport.WEBSOCKET, converter=Transport)
     #: the protocol its sessions speak: "realtime" (/v1/realtime) or "live" (GPT-Live)
-    protocol: str = attrs.field(default="realtime", validator=attrs.validators.in_(("realtime", "live")))
+    protocol: str = attrs.field(default="realtime", validator=one_of("realtime", "live"))
+    #: "realtime" (a voice session) or "transcription" (``?intent=transcription``: its audio
+    #: is transcribed, nothing answers; the scenario's ``session`` gives its input side)
+    session_type: str = attrs.field(default="realtime",
+                                    validator=one_of("realtime", "transcription"))
 
     @classmethod
     def all_at_once(
@@ -367,7 +389,7 @@ class Scenario:
 
     def __attrs_post_init__(self) -> None:
         problems = [*self._population_problems(), *self._fault_problems(), *self._sip_problems(),
-                    *self._live_problems(),
+                    *self._live_problems(), *self._transcription_problems(),
                     *self._threshold_problems()]
         if problems:
             raise InvalidField.many(problems)
@@ -425,6 +447,32 @@ class Scenario:
                 yield Problem(("populations", i, "protocol"),
                               "protocol live runs over websocket or webrtc, not sip (a phone "
                               "call reaches Live through a sideband, not as a population)")
+
+    def _transcription_problems(self) -> Iterator[Problem]:
+        """``session_type: transcription`` populations: Realtime over WebSocket, and scripts
+        with no step that asks for or waits on a response."""
+        scripts_seen: set[str] = set()
+        for i, pop in enumerate(self.populations):
+            if pop.session_type != "transcription":
+                continue
+            if pop.transport is not Transport.WEBSOCKET or pop.protocol != "realtime":
+                yield Problem(("populations", i, "session_type"),
+                              "transcription sessions run over websocket on protocol realtime")
+            if pop.script in self.scripts and pop.script not in scripts_seen:
+                scripts_seen.add(pop.script)
+                yield from self._transcription_step_problems(("scripts", pop.script),
+                                                             self.scripts[pop.script], pop.name)
+
+    def _transcription_step_problems(self, path: tuple, steps: tuple[Step, ...],
+                                     population: str) -> Iterator[Problem]:
+        for j, step in enumerate(steps):
+            if isinstance(step, Repeat):
+                yield from self._transcription_step_problems((*path, j, "steps"), step.steps, population)
+            elif isinstance(step, _RESPONSE_STEPS):
+                yield Problem((*path, j, step.kind),
+                              f"{step.kind} is not for a transcription session (population "
+                              f"{population!r}): nothing answers it; use play, wait_transcript, "
+                              "pause and send", at_key=True)
 
     def _sip_problems(self) -> Iterator[Problem]:
         """A ``transport: sip`` population calls the embedded server's SIP side and drives the

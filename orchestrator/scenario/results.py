@@ -142,9 +142,10 @@ def format_summary(results: dict[str, Any]) -> str:
     ]
     histograms = results["summary"]["histograms"]
     if histograms:
-        lines.append(f"{'metric':28} {'count':>7} {'p50':>8} {'p90':>8} {'p95':>8} {'p99':>8} {'max':>8}")
+        width = max(28, *(len(name) for name in histograms))
+        lines.append(f"{'metric':{width}} {'count':>7} {'p50':>8} {'p90':>8} {'p95':>8} {'p99':>8} {'max':>8}")
         for name, h in histograms.items():
-            lines.append(f"{name:28} {h['count']:>7} {_ms(h['p50']):>8} {_ms(h['p90']):>8} "
+            lines.append(f"{name:{width}} {h['count']:>7} {_ms(h['p50']):>8} {_ms(h['p90']):>8} "
                          f"{_ms(h['p95']):>8} {_ms(h['p99']):>8} {_ms(h['max']):>8}")
     populations = results.get("populations") or {}
     if len(populations) > 1:

@@ -198,6 +198,9 @@ class _Run:
                 raise RunInputError("transport sip needs the embedded target")
             sid = await fleet.add_session(transport="sip", sip_options=self.sip_call(),
                                           policy="transient", replay=False)
+        elif population.session_type == "transcription":
+            sid = await fleet.add_session(transport=population.transport.value,
+                                          config=_transcription_config(self.scenario))
         else:
             sid = await fleet.add_session(transport=population.transport.value,
                                           protocol=population.protocol)
@@ -212,7 +215,8 @@ class _Run:
         self.spans[sid] = span
         self.started_at[sid] = metrics.clock()
         self._start_connect_span(sid, "initial")
-        driver = SessionDriver(sid, fleet, metrics, vad, span=span, sip=sip)
+        driver = SessionDriver(sid, fleet, metrics, vad, span=span, sip=sip,
+                               transcribe=population.session_type == "transcription")
         self.drivers[sid] = driver
         outcome = "failed"
         scope = trio.CancelScope()
@@ -390,6 +394,11 @@ async def _stop_after(scopes: list[trio.CancelScope], delay: float) -> None:
 
 def _proto_config(scenario: Scenario) -> ProtoSessionConfig:
     return ProtoSessionConfig.from_dict(scenario.session.to_session())
+
+
+def _transcription_config(scenario: Scenario) -> ProtoSessionConfig:
+    """A ``session_type: transcription`` population's config: the scenario's input side."""
+    return ProtoSessionConfig.from_dict(scenario.session.to_transcription_session())
 
 
 def _check_supported(scenario: Scenario) -> None:

@@ -8,6 +8,7 @@ value; the other fields sit beside it or inside a mapping under the kind key::
     - play: audio/hello.wav               # stream a file in real time, 20 ms chunks
       commit: true
     - wait_response: {timeout: 10s}       # or: wait_response: 10s, or the bare string
+    - wait_transcript: {timeout: 10s}     # the input transcript of an utterance
     - barge_in: {after: 300ms}            # or: barge_in: 300ms
     - cancel                              # bare string (or cancel: null)
     - pause: 1.5s
@@ -29,6 +30,11 @@ Runner semantics:
   ``response.create`` after the file; false sends neither; None (default) does so only when
   turn detection is off (with VAD the server commits and responds by itself).
 * `WaitResponse`: waits for the next ``response.done`` (at most ``timeout``).
+* `WaitTranscript`: takes the oldest input audio transcript
+  (``conversation.item.input_audio_transcription.completed``) no step took yet, waiting for one
+  at most ``timeout``: in a transcription session (population ``session_type: transcription``),
+  or in a realtime session whose config turns input transcription on. A ``.failed`` transcript,
+  a timeout (``transcripts.missed``) or an utterance lost at a drop fails the session.
 * `BargeIn`: waits (at most ``timeout``) for a live response's first output (audio, text or
   transcript delta; on a call, playout starting) -- the one in progress, or else the next --
   and ``after`` seconds later interrupts it (``response.cancel`` and
@@ -67,6 +73,7 @@ __all__ = [
     "Say",
     "Play",
     "WaitResponse",
+    "WaitTranscript",
     "BargeIn",
     "Cancel",
     "Pause",
@@ -122,6 +129,14 @@ class Play:
 @attrs.frozen
 class WaitResponse:
     kind: ClassVar[str] = "wait_response"
+    primary: ClassVar[str] = "timeout"
+
+    timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=_positive)
+
+
+@attrs.frozen
+class WaitTranscript:
+    kind: ClassVar[str] = "wait_transcript"
     primary: ClassVar[str] = "timeout"
 
     timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=_positive)
@@ -204,11 +219,12 @@ class AnswerToolCall:
     timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=_positive)
 
 
-Step = Union[Say, Play, WaitResponse, BargeIn, Cancel, Pause, Repeat, Send, ExpectToolCall, AnswerToolCall]
+Step = Union[Say, Play, WaitResponse, WaitTranscript, BargeIn, Cancel, Pause, Repeat, Send,
+             ExpectToolCall, AnswerToolCall]
 attrs.resolve_types(Repeat, globals())
 
 #: kind key -> step class
 STEP_KINDS: dict[str, type] = {
-    cls.kind: cls for cls in (Say, Play, WaitResponse, BargeIn, Cancel, Pause, Repeat, Send,
-                              ExpectToolCall, AnswerToolCall)
+    cls.kind: cls for cls in (Say, Play, WaitResponse, WaitTranscript, BargeIn, Cancel, Pause,
+                              Repeat, Send, ExpectToolCall, AnswerToolCall)
 }

@@ -1,7 +1,7 @@
 """Ephemeral client secrets (``ek_…``) of the embedded server: mint, look up, expire.
 
 ``POST /v1/realtime/client_secrets`` takes ``{expires_after?: {anchor: "created_at", seconds:
-10..7200 (default 600)}, session?: {type: "realtime", …}}`` and answers ``{value, expires_at,
+10..7200 (default 600)}, session?: {type: "realtime" | "transcription", …}}`` and answers ``{value, expires_at,
 session}``. Times are wall-clock seconds passed in by the caller (the server's injectable clock).
 Expiry only gates *starting* a session: a running session outlives its secret (PROTOCOL.md).
 Secret values never appear in logs, reprs or error messages.
@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import attrs
 
 from standin.model import config as cfg
+from standin.model import transcription
 from standin.model.events import ClientError, IdFactory, new_secret_value
 from standin.front.responses import error_body, read_body, respond_json
 
@@ -62,10 +63,14 @@ class ClientSecretStore:
         model = default_model
         if isinstance(requested, dict) and isinstance(requested.get("model"), str):
             model = requested["model"]
-        cfg.check_model(model, models)
-        session = cfg.default_session(session_id=self.ids.new("sess"), model=model, expires_at=expires_at)
-        if requested is not None:
-            session = cfg.apply_update(session, requested, allow_model=True)
+        if isinstance(requested, dict) and requested.get("type") == "transcription":
+            session = transcription.default_session(session_id=self.ids.new("sess"), expires_at=expires_at)
+            session = transcription.apply_update(session, requested)
+        else:
+            cfg.check_model(model, models)
+            session = cfg.default_session(session_id=self.ids.new("sess"), model=model, expires_at=expires_at)
+            if requested is not None:
+                session = cfg.apply_update(session, requested, allow_model=True)
         secret = ClientSecret(new_secret_value(), expires_at, session)
         self._by_value[secret.value] = secret
         heapq.heappush(self._expiry, (expires_at, secret.value))

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "KNOWN_MODELS",
     "check_model",
+    "apply_audio",
     "apply_update",
     "default_session",
     "input_format",
@@ -29,6 +30,7 @@ __all__ = [
     "output_modalities",
     "transcription_enabled",
     "turn_detection",
+    "turn_detection_default",
     "vad_params",
 ]
 
@@ -59,6 +61,11 @@ _KNOWN = frozenset(
     + _PASS_THROUGH
     + ("parallel_tool_calls",)
 )
+
+
+def turn_detection_default() -> dict[str, Any]:
+    """The turn detection a new session has: ``server_vad`` with the service's defaults."""
+    return _server_vad()
 
 
 def _server_vad(**given: Any) -> dict[str, Any]:
@@ -112,7 +119,8 @@ def apply_update(
     if update["type"] != "realtime":
         raise ClientError(
             "invalid_value",
-            "only session.type 'realtime' is supported by the embedded server",
+            f"session.type cannot change: this is a realtime session (open a transcription "
+            f"session with ?intent=transcription), not {update['type']!r}",
             "session.type",
         )
     for key in update:
@@ -135,7 +143,7 @@ def apply_update(
     if "max_output_tokens" in update:
         new["max_output_tokens"] = _check_max_tokens(update["max_output_tokens"])
     if "audio" in update:
-        _apply_audio(new, update["audio"], voice_locked=voice_locked)
+        apply_audio(new, update["audio"], voice_locked=voice_locked)
     for key in _PASS_THROUGH + ("parallel_tool_calls",):
         if key in update:
             new[key] = copy.deepcopy(update[key])
@@ -158,7 +166,7 @@ def _check_max_tokens(value: Any) -> int | str:
     raise ClientError("invalid_value", "must be an integer 1..4096 or 'inf'", "session.max_output_tokens")
 
 
-def _apply_audio(new: dict[str, Any], audio: Any, *, voice_locked: bool) -> None:
+def apply_audio(new: dict[str, Any], audio: Any, *, voice_locked: bool) -> None:
     if not isinstance(audio, dict):
         raise ClientError("invalid_type", "must be an object", "session.audio")
     for side in audio:
@@ -182,6 +190,8 @@ def _apply_audio(new: dict[str, Any], audio: Any, *, voice_locked: bool) -> None
         else:
             raise ClientError("unknown_parameter", f"Unknown parameter: '{param}'.", param)
     given_out = audio.get("output", {})
+    if not given_out:
+        return
     target_out = new["audio"]["output"]
     for key, value in given_out.items():
         param = f"session.audio.output.{key}"

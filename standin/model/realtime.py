@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from standin.model import config as cfg
+from standin.model import transcription
 from standin.model.audio import PCM_24K, Tone
 from standin.model.conversation import Conversation, item_from_client, item_text
 from standin.model.events import ClientError, IdFactory, error_event
@@ -87,16 +88,22 @@ class RealtimeSession:
         ids: IdFactory | None = None,
         initial: dict[str, Any] | None = None,
         transport: str = "websocket",
+        intent: str | None = None,
     ) -> RealtimeSession:
-        """A fresh session; ``initial`` is a session config (e.g. from a client secret)."""
+        """A fresh session; ``initial`` is a session config (e.g. from a client secret);
+        ``intent="transcription"`` (or an initial config of that type): a transcription session."""
         config = config or ModelConfig()
         ids = ids or IdFactory()
-        session = cfg.default_session(
-            session_id=ids.new("sess"), model=model, expires_at=int(wall_now + config.max_session_s)
-        )
-        if initial:
-            given = {k: v for k, v in initial.items() if k not in ("id", "object", "expires_at")}
-            session = cfg.apply_update(session, given, allow_model=True)
+        expires_at = int(wall_now + config.max_session_s)
+        given = {k: v for k, v in (initial or {}).items() if k not in ("id", "object", "expires_at")}
+        if intent == "transcription" or given.get("type") == "transcription":
+            session = transcription.default_session(session_id=ids.new("sess"), expires_at=expires_at)
+            if given.get("type") == "transcription":
+                session = transcription.apply_update(session, given)
+        else:
+            session = cfg.default_session(session_id=ids.new("sess"), model=model, expires_at=expires_at)
+            if given:
+                session = cfg.apply_update(session, given, allow_model=True)
         self = cls(session=session, config=config, ids=ids, transport=transport)
         self._tone = Tone(config.tone_hz, config.tone_amplitude)
         self._reset_vad()
@@ -107,6 +114,11 @@ class RealtimeSession:
     @property
     def items(self) -> list[dict[str, Any]]:
         return self.conversation.items
+
+    @property
+    def transcribing(self) -> bool:
+        """A transcription session: utterances are transcribed, never answered."""
+        return self.session["type"] == "transcription"
 
     def start(self) -> list[Event]:
         return [self._ev("session.created", session=self._session_view())]
@@ -134,6 +146,9 @@ class RealtimeSession:
                 raise ClientError("missing_required_parameter", "The 'type' field is required.", "type")
             if handler is None:
                 raise ClientError("invalid_value", f"Invalid value: '{kind}'. Unknown event type.", "type")
+            if kind in transcription.REFUSED and self.transcribing:
+                raise ClientError("invalid_value", f"'{kind}' is not supported in a transcription "
+                                  "session: it transcribes input audio and never responds.", "type")
             handler(self, obj, now, out)
         except ClientError as exc:
             out.append(self._error(exc, client_event_id))
@@ -180,7 +195,10 @@ class RealtimeSession:
 
     def _on_session_update(self, obj: Event, now: float, out: list[Event]) -> None:
         before = self.session
-        self.session = cfg.apply_update(before, obj.get("session"), voice_locked=self.audio_output_started)
+        if self.transcribing:
+            self.session = transcription.apply_update(before, obj.get("session"))
+        else:
+            self.session = cfg.apply_update(before, obj.get("session"), voice_locked=self.audio_output_started)
         if self.session["audio"]["input"] != before["audio"]["input"]:
             self._reset_vad()
         out.append(self._ev("session.updated", session=self._session_view()))
@@ -331,7 +349,7 @@ class RealtimeSession:
         out.append(self._ev("input_audio_buffer.speech_stopped", audio_end_ms=round(at_ms), item_id=item_id))
         self._commit(item_id, start, at_ms, now, out)
         detection = cfg.turn_detection(self.session) or {}
-        if detection.get("create_response", True) and self._active_default() is None:
+        if detection.get("create_response", True) and self._active_default() is None and not self.transcribing:
             modality = cfg.output_modalities(self.session)[0]
             self._start_response(now, modality, True, self.conversation.items, None)
 
@@ -355,18 +373,13 @@ class RealtimeSession:
         out.append(self._ev("conversation.item.done", previous_item_id=prev, item=_copy(item)))
         if cfg.transcription_enabled(self.session):
             item["content"][0]["transcript"] = transcript
-            done = self._ev(
-                "conversation.item.input_audio_transcription.completed",
-                item_id=item_id,
-                content_index=0,
-                transcript=transcript,
-                usage={"type": "duration", "seconds": duration / 1000},
-            )
+            events = transcription.transcript_events(self._ev, self.session, item_id, transcript, duration)
             if self.config.transcription_delay_s > 0:
                 due = now + self.config.transcription_delay_s
-                heapq.heappush(self._scheduled, (due, next(self._seq), done))
+                for event in events:
+                    heapq.heappush(self._scheduled, (due, next(self._seq), event))
             else:
-                out.append(done)
+                out.extend(events)
 
     def _start_response(
         self, now: float, modality: str, in_conversation: bool, context: list[dict[str, Any]], metadata: Any,
@@ -495,7 +508,7 @@ class RealtimeSession:
                             audio_start_ms=round(start), audio_end_ms=round(end)))
         self._commit(item_id, start, end, now, out)
         self._reset_vad()
-        if detection.get("create_response", True) and self._active_default() is None:
+        if detection.get("create_response", True) and self._active_default() is None and not self.transcribing:
             modality = cfg.output_modalities(self.session)[0]
             self._start_response(now, modality, True, self.conversation.items, None)
 

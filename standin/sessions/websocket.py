@@ -1,7 +1,8 @@
 """The WebSocket side of the embedded server: ``/v1/realtime`` connections (I/O shell).
 
-Connect with ``?model=<model>`` (a new session) or ``?call_id=<id>`` (a sideband socket for a
-call), never both. A ``call_id`` naming a live WebRTC call attaches to it (``rtc_session.py``:
+Connect with ``?model=<model>`` (a new session), ``?intent=transcription`` (a transcription
+session: ``standin/model/transcription.py``) or ``?call_id=<id>`` (a sideband socket for a
+call), one of them (a client secret's session stands for the first two). A ``call_id`` naming a live WebRTC call attaches to it (``rtc_session.py``:
 it sees the call's server events, its events go to the call's model); any other ``call_id`` gets
 a session of its own (SIP calls are not modelled yet), and authenticate with
 ``Authorization: Bearer <key>`` or the subprotocols ``realtime`` + ``openai-insecure-api-key.<key>``
@@ -16,8 +17,9 @@ cause                                  ``error.code``               close code
 =====================================  ===========================  ==========
 missing/unknown/expired key or secret  ``invalid_api_key``          **4001**
 ``OpenAI-Beta: realtime=v1`` header     ``beta_api_shape_disabled``  4000
-both or neither of model / call_id     ``invalid_value`` /          1008
-                                       ``missing_required_parameter``
+both or neither of model / call_id,    ``invalid_value`` /          1008
+an intent other than transcription,    ``missing_required_parameter``
+an intent with a call_id
 a model outside ``server.models``       ``model_not_found``          1008
 =====================================  ===========================  ==========
 
@@ -86,13 +88,14 @@ async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: 
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     model = (query.get("model") or [None])[0]
     call_id = (query.get("call_id") or [None])[0]
+    intent = (query.get("intent") or [None])[0]
     auth = server.authenticate(_credential(headers, offered))
     subprotocol = "realtime" if "realtime" in offered else None
     record = server.open_record(model=model, call_id=call_id, auth_kind=auth.kind, subprotocol=subprotocol)
     ids = IdFactory()
     try:
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        refusal = _refusal(auth, headers, model, call_id, server.models)
+        refusal = _refusal(auth, headers, model, call_id, server.models, intent)
         if refusal is not None:
             code, close_code, message, param = refusal
             event = error_event(ids.new("event"), code=code, message=message, param=param)
@@ -116,6 +119,7 @@ async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: 
             ids=ids,
             initial=auth.secret.session if auth.secret is not None else None,
             transport="sideband" if call_id else "websocket",
+            intent=intent,
         )
         record.transport = record.session.transport
         await _Connection(server, record, record.session, scope, receive, send).run()
@@ -126,7 +130,7 @@ async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: 
 
 def _refusal(
     auth: Any, headers: dict[str, str], model: str | None, call_id: str | None,
-    models: frozenset[str] | None = None,
+    models: frozenset[str] | None = None, intent: str | None = None,
 ) -> tuple[str, int, str, str | None] | None:
     """``(error code, close code, message, param)`` when the connection must be refused."""
     if auth.kind is None:
@@ -140,6 +144,13 @@ def _refusal(
         )
     if model and call_id:
         return "invalid_value", POLICY_CLOSE, "Specify either 'model' or 'call_id', not both.", "call_id"
+    if intent is not None:
+        if intent != "transcription":
+            return ("invalid_value", POLICY_CLOSE,
+                    f"Invalid value: '{intent}'. Supported intents: transcription.", "intent")
+        if call_id:
+            return "invalid_value", POLICY_CLOSE, "Specify either 'intent' or 'call_id', not both.", "intent"
+        return None
     if not model and not call_id and auth.secret is None:
         return "missing_required_parameter", POLICY_CLOSE, "The 'model' query parameter is required.", "model"
     if model and models is not None and model not in models:

@@ -229,16 +229,18 @@ def test_audio_turn_with_server_vad():
         "transcription": {"model": "whisper-1"}}}}}, 0.0)
     out = feed_audio(session, audio_turn_input())
     out += [e for _, e in drain(session)]
-    assert types(out)[:6] == [
+    assert types(out)[:7] == [
         "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
         "conversation.item.added", "conversation.item.done",
+        "conversation.item.input_audio_transcription.delta",  # whisper-1: one delta, all of it
         "conversation.item.input_audio_transcription.completed"]
     started, stopped, committed = out[:3]
     assert started["audio_start_ms"] == 0  # 300 ms speech start minus 300 ms prefix padding
     assert stopped["audio_end_ms"] == 900 + 500  # end of speech plus silence_duration_ms
     assert started["item_id"] == stopped["item_id"] == committed["item_id"]
-    assert out[5]["transcript"] == "audio of 1400 ms"
-    rest = types(out)[6:]
+    assert out[5]["delta"] == out[6]["transcript"] == "audio of 1400 ms"
+    assert out[6]["usage"] == {"type": "duration", "seconds": 1.4}
+    rest = types(out)[7:]
     assert rest[:4] == ["response.created", "response.output_item.added", "conversation.item.added",
                         "response.content_part.added"]
     body = rest[4:-7]
@@ -383,7 +385,8 @@ def test_delayed_transcription_arrives_by_timer():
     out = feed_audio(session, audio_turn_input(), now=1.0)
     assert "conversation.item.input_audio_transcription.completed" not in types(out)
     assert session.get_timer() == pytest.approx(1.5)
-    (late,) = session.handle_timer(1.5)
+    delta, late = session.handle_timer(1.5)
+    assert delta["type"] == "conversation.item.input_audio_transcription.delta"
     assert late["type"] == "conversation.item.input_audio_transcription.completed"
 
 

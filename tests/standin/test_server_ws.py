@@ -184,12 +184,13 @@ async def test_audio_turn_with_server_vad_paced_in_real_time(nursery):
             readers.start_soon(read_turn)
             await client.append_audio(pcm16_silence(300) + pcm16_tone(600) + pcm16_silence(700))
     kinds = [e["type"] for e in events]
-    assert kinds[:10] == [
+    assert kinds[:11] == [
         "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
         "conversation.item.added", "conversation.item.done",
+        "conversation.item.input_audio_transcription.delta",
         "conversation.item.input_audio_transcription.completed",
         "response.created", "response.output_item.added", "conversation.item.added", "response.content_part.added"]
-    body = kinds[10:-7]
+    body = kinds[11:-7]
     assert body == ["response.output_audio_transcript.delta", "response.output_audio.delta"] * 6
     assert kinds[-7:] == [
         "response.output_audio.done", "response.output_audio_transcript.done", "response.content_part.done",

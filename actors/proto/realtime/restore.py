@@ -5,7 +5,8 @@ connection writes, in order (see ClientCore's docstring for the guarantees):
 
 1. ``session.update`` with the current :class:`~actors.proto.session.SessionConfig`;
 2. the conversation as ``conversation.item.create`` events from the mirror (not for a
-   ``?call_id=`` sideband, whose call kept its conversation: ``replay=False``);
+   ``?call_id=`` sideband, whose call kept its conversation: ``replay=False``; nor for a
+   transcription session, which has no conversation to go on with);
 3. written-but-unacknowledged item and response creates, in their original order;
 4. a ``response.create`` re-issuing the response that was active at the drop (unless it was
    cancelled, is among (3), or belongs to an audio turn replayed in (5));
@@ -46,12 +47,14 @@ def restore(core: Any, out: list[dict[str, Any]]) -> None:
         update = core._stamp(core.config.to_update_event())
         core._note_written(update)
         out.append(update)
-    replay = core.mirror.replay_events() if core.replay else []
+    # a transcription session has no conversation to go on with: only its audio in flight
+    conversation = core.replay and not (core.config is not None and core.config.transcribes)
+    replay = core.mirror.replay_events() if conversation else []
     for event in replay:
         out.append(core._stamp(event))
     core._replay_waiting = {event["item"]["id"] for event in replay}
     core._replayed += len(replay)
-    core._skipped += core.mirror.last_skipped if core.replay else 0
+    core._skipped += core.mirror.last_skipped if conversation else 0
     out.extend(resent)
     core._resent += len(resent)
     reissue, core._reissue = core._reissue, None
@@ -73,6 +76,6 @@ def restore(core: Any, out: list[dict[str, Any]]) -> None:
     core.turns.track_replayed(turn_events)
     core.last_restore = RestoreSummary(
         core.connections, core.session_id, config_sent, len(replay),
-        core.mirror.last_skipped if core.replay else 0, len(resent), reissue is not None,
+        core.mirror.last_skipped if conversation else 0, len(resent), reissue is not None,
         replayed_turns=core.turns.replayed - replayed_before,
     )

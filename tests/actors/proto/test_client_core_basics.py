@@ -276,8 +276,9 @@ def test_session_update_changes_the_config_sent_on_reconnect() -> None:
     core.connection_lost()
     [update] = ready(core)
     assert update["session"]["audio"]["output"]["voice"] == "sage"
-    core.submit({"type": "session.update", "session": {"type": "transcription"}})  # not modelled
-    assert core.config.voice == "sage"
+    with pytest.raises(SessionConfigError, match="cannot change"):  # a session keeps its type
+        core.submit({"type": "session.update", "session": {"type": "transcription"}})
+    assert core.config.voice == "sage" and core.queued_control == 0
     fresh = ClientCore()
     fresh.submit({"type": "session.update", "session": {"type": "realtime", "instructions": "x"}})
     assert fresh.config == SessionConfig(instructions="x")

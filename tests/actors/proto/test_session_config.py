@@ -171,7 +171,9 @@ def test_extra_fields_pass_through() -> None:
         ({"audio": {"sideways": {}}}, "audio.sideways"),
         ({"audio": []}, "audio"),
         ({"voise": "ash"}, "voise"),
-        ({"type": "transcription"}, "type"),
+        ({"type": "translation"}, "type"),
+        ({"type": "transcription", "instructions": "x"}, "instructions"),
+        ({"type": "transcription", "audio": {"output": {}}}, "audio.output"),
         ({"model": ""}, "model"),
         ({"instructions": 5}, "instructions"),
     ],
@@ -285,3 +287,26 @@ def test_updated_with_a_whole_session_object_gives_that_config(
         extra={**a.extra, **b.extra},
     )
     assert a.updated(b.to_session_object()) == target
+
+
+def test_a_transcription_session_config_has_its_input_side_only() -> None:
+    config = SessionConfig.from_dict({"type": "transcription", "include": [
+        "item.input_audio_transcription.logprobs"], "audio": {"input": {
+            "turn_detection": None, "noise_reduction": {"type": "near_field"}}}})
+    assert config.transcribes and not SessionConfig().transcribes
+    assert config.to_session_object() == {"type": "transcription", "include": [
+        "item.input_audio_transcription.logprobs"], "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": None,
+            "transcription": {"model": "gpt-4o-transcribe"},  # the default when none is named
+            "noise_reduction": {"type": "near_field"}}}}
+    changed = config.updated({"type": "transcription", "audio": {"input": {
+        "transcription": {"model": "whisper-1", "language": "de"}}}})
+    assert changed.to_session_object()["audio"]["input"]["transcription"] == {
+        "model": "whisper-1", "language": "de"}
+    assert changed.to_session_object()["audio"]["input"]["noise_reduction"] == {"type": "near_field"}
+    with pytest.raises(SessionConfigError) as info:
+        changed.updated({"type": "realtime"})
+    assert info.value.field == "type"
+    with pytest.raises(SessionConfigError) as info:
+        SessionConfig().updated({"type": "transcription"})
+    assert info.value.field == "type"
