@@ -152,3 +152,28 @@ def test_a_second_drop_replays_the_turn_again():
     third = connect(core, 3)
     assert audio_of(third) == audio_of(sent)
     assert core.counters.replayed_turns == 2
+
+
+def test_a_transcription_session_turn_is_answered_by_its_own_transcript() -> None:
+    """Transcripts answer turns by item id, in any order; a response.done answers nothing (a
+    transcription session has none); the restore re-sends only the untranscribed audio, and no
+    conversation."""
+    core = ClientCore(SessionConfig(type="transcription"))
+    connect(core, 1)
+    for item_id in ("item_a", "item_b", "item_c"):
+        server(core, "input_audio_buffer.speech_started", audio_start_ms=0, item_id=item_id)
+        append(core, 3)
+        core.outgoing()
+        server(core, "input_audio_buffer.committed", previous_item_id=None, item_id=item_id)
+        server(core, "conversation.item.added", previous_item_id=None, item=user_item(item_id))
+    server(core, "conversation.item.input_audio_transcription.completed", item_id="item_b",
+           content_index=0, transcript="b", usage={"type": "duration", "seconds": 1})
+    server(core, "conversation.item.input_audio_transcription.failed", item_id="item_a",
+           content_index=0, error={"code": "x", "message": "no"})
+    server(core, "response.done", response=response("resp_x", "completed"))  # answers nothing here
+    assert [t.item_id for t in core.turns.committed] == ["item_c"]
+    core.connection_lost()
+    restore = connect(core, 2)
+    assert [e["type"] for e in restore] == ["session.update"] + ["input_audio_buffer.append"] * 3
+    assert restore[0]["session"]["type"] == "transcription"
+    assert core.counters.replayed_turns == 1 and core.counters.lost_turns == 0
