@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="warn once when the process passes this many MB, naming its biggest "
                           f"store (default {DEFAULT_HEAP_WARN_MB}; 0 turns it off) "
                           "[RTFLEET_HEAP_WARN_MB]")
+    _metrics_options(run)
     tgt = run.add_argument_group("target")
     tgt.add_argument("--target", default=_env("target"),
                      help="override the scenario target: 'embedded' or a base URL [RTFLEET_TARGET]")
@@ -158,6 +159,22 @@ def _serve_extras(serve: argparse.ArgumentParser) -> None:
                        help="a fault file (YAML: server:, faults: timeline, repeat:) to "
                             "chaos-test your app; POST /_rtfleet/faults (API key) injects one "
                             "now [RTFLEET_FAULTS]")
+    _metrics_options(serve)
+
+
+def _metrics_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("live metrics (Prometheus)")
+    group.add_argument("--metrics-port", type=int, default=_int_env("metrics_port"), metavar="PORT",
+                       help="serve the OpenTelemetry metrics at http://HOST:PORT/metrics while "
+                            "running, for Prometheus (0: a free port) [RTFLEET_METRICS_PORT]")
+    group.add_argument("--metrics-host", default=_env("metrics_host", "127.0.0.1"),
+                       help="bind address of /metrics; anything but loopback accepts remote "
+                            "scrapes (default 127.0.0.1) [RTFLEET_METRICS_HOST]")
+    group.add_argument("--metrics-linger", type=float, default=_float_env("metrics_linger", 0.0),
+                       metavar="SECONDS",
+                       help="after the run, keep /metrics up until one more scrape came (at "
+                            "most this long) so Prometheus sees the final figures "
+                            "[RTFLEET_METRICS_LINGER]")
 
 
 def _shard_env() -> str | None:

@@ -8,6 +8,7 @@ import ipaddress
 import os
 import signal
 import sys
+from typing import Any
 from functools import partial
 
 import trio
@@ -43,6 +44,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if models == ():
         raise UsageError("--models: give model names separated by commas, or '*' for any")
     setup = serve_setup(args)
+    endpoint = _metrics_endpoint(args)
     key = args.api_key or generate_api_key()
     key_file = None if args.api_key else _write_key_file(key)
     webhook_secret, webhook_file = setup.webhook_secret, None
@@ -59,6 +61,14 @@ def serve_command(args: argparse.Namespace) -> int:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signal, nursery.cancel_scope)
+            provider = None
+            if endpoint is not None:
+                provider = _server_metrics(endpoint)
+                try:
+                    await nursery.start(endpoint.serve)
+                except OSError as exc:
+                    raise UsageError(f"--metrics-port: cannot listen on {endpoint.host}:"
+                                     f"{endpoint.port}: {exc.strerror or exc}") from None
             webrtc = {"auto": None, "on": True, "off": False}[args.webrtc]
             server = EmbeddedServer(
                 api_keys={key}, webrtc=webrtc, demo_token=args.demo_token, models=models,
@@ -70,6 +80,11 @@ def serve_command(args: argparse.Namespace) -> int:
             faults = ServeFaults.for_file(control, nursery, setup.faults,
                                           announce=lambda line: print(f"  {line}", flush=True))
             server.fault_control = faults.control
+            if provider is not None:
+                from orchestrator.live_metrics import observe_server
+
+                observe_server(provider.get_meter("rtfleet"), server)
+                print(f"metrics for Prometheus at {endpoint.url}", flush=True)
             try:
                 url = await control.start()
             except (OSError, BaseExceptionGroup) as exc:
@@ -97,7 +112,7 @@ def serve_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     except BaseExceptionGroup as group:  # a Ctrl-C racing the nursery's start
-        failed, rest = group.split(RunFailed)
+        failed, rest = group.split((RunFailed, UsageError))
         if failed is not None and rest is None:
             leaf: BaseException = failed
             while isinstance(leaf, BaseExceptionGroup):
@@ -259,8 +274,9 @@ def _run(args: argparse.Namespace, reporter, on_result=None) -> int:  # type: ig
     from orchestrator.telemetry import setup_telemetry
 
     scenario = _prepare(args)
+    endpoint = _metrics_endpoint(args)
     try:
-        telemetry = setup_telemetry(trace_file=args.trace_file)
+        telemetry = setup_telemetry(trace_file=args.trace_file, metrics_endpoint=endpoint)
     except (ValueError, OSError) as exc:
         raise UsageError(str(exc)) from None
     if reporter is None:
@@ -284,9 +300,13 @@ def _run(args: argparse.Namespace, reporter, on_result=None) -> int:  # type: ig
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch)
+                if endpoint is not None:
+                    await _start_endpoint(nursery, endpoint, quiet=args.quiet or args.json)
                 result = await run_scenario(scenario, file=args.scenario, target=target,
                                             seed=args.seed, on_tick=reporter, stop=stop,
                                             heap_warn_mb=args.heap_warn_mb or None)
+                if endpoint is not None and args.metrics_linger > 0:
+                    await _linger(endpoint, args.metrics_linger)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # the watcher raises only KeyboardInterrupt: the run's own error comes out alone
@@ -319,6 +339,54 @@ def _run(args: argparse.Namespace, reporter, on_result=None) -> int:  # type: ig
     if signals_seen:
         return EXIT_TERMINATED if signals_seen[0] == signal.SIGTERM else EXIT_INTERRUPTED
     return result.exit_code
+
+
+def _server_metrics(endpoint: Any) -> Any:
+    """The server process's meter provider, read by ``endpoint``."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.resources import Resource
+
+    from orchestrator.metrics_endpoint import histogram_views
+
+    return MeterProvider(metric_readers=[endpoint.reader()], views=histogram_views(),
+                             resource=Resource.create({"service.name": "rtfleet-serve"}))
+
+
+def _metrics_endpoint(args: argparse.Namespace) -> Any:
+    """``--metrics-port``: the process's Prometheus endpoint (None without the option)."""
+    if getattr(args, "metrics_port", None) is None:
+        return None
+    if not (0 <= args.metrics_port <= 65535):
+        raise UsageError(f"--metrics-port must be 0..65535, not {args.metrics_port}")
+    if getattr(args, "metrics_linger", 0) < 0:
+        raise UsageError(f"--metrics-linger must be >= 0, not {args.metrics_linger:g}")
+    try:
+        import prometheus_client  # noqa: F401
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: F401
+    except ImportError:
+        raise UsageError("--metrics-port needs the Prometheus exporter: "
+                         "pip install 'rtfleet[prometheus]'") from None
+    from orchestrator.metrics_endpoint import MetricsEndpoint
+
+    return MetricsEndpoint(args.metrics_port, args.metrics_host)
+
+
+async def _start_endpoint(nursery: trio.Nursery, endpoint: Any, *, quiet: bool = False) -> None:
+    from orchestrator.scenario.runner import RunInputError
+
+    try:
+        await nursery.start(endpoint.serve)
+    except OSError as exc:
+        raise RunInputError(f"--metrics-port: cannot listen on {endpoint.host}:{endpoint.port}: "
+                            f"{exc.strerror or exc}") from None
+    if not quiet:
+        print(f"metrics for Prometheus at {endpoint.url}", file=sys.stderr, flush=True)
+
+
+async def _linger(endpoint: Any, seconds: float) -> None:
+    """Serve until one scrape after the run's end came, at most ``seconds``."""
+    with trio.move_on_after(seconds):
+        await endpoint.next_scrape()
 
 
 def _check_target(target: str | None) -> str | None:

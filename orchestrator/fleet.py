@@ -23,6 +23,7 @@ in the fleet's nursery with a generated key) or a base URL (``https://api.openai
 
 from __future__ import annotations
 
+from collections import Counter
 import functools
 import itertools
 import math
@@ -95,6 +96,27 @@ def available_transports() -> list[Transport]:
     return found
 
 
+async def _open_metrics(nursery: trio.Nursery, fleet: Fleet, port: int, host: str) -> Any:
+    """The fleet's own meter provider, read by a Prometheus endpoint started in ``nursery``."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.resources import Resource
+
+    from orchestrator.live_metrics import observe_fleet
+    from orchestrator.metrics_endpoint import MetricsEndpoint, histogram_views
+
+    endpoint = MetricsEndpoint(port, host)
+    provider = MeterProvider(metric_readers=[endpoint.reader()], views=histogram_views(),
+                             resource=Resource.create({"service.name": "rtfleet"}))
+    observe_fleet(provider.get_meter("rtfleet"), fleet)
+    try:
+        await nursery.start(endpoint.serve)
+    except OSError as exc:
+        provider.shutdown()
+        raise FleetError(f"metrics_port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    fleet.metrics_endpoint = endpoint
+    return provider
+
+
 def user_text(text: str, *, item_id: str | None = None) -> dict[str, Any]:
     """A ``conversation.item.create`` for a user text message."""
     item: dict[str, Any] = {"type": "message", "role": "user",
@@ -153,6 +175,11 @@ class Fleet:
     #: sessions given to remove_session: they leave statuses() once ended
     _removed: set[str] = attrs.field(factory=set)
     _watchers: dict[str, list[tuple[ConnectionState, trio.Event]]] = attrs.field(factory=dict)
+    #: counters of sessions removed with ``forget=True`` (connects, reconnects, replayed and
+    #: lost turns), so the fleet's totals (``orchestrator/live_metrics.py``) never go down
+    forgotten: Counter[str] = attrs.field(factory=Counter)
+    #: the Prometheus endpoint, when opened with ``metrics_port``
+    metrics_endpoint: Any = None
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -246,6 +273,9 @@ class Fleet:
         await self.supervisor.stop(session_id)
         status = self.supervisor.status(session_id)
         if forget and session_id in self._removed:  # not re-added meanwhile
+            counters = self.links[session_id].core.counters
+            self.forgotten.update(connects=status.connects, reconnects=status.reconnects,
+                                  replayed_turns=counters.replayed_turns, lost_turns=counters.lost_turns)
             del self.links[session_id]
             del self.supervisor.children[session_id]
             self._watchers.pop(session_id, None)
@@ -377,8 +407,15 @@ async def open_fleet(
     max_sessions: int | None = None,
     rtc_options: Any = None,
     max_restore_bytes: int = DEFAULT_MAX_RESTORE_BYTES,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> AsyncIterator[Fleet]:
     """Open a fleet; on exit every session is closed and the embedded server stopped.
+
+    ``metrics_port``: serve the fleet's metrics (sessions by state and transport, connects,
+    reconnects, replayed and lost turns: ``orchestrator/live_metrics.py``) for Prometheus at
+    ``http://metrics_host:PORT/metrics`` (0: a free port; ``fleet.metrics_endpoint.url``) with
+    a meter provider of its own, beside whatever OpenTelemetry set-up the application has.
 
     Limits: ``max_sessions`` (more is a FleetError), ``max_restore_bytes`` per session (what
     is kept to restore a conversation after a reconnect; over it the oldest is evicted and a
@@ -422,6 +459,8 @@ async def open_fleet(
             max_restore_bytes=max_restore_bytes,
         )
         nursery.start_soon(refresh_ahead, keys)
+        if metrics_port is not None:
+            stack.callback((await _open_metrics(nursery, fleet, metrics_port, metrics_host)).shutdown)
         try:
             yield fleet
         finally:

@@ -7,7 +7,10 @@
   ``http/protobuf`` (default) or ``grpc``, endpoint from ``OTEL_EXPORTER_OTLP_ENDPOINT``);
 * ``OTEL_SERVICE_NAME`` (default ``rtfleet``), ``OTEL_RESOURCE_ATTRIBUTES``;
 
-and ``trace_file=`` adds a JSON-lines span exporter for offline use (``--trace-file``).
+and ``trace_file=`` adds a JSON-lines span exporter for offline use (``--trace-file``);
+``metrics_endpoint=`` (an :class:`~orchestrator.metrics_endpoint.MetricsEndpoint`,
+``--metrics-port``) adds a Prometheus reader whatever ``OTEL_METRICS_EXPORTER`` says.
+Histograms get :data:`~orchestrator.metrics_endpoint.BUCKETS` (seconds) with every exporter.
 
 When nothing is configured the global no-op tracer is used and :func:`span` costs one
 function call.  Spans never carry secrets: attribute values pass through :func:`safe`.
@@ -128,12 +131,13 @@ class Telemetry:
             self.meter_provider.shutdown()
 
 
-def setup_telemetry(*, trace_file: str | None = None, environ: Mapping[str, str] | None = None) -> Telemetry:
+def setup_telemetry(*, trace_file: str | None = None, environ: Mapping[str, str] | None = None,
+                    metrics_endpoint: Any = None) -> Telemetry:
     """Install SDK providers as the OTEL_* variables ask; returns a handle to shut them down."""
     env = os.environ if environ is None else environ
     traces = env.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
     metric_exp = env.get("OTEL_METRICS_EXPORTER", "none").strip().lower()
-    if traces == "none" and metric_exp == "none" and not trace_file:
+    if traces == "none" and metric_exp == "none" and not trace_file and metrics_endpoint is None:
         return Telemetry()
     from opentelemetry.sdk.resources import Resource
 
@@ -149,13 +153,17 @@ def setup_telemetry(*, trace_file: str | None = None, environ: Mapping[str, str]
         if trace_file:
             tp.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(trace_file)))  # type: ignore[arg-type]
         trace.set_tracer_provider(tp)
-    if metric_exp != "none":
+    if metric_exp != "none" or metrics_endpoint is not None:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
+        from orchestrator.metrics_endpoint import histogram_views
+
         readers = [PeriodicExportingMetricReader(_metric_exporter(n, env))
                    for n in metric_exp.split(",") if n and n != "none"]
-        mp = MeterProvider(resource=resource, metric_readers=readers)
+        if metrics_endpoint is not None:
+            readers.append(metrics_endpoint.reader())
+        mp = MeterProvider(resource=resource, metric_readers=readers, views=histogram_views())
         metrics.set_meter_provider(mp)
     return Telemetry(tp, mp)
 

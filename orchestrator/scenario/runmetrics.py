@@ -46,14 +46,28 @@ from typing import Any, Callable
 import attrs
 
 from orchestrator.metrics import MetricsRegistry, TimeSeries
+from orchestrator.scenario.metric_names import KNOWN
 from orchestrator.telemetry import meter
 
-#: metrics also exported as OpenTelemetry instruments (``rtfleet.<name>``); histograms in s
-OTEL_COUNTERS = frozenset({"reconnect.attempts", "reconnect.succeeded", "reconnect.failed",
-                           "turns.completed", "turns.failed", "errors", "sessions.started",
-                           "sessions.completed", "sessions.failed", "faults.injected"})
+#: metrics also exported as OpenTelemetry instruments (``rtfleet.<name>``; live over
+#: Prometheus with ``--metrics-port``); histograms in seconds
+OTEL_COUNTERS = frozenset({
+    "reconnect.attempts", "reconnect.succeeded", "reconnect.failed", "reconnect.abandoned",
+    "turns.completed", "turns.failed", "turns.barged_in", "turns.barge_in_missed",
+    "turns.replayed", "turns.lost", "tool.calls", "tool.calls_failed", "transcripts.completed",
+    "transcripts.failed", "transcripts.missed", "errors", "errors.protocol", "events.received",
+    "sessions.started", "sessions.completed", "sessions.failed", "sessions.stopped",
+    "sessions.errored", "faults.injected", "faults.dropped_connections"})
 OTEL_HISTOGRAMS = frozenset({"turn.time_to_first_text", "turn.time_to_first_audio",
-                             "turn.duration", "connect.duration", "reconnect.duration"})
+                             "turn.duration", "connect.duration", "reconnect.duration",
+                             "audio.frame_lateness", "tool.call", "transcription.latency",
+                             "transcription.time_to_first_delta"})
+#: counter families: ``prefix.<x>`` is the counter ``rtfleet.<prefix>`` with ``<x>`` as this
+#: attribute (one series a category, not a metric name a code)
+OTEL_FAMILIES = {"dropped.": ("dropped", "rtfleet.dropped.category"),
+                 "server_errors.": ("server_errors", "error.type")}
+#: the live session states, as one gauge ``rtfleet.sessions`` with this attribute
+STATE_ATTRIBUTE = "rtfleet.session.state"
 
 __all__ = ["LabelledMetrics", "RunMetrics"]
 
@@ -79,12 +93,13 @@ class RunMetrics:
         if instrument is None:
             m = meter()
             full = f"rtfleet.{name}"
+            doc = KNOWN[name].doc if name in KNOWN else ""
             if kind == "counter":
-                instrument = m.create_counter(full)
+                instrument = m.create_counter(full, description=doc)
             elif kind == "histogram":
-                instrument = m.create_histogram(full, unit="s")
+                instrument = m.create_histogram(full, unit="s", description=doc)
             else:
-                instrument = m.create_gauge(full)
+                instrument = m.create_gauge(full, description="sessions in each live state")
             self._otel[name] = instrument
         return instrument
 
@@ -98,6 +113,12 @@ class RunMetrics:
             self.by_population[population].inc(name, amount)
         if name in OTEL_COUNTERS:
             self._instrument("counter", name).add(amount, self._attributes(population))
+        elif name.startswith(("dropped.", "server_errors.")):
+            prefix = name[: name.index(".") + 1]
+            family, key = OTEL_FAMILIES[prefix]
+            attributes = dict(self._attributes(population) or {})
+            attributes[key] = name[len(prefix):]
+            self._instrument("counter", family).add(amount, attributes)
 
     def observe(self, name: str, value: float, *, population: str | None = None) -> None:
         if value < 0:
@@ -131,7 +152,7 @@ class RunMetrics:
         if series:
             self.series.set_gauge(name, value, self.elapsed() if at is None else at)
         if name.startswith("sessions."):  # sessions by state
-            self._instrument("gauge", name).set(value)
+            self._instrument("gauge", "sessions").set(value, {STATE_ATTRIBUTE: name[9:]})
 
     def counter(self, name: str) -> float:
         return float(self.registry.counters.get(name, 0))
