@@ -99,7 +99,7 @@ async def test_spans_and_metrics_reach_an_otlp_http_receiver_with_correct_parent
     turn_attrs = _attrs(turns[0])
     assert turn_attrs["gen_ai.usage.total_tokens"] > 0 and turn_attrs["gen_ai.response.id"].startswith("resp_")
     assert {"rtfleet.turn.time_to_first_text", "rtfleet.reconnect.attempts",
-            "rtfleet.sessions.connected"} <= receiver.metrics
+            "rtfleet.sessions", "rtfleet.events.received"} <= receiver.metrics
 
 
 async def test_trace_file_writes_linked_spans_as_json_lines(tmp_path):
