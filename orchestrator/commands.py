@@ -264,7 +264,7 @@ def run_command(args: argparse.Namespace) -> int:
     return _run(args, reporter=None)
 
 
-def _run(args: argparse.Namespace, reporter, on_result=None) -> int:  # type: ignore[no-untyped-def]
+def _run(args: argparse.Namespace, reporter, on_result=None, on_metrics=None) -> int:  # type: ignore[no-untyped-def]
     import json
     from pathlib import Path
 
@@ -301,7 +301,10 @@ def _run(args: argparse.Namespace, reporter, on_result=None) -> int:  # type: ig
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch)
                 if endpoint is not None:
-                    await _start_endpoint(nursery, endpoint, quiet=args.quiet or args.json)
+                    await _start_endpoint(nursery, endpoint,
+                                          quiet=args.quiet or args.json or on_metrics is not None)
+                    if on_metrics is not None:  # a --workers child: the parent scrapes it
+                        on_metrics(endpoint.url)
                 result = await run_scenario(scenario, file=args.scenario, target=target,
                                             seed=args.seed, on_tick=reporter, stop=stop,
                                             heap_warn_mb=args.heap_warn_mb or None)
@@ -436,7 +439,8 @@ def _run_as_worker(args: argparse.Namespace) -> int:
     code = EXIT_RUNTIME
     try:
         code = _run(args, reporter=_StreamReporter(writer),
-                    on_result=lambda result: _send(writer, "result", r=result.results))
+                    on_result=lambda result: _send(writer, "result", r=result.results),
+                    on_metrics=lambda url: _send(writer, "metrics", url=url))
         return code
     except UsageError as exc:
         code = EXIT_USAGE
@@ -513,6 +517,7 @@ def _run_workers(args: argparse.Namespace) -> int:
 
     from orchestrator.scenario.progress import make_reporter
     from orchestrator.scenario.results import format_summary, write_results
+    from orchestrator.scenario.runner import RunInputError
     from orchestrator.scenario.workers import WorkerFailed, run_workers
 
     if args.shard:
@@ -523,11 +528,38 @@ def _run_workers(args: argparse.Namespace) -> int:
     extra: list[str] = []
     if args.time_scale != 1:
         extra += ["--time-scale", str(args.time_scale)]
+    endpoint = _metrics_endpoint(args)
+    scrapes = None
+    if endpoint is not None:  # each worker serves a free loopback port; one scrape here sees all
+        from orchestrator.metrics_endpoint import WorkerScrapes
+
+        extra += ["--metrics-port", "0", "--metrics-linger", str(args.metrics_linger)]
+        scrapes = WorkerScrapes()
+        scrapes.attach(endpoint)
     reporter = make_reporter(quiet=args.quiet, json_lines=args.json)
+
+    async def run() -> dict:  # type: ignore[type-arg]
+        async with trio.open_nursery() as nursery:
+            if endpoint is not None:
+                await _start_endpoint(nursery, endpoint, quiet=args.quiet or args.json)
+            merged = await run_workers(args.scenario, args.workers, scenario=scenario,
+                                       target=args.target, seed=args.seed, extra_args=extra,
+                                       on_tick=reporter, on_metrics=scrapes.urls.__setitem__
+                                       if scrapes is not None else None)
+            if endpoint is not None and args.metrics_linger > 0:
+                await _linger(endpoint, args.metrics_linger)
+            nursery.cancel_scope.cancel()
+        return merged
+
     try:
-        merged = trio.run(lambda: run_workers(args.scenario, args.workers, scenario=scenario,
-                                              target=args.target, seed=args.seed,
-                                              extra_args=extra, on_tick=reporter))
+        try:
+            merged = trio.run(run)
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+    except RunInputError as exc:
+        raise UsageError(str(exc)) from None
     except WorkerFailed as exc:
         if exc.code == 2:
             raise UsageError(str(exc)) from None

@@ -27,7 +27,7 @@ import attrs
 import h11
 import trio
 
-__all__ = ["BUCKETS", "MetricsEndpoint", "histogram_views", "is_loopback"]
+__all__ = ["BUCKETS", "MetricsEndpoint", "WorkerScrapes", "histogram_views", "is_loopback"]
 
 #: histogram boundaries in seconds: 10 a decade (x1.259), 0.1 ms .. 100 s
 BUCKETS: tuple[float, ...] = tuple(float(f"{10 ** (k / 10):.4g}") for k in range(-40, 21))
@@ -66,6 +66,9 @@ class MetricsEndpoint:
     #: the bound port (``port=0`` picks a free one)
     bound_port: int | None = None
     _scraped: trio.Event = attrs.field(factory=trio.Event)
+    #: awaited before each scrape is rendered (the parent of ``--workers`` fetches its
+    #: workers' metrics there)
+    before_scrape: Any = None
 
     async def next_scrape(self) -> None:
         """Return once the next scrape has been answered."""
@@ -123,6 +126,8 @@ class MetricsEndpoint:
         else:
             from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+            if self.before_scrape is not None:
+                await self.before_scrape()
             self.scrapes += 1
             status, body, kind = 200, generate_latest(self.registry), CONTENT_TYPE_LATEST.encode()
         headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode()),
@@ -141,3 +146,59 @@ def _new_registry() -> Any:
     from prometheus_client import CollectorRegistry
 
     return CollectorRegistry(auto_describe=False)
+
+
+@attrs.define(eq=False)
+class WorkerScrapes:
+    """The parent of ``rtfleet run --workers N``: one scrape of its endpoint sees the whole run.
+    Each worker serves its own metrics on a free loopback port and says where (a ``metrics``
+    frame); before each scrape the parent fetches them all (concurrently, each within
+    ``timeout``) and this collector re-exposes every sample with a ``rtfleet_worker`` label
+    (``1``..``N``), so ``sum without (rtfleet_worker)`` is the run's figure. A worker that does
+    not answer (it has ended) is shown as it last answered: a worker lingers until the parent
+    fetched it once after its run ended, so after the run every worker's final figures stay
+    in the parent's scrapes (the parent lingers for one more with ``--metrics-linger``)."""
+
+    #: worker label -> its /metrics URL, filled as the workers report
+    urls: dict[str, str] = attrs.field(factory=dict)
+    timeout: float = 2.0
+    _texts: dict[str, str] = attrs.field(factory=dict)
+
+    def attach(self, endpoint: MetricsEndpoint) -> None:
+        endpoint.registry.register(self)
+        endpoint.before_scrape = self.fetch
+
+    async def fetch(self) -> None:
+        import httpx
+
+        texts = dict(self._texts)  # a worker that does not answer keeps its last figures
+
+        async def one(client: httpx.AsyncClient, worker: str, url: str) -> None:
+            try:
+                response = await client.get(url)
+                if response.status_code == 200:
+                    texts[worker] = response.text
+            except httpx.HTTPError:
+                pass
+
+        async with httpx.AsyncClient(timeout=self.timeout) as client:
+            async with trio.open_nursery() as nursery:
+                for worker, url in list(self.urls.items()):
+                    nursery.start_soon(one, client, worker, url)
+        self._texts = texts
+
+    def collect(self) -> Any:
+        from prometheus_client.metrics_core import Metric
+        from prometheus_client.parser import text_string_to_metric_families
+
+        merged: dict[str, Any] = {}
+        for worker, text in sorted(self._texts.items()):
+            for family in text_string_to_metric_families(text):
+                into = merged.get(family.name)
+                if into is None:
+                    into = merged[family.name] = Metric(family.name, family.documentation,
+                                                        family.type, family.unit)
+                for sample in family.samples:
+                    into.add_sample(sample.name, {**sample.labels, "rtfleet_worker": worker},
+                                    sample.value, sample.timestamp, sample.exemplar)
+        return iter(merged.values())

@@ -123,12 +123,15 @@ async def run_workers(
     extra_args: Sequence[str] = (),
     on_tick: Callable[[dict[str, Any]], None] | None = None,
     python: str = sys.executable,
+    on_metrics: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``count`` workers on shards of ``scenario_path`` and merge their results.
 
     ``scenario`` is the parent's view of the run (loaded, time-scaled): its target decides
     whether the parent serves one shared embedded server, and its fault timeline is run here.
     Without it the file is loaded.  ``target`` overrides the scenario's target as on the CLI.
+    ``on_metrics(worker, url)``: a worker (``"1"``..``"N"``) serves its metrics at ``url``
+    (``--metrics-port`` given to the workers in ``extra_args``).
     """
     from orchestrator.scenario.model import EmbeddedTarget
     from orchestrator.scenario.runmetrics import RunMetrics
@@ -177,6 +180,8 @@ async def run_workers(
             worker.error = frame
         elif kind == "end":
             worker.end = frame
+        elif kind == "metrics" and on_metrics is not None and isinstance(frame.get("url"), str):
+            on_metrics(str(worker.index + 1), frame["url"])
         # unknown kinds are skipped: a newer worker may send more
 
     async def run_one(worker: _Worker, stop: trio.CancelScope) -> None:

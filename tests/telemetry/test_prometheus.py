@@ -219,3 +219,42 @@ def test_metrics_port_in_use_is_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--metrics-port: cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
     assert main(["run", str(ROOT / "scenarios" / "smoke.yaml"), "--metrics-port", "70000"]) == 2
+
+
+async def test_with_workers_one_scrape_of_the_parent_sees_every_worker(tmp_path):
+    """``--workers 2``: each worker serves its own port, the parent's endpoint fetches both and
+    labels their samples ``rtfleet_worker``; after the run the parent's scrape holds both
+    workers' final figures, which add up to the merged results."""
+    port = free_port()
+    (tmp_path / "s.yaml").write_text(SCENARIO)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    finals: dict[str, float] = {}
+
+    def turns_by_worker(text: str) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("rtfleet_turns_completed_total{"):
+                worker = line.split('rtfleet_worker="', 1)[1].split('"', 1)[0]
+                found[worker] = found.get(worker, 0.0) + float(line.rsplit(" ", 1)[1])
+        return found
+
+    async with trio.open_nursery() as nursery:
+        run = await nursery.start(partial(
+            trio.run_process,
+            [sys.executable, "-m", "orchestrator", "run", str(tmp_path / "s.yaml"), "--quiet", "--workers", "2",
+             "--out", str(tmp_path / "out"), "--metrics-port", str(port), "--metrics-linger", "20"],
+            cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, check=False, stdout=subprocess.DEVNULL))
+        async with httpx.AsyncClient(timeout=5) as client:
+            with trio.fail_after(90):
+                while run.poll() is None:  # scrape as Prometheus would, until the run has ended
+                    try:
+                        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                    except httpx.TransportError:
+                        await trio.sleep(0.1)
+                        continue
+                    finals.update(turns_by_worker(text))
+                    await trio.sleep(0.2)
+    assert run.returncode == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(finals) == {"1", "2"}
+    assert sum(finals.values()) == results["summary"]["counters"]["turns.completed"] == 48
