@@ -155,9 +155,9 @@ def _empty(text: str) -> str:
 def _header(r: RunReport, *, live: bool = False) -> str:
     facts = [
         ("Target", r.target or DASH),
-        ("Duration", format_duration(r.duration_s)),
+        ("Running for" if live else "Duration", format_duration(r.duration_s)),
         ("Started", _format_time(r.started_at)),
-        ("Finished", _format_time(r.finished_at)),
+        *([] if live else [("Finished", _format_time(r.finished_at))]),
         ("Seed", DASH if r.seed is None else str(r.seed)),
         ("Scenario file", r.scenario_file or DASH),
         ("rtfleet", r.rtfleet_version or DASH),

@@ -76,7 +76,7 @@ SCRIPT = """"use strict";
         main.querySelectorAll("details").forEach((d, i) => { d.open = Boolean(open[i]); });
       }
       show(state.state === "running"
-        ? "live: " + Math.floor(state.t) + " s into the run, updated "
+        ? "live: " + state.t.toFixed(1) + " s into the run, updated "
           + new Date().toLocaleTimeString()
         : "starting the run\\u2026", "ok");
     } catch (error) {
@@ -212,7 +212,21 @@ class LivePage:
 
 
 def _render(results: dict[str, Any]) -> str:
-    return render_sections(RunReport.from_results(results), live=True)
+    return render_sections(RunReport.from_results(_whole_slots(results)), live=True)
+
+
+def _whole_slots(results: dict[str, Any]) -> dict[str, Any]:
+    """The results with the timeline cut to the slots that are over: the second the run is
+    in has only begun, and would plot as a dip at the end of every rate (the totals, cards and
+    tables, keep everything)."""
+    timeline = results.get("timeline") or {}
+    slots = timeline.get("slots")
+    if not slots:
+        return results
+    elapsed = float(results.get("duration_s") or 0.0)
+    origin, interval = timeline.get("origin", 0.0), timeline["interval"]
+    over = [slot for slot in slots if origin + (slot[0] + 1) * interval <= elapsed]
+    return {**results, "timeline": {**timeline, "slots": over}}
 
 
 async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
