@@ -375,7 +375,8 @@ def _live_page(args: argparse.Namespace, scenario):  # type: ignore[no-untyped-d
     return LivePage(scrub=scrub)
 
 
-async def _serve_live_page(nursery: trio.Nursery, live, args: argparse.Namespace) -> None:  # type: ignore[no-untyped-def]
+async def _serve_live_page(nursery: trio.Nursery, live, args) -> None:  # type: ignore[no-untyped-def]
+    """Start the live page in ``nursery`` and print its URL; a port in use is a usage error."""
     where = f"{_host_for_uri(args.ui_host)}:{args.ui}"
     try:
         url = await nursery.start(live.serve, args.ui_host, args.ui)

@@ -115,6 +115,7 @@ class LivePage:
     #: set once a browser has loaded the final report (``--ui-linger`` ends early then)
     final_seen: trio.Event = attrs.field(factory=trio.Event)
     _snapshot: Callable[[], dict[str, Any]] | None = attrs.field(default=None, init=False)
+    _final: dict[str, Any] | None = attrs.field(default=None, init=False)
     _final_page: str | None = attrs.field(default=None, init=False)
     _state: dict[str, Any] = attrs.field(factory=lambda: {"state": "starting", "version": 0},
                                          init=False)
@@ -129,8 +130,8 @@ class LivePage:
         self._next_render = -float("inf")
 
     def finish(self, results: dict[str, Any]) -> None:
-        """The run has ended: "/" serves its report from now on."""
-        self._final_page = self.scrub(render_report(results))
+        """The run has ended: "/" serves its report from now on (rendered when first asked)."""
+        self._final = results
         self._snapshot = None
 
     async def serve(self, host: str, port: int, *,
@@ -155,7 +156,7 @@ class LivePage:
 
     async def state(self) -> dict[str, Any]:
         """What /state.json answers; rendered afresh at most once a second (see the module)."""
-        if self._final_page is not None:
+        if self._final is not None:
             return {"state": "done", "version": self._state["version"] + 1}
         async with self._lock:
             snapshot = self._snapshot
@@ -171,6 +172,15 @@ class LivePage:
                                "t": round(float(results.get("duration_s") or 0.0), 1),
                                "counters": counters, "html": self.scrub(html)}
             return self._state
+
+    async def _final_report(self) -> bytes:
+        """The run's report.html (the same page), rendered once, in a worker thread."""
+        async with self._lock:
+            if self._final_page is None:
+                assert self._final is not None
+                page = await trio.to_thread.run_sync(render_report, self._final)
+                self._final_page = self.scrub(page)
+            return self._final_page.encode()
 
     def _page(self) -> str:
         return ("<!DOCTYPE html>\n"
@@ -197,8 +207,8 @@ class LivePage:
             return
         path = scope["path"]
         if path == "/":
-            if self._final_page is not None:
-                await _reply(send, 200, "text/html; charset=utf-8", self._final_page.encode(),
+            if self._final is not None:
+                await _reply(send, 200, "text/html; charset=utf-8", await self._final_report(),
                              csp=REPORT_HEADER_CSP)
                 self.final_seen.set()
             else:
