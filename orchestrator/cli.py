@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="multiply the schedule (phases, pauses, fault times) by this factor, "
                           "e.g. 0.1 for a quick rehearsal [RTFLEET_TIME_SCALE]")
 
+    live = run.add_argument_group("live page")
+    live.add_argument("--ui", type=int, default=_int_env("ui"), metavar="PORT",
+                      help="serve a live page of the run's report on PORT (0 picks one; the URL "
+                           "is printed) that updates its plots every second and shows the final "
+                           "report at the end [RTFLEET_UI]")
+    live.add_argument("--ui-host", default=_env("ui_host", "127.0.0.1"), metavar="HOST",
+                      help="bind address of the live page (default 127.0.0.1; anything else "
+                           "makes the page reachable from other hosts) [RTFLEET_UI_HOST]")
+    live.add_argument("--ui-linger", type=float, default=_float_env("ui_linger", 0.0),
+                      metavar="SECONDS",
+                      help="after the run, keep serving the final report until a browser has "
+                           "loaded it, at most SECONDS (default 0: the page stops with the "
+                           "run) [RTFLEET_UI_LINGER]")
+
     validate = sub.add_parser("validate", help="check a scenario file and exit")
     validate.add_argument("scenario")
 

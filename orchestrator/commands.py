@@ -257,6 +257,7 @@ def _prepare(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def run_command(args: argparse.Namespace) -> int:
+    _check_live_page(args)
     if args.workers > 1:
         return _run_workers(args)
     if args.emit_fd is not None:
@@ -282,14 +283,19 @@ def _run(args: argparse.Namespace, reporter, on_result=None, on_metrics=None) ->
     if reporter is None:
         reporter = make_reporter(quiet=args.quiet, json_lines=args.json)
     signals_seen: list[int] = []
+    live = _live_page(args, scenario)  # --ui: None without
 
     async def run_until_signalled():  # type: ignore[no-untyped-def]
         # The first Ctrl-C/SIGTERM ends the run early, with partial results; a second one quits.
         stop = trio.Event()
+        lingering, linger_stop = False, trio.Event()  # --ui-linger: a signal ends only that
 
         async def watch() -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
                 async for signum in received:
+                    if lingering:
+                        linger_stop.set()
+                        continue
                     if stop.is_set():
                         raise KeyboardInterrupt
                     signals_seen.append(signum)
@@ -305,11 +311,22 @@ def _run(args: argparse.Namespace, reporter, on_result=None, on_metrics=None) ->
                                           quiet=args.quiet or args.json or on_metrics is not None)
                     if on_metrics is not None:  # a --workers child: the parent scrapes it
                         on_metrics(endpoint.url)
+                if live is not None:
+                    await _serve_live_page(nursery, live, args)
                 result = await run_scenario(scenario, file=args.scenario, target=target,
                                             seed=args.seed, on_tick=reporter, stop=stop,
-                                            heap_warn_mb=args.heap_warn_mb or None)
+                                            heap_warn_mb=args.heap_warn_mb or None,
+                                            on_live=live.attach if live is not None else None)
                 if endpoint is not None and args.metrics_linger > 0:
                     await _linger(endpoint, args.metrics_linger)
+                if live is not None:
+                    live.finish(result.results)
+                    if args.ui_linger > 0 and not stop.is_set():
+                        lingering = True
+                        print(f"live page: the final report, until a browser loads it (at most "
+                              f"{args.ui_linger:g} s; Ctrl-C stops now)", file=sys.stderr,
+                              flush=True)
+                        await live.linger(args.ui_linger, linger_stop)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # the watcher raises only KeyboardInterrupt: the run's own error comes out alone
@@ -390,6 +407,60 @@ async def _linger(endpoint: Any, seconds: float) -> None:
     """Serve until one scrape after the run's end came, at most ``seconds``."""
     with trio.move_on_after(seconds):
         await endpoint.next_scrape()
+
+
+def _check_live_page(args: argparse.Namespace) -> None:
+    """``--ui``, ``--ui-host``, ``--ui-linger``: checked before anything starts."""
+    if args.ui is None:
+        return
+    if not 0 <= args.ui <= 65535:
+        raise UsageError(f"--ui must be a port 0..65535, not {args.ui}")
+    if not args.ui_linger >= 0:
+        raise UsageError(f"--ui-linger must be seconds >= 0, not {args.ui_linger:g}")
+    if args.workers > 1:
+        # The parent of --workers sees its workers' progress counts, not their metrics: a
+        # page of plots there would be made up. Each worker is a whole run of its own.
+        raise UsageError("--ui shows one process's run: it does not combine with --workers "
+                         "(the parent gets only progress counts from its workers, not the "
+                         "metrics the page plots); run without --workers, or run shards "
+                         "(--shard I/N) each with its own --ui port")
+
+
+def _live_page(args: argparse.Namespace, scenario):  # type: ignore[no-untyped-def]
+    """The live page for ``--ui`` (None without): everything it serves has key-like strings
+    (sk-…, ek_…) and the run's API key redacted."""
+    if args.ui is None or args.emit_fd is not None:
+        return None
+    from orchestrator.report.live import LivePage
+    from orchestrator.scenario.model import RemoteTarget
+    from orchestrator.scenario.results import redact_text
+
+    remote = scenario.target if args.target is None else (
+        None if args.target == "embedded" else RemoteTarget(url=args.target))
+    key = os.environ.get(remote.api_key_env, "") if isinstance(remote, RemoteTarget) else ""
+
+    def scrub(text: str) -> str:
+        text = redact_text(text)
+        return text.replace(key, "[redacted]") if len(key) >= 8 else text
+
+    return LivePage(scrub=scrub)
+
+
+async def _serve_live_page(nursery: trio.Nursery, live, args) -> None:  # type: ignore[no-untyped-def]
+    """Start the live page in ``nursery`` and print its URL; a port in use is a usage error."""
+    where = f"{_host_for_uri(args.ui_host)}:{args.ui}"
+    try:
+        url = await nursery.start(live.serve, args.ui_host, args.ui)
+    except (OSError, BaseExceptionGroup) as exc:
+        error = _only_os_error(exc)
+        if error is None:
+            raise
+        raise UsageError(f"--ui: cannot serve the live page on {where}: "
+                         f"{error.strerror or error}") from None
+    print(f"live page: {url}", file=sys.stderr, flush=True)
+    if not _is_loopback(args.ui_host):
+        print(f"  warning: the live page listens on {args.ui_host}, reachable from other hosts",
+              file=sys.stderr, flush=True)
 
 
 def _check_target(target: str | None) -> str | None:

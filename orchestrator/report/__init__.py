@@ -2,6 +2,8 @@
 
 * `render_report(results)` -> the page as a string (no script, nothing loaded from anywhere).
 * `write_report(out_dir, results)` writes ``out_dir/report.html`` and returns its path.
+* `live.LivePage` serves the report while a run goes (``rtfleet run --ui PORT``), rendered by
+  the same code from the results so far, and this page at the end.
 * `rebuild_report(run_dir)` reads ``run_dir/results.json`` and writes the page again (for
   ``rtfleet report DIR``).
 

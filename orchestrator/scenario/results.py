@@ -19,11 +19,16 @@ from orchestrator.readout import population_rows, format_observed, format_reconn
 from orchestrator.scenario.thresholds import ThresholdResult
 from orchestrator.scenario.unstructure import unstructure_scenario
 
-__all__ = ["build_results", "write_results", "format_summary", "redact_config"]
+__all__ = ["build_results", "write_results", "format_summary", "redact_config", "redact_text"]
 
 FORMAT = 1
 _SECRET_KEY = re.compile(r"(api[_-]?key|secret|token|password|authorization)", re.I)
 _SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|ek_[A-Za-z0-9_\-]{6,})")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every string that looks like a key (``sk-…``, ``ek_…``) redacted."""
+    return _SECRET_VALUE.sub("[redacted]", text)
 
 
 def redact_config(value: Any, key: str = "") -> Any:
@@ -60,7 +65,10 @@ def build_results(
     marks: list[dict[str, Any]],
     errors: list[dict[str, str]],
     interrupted: bool = False,
+    running: bool = False,
 ) -> dict[str, Any]:
+    """The ``results.json`` data; ``running``: the results so far of a run still going (the
+    live page's), ``"verdict": "running"`` and no ``finished_at``."""
     registry = metrics.registry
     try:
         config = redact_config(unstructure_scenario(scenario, effective=True))
@@ -74,9 +82,9 @@ def build_results(
                      "seed": seed, "config": config},
         "target": _SECRET_VALUE.sub("[redacted]", target),
         "started_at": started,
-        "finished_at": started + elapsed,
+        "finished_at": None if running else started + elapsed,
         "duration_s": elapsed,
-        "verdict": ("interrupted" if interrupted
+        "verdict": ("running" if running else "interrupted" if interrupted
                     else "pass" if all(r.passed for r in thresholds) else "fail"),
         "interrupted": interrupted,
         "thresholds": [

@@ -419,11 +419,15 @@ async def run_scenario(
     on_tick: Callable[[dict[str, Any]], None] | None = None,
     stop: trio.Event | None = None,
     heap_warn_mb: float | None = None,
+    on_live: Callable[[Callable[[], dict[str, Any]]], None] | None = None,
 ) -> RunResult:
     """Run ``scenario`` to the end and evaluate its thresholds.
 
     ``stop`` (set on Ctrl-C or SIGTERM by the CLI) ends the run early: the sessions are closed
     as at the end of a run and the results, marked ``"verdict": "interrupted"``, cover what ran.
+    ``on_live`` (the live page, ``rtfleet run --ui``) is called once the fleet is open with a
+    function that returns the results so far: the same ``results.json`` data as at the end,
+    ``"verdict": "running"``, built by the same code from the metrics as they are now.
     """
     from orchestrator.scenario.results import build_results
 
@@ -449,6 +453,27 @@ async def run_scenario(
     sip = any(p.transport.value == "sip" for p in scenario.populations)
     if sip and not isinstance(target_spec, EmbeddedTarget):
         raise RunInputError("transport sip populations need the embedded target")
+    target_label = "embedded" if isinstance(target_spec, EmbeddedTarget) else target_spec.url
+
+    def results_now(run: _Run, *, interrupted: bool = False,
+                    running: bool = False) -> tuple[dict[str, Any], bool]:
+        """The results, and whether the run passed, from the metrics as they are now: at the
+        end of the run, or while it goes (``running``: the live page's "results so far")."""
+        # Outages that ended because the session itself ended (reconnect.abandoned) have no
+        # outcome; the rate is over those that did.
+        succeeded = metrics.counter("reconnect.succeeded")
+        decided = succeeded + metrics.counter("reconnect.failed")
+        metrics.gauge("reconnect.success_rate", succeeded / decided if decided else 1.0,
+                      series=False)
+        elapsed = metrics.elapsed()
+        checked = evaluate(scenario.thresholds, make_lookup(metrics.registry, elapsed=elapsed))
+        results = build_results(
+            scenario, file=file, target=target_label, seed=seed, started=started_wall,
+            elapsed=elapsed, metrics=metrics, thresholds=checked, marks=list(run.marks),
+            errors=list(run.errors), interrupted=interrupted, running=running,
+        )
+        return results, all(r.passed for r in checked) and not interrupted
+
     async with trio.open_nursery() as root:
         control = None
         controller = None
@@ -469,15 +494,15 @@ async def run_scenario(
             control = ServerControl(server, root)
             url = await control.start()
             api_key = key
-            target_label = "embedded"
         else:
             url = target_spec.url
             api_key = os.environ[target_spec.api_key_env]
-            target_label = url
         webrtc = any(p.transport.value == "webrtc" for p in scenario.populations)
         async with open_fleet(url, api_key=api_key, config=config, seed=seed, webrtc=webrtc,
                               backoff=Backoff(base=0.25, cap=5.0)) as fleet:
             run = _Run(scenario, fleet, metrics, rng, on_tick)
+            if on_live is not None:
+                on_live(lambda: results_now(run, running=True)[0])
             if controller is not None:
                 run.sip_call = await _sip_calls(root, fleet, controller, server)
             subscription = fleet.subscribe(buffer=math.inf)
@@ -510,19 +535,7 @@ async def run_scenario(
             run.sample_states()  # the final sample, at the end of the run
         root.cancel_scope.cancel()
     assert run is not None
-    # Outages that ended because the session itself ended (reconnect.abandoned) have no
-    # outcome; the rate is over those that did.
-    succeeded = metrics.counter("reconnect.succeeded")
-    decided = succeeded + metrics.counter("reconnect.failed")
-    metrics.gauge("reconnect.success_rate", succeeded / decided if decided else 1.0, series=False)
-    elapsed = metrics.elapsed()
-    results_threshold = evaluate(scenario.thresholds, make_lookup(metrics.registry, elapsed=elapsed))
-    results = build_results(
-        scenario, file=file, target=target_label, seed=seed, started=started_wall,
-        elapsed=elapsed, metrics=metrics, thresholds=results_threshold, marks=run.marks,
-        errors=run.errors, interrupted=interrupted,
-    )
-    return RunResult(results, all(r.passed for r in results_threshold) and not interrupted)
+    return RunResult(*results_now(run, interrupted=interrupted))
 
 
 def _run_stores(metrics: RunMetrics, fleet: Fleet, server: Any) -> list[Any]:
