@@ -31,6 +31,7 @@ from orchestrator.fleet import Fleet, user_text
 from orchestrator.scenario.runmetrics import RunMetrics
 from orchestrator.scenario.tool_calls import ToolCalls, mismatch, output_text
 from orchestrator.telemetry import start_span
+from orchestrator.usage import Price, usage_counts
 from orchestrator.scenario.steps import (
     AnswerToolCall,
     BargeIn,
@@ -46,7 +47,7 @@ from orchestrator.scenario.steps import (
     WaitTranscript,
 )
 
-__all__ = ["SessionDriver", "StepFailed", "load_audio"]
+__all__ = ["BudgetReached", "SessionDriver", "StepFailed", "load_audio"]
 
 TEXT_DELTAS = frozenset({"response.output_text.delta", "response.output_audio_transcript.delta"})
 #: server errors not counted in ``errors`` because they are no failure of the session: a
@@ -64,6 +65,10 @@ CHUNK_BYTES = PCM_RATE * 2 // 50  # 20 ms of PCM16 mono
 
 class StepFailed(Exception):
     """A step could not complete (a turn timed out, the session ended)."""
+
+
+class BudgetReached(Exception):
+    """The run's budget refused the next turn: the session stops, not as a failure."""
 
 
 @attrs.define
@@ -107,6 +112,12 @@ class SessionDriver:
     _lost: str | None = None
     #: function calls the model made, for expect_tool_call / answer_tool_call
     tool_calls: ToolCalls = attrs.field(factory=ToolCalls)
+    #: the model's price (None: unknown, so no cost is counted); what the session spent
+    price: Price | None = None
+    #: the run's spending limit (``budget.py``): asked before each turn a step starts
+    budget: Any = None
+    spent: float = 0.0
+    _live_seconds: float = 0.0
     #: input transcripts: utterances committed and not transcribed yet (item id -> when),
     #: transcripts completed, and how many of those a wait_transcript step took
     _committed_at: dict[str, float] = attrs.field(factory=dict)
@@ -194,6 +205,9 @@ class SessionDriver:
                 self._start_turn("idle")
         elif kind == "response.done":
             self.last_response = payload.get("response")
+            cost = self._account(usage_counts((self.last_response or {}).get("usage")))
+            if self.budget is not None:
+                self.budget.turn_done(cost)
             self._set_output_live(False)
             if self._barge_pending:
                 self._barge_pending = False
@@ -239,11 +253,39 @@ class SessionDriver:
             self._transcript_failed = str(error.get("message") or error.get("code") or "failed")
             self._done.set()
             self._done = trio.Event()
+        elif kind == "session.usage.updated":  # GPT-Live: the session's active seconds so far
+            seconds = (payload.get("usage") or {}).get("seconds")
+            if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+                # cumulative per Live session; a lower figure is a new session (a restore)
+                delta = seconds - self._live_seconds if seconds >= self._live_seconds else seconds
+                self._live_seconds = float(seconds)
+                if delta > 0:
+                    cost = self._account({"usage.live_active_seconds": delta})
+                    if cost and self.budget is not None:
+                        self.budget.add(cost)
         elif kind == "error":
             code = str((payload.get("error") or {}).get("code") or "unknown")
             self.metrics.inc(f"server_errors.{code}")
             if code not in BENIGN_ERRORS:
                 self.metrics.inc("errors")
+
+    def _account(self, counts: dict[str, float]) -> float | None:
+        """Count one response's (or Live interval's) usage; its cost at the model's price
+        (None: the model has no price)."""
+        for name, amount in counts.items():
+            self.metrics.inc(name, amount)
+        if self.price is None:
+            return None
+        cost = self.price.cost(counts)
+        if cost:
+            self.spent += cost
+            self.metrics.inc("cost.usd", cost)
+        return cost
+
+    def _admit_turn(self) -> None:
+        """The budget's say before a step starts a turn (BudgetReached: the run is ending)."""
+        if self.budget is not None and not self.budget.admit_turn():
+            raise BudgetReached(self.budget.reason or "budget reached")
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -253,8 +295,11 @@ class SessionDriver:
 
     async def _step(self, step: Step) -> None:
         if isinstance(step, Say):
+            self._admit_turn()
             await self._say(step)
         elif isinstance(step, Play):
+            if not self.transcribe:
+                self._admit_turn()
             await self._play(step)
         elif isinstance(step, WaitResponse):
             await self._wait_done(self._done_count, step.timeout)
@@ -274,6 +319,8 @@ class SessionDriver:
         elif isinstance(step, ExpectToolCall):
             await self._expect_tool_call(step)
         elif isinstance(step, AnswerToolCall):
+            if step.respond:
+                self._admit_turn()
             await self._answer_tool_call(step)
         else:  # pragma: no cover - the loader admits only the kinds above
             raise StepFailed(f"unknown step {step!r}")

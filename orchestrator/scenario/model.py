@@ -29,6 +29,9 @@ from .durations import Duration, format_duration
 from .errors import InvalidField, Problem, did_you_mean
 from .faults import FaultEvent, ServerFaults
 from .metric_names import threshold_problem
+from orchestrator.usage import Price
+
+from .budget import Budget
 from .steps import AnswerToolCall, BargeIn, Cancel, ExpectToolCall, Repeat, Say, Send, Step, WaitResponse
 from .thresholds import Threshold, parse_threshold
 
@@ -386,6 +389,10 @@ class Scenario:
     scripts: dict[str, tuple[Step, ...]] = attrs.field(factory=dict, converter=_scripts)
     faults: tuple[FaultEvent, ...] = attrs.field(default=(), converter=to_tuple)
     thresholds: tuple[Threshold, ...] = attrs.field(default=(), converter=_thresholds)
+    #: the spending limit (``budget.py``); a run against a hosted target needs one
+    budget: Budget | None = None
+    #: price table entries that add to or override the shipped one (``orchestrator/usage.py``)
+    prices: dict[str, Price] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         problems = [*self._population_problems(), *self._fault_problems(), *self._sip_problems(),

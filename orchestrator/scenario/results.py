@@ -66,6 +66,7 @@ def build_results(
     errors: list[dict[str, str]],
     interrupted: bool = False,
     running: bool = False,
+    spend: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``results.json`` data; ``running``: the results so far of a run still going (the
     live page's), ``"verdict": "running"`` and no ``finished_at``."""
@@ -92,6 +93,7 @@ def build_results(
              "reason": r.reason}
             for r in thresholds
         ],
+        "usage": spend,
         "metrics": registry.snapshot(),
         "summary": {
             "histograms": {name: h.summary() for name, h in sorted(registry.histograms.items())},

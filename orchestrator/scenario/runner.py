@@ -37,13 +37,15 @@ import trio
 
 from actors.events import ConnectionEvent, ConnectionState, EventKind
 from actors.proto.session import SessionConfig as ProtoSessionConfig
-from orchestrator.exits import EXIT_OK, EXIT_THRESHOLDS
+from orchestrator.exits import EXIT_BUDGET, EXIT_OK, EXIT_THRESHOLDS
 from orchestrator.heap_guard import server_stores, watch_heap
 from orchestrator.fleet import Fleet, FleetError, available_transports, open_fleet
 from orchestrator.metrics import make_lookup
 from orchestrator.policy import Backoff
 from orchestrator.scenario.chaos import ServerControl, run_faults
-from orchestrator.scenario.driver import SessionDriver, StepFailed
+from orchestrator.scenario.budget import BudgetGate
+from orchestrator.scenario.driver import BudgetReached, SessionDriver, StepFailed
+from orchestrator.scenario.spend import run_prices, spend_summary
 from orchestrator.scenario.metric_names import DECLARED
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
@@ -56,6 +58,8 @@ __all__ = ["RunError", "RunInputError", "RunResult", "run_scenario"]
 S = ConnectionState
 CONNECT_TIMEOUT = 30.0
 MAX_ERRORS_KEPT = 50
+#: at the budget, how long the turns in flight may take to end (their usage is spend too)
+BUDGET_GRACE = 10.0
 
 
 class RunError(Exception):
@@ -73,6 +77,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        if self.results.get("verdict") == "budget":
+            return EXIT_BUDGET
         return EXIT_OK if self.passed else EXIT_THRESHOLDS
 
 
@@ -94,6 +100,9 @@ class _Run:
     phase: str = ""
     #: SIP populations: ``SipOptions`` for one new call (None: no SIP side)
     sip_call: Callable[[], Any] | None = None
+    #: the spending limit's gate (None: no budget), and each protocol's price (None: unknown)
+    budget: BudgetGate | None = None
+    prices: dict[str, Any] = attrs.field(factory=dict)
 
     # -- event dispatch -------------------------------------------------------------------
 
@@ -216,7 +225,8 @@ class _Run:
         self.started_at[sid] = metrics.clock()
         self._start_connect_span(sid, "initial")
         driver = SessionDriver(sid, fleet, metrics, vad, span=span, sip=sip,
-                               transcribe=population.session_type == "transcription")
+                               transcribe=population.session_type == "transcription",
+                               price=self.prices.get(population.protocol), budget=self.budget)
         self.drivers[sid] = driver
         outcome = "failed"
         scope = trio.CancelScope()
@@ -236,6 +246,8 @@ class _Run:
                     self._error(sid, f"not connected within {CONNECT_TIMEOUT:g}s")
                 except (FleetError, StepFailed) as exc:
                     self._error(sid, str(exc))
+                except BudgetReached:  # the run is ending at its budget: not this session's fault
+                    outcome = "stopped"
             if scope.cancelled_caught:
                 outcome = "stopped"
         except trio.Cancelled:  # the whole run is ending (interrupted, or its duration limit)
@@ -341,6 +353,8 @@ class _Run:
             second += 1
             await trio.sleep_until(self.metrics.origin + second)
             self.sample_states(slot=second - 1)
+            if self.budget is not None:
+                self.budget.add_session_seconds(sum(1 for st in self.states.values() if st is S.CONNECTED))
 
     def sample_states(self, slot: int | None = None) -> None:
         """Record the live states (``closed`` is not one: ended sessions are the
@@ -450,6 +464,8 @@ async def run_scenario(
             raise RunError(f"target {target_spec.url} unreachable: {problem}")
     run: _Run | None = None
     interrupted = False
+    budget = BudgetGate(scenario.budget) if scenario.budget is not None else None
+    prices = run_prices(scenario)
     sip = any(p.transport.value == "sip" for p in scenario.populations)
     if sip and not isinstance(target_spec, EmbeddedTarget):
         raise RunInputError("transport sip populations need the embedded target")
@@ -471,8 +487,12 @@ async def run_scenario(
             scenario, file=file, target=target_label, seed=seed, started=started_wall,
             elapsed=elapsed, metrics=metrics, thresholds=checked, marks=list(run.marks),
             errors=list(run.errors), interrupted=interrupted, running=running,
+            spend=spend_summary(metrics, prices, budget),
         )
-        return results, all(r.passed for r in checked) and not interrupted
+        stopped = budget is not None and budget.reached.is_set()
+        if stopped and not running:
+            results["verdict"] = "budget"
+        return results, all(r.passed for r in checked) and not interrupted and not stopped
 
     async with trio.open_nursery() as root:
         control = None
@@ -500,7 +520,8 @@ async def run_scenario(
         webrtc = any(p.transport.value == "webrtc" for p in scenario.populations)
         async with open_fleet(url, api_key=api_key, config=config, seed=seed, webrtc=webrtc,
                               backoff=Backoff(base=0.25, cap=5.0)) as fleet:
-            run = _Run(scenario, fleet, metrics, rng, on_tick)
+            run = _Run(scenario, fleet, metrics, rng, on_tick, budget=budget,
+                       prices={protocol: price for protocol, (_, price) in prices.items()})
             if on_live is not None:
                 on_live(lambda: results_now(run, running=True)[0])
             if controller is not None:
@@ -512,7 +533,10 @@ async def run_scenario(
             interrupt = trio.CancelScope()
             if stop is not None:
                 root.start_soon(_cancel_when_set, stop, interrupt)
-            with interrupt, trio.move_on_after(scenario.duration_limit) as limit:
+            over_budget = trio.CancelScope()
+            if budget is not None:
+                root.start_soon(budget.stop_after_in_flight, over_budget, BUDGET_GRACE)
+            with interrupt, over_budget, trio.move_on_after(scenario.duration_limit) as limit:
                 async with trio.open_nursery() as background:
                     background.start_soon(run.dispatch, subscription)
                     background.start_soon(run.sample)
@@ -529,6 +553,8 @@ async def run_scenario(
             if interrupt.cancelled_caught:
                 interrupted = True
                 run.mark("phase", "interrupted")
+            if over_budget.cancelled_caught:
+                run.mark("budget", f"budget reached: {budget.reason}")
             subscription.close()
             async for event in subscription:  # what is still buffered
                 run.on_event(event)

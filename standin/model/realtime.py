@@ -77,6 +77,10 @@ class RealtimeSession:
     _append_run: tuple[Event, int] | None = None
     #: when ``input_audio_buffer.timeout_triggered`` fires (server VAD ``idle_timeout_ms``)
     _idle_due: float | None = None
+    #: user audio of each user audio item (ms), for its input tokens
+    _audio_in_ms: dict[str, float] = attrs.field(factory=dict)
+    #: items some earlier response took as input: cached input from then on
+    _cached: set[str] = attrs.field(factory=set)
 
     @classmethod
     def create(
@@ -249,6 +253,7 @@ class RealtimeSession:
         prev = self.conversation.insert(item, previous)
         if audio_ms and item.get("role") == "user":
             self._heard[item["id"]] = f"audio of {round(sum(audio_ms.values()))} ms"
+            self._audio_in_ms[item["id"]] = sum(audio_ms.values())
         elif audio_ms and item.get("role") == "assistant":
             self._played_ms[item["id"]] = round(audio_ms.get(0, 0.0))  # replayed assistant audio
         out.append(self._ev("conversation.item.added", previous_item_id=prev, item=_copy(item)))
@@ -359,6 +364,7 @@ class RealtimeSession:
         duration = round(end_ms - start_ms)
         transcript = f"audio of {duration} ms"
         self._heard[item_id] = transcript
+        self._audio_in_ms[item_id] = end_ms - start_ms
         item = {
             "id": item_id,
             "object": "realtime.item",
@@ -421,7 +427,7 @@ class RealtimeSession:
             response=response, item=item, modality=modality, words=words, audio=audio,
             chunk_ms=self.config.chunk_ms, start=now, pace=self.config.chunk_ms / 1000 * self.config.pace,
             previous_item_id=prev, in_conversation=in_conversation,
-            usage=_usage(context, self._heard, words, modality, self.config.chunk_ms),
+            usage=self._usage(context, words, modality, in_conversation),
         )
         self._runs.append(run)
         self.responses.append(response)
@@ -433,12 +439,51 @@ class RealtimeSession:
         run = FunctionCallRun(
             response=response, item=item, arguments=call.arguments, start=now, previous_item_id=prev,
             in_conversation=in_conversation,
-            usage=_usage(context, self._heard, split_words(call.arguments), "text", self.config.chunk_ms),
+            usage=self._usage(context, split_words(call.arguments), "text", in_conversation),
         )
         self._runs.append(run)
         self.responses.append(response)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _usage(self, context: list[dict[str, Any]], words: list[str], modality: str,
+               in_conversation: bool) -> dict[str, Any]:
+        """Usage as the service bills it (guides/realtime-costs): the whole context is input,
+        a word a text token, user audio a token per 100 ms and assistant audio one per 50 ms;
+        what an earlier response of the conversation took as input is cached; output audio
+        is ``chunk_ms`` a word, a token per 50 ms."""
+        # the instructions are input to every response, cached after the first
+        text_in = len(str(self.session.get("instructions") or "").split())
+        audio_in = cached_audio = 0
+        cached_text = text_in if self._cached else 0
+        for item in context:
+            item_id = item.get("id")
+            if item_id in self._audio_in_ms:
+                text, audio = 0, int(self._audio_in_ms[item_id] // 100)
+            elif item_id in self._played_ms:
+                text, audio = 0, int(self._played_ms[item_id] // 50)
+            else:
+                text, audio = len(item_text(item).split()), 0
+            text_in += text
+            audio_in += audio
+            if item_id in self._cached:
+                cached_text += text
+                cached_audio += audio
+        if in_conversation:
+            self._cached.update(i["id"] for i in context if "id" in i)
+            self._cached.add("")  # the instructions (no item has an empty id)
+        out_audio = len(words) * self.config.chunk_ms // 50 if modality == "audio" else 0
+        out_text = len(words)
+        return {
+            "total_tokens": text_in + audio_in + out_text + out_audio,
+            "input_tokens": text_in + audio_in,
+            "output_tokens": out_text + out_audio,
+            "input_token_details": {
+                "text_tokens": text_in, "audio_tokens": audio_in,
+                "cached_tokens": cached_text + cached_audio,
+                "cached_tokens_details": {"text_tokens": cached_text, "audio_tokens": cached_audio}},
+            "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
+        }
 
     def _ev(self, kind: str, **fields: Any) -> Event:
         return {"type": kind, "event_id": self.ids.new("event"), **fields}
@@ -557,22 +602,6 @@ def _required(obj: Event, key: str, kind: type) -> Any:
 
 def _copy(value: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(value))
-
-
-def _usage(
-    context: list[dict[str, Any]], heard: dict[str, str], words: list[str], modality: str, chunk_ms: int
-) -> dict[str, Any]:
-    text_in = sum(len(item_text(i).split()) for i in context)
-    audio_in = sum(len(heard.get(i["id"], "").split()) for i in context if not item_text(i))
-    out_audio = len(words) * chunk_ms // 50 if modality == "audio" else 0
-    out_text = len(words)
-    return {
-        "total_tokens": text_in + audio_in + out_text + out_audio,
-        "input_tokens": text_in + audio_in,
-        "output_tokens": out_text + out_audio,
-        "input_token_details": {"text_tokens": text_in, "audio_tokens": audio_in, "cached_tokens": 0},
-        "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
-    }
 
 
 _HANDLERS: dict[str, Callable[[RealtimeSession, Event, float, list[Event]], None]] = {
