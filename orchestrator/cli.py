@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
                           f"store (default {DEFAULT_HEAP_WARN_MB}; 0 turns it off) "
                           "[RTFLEET_HEAP_WARN_MB]")
     _metrics_options(run)
+    spend = run.add_argument_group("spend")
+    spend.add_argument("--max-cost", type=float, default=_float_env("max_cost", None), metavar="USD",
+                       help="stop the run when it has spent this much at the price table's "
+                            "prices (overrides the scenario's budget.max_cost; exit 4) "
+                            "[RTFLEET_MAX_COST]")
+    spend.add_argument("--no-budget", action="store_true", default=_env("no_budget") == "1",
+                       help="run against a hosted target with no budget [RTFLEET_NO_BUDGET=1]")
     tgt = run.add_argument_group("target")
     tgt.add_argument("--target", default=_env("target"),
                      help="override the scenario target: 'embedded' or a base URL [RTFLEET_TARGET]")
@@ -103,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a scenario file and exit")
     validate.add_argument("scenario")
+    validate.add_argument("--estimate", action="store_true",
+                          help="also print what the scenario should cost, at list prices, before "
+                               "anything connects")
 
     report = sub.add_parser(
         "report", help="rebuild report.html from DIR/results.json, or 'report merge DIR... --out DIR'")

@@ -14,6 +14,7 @@ from functools import partial
 import trio
 
 from orchestrator.exits import (
+    EXIT_BUDGET,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUNTIME,
@@ -226,6 +227,12 @@ def validate_command(args: argparse.Namespace) -> int:
     scenario = _load(args.scenario)
     print(f"{args.scenario}: ok ({scenario.name}: {len(scenario.populations)} population(s), "
           f"{len(scenario.thresholds)} threshold(s))")
+    if getattr(args, "estimate", False):
+        from orchestrator.scenario.estimate import estimate_scenario, format_estimate
+        from orchestrator.scenario.model import RemoteTarget
+
+        print(format_estimate(estimate_scenario(scenario), scenario,
+                              hosted=isinstance(scenario.target, RemoteTarget)))
     return EXIT_OK
 
 
@@ -241,6 +248,9 @@ def _prepare(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         except ShardSpecError as exc:
             raise UsageError(str(exc)) from None
         scenario = shard(scenario, index, count)
+        if scenario.budget is not None or getattr(args, "max_cost", None) is not None:
+            args.budget_share = count  # each shard spends its share of the budget
+    scenario = _with_budget(args, scenario)
     if args.time_scale != 1:
         from orchestrator.scenario.timescale import scale_time
 
@@ -253,6 +263,35 @@ def _prepare(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
         scenario = attrs.evolve(scenario, faults=tuple(
             f for f in scenario.faults if not f.action.server_side))
+    return scenario
+
+
+def _with_budget(args: argparse.Namespace, scenario):  # type: ignore[no-untyped-def]
+    """``--max-cost`` over the scenario's ``budget.max_cost``; a shard's share of the budget;
+    and the rule that a run against a hosted target has a budget (or ``--no-budget``)."""
+    import attrs
+
+    from orchestrator.scenario.budget import Budget
+    from orchestrator.scenario.model import RemoteTarget
+
+    max_cost = getattr(args, "max_cost", None)
+    if max_cost is not None:
+        if max_cost <= 0:
+            raise UsageError(f"--max-cost must be > 0 (USD), not {max_cost:g}")
+        minutes = scenario.budget.max_session_minutes if scenario.budget is not None else None
+        scenario = attrs.evolve(scenario, budget=Budget(max_cost=max_cost, max_session_minutes=minutes))
+    share = getattr(args, "budget_share", 1)
+    if scenario.budget is not None and share > 1:
+        b = scenario.budget
+        scenario = attrs.evolve(scenario, budget=Budget(
+            max_cost=None if b.max_cost is None else b.max_cost / share,
+            max_session_minutes=None if b.max_session_minutes is None else b.max_session_minutes / share))
+    target = getattr(args, "target", None)
+    hosted = (target not in (None, "embedded")) or (target is None and isinstance(scenario.target, RemoteTarget))
+    if hosted and scenario.budget is None and not getattr(args, "no_budget", False):
+        raise UsageError("a run against a hosted target needs a budget: add `budget: {max_cost: 20 USD}` "
+                         "to the scenario or give --max-cost 20; --no-budget runs without one "
+                         "(rtfleet validate --estimate prints what the scenario should cost)")
     return scenario
 
 
@@ -579,7 +618,7 @@ def _merge_command(directories: list[str], out: str | None) -> int:
     print(summary)
     for path in written:
         print(f"wrote {path}")
-    return EXIT_OK if merged["verdict"] == "pass" else 1
+    return {"pass": EXIT_OK, "budget": EXIT_BUDGET}.get(merged["verdict"], 1)
 
 
 def _run_workers(args: argparse.Namespace) -> int:
@@ -599,6 +638,10 @@ def _run_workers(args: argparse.Namespace) -> int:
     extra: list[str] = []
     if args.time_scale != 1:
         extra += ["--time-scale", str(args.time_scale)]
+    if args.max_cost is not None:
+        extra += ["--max-cost", repr(args.max_cost)]
+    if args.no_budget:
+        extra += ["--no-budget"]
     endpoint = _metrics_endpoint(args)
     scrapes = None
     if endpoint is not None:  # each worker serves a free loopback port; one scrape here sees all
@@ -649,4 +692,4 @@ def _run_workers(args: argparse.Namespace) -> int:
         print(format_summary(merged))
         for path in written:
             print(f"wrote {path}")
-    return 0 if merged["verdict"] == "pass" else 1
+    return {"pass": 0, "budget": EXIT_BUDGET}.get(merged["verdict"], 1)

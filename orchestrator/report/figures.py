@@ -61,6 +61,7 @@ MARK_STYLES = {  # kind: (color, dash, stroke width, opacity, labelled)
     "phase": ("#1d4ed8", "6 4", 1.4, 0.8, True),
     "fault": ("#7c3aed", "", 1.6, 0.85, True),
     "error": ("#dc2626", "", 1.2, 0.6, False),  # a short tick at the top: errors come in bursts
+    "budget": ("#b91c1c", "", 2.0, 0.9, True),  # where the run stopped at its budget
 }
 OTHER_MARK = ("#6b7280", "2 2", 1.0, 0.6, True)
 ERROR_TICK = 12.0
@@ -107,7 +108,7 @@ def _mark_legend(marks: Sequence[RunMark], *, errors: bool) -> list[LegendItem]:
     kinds = {m.kind for m in marks}
     items = []
     for kind, label in (("phase", "phase start"), ("fault", "fault injected"),
-                        ("error", "error")):
+                        ("error", "error"), ("budget", "budget reached")):
         if kind in kinds and (errors or kind != "error"):
             color, dash = MARK_STYLES[kind][:2]
             items.append(LegendItem(label, color, "dash" if dash else "line"))
@@ -202,6 +203,23 @@ def time_figures(report: RunReport) -> list[Figure]:
         note="sessions in each state at the end of each second (the last: at the end of the "
              "run); an outage shorter than that shows in the reconnects plot",
     ))
+
+    if _has_counter(report, "cost.usd"):
+        spent = _cumulative(report, ("cost.usd",))
+        spend = [svg.Line("spend (USD)", "#0f766e", [
+            point for (_, t), level in zip(slots, spent) for point in ((t, level), (t + interval, level))])]
+        limit = ((report.usage or {}).get("budget") or {}).get("max_cost_usd")
+        if limit is not None and slots:
+            spend.append(svg.Line(f"budget {limit:g} USD", "#b91c1c", [(0.0, limit), (x_max, limit)], "6 4"))
+        figures.append(Figure(
+            "spend", "Spend over time",
+            svg.line_chart("Spend over time (cumulative USD)", spend, x_max=x_max, x_label=TIME_AXIS,
+                           y_label="USD", marks=marks, empty_message="nothing spent"),
+            tuple(LegendItem(line.name, line.color, "dash" if line.dash else "line") for line in spend)
+            + tuple(mark_legend),
+            note="cumulative spend at the price table's prices, beside sessions by state; a "
+                 "budget mark shows where the run stopped",
+        ))
 
     lines = [svg.Line(label, color, _counter_rate(report, name), dash)
              for name, label, color, dash in EVENT_SERIES if _has_counter(report, name)]

@@ -41,6 +41,7 @@ def render_sections(report: RunReport, *, live: bool = False) -> str:
         _cards(report),
         _thresholds(report),
         _latency_table(report),
+        _usage(report),
         _populations(report),
         _plots(report),
         _counters(report),
@@ -290,6 +291,21 @@ def _trail(lines: tuple[str, ...]) -> str:
         return ""
     return ("<details><summary>last events</summary><pre>" + esc("\n".join(lines))
             + "</pre></details>")
+
+
+def _usage(r: RunReport) -> str:
+    """Tokens, spend and the budget, as the text summary says them (results.json ``usage``)."""
+    from orchestrator.scenario.results import format_usage
+
+    line = format_usage(r.usage) if r.usage else ""
+    if not line:
+        return ""
+    prices = (r.usage or {}).get("prices") or {}
+    rows = [(esc(protocol), esc(p.get("model") or ""), esc("yes" if p.get("known") else "NO: cost unknown"),
+             esc(p.get("as_of") or DASH), esc(p.get("source") or DASH)) for protocol, p in prices.items()]
+    table = _table(["Protocol", "Model", "Priced", "Prices as of", "Source"], rows, numeric=())
+    return _section("Usage and cost", f"<p>{esc(line.removeprefix('usage: '))}</p>" + table,
+                    anchor="usage")
 
 
 def _session_errors(r: RunReport) -> str:

@@ -81,6 +81,8 @@ class RunReport:
     session_errors: tuple[SessionError, ...]
     #: results.json ``populations`` as plain data (name -> protocol, transport, summary)
     populations: Any = None
+    #: results.json ``usage`` as plain data (tokens, cost, prices, budget); None before it existed
+    usage: Any = None
 
     @classmethod
     def from_results(cls, results: Any) -> RunReport:
@@ -119,6 +121,7 @@ class RunReport:
                 for e in sessions.items("errors")
             ),
             populations=_populations(r.get("populations")),
+            usage=r.get("usage") if isinstance(r.get("usage"), dict) else None,
         )
 
     @property

@@ -35,6 +35,8 @@ __all__ = ["Budget", "BudgetGate", "Money", "parse_money"]
 #: an amount in USD, as a file writes it (``20``, ``"20 USD"``)
 Money = NewType("Money", float)
 
+#: how long turns wait for the first turn's cost before going on without it
+PROBE_WAIT = 30.0
 _MONEY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]{3})?\s*$")
 
 
@@ -90,13 +92,23 @@ class BudgetGate:
     reason: str | None = None
     reached: trio.Event = attrs.field(factory=trio.Event)
     _idle: trio.Event = attrs.field(factory=trio.Event)
+    _changed: trio.Event = attrs.field(factory=trio.Event)
 
-    def admit_turn(self) -> bool:
-        """May a script start one more turn? (Counts it in flight when it may.)"""
-        if self.reached.is_set():
-            self.refused += 1
-            return False
-        limit = self.budget.max_cost
+    async def admit_turn(self) -> bool:
+        """May a script start one more turn? (Counts it in flight when it may.) Until a turn's
+        cost is known, one turn at a time is admitted (its cost is the estimate for the rest):
+        a fleet's first turns cannot all start blind."""
+        while True:
+            if self.reached.is_set():
+                self.refused += 1
+                return False
+            limit = self.budget.max_cost
+            if limit is None or self.turns_costed or self.in_flight == 0:
+                break
+            with trio.move_on_after(PROBE_WAIT):
+                await self._changed.wait()
+                continue
+            break  # the probe turn did not end: go on without an estimate
         if limit is not None and self.turns_costed:
             mean = self.spent / self.turns_costed
             if self.spent + (self.in_flight + 1) * mean > limit:
@@ -114,6 +126,8 @@ class BudgetGate:
         self.in_flight = max(0, self.in_flight - 1)
         if self.in_flight == 0:
             self._idle.set()
+        self._changed.set()
+        self._changed = trio.Event()
         if cost is None:
             return
         self.spent += cost
@@ -148,6 +162,7 @@ class BudgetGate:
         if not self.reached.is_set():
             self.reason = reason
             self.reached.set()
+            self._changed.set()
 
     def summary(self) -> dict[str, Any]:
         return {"max_cost_usd": self.budget.max_cost,

@@ -27,6 +27,7 @@ import attrs
 import trio
 
 from actors.events import ConnectionEvent, EventKind
+from actors.proto.errors import ProtocolError
 from orchestrator.fleet import Fleet, user_text
 from orchestrator.scenario.runmetrics import RunMetrics
 from orchestrator.scenario.tool_calls import ToolCalls, mismatch, output_text
@@ -282,9 +283,9 @@ class SessionDriver:
             self.metrics.inc("cost.usd", cost)
         return cost
 
-    def _admit_turn(self) -> None:
+    async def _admit_turn(self) -> None:
         """The budget's say before a step starts a turn (BudgetReached: the run is ending)."""
-        if self.budget is not None and not self.budget.admit_turn():
+        if self.budget is not None and not await self.budget.admit_turn():
             raise BudgetReached(self.budget.reason or "budget reached")
 
     # -- steps ----------------------------------------------------------------------------
@@ -295,11 +296,11 @@ class SessionDriver:
 
     async def _step(self, step: Step) -> None:
         if isinstance(step, Say):
-            self._admit_turn()
+            await self._admit_turn()
             await self._say(step)
         elif isinstance(step, Play):
             if not self.transcribe:
-                self._admit_turn()
+                await self._admit_turn()
             await self._play(step)
         elif isinstance(step, WaitResponse):
             await self._wait_done(self._done_count, step.timeout)
@@ -315,12 +316,16 @@ class SessionDriver:
             for _ in range(step.times):
                 await self.run(step.steps)
         elif isinstance(step, Send):
-            await self.fleet.send(self.sid, dict(step.event))
+            try:
+                await self.fleet.send(self.sid, dict(step.event))
+            except (ProtocolError, ValueError) as exc:  # the client refuses the event
+                self.metrics.inc("errors")
+                raise StepFailed(f"send: {exc}") from None
         elif isinstance(step, ExpectToolCall):
             await self._expect_tool_call(step)
         elif isinstance(step, AnswerToolCall):
             if step.respond:
-                self._admit_turn()
+                await self._admit_turn()
             await self._answer_tool_call(step)
         else:  # pragma: no cover - the loader admits only the kinds above
             raise StepFailed(f"unknown step {step!r}")

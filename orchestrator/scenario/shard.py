@@ -140,7 +140,9 @@ def merge_results(parts: Iterable[dict[str, Any]], *,
         "started_at": started,
         "finished_at": finished,
         "duration_s": elapsed,
-        "verdict": "pass" if all(v.passed for v in verdicts) else "fail",
+        "verdict": ("budget" if any(p.get("verdict") == "budget" for p in parts)
+                    else "pass" if all(v.passed for v in verdicts) else "fail"),
+        "usage": merge_usage([p.get("usage") for p in parts], registry.counters),
         "thresholds": [{"expression": v.threshold.source_text, "observed": v.observed,
                         "passed": v.passed, "reason": v.reason} for v in verdicts],
         "metrics": registry.snapshot(),
@@ -161,3 +163,37 @@ def merge_results(parts: Iterable[dict[str, Any]], *,
     }
 
 
+
+
+def merge_usage(usages: list[Any], counters: dict[str, float]) -> dict[str, Any] | None:
+    """The shards' ``usage`` sections as one: tokens from the merged counters, spend and
+    budgets summed (each shard had its share of the budget), reached if any shard reached it."""
+    present = [u for u in usages if isinstance(u, dict)]
+    if not present:
+        return None
+    first = present[0]
+    known = all(u.get("cost_known") for u in present)
+    cost = sum(u.get("cost_usd") or 0.0 for u in present) if known else None
+    turns = counters.get("turns.completed", 0)
+    ended = sum(counters.get(f"sessions.{o}", 0) for o in ("completed", "failed", "stopped"))
+    budgets = [u["budget"] for u in present if u.get("budget")]
+    budget = None
+    if budgets:
+        def total(key: str) -> float | None:
+            values = [b.get(key) for b in budgets]
+            return None if any(v is None for v in values) else round(sum(values), 6)
+        reasons = [b.get("reason") for b in budgets if b.get("reached")]
+        budget = {"max_cost_usd": total("max_cost_usd"), "max_session_minutes": total("max_session_minutes"),
+                  "spent_usd": total("spent_usd"), "session_minutes": total("session_minutes"),
+                  "reached": bool(reasons), "reason": reasons[0] if reasons else None,
+                  "turns_refused": sum(b.get("turns_refused", 0) for b in budgets)}
+    return {
+        "tokens": {name: int(counters.get(f"usage.{name}", 0)) for name in first.get("tokens", {})},
+        "live_active_seconds": counters.get("usage.live_active_seconds", 0),
+        "cost_usd": None if cost is None else round(cost, 6),
+        "cost_known": known,
+        "cost_per_turn_usd": None if cost is None or not turns else round(cost / turns, 6),
+        "cost_per_session_usd": None if cost is None or not ended else round(cost / ended, 6),
+        "prices": first.get("prices"),
+        "budget": budget,
+    }

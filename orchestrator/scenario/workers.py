@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 import attrs
 import trio
 
-from orchestrator.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_THRESHOLDS, EXIT_USAGE
+from orchestrator.exits import EXIT_BUDGET, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNTIME, EXIT_THRESHOLDS, EXIT_USAGE
 from orchestrator.scenario.shard import merge_results
 from orchestrator.scenario.stream import VERSION, FrameDecoder, StreamError
 
@@ -83,7 +83,7 @@ class _Worker:
                 code = EXIT_RUNTIME
             return WorkerFailed(code, f"{self.name}: {self.error.get('message', 'failed')}")
         if self.result is not None and self.end is not None and self.stream_error is None \
-                and self.returncode in (EXIT_OK, EXIT_THRESHOLDS):
+                and self.returncode in (EXIT_OK, EXIT_THRESHOLDS, EXIT_BUDGET):
             return None
         rc = self.returncode
         if rc is None:
