@@ -57,7 +57,10 @@ OTEL_COUNTERS = frozenset({
     "turns.replayed", "turns.lost", "tool.calls", "tool.calls_failed", "transcripts.completed",
     "transcripts.failed", "transcripts.missed", "errors", "errors.protocol", "events.received",
     "sessions.started", "sessions.completed", "sessions.failed", "sessions.stopped",
-    "sessions.errored", "faults.injected", "faults.dropped_connections"})
+    "sessions.errored", "faults.injected", "faults.dropped_connections",
+    "usage.input_text_tokens", "usage.input_audio_tokens", "usage.cached_text_tokens",
+    "usage.cached_audio_tokens", "usage.output_text_tokens", "usage.output_audio_tokens",
+    "usage.live_active_seconds", "cost.usd"})
 OTEL_HISTOGRAMS = frozenset({"turn.time_to_first_text", "turn.time_to_first_audio",
                              "turn.duration", "connect.duration", "reconnect.duration",
                              "audio.frame_lateness", "tool.call", "transcription.latency",

@@ -70,7 +70,12 @@ populations:
   - {name: flood, script: flood, sessions: 1}
   - {name: fragile, script: fragile, sessions: 1}
   - {name: broken, script: broken, sessions: 1}
+  - {name: live, protocol: live, script: chat, sessions: 1}
 scripts:
+  chat:
+    - say: hello there
+    - pause: 1.5s
+    - say: and again
   talk:
     - repeat: 5
       steps:
