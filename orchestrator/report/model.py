@@ -81,6 +81,8 @@ class RunReport:
     session_errors: tuple[SessionError, ...]
     #: results.json ``populations`` as plain data (name -> protocol, transport, summary)
     populations: Any = None
+    #: results.json ``rate_limits`` as plain data (limits seen, refusals, admission), or None
+    rate_limits: Any = None
 
     @classmethod
     def from_results(cls, results: Any) -> RunReport:
@@ -119,6 +121,7 @@ class RunReport:
                 for e in sessions.items("errors")
             ),
             populations=_populations(r.get("populations")),
+            rate_limits=_mapping_or_none(r.get("rate_limits"), "results.rate_limits"),
         )
 
     @property
@@ -215,6 +218,12 @@ def _populations(value: Any) -> Any:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
         raise ReportError(f"results.populations: expected an object of objects, got {_kind(value)}")
+    return value
+
+
+def _mapping_or_none(value: Any, path: str) -> Any:
+    if value is not None and not isinstance(value, Mapping):
+        raise ReportError(f"{path}: expected an object, got {_kind(value)}")
     return value
 
 
