@@ -47,6 +47,7 @@ from actors.proto.session import SessionConfig
 from actors.websocket import ConnectParams, run_websocket
 from orchestrator.keys import KeyManager, refresh_ahead
 from orchestrator.policy import Backoff, RestartPolicy
+from orchestrator.ratelimits import CONNECTIONS, RateLimitTracker, rate_limited_category
 from orchestrator.router import EventFilter, Router, Subscription
 from orchestrator.supervisor import SessionSpec, SessionStatus, Supervisor
 
@@ -180,6 +181,11 @@ class Fleet:
     forgotten: Counter[str] = attrs.field(factory=Counter)
     #: the Prometheus endpoint, when opened with ``metrics_port``
     metrics_endpoint: Any = None
+    #: the service's announced rate limits per key and model, and its refusals
+    #: (``orchestrator/ratelimits.py``), from the events the fleet routes
+    rate_limits: RateLimitTracker = attrs.field(factory=RateLimitTracker)
+    #: each session's model (what its rate limits are tracked under)
+    _models: dict[str, str] = attrs.field(factory=dict)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -257,6 +263,7 @@ class Fleet:
             intent="transcription" if transcribes else None,
             **merged,
         )
+        self._models[sid] = self.model_of(config, connect.model)
         spec = SessionSpec(
             actor, connect, RestartPolicy(policy or self.policy), self.backoff,
             self.max_restarts, self.restart_window,
@@ -278,6 +285,7 @@ class Fleet:
                                   replayed_turns=counters.replayed_turns, lost_turns=counters.lost_turns)
             del self.links[session_id]
             del self.supervisor.children[session_id]
+            self._models.pop(session_id, None)
             self._watchers.pop(session_id, None)
             self._removed.discard(session_id)
         return status
@@ -378,9 +386,51 @@ class Fleet:
         except KeyError:
             raise FleetError(f"no session {session_id!r}") from None
 
+    @property
+    def key_label(self) -> str:
+        """The key rate limits are tracked under: the standard key's fingerprint (never the
+        key; client secrets minted from it share its limits)."""
+        key = self.keys.api_key
+        return key.fingerprint if key is not None else "none"
+
+    def model_of(self, config: SessionConfig | None, model: str | None = None) -> str:
+        """The model a session of ``config`` (or the ``?model=``) uses."""
+        return model or (config.model if config else None) or self.default_model
+
+    def admission_readings(self, model: str | None = None) -> tuple[list[Any], int | None]:
+        """The latest rate-limit readings for ``model`` under the fleet's key, and the
+        concurrency ceiling refusals taught (an admission gate's inputs)."""
+        key = self.key_label
+        return self.rate_limits.readings(key, model), self.rate_limits.learned(key, model)
+
+    def _track_rate_limits(self, event: Any) -> None:
+        """Feed ``rate_limits.updated`` and rate-limit refusals to :attr:`rate_limits`."""
+        sid, payload = event.session_id, event.payload
+        link = self.links.get(sid)
+        if link is None:
+            return
+        model = self._models.get(sid, self.default_model)
+        if event.kind is EventKind.SERVER and event.type == "rate_limits.updated":
+            self.rate_limits.observe(self.key_label, model, payload.get("rate_limits"), trio.current_time())
+            return
+        connected = link.state is ConnectionState.CONNECTED
+        category = rate_limited_category(event.kind.value, payload, connected=connected)
+        if category is None:
+            return
+        up = None
+        if category == CONNECTIONS:
+            up = sum(1 for other, lk in self.links.items()
+                     if lk.state is ConnectionState.CONNECTED and self._models.get(other) == model)
+        self.rate_limits.refused(category, self.key_label, model, connected=up)
+
     def _publish(self, event: Any) -> None:
         self.router.publish(event)
-        if event.kind is EventKind.STATE:
+        if event.kind is EventKind.SERVER:
+            if event.type in ("rate_limits.updated", "error"):
+                self._track_rate_limits(event)
+        elif event.kind is EventKind.STATE:
+            if event.payload.get("to") in ("reconnecting", "error"):
+                self._track_rate_limits(event)
             watchers = self._watchers.pop(event.session_id, None)
             if watchers:
                 for _, ev in watchers:

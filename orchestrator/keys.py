@@ -68,6 +68,8 @@ class KeyManager:
     _mint_error: KeyManagerError | None = attrs.field(default=None, init=False)
     mints: int = attrs.field(default=0, init=False)
     failures: int = attrs.field(default=0, init=False)
+    #: mints refused with HTTP 429 (rate limited: ``rate_limited.key_mints`` in a run)
+    throttled: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         if self.mode not in ("direct", "ephemeral"):
@@ -113,6 +115,8 @@ class KeyManager:
             secret = await self._request()
         except KeyManagerError as exc:
             self.failures += 1
+            if isinstance(exc, KeyMintError) and exc.status == 429:
+                self.throttled += 1
             self._mint_error = exc
             raise
         else:

@@ -4,7 +4,8 @@ Routes:
 
 * ``lifespan``: startup/shutdown acknowledged.
 * ``POST /v1/realtime/client_secrets``: mint an ``ek_`` secret (Bearer standard key required;
-  ``401`` ``invalid_api_key`` otherwise; ``400`` for a bad body; see ``client_secrets.py``).
+  ``401`` ``invalid_api_key`` otherwise; ``400`` for a bad body; ``429`` ``rate_limit_exceeded``
+  over the fault plan's ``mints_per_minute``; see ``client_secrets.py``).
 * ``POST /v1/live/sessions`` (GPT-Live over WebRTC: ``live_rtc.py``).
 * ``POST /v1/realtime/calls`` (WebRTC offer -> answer) and
   ``POST /v1/realtime/calls/{call_id}/hangup``: see ``calls.py``.
@@ -21,8 +22,9 @@ HTTP errors use the OpenAI JSON shape ``{"error": {"message", "type", "param", "
 from __future__ import annotations
 
 import json
-
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from standin.sessions.sip_control import handle_call_control, is_call_control_path  # SIP call control
 from standin.sessions.rtc_route import handle_calls, is_calls_path
@@ -94,6 +96,13 @@ class RealtimeApp:
         auth = self.server.authenticate(token, allow_secret=False)
         if auth.kind is None:
             await respond_json(send, 401, error_body(auth.reason, "invalid_api_key"))
+            return
+        limiter, now = self.server.limiter, trio.current_time()
+        if not limiter.admit_mint(self.server.faults, now):
+            retry = f"{max(1, round(limiter.mint_reset(now)))}".encode()
+            await respond_json(send, 429, error_body(
+                "Rate limit reached for client secrets per min. Please try again later.",
+                "rate_limit_exceeded", type="requests"), [(b"retry-after", retry)])
             return
         minted = await mint_from_body(self.server, receive, send)
         if minted is not None:

@@ -9,7 +9,8 @@ of them): the server is the composition root, and the arrows point one way.
 interface         what it offers                                              used by
 ================  ==========================================================  ====================
 Authenticator     ``authenticate(token, allow_secret=)`` -> :class:`AuthResult`  routes, sessions
-FaultSource       the live ``faults`` plan, ``faults_changed``, ``stats``      sessions, SIP relay
+FaultSource       the live ``faults`` plan, ``faults_changed``, ``stats``,     sessions, SIP relay
+                  ``limiter`` (the plan's rate limits)
 SessionHost       the above + ``clock``, ``default_model``, ``model_config``,  WebSocket, WebRTC,
                   ``calls``, ``open_record(...)`` / ``close_record(record)``    SIP sessions
 CallHost          SessionHost + ``rtc`` (the aiortc loop host), ``rtc_dtx``     WebRTC route
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
+from standin.faults.limits import RateLimiter
 from standin.faults.plan import FaultPlan, FaultStats
 from standin.keys.client_secrets import ClientSecret, SecretHost
 from standin.model.realtime import ModelConfig
@@ -79,6 +81,8 @@ class Authenticator(Protocol):
 class FaultSource(Protocol):
     stats: ServerStats
     faults_changed: trio.Event
+    #: the plan's rate limits, server-wide (sessions, tokens, client-secret mints)
+    limiter: RateLimiter
 
     @property
     def faults(self) -> FaultPlan: ...

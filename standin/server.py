@@ -42,6 +42,7 @@ from standin.keys.client_secrets import ClientSecret, ClientSecretStore
 from standin.model.config import DEFAULT_MODEL
 from standin.front.cors import CorsPolicy, check_origin
 from standin.front.lean import serve_front
+from standin.faults.limits import RateLimiter
 from standin.faults.plan import FaultPlan, FaultStats
 from standin.model.realtime import ModelConfig
 from standin.records import DEFAULT_RECORD_BUDGET, ConnectionRecord, RecordBook
@@ -118,11 +119,14 @@ class EmbeddedServer:
     secrets: ClientSecretStore = attrs.field(factory=ClientSecretStore, init=False, repr=False)
     base_url: str | None = attrs.field(default=None, init=False)
     faults_changed: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
+    #: the plan's rate limits, enforced server-wide (``faults/limits.py``)
+    limiter: RateLimiter = attrs.field(init=False, repr=False)
     _opened: int = attrs.field(default=0, init=False)
     _book: RecordBook = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self.rtc = RtcHost(self.webrtc)
+        self.limiter = RateLimiter(self.stats.faults)
         self._book = RecordBook(self.connections, self.record_budget_bytes, self.record_limit)
 
     @classmethod

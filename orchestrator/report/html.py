@@ -43,6 +43,7 @@ def render_sections(report: RunReport, *, live: bool = False) -> str:
         _latency_table(report),
         _usage(report),
         _populations(report),
+        _rate_limits(report),
         _plots(report),
         _counters(report),
         _session_errors(report),
@@ -188,6 +189,8 @@ def _cards(r: RunReport) -> str:
                         ("faults.injected", "faults injected")):
         if name in counters and (barge_ins or not name.startswith("turns.barge")):
             cards.append((label, counters[name]))
+    if counters.get("rate_limited.connections"):
+        cards.append(("connections refused (rate limit)", counters["rate_limited.connections"]))
     shown = [(label, esc(_format_number(value))) for label, value in cards]
     if "reconnect.attempts" in counters:
         r = reconnect_outcomes(counters)
@@ -198,7 +201,7 @@ def _cards(r: RunReport) -> str:
         if detail:
             label += "; " + ", ".join(detail)
         shown.append((label, f"{r['succeeded']:,} / {r['outages']:,}"))
-    bad = ("failed", "errors", "barge-ins that met no response")
+    bad = ("failed", "errors", "barge-ins that met no response", "connections refused (rate limit)")
     items = "".join(
         f'<div class="card{" bad" if label in bad and value not in ("0", DASH) else ""}">'
         f'<div class="value">{value}</div>'
@@ -252,6 +255,50 @@ def _populations(r: RunReport) -> str:
             'latencies (first audio: turn start to the first audio; turn: to the answer\'s '
             'end).</p>')
     return _section("By population", note + table, anchor="populations")
+
+
+#: the rate-limit counters, as the report names them
+RATE_LIMITED = (("rate_limited.connections", "connections refused"),
+                ("rate_limited.responses", "responses refused"),
+                ("rate_limited.key_mints", "client-secret mints refused (429)"),
+                ("admission.delayed", "sessions held by the admission gate"))
+
+
+def _rate_limits(r: RunReport) -> str:
+    """Refusals over the service's rate limits (their own category, not errors), the
+    admission gate, and the limits the service last announced."""
+    data = r.rate_limits if isinstance(r.rate_limits, dict) else {}
+    counters = r.metrics.counters
+    if not data and not any(counters.get(name) for name, _ in RATE_LIMITED):
+        return ""
+    rows = [(esc(label), f"<code>{esc(name)}</code>", esc(_format_number(counters.get(name, 0))))
+            for name, label in RATE_LIMITED]
+    parts = [_table(["", "Counter", "total"], rows, numeric=(2,))]
+    admission = data.get("admission")
+    if isinstance(admission, dict):
+        ceiling = admission.get("max_concurrent")
+        source = admission.get("max_concurrent_from")
+        headroom = admission.get("headroom") or 0
+        text = (f"Admission {'paced' if admission.get('pace') else 'not paced'}, headroom "
+                f"{headroom * 100:g}%; concurrency limit "
+                + (f"{ceiling} ({source})" if ceiling is not None else "unknown") + ".")
+        parts.append(f"<p>{esc(text)}</p>")
+    else:
+        parts.append('<p class="hint">Admission not paced (no <code>rate_limits:</code> in the '
+                     "scenario).</p>")
+    seen = data.get("seen") if isinstance(data.get("seen"), dict) else {}
+    limit_rows = []
+    for where, named in sorted((seen.get("limits") or {}).items()):
+        for name, reading in sorted(named.items()):
+            limit_rows.append((esc(where.split("/", 1)[-1]), f"<code>{esc(name)}</code>",
+                               esc(_format_number(reading.get("limit"))),
+                               esc(_format_number(reading.get("remaining"))),
+                               esc(_format_number(reading.get("reset_seconds")))))
+    if limit_rows:
+        parts.append("<p>The limits last announced (<code>rate_limits.updated</code>), by model:</p>")
+        parts.append(_table(["Model", "Limit", "limit", "remaining", "reset s"], limit_rows,
+                            numeric=(2, 3, 4)))
+    return _section("Rate limits", "".join(parts), anchor="rate-limits")
 
 
 def _plots(r: RunReport) -> str:

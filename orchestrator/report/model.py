@@ -83,6 +83,8 @@ class RunReport:
     populations: Any = None
     #: results.json ``usage`` as plain data (tokens, cost, prices, budget); None before it existed
     usage: Any = None
+    #: results.json ``rate_limits`` as plain data (limits seen, refusals, admission), or None
+    rate_limits: Any = None
 
     @classmethod
     def from_results(cls, results: Any) -> RunReport:
@@ -122,6 +124,7 @@ class RunReport:
             ),
             populations=_populations(r.get("populations")),
             usage=r.get("usage") if isinstance(r.get("usage"), dict) else None,
+            rate_limits=_mapping_or_none(r.get("rate_limits"), "results.rate_limits"),
         )
 
     @property
@@ -218,6 +221,12 @@ def _populations(value: Any) -> Any:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
         raise ReportError(f"results.populations: expected an object of objects, got {_kind(value)}")
+    return value
+
+
+def _mapping_or_none(value: Any, path: str) -> Any:
+    if value is not None and not isinstance(value, Mapping):
+        raise ReportError(f"{path}: expected an object, got {_kind(value)}")
     return value
 
 

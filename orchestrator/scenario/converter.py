@@ -22,6 +22,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
+from .admission import Percent, parse_percent
 from .budget import Money, parse_money
 from .checks import primary_key
 from .durations import Duration, DurationError, parse_duration
@@ -454,6 +455,7 @@ converter.register_structure_hook(float, _float)
 converter.register_structure_hook(bool, _bool)
 converter.register_structure_hook(Duration, _duration)
 converter.register_structure_hook(Money, lambda value, _: parse_money(value))
+converter.register_structure_hook(Percent, lambda value, _: parse_percent(value))
 converter.register_structure_hook(Path, _path)
 converter.register_structure_hook(Any, _any)
 for _enum in (Transport, Dialect, Modality):  # direct: StrEnums would otherwise match the str hook

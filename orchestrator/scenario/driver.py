@@ -53,8 +53,9 @@ __all__ = ["BudgetReached", "SessionDriver", "StepFailed", "load_audio"]
 TEXT_DELTAS = frozenset({"response.output_text.delta", "response.output_audio_transcript.delta"})
 #: server errors not counted in ``errors`` because they are no failure of the session: a
 #: barge-in's cancel racing the end of the response, and a refused key, which the supervisor
-#: answers with a fresh one (a session that still cannot connect counts as failed)
-BENIGN_ERRORS = frozenset({"response_cancel_not_active", "invalid_api_key"})
+#: answers with a fresh one (a session that still cannot connect counts as failed); a
+#: refusal over a rate limit is counted as such (``rate_limited.*``, by the runner)
+BENIGN_ERRORS = frozenset({"response_cancel_not_active", "invalid_api_key", "rate_limit_exceeded"})
 PCM_RATE = 24_000
 #: how many of a session's last events (deltas aside) its error record keeps: what happened
 #: just before a step failed

@@ -65,6 +65,12 @@ class ServerFaults:
     malformed_every: int | None = attrs.field(default=None, validator=at_least(1))
     #: every authentication fails
     reject_keys: bool = False
+    #: at most this many sessions open at once; one more is refused (``rate_limit_exceeded``)
+    max_concurrent_sessions: int | None = attrs.field(default=None, validator=at_least(0))
+    #: responses asked for once the last minute's tokens reach this get ``rate_limit_exceeded``
+    tokens_per_minute: int | None = attrs.field(default=None, validator=at_least(1))
+    #: client-secret mints beyond this many a minute get HTTP 429
+    mints_per_minute: int | None = attrs.field(default=None, validator=at_least(0))
 
     @property
     def active(self) -> bool:
@@ -83,6 +89,9 @@ class ServerFaults:
             "latency_ms": self.latency * 1000.0,
             "expire_after_s": self.expire_after,
             "malformed_every": self.malformed_every,
+            "max_concurrent_sessions": self.max_concurrent_sessions,
+            "tokens_per_minute": self.tokens_per_minute,
+            "mints_per_minute": self.mints_per_minute,
         }
 
 

@@ -79,6 +79,14 @@ _CATALOGUE = (
     Metric("sessions.reconnecting", GAUGE, "sessions in that state at the end of each second"),
     Metric("sessions.error", GAUGE, "sessions in that state at the end of each second"),
     Metric("faults.injected", COUNTER, "faults the scenario injected"),
+    Metric("rate_limited.connections", COUNTER,
+           "connections the service refused over a rate limit (rate_limit_exceeded before "
+           "session.created, or HTTP 429 on connecting)"),
+    Metric("rate_limited.responses", COUNTER,
+           "rate_limit_exceeded errors in a connected session (a response refused)"),
+    Metric("rate_limited.key_mints", COUNTER, "client-secret mints refused with HTTP 429"),
+    Metric("admission.delayed", COUNTER, "sessions the rate-limit gate held before adding them"),
+    Metric("admission.wait", HISTOGRAM, "how long each session the gate admitted waited (s)"),
     Metric("faults.dropped_connections", COUNTER, "connections a drop_connections fault cut"),
 )
 #: name -> metric, for every fixed name
@@ -93,7 +101,8 @@ DECLARED = ("errors", "sessions.started", "sessions.completed", "sessions.failed
             "sessions.stopped", "turns.completed", "turns.failed", "turns.barged_in",
             "turns.barge_in_missed", "turns.replayed", "turns.lost", "tool.calls", "tool.calls_failed", "transcripts.completed",
             "transcripts.failed", "transcripts.missed", "reconnect.attempts", "reconnect.succeeded",
-            "reconnect.failed", "events.received")
+            "reconnect.failed", "events.received", "rate_limited.connections",
+            "rate_limited.responses", "rate_limited.key_mints")
 
 
 def metric_kind(name: str) -> str | None:

@@ -31,6 +31,7 @@ from .faults import FaultEvent, ServerFaults
 from .metric_names import threshold_problem
 from orchestrator.usage import Price
 
+from .admission import RateLimits
 from .budget import Budget
 from .steps import AnswerToolCall, BargeIn, Cancel, ExpectToolCall, Repeat, Say, Send, Step, WaitResponse
 from .thresholds import Threshold, parse_threshold
@@ -393,6 +394,8 @@ class Scenario:
     budget: Budget | None = None
     #: price table entries that add to or override the shipped one (``orchestrator/usage.py``)
     prices: dict[str, Price] = attrs.field(factory=dict)
+    #: admission paced under the service's rate limits (``admission.py``); None: not paced
+    rate_limits: RateLimits | None = None
 
     def __attrs_post_init__(self) -> None:
         problems = [*self._population_problems(), *self._fault_problems(), *self._sip_problems(),

@@ -42,6 +42,8 @@ from orchestrator.heap_guard import server_stores, watch_heap
 from orchestrator.fleet import Fleet, FleetError, available_transports, open_fleet
 from orchestrator.metrics import make_lookup
 from orchestrator.policy import Backoff
+from orchestrator.ratelimits import rate_limited_category
+from orchestrator.scenario.admission import AdmissionGate
 from orchestrator.scenario.chaos import ServerControl, run_faults
 from orchestrator.scenario.budget import BudgetGate
 from orchestrator.scenario.driver import BudgetReached, SessionDriver, StepFailed
@@ -103,6 +105,10 @@ class _Run:
     #: the spending limit's gate (None: no budget), and each protocol's price (None: unknown)
     budget: BudgetGate | None = None
     prices: dict[str, Any] = attrs.field(factory=dict)
+    #: the rate-limit admission gate (None: no ``rate_limits:``, sessions start unpaced)
+    admission: AdmissionGate | None = None
+    #: the key manager's 429s already counted as ``rate_limited.key_mints``
+    key_mints_seen: int = 0
 
     # -- event dispatch -------------------------------------------------------------------
 
@@ -118,7 +124,10 @@ class _Run:
             driver = self.drivers.get(sid)
             if driver is not None:
                 driver.on_event(event)
+            if event.type == "error":
+                self._rate_limited(sid, event)
         elif kind is EventKind.STATE:
+            self._rate_limited(sid, event)
             self._on_state(sid, event.payload)
         elif kind is EventKind.PROTOCOL_ERROR:
             driver = self.drivers.get(sid)
@@ -136,6 +145,20 @@ class _Run:
                     driver.turn_lost(str(event.payload.get("reason", "turn lost at a drop")))
         elif kind is EventKind.INFO and event.payload.get("event") == "turns.replayed":
             self._metrics(sid).inc("turns.replayed", event.payload.get("turns", 1))
+
+    def _rate_limited(self, sid: str, event: ConnectionEvent) -> None:
+        """A refusal over a rate limit is its own category (``rate_limited.*``), not an error."""
+        category = rate_limited_category(event.kind.value, event.payload,
+                                         connected=self.states.get(sid) is S.CONNECTED)
+        if category is not None:
+            self._metrics(sid).inc(f"rate_limited.{category}")
+
+    def sync_key_mints(self) -> None:
+        """Client-secret mints refused with 429 (the fleet's one key manager counts them)."""
+        throttled = getattr(self.fleet.keys, "throttled", 0)
+        if throttled > self.key_mints_seen:
+            self.metrics.inc("rate_limited.key_mints", throttled - self.key_mints_seen)
+            self.key_mints_seen = throttled
 
     def _metrics(self, sid: str) -> Any:
         """The metrics as the session's population records them (the run's, once it ended)."""
@@ -197,6 +220,41 @@ class _Run:
     # -- sessions -------------------------------------------------------------------------
 
     async def one_session(self, population: Population, stop: list[trio.CancelScope] | None = None) -> None:
+        """One session of ``population``, once the rate-limit gate (if any) admits it."""
+        gate = self.admission
+        if gate is None:
+            await self._one_session(population, stop)
+            return
+        if not await self._admitted(gate, population, stop):
+            return  # the phase or the run ended while it waited: it never started
+        try:
+            await self._one_session(population, stop)
+        finally:
+            gate.release()
+
+    async def _admitted(self, gate: AdmissionGate, population: Population,
+                        stop: list[trio.CancelScope] | None) -> bool:
+        metrics = self.metrics.labelled(population.name, protocol=population.protocol,
+                                        transport=population.transport.value)
+        plain = population.protocol == "realtime" and population.session_type == "realtime"
+        scope = trio.CancelScope()
+        if stop is not None:
+            stop.append(scope)
+        try:
+            with scope:
+                waited = await gate.admit(self.scenario.session.model if plain else None)
+        finally:
+            if stop is not None:
+                stop.remove(scope)
+        if scope.cancelled_caught:
+            return False
+        if gate.config.pace:
+            metrics.observe("admission.wait", waited)
+        if waited > 0:
+            metrics.inc("admission.delayed")
+        return True
+
+    async def _one_session(self, population: Population, stop: list[trio.CancelScope] | None = None) -> None:
         fleet = self.fleet
         metrics = self.metrics.labelled(population.name, protocol=population.protocol,
                                         transport=population.transport.value)
@@ -353,6 +411,7 @@ class _Run:
             second += 1
             await trio.sleep_until(self.metrics.origin + second)
             self.sample_states(slot=second - 1)
+            self.sync_key_mints()
             if self.budget is not None:
                 self.budget.add_session_seconds(sum(1 for st in self.states.values() if st is S.CONNECTED))
 
@@ -475,6 +534,7 @@ async def run_scenario(
                     running: bool = False) -> tuple[dict[str, Any], bool]:
         """The results, and whether the run passed, from the metrics as they are now: at the
         end of the run, or while it goes (``running``: the live page's "results so far")."""
+        run.sync_key_mints()
         # Outages that ended because the session itself ended (reconnect.abandoned) have no
         # outcome; the rate is over those that did.
         succeeded = metrics.counter("reconnect.succeeded")
@@ -489,6 +549,9 @@ async def run_scenario(
             errors=list(run.errors), interrupted=interrupted, running=running,
             spend=spend_summary(metrics, prices, budget),
         )
+        results["rate_limits"] = {"seen": run.fleet.rate_limits.snapshot(),
+                                  "admission": None if run.admission is None
+                                  else run.admission.summary(scenario.session.model)}
         stopped = budget is not None and budget.reached.is_set()
         if stopped and not running:
             results["verdict"] = "budget"
@@ -522,6 +585,8 @@ async def run_scenario(
                               backoff=Backoff(base=0.25, cap=5.0)) as fleet:
             run = _Run(scenario, fleet, metrics, rng, on_tick, budget=budget,
                        prices={protocol: price for protocol, (_, price) in prices.items()})
+            if scenario.rate_limits is not None:
+                run.admission = AdmissionGate(scenario.rate_limits, fleet.admission_readings)
             if on_live is not None:
                 on_live(lambda: results_now(run, running=True)[0])
             if controller is not None:

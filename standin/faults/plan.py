@@ -21,7 +21,17 @@ field                      effect
                            drawn from ``malformed_kinds``: ``invalid_json``, ``unknown_type``,
                            ``binary``, ``oversized`` (a text frame of ``oversized_bytes``)
 ``seed``                   seeds the per-connection random choices
+``max_concurrent_sessions``  at most N realtime WebSocket sessions open at once, server-wide: one
+                           more is refused as the hosted service refuses (an ``error`` event
+                           ``rate_limit_exceeded``, then close 1013 "try again later")
+``tokens_per_minute``      a response asked for once the tokens of the last 60 s reach N gets
+                           an ``error`` ``rate_limit_exceeded`` (no response)
+``mints_per_minute``       client-secret mints beyond N in the last 60 s get HTTP 429
 =========================  ===================================================================
+
+With any of the last three set, ``rate_limits.updated`` reports their real limit and remaining
+(``limits.py``): ``tokens`` from ``tokens_per_minute``, and an extra ``sessions`` entry (limit
+``max_concurrent_sessions``, remaining = free slots), which the hosted service does not send.
 
 WebRTC calls (``rtc_session.py``) apply the same plan: a drop closes the peer connection
 (``drop_mode``/``drop_close_code`` do not apply), ``drop_after_events`` counts data-channel
@@ -66,6 +76,9 @@ class FaultPlan:
         default=MALFORMED_KINDS, converter=tuple, validator=_check_kinds
     )
     oversized_bytes: int = 2**20 + 1
+    max_concurrent_sessions: int | None = attrs.field(default=None, validator=_optional(_v.ge(0)))
+    tokens_per_minute: int | None = attrs.field(default=None, validator=_optional(_v.ge(1)))
+    mints_per_minute: int | None = attrs.field(default=None, validator=_optional(_v.ge(0)))
 
     @property
     def active(self) -> bool:
@@ -96,6 +109,8 @@ class FaultStats:
     delayed_events: int = 0
     sessions_expired: int = 0
     malformed: Counter = attrs.field(factory=Counter)  # kind -> count
+    #: refused as over a limit: "sessions" (connections), "tokens" (responses), "mints" (HTTP 429)
+    rate_limited: Counter = attrs.field(factory=Counter)
     rtc_calls_closed: int = 0  # WebRTC calls whose peer connection a drop closed
 
 

@@ -81,6 +81,11 @@ class RealtimeSession:
     _audio_in_ms: dict[str, float] = attrs.field(factory=dict)
     #: items some earlier response took as input: cached input from then on
     _cached: set[str] = attrs.field(factory=set)
+    #: the server's rate limits (``standin.faults.limits.BoundLimits``; None: none enforced,
+    #: ``rate_limits.updated`` announces fixed numbers)
+    limits: Any = None
+    #: the time of the input being handled (what ``rate_limits.updated`` is announced at)
+    _now: float = 0.0
 
     @classmethod
     def create(
@@ -145,6 +150,7 @@ class RealtimeSession:
         kind = obj.get("type")
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         out: list[Event] = []
+        self._now = now
         try:
             if not isinstance(kind, str):
                 raise ClientError("missing_required_parameter", "The 'type' field is required.", "type")
@@ -168,6 +174,7 @@ class RealtimeSession:
             samples = samples[:: PCM_24K.rate // fmt.rate]  # 8 kHz G.711 sessions: decimate
         self._audio_ms += PCM_24K.duration_ms(len(pcm) - len(pcm) % 2)
         out: list[Event] = []
+        self._now = now
         self._feed_vad(samples, now, out)
         return out + self.handle_timer(now)
 
@@ -181,6 +188,7 @@ class RealtimeSession:
 
     def handle_timer(self, now: float) -> list[Event]:
         out: list[Event] = []
+        self._now = now
         while True:
             due = self.get_timer()
             if due is None or due > now:
@@ -312,6 +320,9 @@ class RealtimeSession:
                 "conversation_already_has_active_response",
                 "Conversation already has an active response in progress.",
             )
+        refused = self._over_limit(now)
+        if refused is not None:
+            raise refused
         self._start_response(now, modalities[0], conversation == "auto", context, params.get("metadata"),
                              tools, choice)
 
@@ -356,6 +367,10 @@ class RealtimeSession:
         detection = cfg.turn_detection(self.session) or {}
         if detection.get("create_response", True) and self._active_default() is None and not self.transcribing:
             modality = cfg.output_modalities(self.session)[0]
+            refused = self._over_limit(now)
+            if refused is not None:
+                out.append(self._error(refused))
+                return
             self._start_response(now, modality, True, self.conversation.items, None)
 
     def _commit(self, item_id: str, start_ms: float, end_ms: float, now: float, out: list[Event]) -> None:
@@ -431,6 +446,8 @@ class RealtimeSession:
         )
         self._runs.append(run)
         self.responses.append(response)
+        if self.limits is not None:
+            self.limits.spend(now, run.usage["total_tokens"])
 
     def _start_call(self, now: float, call: ToolCall, response: dict[str, Any], in_conversation: bool,
                     context: list[dict[str, Any]]) -> None:
@@ -443,6 +460,8 @@ class RealtimeSession:
         )
         self._runs.append(run)
         self.responses.append(response)
+        if self.limits is not None:
+            self.limits.spend(now, run.usage["total_tokens"])
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -486,7 +505,18 @@ class RealtimeSession:
         }
 
     def _ev(self, kind: str, **fields: Any) -> Event:
+        if kind == "rate_limits.updated" and self.limits is not None:
+            fields["rate_limits"] = self.limits.announce(self._now)
         return {"type": kind, "event_id": self.ids.new("event"), **fields}
+
+    def _over_limit(self, now: float) -> ClientError | None:
+        """The refusal of a response over the server's tokens-per-minute limit (None: none)."""
+        if self.limits is None:
+            return None
+        message = self.limits.admit_response(now)
+        if message is None:
+            return None
+        return ClientError("rate_limit_exceeded", message, type="tokens")
 
     def _error(self, exc: ClientError, client_event_id: str | None = None) -> Event:
         return error_event(self.ids.new("event"), code=exc.code, message=exc.message, param=exc.param,
@@ -555,6 +585,10 @@ class RealtimeSession:
         self._reset_vad()
         if detection.get("create_response", True) and self._active_default() is None and not self.transcribing:
             modality = cfg.output_modalities(self.session)[0]
+            refused = self._over_limit(now)
+            if refused is not None:
+                out.append(self._error(refused))
+                return
             self._start_response(now, modality, True, self.conversation.items, None)
 
     def _existing_item(self, obj: Event) -> dict[str, Any]:

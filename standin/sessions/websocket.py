@@ -21,6 +21,7 @@ both or neither of model / call_id,    ``invalid_value`` /          1008
 an intent other than transcription,    ``missing_required_parameter``
 an intent with a call_id
 a model outside ``server.models``       ``model_not_found``          1008
+over the plan's max_concurrent_sessions ``rate_limit_exceeded``      1013
 =====================================  ===========================  ==========
 
 So a client recognises an auth failure by ``error.code == "invalid_api_key"`` or close code 4001
@@ -60,6 +61,8 @@ KEY_SUBPROTOCOL = "openai-insecure-api-key."
 AUTH_FAILURE_CLOSE = 4001
 BETA_CLOSE = 4000
 POLICY_CLOSE = 1008
+#: try again later: a refusal over ``max_concurrent_sessions`` (a retryable close)
+OVER_LIMIT_CLOSE = 1013
 
 
 @attrs.frozen
@@ -93,6 +96,7 @@ async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: 
     subprotocol = "realtime" if "realtime" in offered else None
     record = server.open_record(model=model, call_id=call_id, auth_kind=auth.kind, subprotocol=subprotocol)
     ids = IdFactory()
+    admitted = False
     try:
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         refusal = _refusal(auth, headers, model, call_id, server.models, intent)
@@ -111,6 +115,10 @@ async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: 
             return
         if auth.secret is not None:
             model = auth.secret.session.get("model") or model
+        if not server.limiter.admit_session(server.faults):
+            await _refuse_over_limit(server, record, ids, send)
+            return
+        admitted = True
         record.model = model or server.default_model
         record.session = RealtimeSession.create(
             model=record.model,
@@ -122,10 +130,26 @@ async def handle_websocket(server: SessionHost, scope: dict[str, Any], receive: 
             intent=intent,
         )
         record.transport = record.session.transport
+        record.session.limits = server.limiter.bind(lambda: server.faults)
         await _Connection(server, record, record.session, scope, receive, send).run()
     finally:
+        if admitted:
+            server.limiter.session_closed()
         server.close_record(record)
         server.stats.connections_closed += 1
+
+
+async def _refuse_over_limit(server: SessionHost, record: ConnectionRecord, ids: IdFactory, send: Any) -> None:
+    """Over the plan's ``max_concurrent_sessions``: an ``error`` ``rate_limit_exceeded``, then
+    close 1013 (try again later: a client reconnects with backoff)."""
+    limit = server.faults.max_concurrent_sessions
+    event = error_event(ids.new("event"), code="rate_limit_exceeded", type="requests",
+                        message=f"Rate limit reached for concurrent sessions: Limit {limit}. "
+                                "Please try again later.")
+    await send({"type": "websocket.send", "text": json.dumps(event)})
+    server.stats.errors_sent += 1
+    record.close_code, record.closed_by = OVER_LIMIT_CLOSE, "server"
+    await send({"type": "websocket.close", "code": OVER_LIMIT_CLOSE, "reason": "rate_limit_exceeded"})
 
 
 def _refusal(
