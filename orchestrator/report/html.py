@@ -86,7 +86,7 @@ def _format_number(value: float | None) -> str:
         return str(value)
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
-    return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return f"{value:,.6g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
 
 def _format_time(unix: float | None) -> str:
