@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 from functools import partial
 
 import trio
@@ -268,7 +269,8 @@ def _prepare(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _with_budget(args: argparse.Namespace, scenario):  # type: ignore[no-untyped-def]
     """``--max-cost`` over the scenario's ``budget.max_cost``; a shard's share of the budget;
-    and the rule that a run against a hosted target has a budget (or ``--no-budget``)."""
+    and the rule that a run against a hosted target (a remote one not on this machine) has a
+    budget (or ``--no-budget``)."""
     import attrs
 
     from orchestrator.scenario.budget import Budget
@@ -287,7 +289,10 @@ def _with_budget(args: argparse.Namespace, scenario):  # type: ignore[no-untyped
             max_cost=None if b.max_cost is None else b.max_cost / share,
             max_session_minutes=None if b.max_session_minutes is None else b.max_session_minutes / share))
     target = getattr(args, "target", None)
-    hosted = (target not in (None, "embedded")) or (target is None and isinstance(scenario.target, RemoteTarget))
+    url = target if target not in (None, "embedded") else (
+        scenario.target.url if target is None and isinstance(scenario.target, RemoteTarget) else None)
+    # a remote service that bills: anything but the embedded server or one on this machine
+    hosted = url is not None and not _is_loopback(urlsplit(url).hostname or "")
     if hosted and scenario.budget is None and not getattr(args, "no_budget", False):
         raise UsageError("a run against a hosted target needs a budget: add `budget: {max_cost: 20 USD}` "
                          "to the scenario or give --max-cost 20; --no-budget runs without one "
