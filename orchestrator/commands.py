@@ -292,7 +292,8 @@ def _with_budget(args: argparse.Namespace, scenario):  # type: ignore[no-untyped
     url = target if target not in (None, "embedded") else (
         scenario.target.url if target is None and isinstance(scenario.target, RemoteTarget) else None)
     # a remote service that bills: anything but the embedded server or one on this machine
-    hosted = url is not None and not _is_loopback(urlsplit(url).hostname or "")
+    # (a target that is no URL at all is --target's own error, reported later)
+    hosted = url is not None and "://" in url and not _is_loopback(urlsplit(url).hostname or "")
     if hosted and scenario.budget is None and not getattr(args, "no_budget", False):
         raise UsageError("a run against a hosted target needs a budget: add `budget: {max_cost: 20 USD}` "
                          "to the scenario or give --max-cost 20; --no-budget runs without one "
