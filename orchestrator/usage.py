@@ -20,8 +20,8 @@ from typing import Any, Mapping
 
 import attrs
 
-__all__ = ["PRICES", "PRICES_AS_OF", "Price", "TOKEN_FIELDS", "price_for", "usage_counts",
-           "parse_prices", "PriceError"]
+__all__ = ["PRICES", "PRICES_AS_OF", "Price", "TOKEN_FIELDS", "format_usage", "price_for",
+           "usage_counts", "parse_prices", "PriceError"]
 
 #: when and where the shipped prices were read
 PRICES_AS_OF = "2026-12-05"
@@ -141,3 +141,30 @@ def usage_counts(usage: Any) -> dict[str, int]:
         counts["usage.cached_text_tokens"] = min(n(details_in, "cached_tokens"),
                                                  counts["usage.input_text_tokens"])
     return {k: v for k, v in counts.items() if v}
+
+
+def format_usage(usage: dict[str, Any] | None) -> str:
+    """One line: tokens in (audio, cached) and out, Live seconds, and the spend, or why unknown."""
+    if not usage:
+        return ""
+    t = usage["tokens"]
+    tokens_in = t["input_text_tokens"] + t["input_audio_tokens"]
+    cached = t["cached_text_tokens"] + t["cached_audio_tokens"]
+    tokens_out = t["output_text_tokens"] + t["output_audio_tokens"]
+    parts = [f"usage: {tokens_in:,} tokens in ({t['input_audio_tokens']:,} audio, {cached:,} cached), "
+             f"{tokens_out:,} out ({t['output_audio_tokens']:,} audio)"]
+    if usage.get("live_active_seconds"):
+        parts.append(f"{usage['live_active_seconds']:,.0f} Live active seconds")
+    if usage.get("cost_usd") is not None:
+        per_turn = usage.get("cost_per_turn_usd")
+        parts.append(f"cost ${usage['cost_usd']:.4f}" + (f" (${per_turn:.5f}/turn)" if per_turn else ""))
+    else:
+        unknown = [p["model"] for p in (usage.get("prices") or {}).values() if not p["known"]]
+        parts.append(f"cost unknown (no price for {', '.join(unknown)})")
+    budget = usage.get("budget")
+    if budget:
+        limit = (f"${budget['max_cost_usd']:g}" if budget.get("max_cost_usd") is not None
+                 else f"{budget['max_session_minutes']:g} session-minutes")
+        parts.append(f"budget {limit}: " + (f"REACHED ({budget['reason']})" if budget["reached"]
+                                           else "not reached"))
+    return "; ".join(parts)

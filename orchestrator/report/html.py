@@ -342,7 +342,7 @@ def _trail(lines: tuple[str, ...]) -> str:
 
 def _usage(r: RunReport) -> str:
     """Tokens, spend and the budget, as the text summary says them (results.json ``usage``)."""
-    from orchestrator.scenario.results import format_usage
+    from orchestrator.usage import format_usage
 
     line = format_usage(r.usage) if r.usage else ""
     if not line:

@@ -19,6 +19,8 @@ from orchestrator.readout import population_rows, format_observed, format_reconn
 from orchestrator.scenario.thresholds import ThresholdResult
 from orchestrator.scenario.unstructure import unstructure_scenario
 
+from orchestrator.usage import format_usage
+
 __all__ = ["build_results", "write_results", "format_summary", "redact_config", "redact_text"]
 
 FORMAT = 1
@@ -136,33 +138,6 @@ def write_results(out: Path, results: dict[str, Any]) -> list[Path]:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f}ms"
-
-
-def format_usage(usage: dict[str, Any] | None) -> str:
-    """One line: tokens in (audio, cached) and out, Live seconds, and the spend, or why unknown."""
-    if not usage:
-        return ""
-    t = usage["tokens"]
-    tokens_in = t["input_text_tokens"] + t["input_audio_tokens"]
-    cached = t["cached_text_tokens"] + t["cached_audio_tokens"]
-    tokens_out = t["output_text_tokens"] + t["output_audio_tokens"]
-    parts = [f"usage: {tokens_in:,} tokens in ({t['input_audio_tokens']:,} audio, {cached:,} cached), "
-             f"{tokens_out:,} out ({t['output_audio_tokens']:,} audio)"]
-    if usage.get("live_active_seconds"):
-        parts.append(f"{usage['live_active_seconds']:,.0f} Live active seconds")
-    if usage.get("cost_usd") is not None:
-        per_turn = usage.get("cost_per_turn_usd")
-        parts.append(f"cost ${usage['cost_usd']:.4f}" + (f" (${per_turn:.5f}/turn)" if per_turn else ""))
-    else:
-        unknown = [p["model"] for p in (usage.get("prices") or {}).values() if not p["known"]]
-        parts.append(f"cost unknown (no price for {', '.join(unknown)})")
-    budget = usage.get("budget")
-    if budget:
-        limit = (f"${budget['max_cost_usd']:g}" if budget.get("max_cost_usd") is not None
-                 else f"{budget['max_session_minutes']:g} session-minutes")
-        parts.append(f"budget {limit}: " + (f"REACHED ({budget['reason']})" if budget["reached"]
-                                           else "not reached"))
-    return "; ".join(parts)
 
 
 def format_summary(results: dict[str, Any]) -> str:
