@@ -33,7 +33,7 @@ from orchestrator.usage import Price
 
 from .admission import RateLimits
 from .budget import Budget
-from .steps import AnswerToolCall, BargeIn, Cancel, ExpectToolCall, Repeat, Say, Send, Step, WaitResponse
+from .steps import AnswerToolCall, BargeIn, Cancel, Expect, ExpectToolCall, Repeat, Say, Send, Step, WaitResponse
 from .thresholds import Threshold, parse_threshold
 
 __all__ = [
@@ -234,7 +234,7 @@ class RemoteTarget:
 Target = Union[EmbeddedTarget, RemoteTarget]
 
 #: steps that ask for or wait on a response: none is for a transcription session
-_RESPONSE_STEPS = (Say, WaitResponse, BargeIn, Cancel, ExpectToolCall, AnswerToolCall)
+_RESPONSE_STEPS = (Say, WaitResponse, BargeIn, Cancel, ExpectToolCall, AnswerToolCall, Expect)
 
 
 # -- load shape -----------------------------------------------------------------------------

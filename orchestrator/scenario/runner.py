@@ -51,6 +51,7 @@ from orchestrator.scenario.spend import run_prices, spend_summary
 from orchestrator.scenario.metric_names import DECLARED
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
+from orchestrator.scenario.expect import CheckLog, implicit_check_threshold
 from orchestrator.scenario.thresholds import evaluate
 from standin import EmbeddedServer, FaultPlan
 from orchestrator.telemetry import start_span
@@ -99,6 +100,8 @@ class _Run:
     connect_spans: dict[str, Any] = attrs.field(factory=dict)
     marks: list[dict[str, Any]] = attrs.field(factory=list)
     errors: list[dict[str, str]] = attrs.field(factory=list)
+    #: expect steps' outcomes per population, step and check (results.json "checks")
+    checks: CheckLog = attrs.field(factory=CheckLog)
     phase: str = ""
     #: SIP populations: ``SipOptions`` for one new call (None: no SIP side)
     sip_call: Callable[[], Any] | None = None
@@ -284,7 +287,8 @@ class _Run:
         self._start_connect_span(sid, "initial")
         driver = SessionDriver(sid, fleet, metrics, vad, span=span, sip=sip,
                                transcribe=population.session_type == "transcription",
-                               price=self.prices.get(population.protocol), budget=self.budget)
+                               price=self.prices.get(population.protocol), budget=self.budget,
+                               checks=self.checks, population=population.name)
         self.drivers[sid] = driver
         outcome = "failed"
         scope = trio.CancelScope()
@@ -542,13 +546,15 @@ async def run_scenario(
         metrics.gauge("reconnect.success_rate", succeeded / decided if decided else 1.0,
                       series=False)
         elapsed = metrics.elapsed()
-        checked = evaluate(scenario.thresholds, make_lookup(metrics.registry, elapsed=elapsed))
+        checked = evaluate((*scenario.thresholds, *implicit_check_threshold(scenario)),
+                           make_lookup(metrics.registry, elapsed=elapsed))
         results = build_results(
             scenario, file=file, target=target_label, seed=seed, started=started_wall,
             elapsed=elapsed, metrics=metrics, thresholds=checked, marks=list(run.marks),
             errors=list(run.errors), interrupted=interrupted, running=running,
             spend=spend_summary(metrics, prices, budget),
         )
+        results["checks"] = run.checks.snapshot()
         results["rate_limits"] = {"seen": run.fleet.rate_limits.snapshot(),
                                   "admission": None if run.admission is None
                                   else run.admission.summary(scenario.session.model)}
