@@ -27,6 +27,7 @@ import math
 import os
 import random
 import secrets
+import sys
 import time
 from functools import partial
 from typing import Any, Callable
@@ -473,6 +474,20 @@ def _proto_config(scenario: Scenario) -> ProtoSessionConfig:
     return ProtoSessionConfig.from_dict(scenario.session.to_session())
 
 
+def _rules_model(path: Any) -> Any:
+    """``target: {model: rules.yaml}``: the embedded server's rules model."""
+    from standin.model.rules import RulesError
+    from standin.voice_model import rules_model_config
+
+    try:
+        config, note = rules_model_config(path)
+    except RulesError as exc:
+        raise RunInputError(f"target.model: {exc}") from None
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    return config
+
+
 def _transcription_config(scenario: Scenario) -> ProtoSessionConfig:
     """A ``session_type: transcription`` population's config: the scenario's input side."""
     return ProtoSessionConfig.from_dict(scenario.session.to_transcription_session())
@@ -579,6 +594,8 @@ async def run_scenario(
                                            attach_sessions=False)
                 sip_side = {"sip_port": 0, "webhook_secret": secret,
                             "webhook_url": await root.start(controller.serve)}
+            if target_spec.model is not None:
+                sip_side["model_config"] = _rules_model(target_spec.model)
             server = EmbeddedServer(api_keys={key}, faults=plan, **sip_side)
             control = ServerControl(server, root)
             url = await control.start()
