@@ -21,7 +21,7 @@ words) and, in ``then``, ``$output`` (the ``function_call_output``) and the call
 After a call, the reply is the ``then`` of the rule that made it (matched again on the same user
 words), else the echo model's ``"<name> returned <output>"``. No rule matching: ``default``, or
 the echo model (``You said: …``, or a tool named in the words). ``hear`` lists the phrases the
-hearing recognizer listens for on top of the rule's keywords and the literal words of its regex.
+hearing recognizer listens for (a rule without ``hear`` contributes its keywords as one phrase).
 
 A bad file raises `RulesError` with file, line and field: ``rules.yaml:4:11: rules[0].when: …``.
 """
@@ -74,7 +74,7 @@ class Rule:
     def phrases(self) -> list[str]:
         """What a recognizer should listen for to hear this rule."""
         out = list(self.hear)
-        if self.keywords:
+        if self.keywords and not out:  # a bare keyword list draws in any speech: hear: is better
             out.append(" ".join(self.keywords))
         return out
 
