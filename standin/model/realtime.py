@@ -56,8 +56,6 @@ class ModelConfig:
     rules: Any = None
     #: hears committed input audio (``standin.hearing.Hearing``; None: "audio of N ms")
     hearing: Any = None
-    #: speaks answers (a callable text -> PCM16 24 kHz, e.g. espeak-ng; None: the tone)
-    speech: Any = None
 
 
 @attrs.define(eq=False)
@@ -185,6 +183,8 @@ class RealtimeSession:
         self._audio_ms += PCM_24K.duration_ms(len(pcm) - len(pcm) % 2)
         out: list[Event] = []
         self._now = now
+        if self.config.hearing is not None:
+            self._kept.append(samples)
         self._feed_vad(samples, now, out)
         return out + self.handle_timer(now)
 
