@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo-token", default=_env("demo_token"),
                        help="serve the /demo browser page; its key-vending endpoint requires this "
                             "token [RTFLEET_DEMO_TOKEN]")
+    serve.add_argument("--model", default=_env("model_rules"), metavar="RULES.yaml",
+                       help="answer by the rules in this file (standin/model/rules.py: regex or "
+                            "keywords -> a reply or a tool call) and, with pocketsphinx installed "
+                            "(rtfleet[voice]), hear spoken words they listen for; default: the "
+                            "echo model [RTFLEET_MODEL_RULES]")
     _serve_extras(serve)
     return parser
 

@@ -46,6 +46,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if models == ():
         raise UsageError("--models: give model names separated by commas, or '*' for any")
     setup = serve_setup(args)
+    model_config = _rules_model(getattr(args, "model", None))
     endpoint = _metrics_endpoint(args)
     key = args.api_key or generate_api_key()
     key_file = None if args.api_key else _write_key_file(key)
@@ -77,7 +78,8 @@ def serve_command(args: argparse.Namespace) -> int:
                 cors_origins=setup.cors_origins, sip_port=setup.sip_port,
                 webhook_url=setup.webhook_url, webhook_secret=webhook_secret,
                 sip_session=setup.sip_session, sip_accept_timeout=setup.sip_accept_timeout,
-                sip_webhook_events=setup.sip_webhook_events)
+                sip_webhook_events=setup.sip_webhook_events,
+                **({} if model_config is None else {"model_config": model_config}))
             control = ServerControl(server, nursery, args.host, args.port)
             faults = ServeFaults.for_file(control, nursery, setup.faults,
                                           announce=lambda line: print(f"  {line}", flush=True))
@@ -222,6 +224,22 @@ def _load(path: str):  # type: ignore[no-untyped-def]
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _rules_model(path: str | None) -> Any:
+    """``--model RULES.yaml``: the rules model's config (None: the echo model)."""
+    if not path:
+        return None
+    from standin.model.rules import RulesError
+    from standin.voice_model import rules_model_config
+
+    try:
+        config, note = rules_model_config(path)
+    except RulesError as exc:
+        raise UsageError(f"--model: {exc}") from None
+    if note:
+        print(f"note: {note}", flush=True)
+    return config
 
 
 def validate_command(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || need+=(baresip-core)  # a second SIP user agent
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)   # scrapes a live run's /metrics
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)     # speech for speak: and --voice speech
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -23,5 +24,5 @@ fi
 python3 -m pip install -q -e '.[test,webrtc]'
 # the layers and the no-circle rule (pyproject.toml [tool.importlinter]) before any test
 python3 -c "from importlinter.cli import lint_imports_command as c; c.main(['--no-cache'], prog_name='lint-imports')"
-export RTFLEET_REQUIRE_BROWSER=1 RTFLEET_REQUIRE_SIPP=1 RTFLEET_REQUIRE_AGENTS=1 RTFLEET_REQUIRE_BARESIP=1 RTFLEET_REQUIRE_PROMETHEUS=1
+export RTFLEET_REQUIRE_BROWSER=1 RTFLEET_REQUIRE_SIPP=1 RTFLEET_REQUIRE_AGENTS=1 RTFLEET_REQUIRE_BARESIP=1 RTFLEET_REQUIRE_PROMETHEUS=1 RTFLEET_REQUIRE_ESPEAK=1
 exec python3 -m pytest -q "$@"

@@ -26,6 +26,9 @@ Resampling
     They keep their filter history between calls, so 20 ms frames join without clicks,
     and downsampling tracks its phase so any frame size works.  Group delay is
     ``(taps - 1) / 2`` samples at the higher rate (1.98 ms per 8 <-> 24 kHz stage).
+    :func:`resample_rational` converts a whole buffer by any ratio L/M (espeak-ng's 22.05 kHz
+    to 24 kHz is 160/147, 24 kHz to a recognizer's 16 kHz is 2/3) with the same kind of
+    filter, computing only the output samples (32 taps each), delay-compensated.
     :class:`AudioConverter` chains channel conversion and resampling, e.g.
     ``AudioConverter(48000, 24000, src_channels=2)`` for WebRTC audio (48 kHz stereo s16)
     to the realtime protocol's 24 kHz mono.
@@ -41,6 +44,7 @@ __all__ = [
     "ulaw_encode", "ulaw_decode", "alaw_encode", "alaw_decode", "ULAW_DECODE_TABLE",
     "ALAW_DECODE_TABLE", "g711_encode", "g711_decode", "lowpass_taps", "Upsampler",
     "Downsampler", "AudioConverter", "stereo_to_mono", "mono_to_stereo", "resample",
+    "resample_rational",
 ]
 
 _PCM = np.dtype("<i2")
@@ -270,3 +274,31 @@ class AudioConverter:
 def resample(pcm: bytes | np.ndarray, src_rate: int, dst_rate: int) -> bytes:
     """One-shot mono conversion of a whole buffer (starts from silence history)."""
     return AudioConverter(src_rate, dst_rate).process(pcm)
+
+
+def resample_rational(pcm: bytes | np.ndarray, src_rate: int, dst_rate: int,
+                      taps_per_phase: int = 32) -> bytes:
+    """One-shot mono conversion of a whole buffer by any rational ratio (L/M, reduced).
+
+    The low-pass sits at 95 % of the lower Nyquist frequency; each output sample is one
+    polyphase row (``taps_per_phase`` taps) applied at its input position, so the cost is
+    ``taps_per_phase`` multiply-adds per output sample whatever L and M are.  The filter's
+    delay is compensated: output sample n sits at input time ``n * src_rate / dst_rate``.
+    """
+    x = _samples(pcm).astype(np.float64)
+    g = np.gcd(src_rate, dst_rate)
+    up, down = dst_rate // g, src_rate // g
+    if up == down:
+        return x.astype(_PCM).tobytes()
+    taps = taps_per_phase
+    # odd length (a whole-sample delay), one zero appended to fill the polyphase rows
+    h = np.append(lowpass_taps(taps * up - 1, 0.95 * 0.5 / max(up, down)) * up, 0.0)
+    poly = h.reshape(taps, up).T  # poly[phase, p] = h[p * up + phase]
+    count = len(x) * up // down
+    delay = (len(h) - 2) // 2  # in samples at the upsampled rate
+    pos = np.arange(count, dtype=np.int64) * down + delay
+    base, phase = pos // up, pos % up
+    padded = np.concatenate([np.zeros(taps), x, np.zeros(2 * taps)])
+    index = base[:, None] - np.arange(taps)[None, :] + taps
+    out = np.einsum("ij,ij->i", poly[phase], padded[index])
+    return _to_pcm(out).tobytes()

@@ -40,6 +40,7 @@ def render_sections(report: RunReport, *, live: bool = False) -> str:
         _header(report, live=live),
         _cards(report),
         _thresholds(report),
+        _checks(report),
         _latency_table(report),
         _usage(report),
         _populations(report),
@@ -353,6 +354,26 @@ def _usage(r: RunReport) -> str:
     table = _table(["Protocol", "Model", "Priced", "Prices as of", "Source"], rows, numeric=())
     return _section("Usage and cost", f"<p>{esc(line.removeprefix('usage: '))}</p>" + table,
                     anchor="usage")
+
+
+def _checks(r: RunReport) -> str:
+    """The expect steps' checks, one row per population, step and check, failures first, each
+    failure with the words actually said."""
+    if not r.checks:
+        return ""
+    rows = []
+    for c in sorted(r.checks, key=lambda c: (-(c.get("failed") or 0), str(c.get("population")),
+                                             str(c.get("step")))):
+        failed = int(c.get("failed") or 0)
+        said = "".join(f"<div>{esc(str(f))}</div>" for f in c.get("failures") or ())
+        verdict = '<span class="status fail">FAIL</span>' if failed else '<span class="status pass">pass</span>'
+        rows.append((verdict, esc(str(c.get("population", ""))), f"<code>{esc(str(c.get('step', '')))}</code>",
+                     f"<code>{esc(str(c.get('check', '')))}</code>", f"{int(c.get('passed') or 0):,}",
+                     f"{failed:,}", said))
+    failed = sum(int(c.get("failed") or 0) for c in r.checks)
+    table = _table(["", "Population", "Step", "Check", "Passed", "Failed", "What was said (failures)"],
+                   rows, numeric=(4, 5), cls="errors")
+    return _section(f"Answer checks ({failed:,} failed)", table, anchor="checks")
 
 
 def _session_errors(r: RunReport) -> str:

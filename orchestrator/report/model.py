@@ -85,6 +85,9 @@ class RunReport:
     usage: Any = None
     #: results.json ``rate_limits`` as plain data (limits seen, refusals, admission), or None
     rate_limits: Any = None
+    #: results.json ``checks`` (expect steps: per population, step and check, the words said
+    #: by failures) as plain data; empty when the run had no expect steps
+    checks: Any = ()
 
     @classmethod
     def from_results(cls, results: Any) -> RunReport:
@@ -125,6 +128,7 @@ class RunReport:
             populations=_populations(r.get("populations")),
             usage=r.get("usage") if isinstance(r.get("usage"), dict) else None,
             rate_limits=_mapping_or_none(r.get("rate_limits"), "results.rate_limits"),
+            checks=tuple(c for c in r.get("checks") or () if isinstance(c, dict)),
         )
 
     @property

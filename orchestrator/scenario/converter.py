@@ -406,7 +406,7 @@ def _structure_target(value: Any, _: Any) -> Target:
         raise InvalidField(f"expected 'embedded', a wss:// URL or a mapping; got {value!r}{hint}")
     if not isinstance(value, Mapping):
         raise InvalidField(f"expected 'embedded', a wss:// URL or a mapping; got {describe(value)}")
-    allowed = ["url", "api_key_env", "dialect", "faults"]
+    allowed = ["url", "api_key_env", "dialect", "faults", "model"]
     for key in value:
         if key not in allowed:
             raise InvalidField(unknown_key(key, allowed), (key,), at_key=True)
@@ -418,7 +418,18 @@ def _structure_target(value: Any, _: Any) -> Target:
     if "api_key_env" in value:
         message = "api_key_env needs a url (a remote target)"
         raise InvalidField(message, ("api_key_env",), at_key=True)
-    return converter.structure(value, EmbeddedTarget)
+    if "url" in value and "model" in value:
+        raise InvalidField("model (a rules file) is for the embedded target (it has no url)",
+                           ("model",), at_key=True)
+    target = converter.structure(value, EmbeddedTarget)
+    root = base_dir.get()
+    if target.model is not None and root is not None:
+        path = target.model.expanduser()
+        path = path if path.is_absolute() else root / path
+        if not path.is_file():
+            raise InvalidField(f"rules file not found: {path}", ("model",))
+        target = attrs.evolve(target, model=path.resolve())
+    return target
 
 
 def _structure_turn_detection(value: Any, _: Any) -> Any:

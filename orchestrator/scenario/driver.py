@@ -29,6 +29,7 @@ import trio
 from actors.events import ConnectionEvent, EventKind
 from actors.proto.errors import ProtocolError
 from orchestrator.fleet import Fleet, user_text
+from orchestrator.scenario.expect import Answer, CheckLog, answer_of, evaluate
 from orchestrator.scenario.runmetrics import RunMetrics
 from orchestrator.scenario.tool_calls import ToolCalls, mismatch, output_text
 from orchestrator.telemetry import start_span
@@ -37,12 +38,14 @@ from orchestrator.scenario.steps import (
     AnswerToolCall,
     BargeIn,
     Cancel,
+    Expect,
     ExpectToolCall,
     Pause,
     Play,
     Repeat,
     Say,
     Send,
+    Speak,
     Step,
     WaitResponse,
     WaitTranscript,
@@ -130,6 +133,13 @@ class SessionDriver:
     last_transcript: str | None = None
     #: the session's last events but deltas, as (time, what): an error record's trail
     trail: deque[tuple[float, str]] = attrs.field(factory=lambda: deque(maxlen=TRAIL))
+    #: expect steps: the last finished turn, how many turns an expect has looked at, where
+    #: outcomes go (population, step label) and the step's label in the script
+    last_answer: Answer | None = None
+    _expected_upto: int = 0
+    checks: CheckLog | None = None
+    population: str = ""
+    _step_path: list[str] = attrs.field(factory=list)
 
     def note(self, what: str) -> None:
         """Keep ``what`` (a state change, a drop, a lost turn) in the session's trail."""
@@ -215,6 +225,11 @@ class SessionDriver:
                 self._barge_pending = False
                 landed = (self.last_response or {}).get("status") == "cancelled"
                 self.metrics.inc("turns.barged_in" if landed else "turns.barge_in_missed")
+            first = None
+            if turn is not None:
+                output_at = turn.first_audio if turn.first_audio is not None else turn.first_text
+                first = None if output_at is None else output_at - turn.started
+            self.last_answer = answer_of(self.last_response, first)
             if turn is not None:
                 self.metrics.observe("turn.duration", now - turn.started)
                 if turn.span is not None:
@@ -292,8 +307,12 @@ class SessionDriver:
     # -- steps ----------------------------------------------------------------------------
 
     async def run(self, steps: Sequence[Step]) -> None:
-        for step in steps:
-            await self._step(step)
+        for index, step in enumerate(steps):
+            self._step_path.append(f"[{index}]")
+            try:
+                await self._step(step)
+            finally:
+                self._step_path.pop()
 
     async def _step(self, step: Step) -> None:
         if isinstance(step, Say):
@@ -303,6 +322,12 @@ class SessionDriver:
             if not self.transcribe:
                 await self._admit_turn()
             await self._play(step)
+        elif isinstance(step, Speak):
+            if not self.transcribe:
+                await self._admit_turn()
+            await self._speak(step)
+        elif isinstance(step, Expect):
+            await self._expect(step)
         elif isinstance(step, WaitResponse):
             await self._wait_done(self._done_count, step.timeout)
         elif isinstance(step, WaitTranscript):
@@ -315,7 +340,11 @@ class SessionDriver:
             await trio.sleep(step.duration)
         elif isinstance(step, Repeat):
             for _ in range(step.times):
-                await self.run(step.steps)
+                self._step_path.append(".steps")
+                try:
+                    await self.run(step.steps)
+                finally:
+                    self._step_path.pop()
         elif isinstance(step, Send):
             try:
                 await self.fleet.send(self.sid, dict(step.event))
@@ -410,12 +439,44 @@ class SessionDriver:
         raise StepFailed(f"no input transcript within {timeout:g}s")
 
     async def _play(self, step: Play) -> None:
-        pcm = load_audio(step.path)
+        await self._stream(load_audio(step.path), step.realtime, step.commit)
+
+    async def _speak(self, step: Speak) -> None:
+        from actors.speech import SpeechError, synthesize
+
+        try:
+            pcm = await trio.to_thread.run_sync(
+                lambda: synthesize(step.text, voice=step.voice, rate=step.rate))
+        except SpeechError as exc:
+            self.metrics.inc("errors")
+            raise StepFailed(f"speak: {exc}") from None
+        await self._stream(pcm, step.realtime, step.commit)
+
+    async def _expect(self, step: Expect) -> None:
+        """Check the last finished turn, first waiting for one when no turn finished since
+        the previous expect (see `steps.Expect`); failed checks are counted, not raised."""
+        with trio.move_on_after(step.timeout):
+            while self._done_count <= self._expected_upto and self._lost is None:
+                await self._done.wait()
+        fresh = self._done_count > self._expected_upto
+        self._expected_upto = self._done_count
+        answer = self.last_answer if fresh and self.last_answer is not None else \
+            Answer(f"(no answer within {step.timeout:g}s)")
+        label = "steps" + "".join(self._step_path)
+        for outcome in evaluate(step, answer):
+            self.metrics.inc("checks.passed" if outcome.passed else "checks.failed")
+            if not outcome.passed:
+                self.note(f"expect failed: {outcome.check}: {outcome.detail}")
+            if self.checks is not None:
+                self.checks.add(self.population, label, outcome)
+
+    async def _stream(self, pcm: bytes, realtime: bool, commit_given: bool | None) -> None:
+        """Send ``pcm`` (24 kHz PCM16) as the user's audio, then commit as `steps.Play` says."""
         if self.sip:
             await self._play_call(pcm)
         else:
-            await self._append(pcm, step.realtime)
-        commit = step.commit if step.commit is not None else not self.vad
+            await self._append(pcm, realtime)
+        commit = commit_given if commit_given is not None else not self.vad
         if commit:
             await self.fleet.send(self.sid, {"type": "input_audio_buffer.commit"})
             if not self.transcribe:  # a transcription session answers with the transcript

@@ -54,6 +54,8 @@ _CATALOGUE = (
            "utterance committed (VAD speech end, or commit) -> its input transcript completed"),
     Metric("transcription.time_to_first_delta", HISTOGRAM,
            "utterance committed -> its first input transcript delta"),
+    Metric("checks.passed", COUNTER, "expect checks (said, contains, tool, within) that held"),
+    Metric("checks.failed", COUNTER, "expect checks that did not hold (results.json 'checks' has the words said)"),
     Metric("transcripts.completed", COUNTER, "input audio transcripts completed"),
     Metric("transcripts.failed", COUNTER, "input audio transcripts that failed (server .failed)"),
     Metric("transcripts.missed", COUNTER, "wait_transcript steps that timed out"),
@@ -99,7 +101,7 @@ FAMILIES: dict[str, str] = {
 #: counters the runner declares at 0, so that thresholds on them see 0, not absent
 DECLARED = ("errors", "sessions.started", "sessions.completed", "sessions.failed",
             "sessions.stopped", "turns.completed", "turns.failed", "turns.barged_in",
-            "turns.barge_in_missed", "turns.replayed", "turns.lost", "tool.calls", "tool.calls_failed", "transcripts.completed",
+            "turns.barge_in_missed", "turns.replayed", "turns.lost", "tool.calls", "tool.calls_failed", "checks.passed", "checks.failed", "transcripts.completed",
             "transcripts.failed", "transcripts.missed", "reconnect.attempts", "reconnect.succeeded",
             "reconnect.failed", "events.received", "rate_limited.connections",
             "rate_limited.responses", "rate_limited.key_mints")

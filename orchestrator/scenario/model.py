@@ -22,6 +22,8 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, Union
 
+from pathlib import Path
+
 import attrs
 
 from .checks import at_least, at_most, non_empty, one_of, optional_seconds, seconds, to_tuple
@@ -33,7 +35,7 @@ from orchestrator.usage import Price
 
 from .admission import RateLimits
 from .budget import Budget
-from .steps import AnswerToolCall, BargeIn, Cancel, ExpectToolCall, Repeat, Say, Send, Step, WaitResponse
+from .steps import AnswerToolCall, BargeIn, Cancel, Expect, ExpectToolCall, Repeat, Say, Send, Step, WaitResponse
 from .thresholds import Threshold, parse_threshold
 
 __all__ = [
@@ -214,6 +216,9 @@ class EmbeddedTarget:
 
     faults: ServerFaults = attrs.field(factory=ServerFaults)
     dialect: Dialect = attrs.field(default=Dialect.GA, converter=Dialect)
+    #: a rules file (``standin/model/rules.py``): the server answers by it and hears the
+    #: words it listens for (relative to the scenario file); None: the echo model
+    model: Path | None = None
 
 
 def _url(_instance: Any, _attribute: attrs.Attribute, value: str) -> None:
@@ -234,7 +239,7 @@ class RemoteTarget:
 Target = Union[EmbeddedTarget, RemoteTarget]
 
 #: steps that ask for or wait on a response: none is for a transcription session
-_RESPONSE_STEPS = (Say, WaitResponse, BargeIn, Cancel, ExpectToolCall, AnswerToolCall)
+_RESPONSE_STEPS = (Say, WaitResponse, BargeIn, Cancel, ExpectToolCall, AnswerToolCall, Expect)
 
 
 # -- load shape -----------------------------------------------------------------------------

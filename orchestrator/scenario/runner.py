@@ -27,6 +27,7 @@ import math
 import os
 import random
 import secrets
+import sys
 import time
 from functools import partial
 from typing import Any, Callable
@@ -51,6 +52,7 @@ from orchestrator.scenario.spend import run_prices, spend_summary
 from orchestrator.scenario.metric_names import DECLARED
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
 from orchestrator.scenario.runmetrics import RunMetrics
+from orchestrator.scenario.expect import CheckLog, implicit_check_threshold
 from orchestrator.scenario.thresholds import evaluate
 from standin import EmbeddedServer, FaultPlan
 from orchestrator.telemetry import start_span
@@ -99,6 +101,8 @@ class _Run:
     connect_spans: dict[str, Any] = attrs.field(factory=dict)
     marks: list[dict[str, Any]] = attrs.field(factory=list)
     errors: list[dict[str, str]] = attrs.field(factory=list)
+    #: expect steps' outcomes per population, step and check (results.json "checks")
+    checks: CheckLog = attrs.field(factory=CheckLog)
     phase: str = ""
     #: SIP populations: ``SipOptions`` for one new call (None: no SIP side)
     sip_call: Callable[[], Any] | None = None
@@ -284,7 +288,8 @@ class _Run:
         self._start_connect_span(sid, "initial")
         driver = SessionDriver(sid, fleet, metrics, vad, span=span, sip=sip,
                                transcribe=population.session_type == "transcription",
-                               price=self.prices.get(population.protocol), budget=self.budget)
+                               price=self.prices.get(population.protocol), budget=self.budget,
+                               checks=self.checks, population=population.name)
         self.drivers[sid] = driver
         outcome = "failed"
         scope = trio.CancelScope()
@@ -469,6 +474,20 @@ def _proto_config(scenario: Scenario) -> ProtoSessionConfig:
     return ProtoSessionConfig.from_dict(scenario.session.to_session())
 
 
+def _rules_model(path: Any) -> Any:
+    """``target: {model: rules.yaml}``: the embedded server's rules model."""
+    from standin.model.rules import RulesError
+    from standin.voice_model import rules_model_config
+
+    try:
+        config, note = rules_model_config(path)
+    except RulesError as exc:
+        raise RunInputError(f"target.model: {exc}") from None
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    return config
+
+
 def _transcription_config(scenario: Scenario) -> ProtoSessionConfig:
     """A ``session_type: transcription`` population's config: the scenario's input side."""
     return ProtoSessionConfig.from_dict(scenario.session.to_transcription_session())
@@ -542,13 +561,15 @@ async def run_scenario(
         metrics.gauge("reconnect.success_rate", succeeded / decided if decided else 1.0,
                       series=False)
         elapsed = metrics.elapsed()
-        checked = evaluate(scenario.thresholds, make_lookup(metrics.registry, elapsed=elapsed))
+        checked = evaluate((*scenario.thresholds, *implicit_check_threshold(scenario)),
+                           make_lookup(metrics.registry, elapsed=elapsed))
         results = build_results(
             scenario, file=file, target=target_label, seed=seed, started=started_wall,
             elapsed=elapsed, metrics=metrics, thresholds=checked, marks=list(run.marks),
             errors=list(run.errors), interrupted=interrupted, running=running,
             spend=spend_summary(metrics, prices, budget),
         )
+        results["checks"] = run.checks.snapshot()
         results["rate_limits"] = {"seen": run.fleet.rate_limits.snapshot(),
                                   "admission": None if run.admission is None
                                   else run.admission.summary(scenario.session.model)}
@@ -573,6 +594,8 @@ async def run_scenario(
                                            attach_sessions=False)
                 sip_side = {"sip_port": 0, "webhook_secret": secret,
                             "webhook_url": await root.start(controller.serve)}
+            if target_spec.model is not None:
+                sip_side["model_config"] = _rules_model(target_spec.model)
             server = EmbeddedServer(api_keys={key}, faults=plan, **sip_side)
             control = ServerControl(server, root)
             url = await control.start()

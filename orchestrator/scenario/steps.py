@@ -7,6 +7,9 @@ value; the other fields sit beside it or inside a mapping under the kind key::
       wait: false
     - play: audio/hello.wav               # stream a file in real time, 20 ms chunks
       commit: true
+    - speak: "What's the weather in Paris?"   # synthesized offline (espeak-ng), streamed as play
+      voice: en-us                        # espeak-ng voice; rate: words a minute (160)
+    - expect: {said: /sunny/, within: 2s} # checks on the last finished turn (see Expect)
     - wait_response: {timeout: 10s}       # or: wait_response: 10s, or the bare string
     - wait_transcript: {timeout: 10s}     # the input transcript of an utterance
     - barge_in: {after: 300ms}            # or: barge_in: 300ms
@@ -29,6 +32,19 @@ Runner semantics:
   ``realtime: false``. ``commit``: true sends ``input_audio_buffer.commit`` and
   ``response.create`` after the file; false sends neither; None (default) does so only when
   turn detection is off (with VAD the server commits and responds by itself).
+* `Speak`: synthesizes ``text`` offline with the ``espeak-ng`` program (``voice``, ``rate`` in
+  words a minute, 200 ms of silence before and 400 ms after), resampled to 24 kHz PCM16 (G.711
+  on a call, as ``play``), cached per text/voice/rate, and streams it exactly as `Play` does
+  (``realtime``, ``commit`` alike). Without espeak-ng the step fails saying what to install.
+* `Expect`: checks the last finished turn (its ``response.done``); when no turn finished since
+  the previous ``expect`` (or the session's start), it first waits for one (at most
+  ``timeout``). ``said``: a ``/regex/`` (searched, case-insensitive) or plain text (contained,
+  case-insensitive) that the answer's text or audio transcript must match; ``contains``: text
+  it must contain; ``tool``: ``{name, args}``, a function call of that turn with that name and
+  (at least) those arguments; ``within``: the turn's first audio (else first text) came at most
+  that long after the turn began. Each failed check counts ``checks.failed`` (passed ones
+  ``checks.passed``) and is recorded with the words actually said; the session goes on (a
+  threshold such as ``checks.failed == 0`` decides the run).
 * `WaitResponse`: waits for the next ``response.done`` (at most ``timeout``).
 * `WaitTranscript`: takes the oldest input audio transcript
   (``conversation.item.input_audio_transcription.completed``) no step took yet, waiting for one
@@ -58,6 +74,7 @@ Runner semantics:
 """
 
 import json
+import re
 import string
 
 from pathlib import Path
@@ -65,13 +82,15 @@ from typing import Any, ClassVar, Union
 
 import attrs
 
-from .checks import at_least, non_empty, seconds, to_tuple
+from .checks import at_least, at_most, non_empty, optional_seconds, seconds, to_tuple
 from .durations import Duration
 from .errors import InvalidField
 
 __all__ = [
     "Say",
     "Play",
+    "Speak",
+    "Expect",
     "WaitResponse",
     "WaitTranscript",
     "BargeIn",
@@ -124,6 +143,69 @@ class Play:
     path: Path = attrs.field(converter=Path, validator=_audio_path)
     realtime: bool = True
     commit: bool | None = None
+
+
+def _voice(_instance: Any, _attribute: attrs.Attribute, value: str) -> None:
+    if not value or not all(c.isalnum() or c in "-_+/" for c in value):
+        raise InvalidField(f"expected an espeak-ng voice name (en-us, en-gb, en-us+f3), got {value!r}",
+                           ("voice",))
+
+
+@attrs.frozen
+class Speak:
+    kind: ClassVar[str] = "speak"
+    primary: ClassVar[str] = "text"
+
+    text: str = attrs.field(validator=non_empty)
+    voice: str = attrs.field(default="en-us", validator=_voice)
+    #: words a minute
+    rate: int = attrs.field(default=160, validator=[at_least(80), at_most(450)])
+    realtime: bool = True
+    commit: bool | None = None
+
+
+def _pattern(_instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is None:
+        return
+    if not value:
+        raise InvalidField("must not be empty", (attribute.name,))
+    if len(value) >= 2 and value.startswith("/") and value.endswith("/"):
+        try:
+            re.compile(value[1:-1])
+        except re.error as exc:
+            raise InvalidField(f"not a valid regular expression: {exc}", (attribute.name,)) from None
+
+
+def _tool_expectation(_instance: Any, _attribute: attrs.Attribute, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"]:
+        raise InvalidField("expected {name: <function>, args: {...}}", ("tool",))
+    extra = [k for k in value if k not in ("name", "args")]
+    if extra:
+        raise InvalidField(f"unknown key {extra[0]!r} (expected name, args)", ("tool", extra[0]))
+    if not isinstance(value.get("args", {}), dict):
+        raise InvalidField("expected a mapping of argument values", ("tool", "args"))
+
+
+def _some_check(instance: Any, _attribute: attrs.Attribute, _value: Any) -> None:
+    if instance.said is None and instance.contains is None and instance.tool is None \
+            and instance.within is None:
+        raise InvalidField("an expect needs at least one of said, contains, tool, within")
+
+
+@attrs.frozen
+class Expect:
+    kind: ClassVar[str] = "expect"
+    primary: ClassVar[str] = "said"
+
+    said: str | None = attrs.field(default=None, validator=_pattern)
+    contains: str | None = attrs.field(default=None, validator=_pattern)
+    tool: dict[str, Any] | None = attrs.field(default=None, validator=_tool_expectation)
+    within: Duration | None = attrs.field(default=None, converter=optional_seconds,
+                                          validator=_positive)
+    timeout: Duration = attrs.field(default=30.0, converter=seconds,
+                                    validator=[_positive, _some_check])
 
 
 @attrs.frozen
@@ -219,12 +301,12 @@ class AnswerToolCall:
     timeout: Duration = attrs.field(default=30.0, converter=seconds, validator=_positive)
 
 
-Step = Union[Say, Play, WaitResponse, WaitTranscript, BargeIn, Cancel, Pause, Repeat, Send,
-             ExpectToolCall, AnswerToolCall]
+Step = Union[Say, Play, Speak, Expect, WaitResponse, WaitTranscript, BargeIn, Cancel, Pause, Repeat,
+             Send, ExpectToolCall, AnswerToolCall]
 attrs.resolve_types(Repeat, globals())
 
 #: kind key -> step class
 STEP_KINDS: dict[str, type] = {
-    cls.kind: cls for cls in (Say, Play, WaitResponse, WaitTranscript, BargeIn, Cancel, Pause,
-                              Repeat, Send, ExpectToolCall, AnswerToolCall)
+    cls.kind: cls for cls in (Say, Play, Speak, Expect, WaitResponse, WaitTranscript, BargeIn, Cancel,
+                              Pause, Repeat, Send, ExpectToolCall, AnswerToolCall)
 }

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import numpy as np
 
 from standin.model import config as cfg
 from standin.model import transcription
@@ -51,6 +52,10 @@ class ModelConfig:
     transcription_delay_s: float = 0.0
     max_session_s: float = 3600.0
     max_recorded_events: int = 10_000
+    #: answers by rules (``standin.model.rules.Rules``; None: the echo model)
+    rules: Any = None
+    #: hears committed input audio (``standin.hearing.Hearing``; None: "audio of N ms")
+    hearing: Any = None
 
 
 @attrs.define(eq=False)
@@ -86,6 +91,9 @@ class RealtimeSession:
     limits: Any = None
     #: the time of the input being handled (what ``rate_limits.updated`` is announced at)
     _now: float = 0.0
+    #: input audio kept for the hearing model (``config.hearing``): samples from ``_kept_ms`` on
+    _kept: list[Any] = attrs.field(factory=list)
+    _kept_ms: float = 0.0
 
     @classmethod
     def create(
@@ -175,6 +183,8 @@ class RealtimeSession:
         self._audio_ms += PCM_24K.duration_ms(len(pcm) - len(pcm) % 2)
         out: list[Event] = []
         self._now = now
+        if self.config.hearing is not None:
+            self._kept.append(samples)
         self._feed_vad(samples, now, out)
         return out + self.handle_timer(now)
 
@@ -222,7 +232,10 @@ class RealtimeSession:
             raise ClientError("invalid_value", "audio must be base64-encoded", "audio") from None
         fmt = cfg.input_format(self.session)
         self._audio_ms += fmt.duration_ms(len(data))
-        self._feed_vad(fmt.decode(data), now, out)
+        samples = fmt.decode(data)
+        if self.config.hearing is not None:
+            self._kept.append(samples)
+        self._feed_vad(samples, now, out)
 
     def _feed_vad(self, samples: Any, now: float, out: list[Event]) -> None:
         if self._vad is None:
@@ -247,6 +260,7 @@ class RealtimeSession:
 
     def _on_clear(self, obj: Event, now: float, out: list[Event]) -> None:
         self._buffer_start_ms = self._audio_ms
+        self._kept, self._kept_ms = [], self._audio_ms
         self._reset_vad()
         out.append(self._ev("input_audio_buffer.cleared"))
 
@@ -377,7 +391,7 @@ class RealtimeSession:
         self._speech = None
         self._buffer_start_ms = end_ms
         duration = round(end_ms - start_ms)
-        transcript = f"audio of {duration} ms"
+        transcript = self._hear(start_ms, end_ms) or f"audio of {duration} ms"
         self._heard[item_id] = transcript
         self._audio_in_ms[item_id] = end_ms - start_ms
         item = {
@@ -402,6 +416,18 @@ class RealtimeSession:
             else:
                 out.extend(events)
 
+    def _hear(self, start_ms: float, end_ms: float) -> str | None:
+        """What the hearing model heard between ``start_ms`` and ``end_ms`` of the input audio
+        (None: no hearing model, or nothing it listens for); the audio before ``end_ms`` is let go."""
+        if self.config.hearing is None or not self._kept:
+            return None
+        rate = cfg.input_format(self.session).rate
+        kept = np.concatenate(self._kept)
+        first = max(0, round((start_ms - self._kept_ms) * rate / 1000))
+        last = max(first, round((end_ms - self._kept_ms) * rate / 1000))
+        self._kept, self._kept_ms = [kept[last:]], end_ms
+        return self.config.hearing.hear(kept[first:last], rate)
+
     def _start_response(
         self, now: float, modality: str, in_conversation: bool, context: list[dict[str, Any]], metadata: Any,
         tools: list[dict[str, Any]] | None = None, tool_choice: Any = None,
@@ -410,7 +436,7 @@ class RealtimeSession:
             self._idle_due = None
         if tools is None:
             tools, tool_choice = self.session.get("tools") or [], self.session.get("tool_choice", "auto")
-        reply = plan_reply(context, tools, tool_choice, self._heard)
+        reply = plan_reply(context, tools, tool_choice, self._heard, self.config.rules)
         words = split_words(reply) if isinstance(reply, str) else []
         out_fmt = cfg.output_format(self.session)
         audio = []

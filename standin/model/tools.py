@@ -37,6 +37,7 @@ import attrs
 from standin.model.conversation import item_text
 from standin.model.events import ClientError
 from standin.model.response import reply_for
+from standin.model.rules import Rules, fill, fill_args
 
 __all__ = ["ToolCall", "check_tool_choice", "check_tools", "plan_reply", "tool_answer"]
 
@@ -101,20 +102,61 @@ def check_tool_choice(value: Any, tools: list[dict[str, Any]], param: str) -> An
 # -- the rule ------------------------------------------------------------------------------------
 
 def plan_reply(
-    context: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any, heard: dict[str, str]
+    context: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any, heard: dict[str, str],
+    rules: Rules | None = None,
 ) -> ToolCall | str:
-    """A :class:`ToolCall`, or the text the model says (see the module docstring)."""
+    """A :class:`ToolCall`, or the text the model says (see the module docstring); with
+    ``rules``, those answer first (see `standin.model.rules`)."""
     last_user = max((i for i, item in enumerate(context) if item.get("role") == "user"), default=-1)
     turn = context[last_user + 1:]
     outputs = [item for item in turn if item.get("type") == "function_call_output"]
-    if outputs:
-        return tool_answer(context, outputs)
     user = context[last_user] if last_user >= 0 else None
     words = (item_text(user) or heard.get(user["id"], "")) if user else ""
+    if outputs:
+        if rules is not None:
+            text = _rules_after_call(rules, context, outputs, words)
+            if text is not None:
+                return text
+        return tool_answer(context, outputs)
+    if rules is not None:
+        planned = _rules_plan(rules, words, tools, tool_choice)
+        if planned is not None:
+            return planned
     tool = _chosen(_functions(tools), tool_choice, words)
     if tool is None:
         return reply_for(words)
     return ToolCall(tool["name"], json.dumps(_arguments(tool.get("parameters"), words), separators=(", ", ": ")))
+
+
+def _rules_plan(rules: Rules, words: str, tools: Any, tool_choice: Any) -> ToolCall | str | None:
+    callable_names = set() if tool_choice == "none" or isinstance(tool_choice, dict) \
+        else {t["name"] for t in _functions(tools)}
+    found = rules.answer(words, callable_names)
+    if found is None:
+        return rules.default
+    rule, fields = found
+    if rule.call_name is not None:
+        return ToolCall(rule.call_name, json.dumps(fill_args(rule.call_args, fields), separators=(", ", ": ")))
+    return fill(rule.say or "", fields)
+
+
+def _rules_after_call(rules: Rules, context: list[dict[str, Any]], outputs: list[dict[str, Any]],
+                      words: str) -> str | None:
+    calls = {item.get("call_id"): item for item in context if item.get("type") == "function_call"}
+    said = []
+    for output in outputs:
+        call = calls.get(output.get("call_id")) or {}
+        found = rules.after_call(words, str(call.get("name")))
+        if found is None:
+            return None
+        rule, fields = found
+        try:
+            args = json.loads(call.get("arguments") or "{}")
+        except ValueError:
+            args = {}
+        values = {**(args if isinstance(args, dict) else {}), **fields, "output": output.get("output", "")}
+        said.append(fill(rule.then or "", values))
+    return " ".join(said)
 
 
 def tool_answer(context: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> str:
