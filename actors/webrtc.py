@@ -11,7 +11,8 @@ One connection:
 
 1. an :class:`~actors.rtc.peer.RtcPeer` makes an offer: the ``oai-events`` data channel
    and one sendrecv audio track, ICE gathered (loopback-only when the target is loopback);
-2. ``POST {base}/v1/realtime/calls`` with the SDP (``Content-Type: application/sdp``,
+2. ``POST {base}/v1/realtime/calls`` (or ``params.endpoint.calls_url()``: Azure's
+   ``{endpoint}/openai/realtime/calls?api-version=…``) with the SDP (``Content-Type: application/sdp``,
    ``Authorization: Bearer ek_…``); ``201`` gives the answer and
    ``Location: /v1/realtime/calls/{call_id}`` (published as an ``info`` event).
    401/403 → ``AUTH``; 429 and 5xx → ``DROPPED``; other statuses → ``FATAL``; network
@@ -67,6 +68,7 @@ from actors.rtc.loop import RtcLoop, current_rtc_loop, open_rtc_loop
 from actors.rtc.media import RtcError
 from actors.rtc.peer import RtcPeer
 from actors.proto.realtime.events import encode_client_event
+from actors.endpoint import OpenAIEndpoint, realtime_calls_url
 from actors.websocket import ConnectParams, live_ws_url
 
 if TYPE_CHECKING:
@@ -108,21 +110,6 @@ class RtcOptions:
     dtx: bool = False
 
 
-def realtime_calls_url(base: str) -> str:
-    """``{base}/v1/realtime/calls`` from an http(s)/ws(s) base URL (path ``/v1`` optional)."""
-    parts = urlsplit(base)
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("http", "https"):
-        raise ValueError(f"not an http or websocket URL: {base!r}")
-    path = parts.path.rstrip("/")
-    for suffix in ("/realtime/calls", "/realtime"):
-        if path.endswith("/v1" + suffix):
-            path = path[: -len(suffix)]
-    if not path.endswith("/v1"):
-        path += "/v1"
-    return urlunsplit((scheme, parts.netloc, path + "/realtime/calls", "", ""))
-
-
 def live_sessions_url(base: str) -> str:
     """``{base}/v1/live/sessions`` as an http(s) URL (GPT-Live's WebRTC session creation)."""
     parts = urlsplit(live_ws_url(base))
@@ -153,7 +140,8 @@ async def _connection(
 ) -> ActorExit:
     live = link.core.edge is not None  # GPT-Live: POST /v1/live/sessions, JSON both ways
     try:
-        url = live_sessions_url(params.url) if live else realtime_calls_url(params.url)
+        url = live_sessions_url(params.url) if live else (
+            params.endpoint or OpenAIEndpoint(params.url)).calls_url()
     except ValueError as exc:
         return ActorExit(ExitReason.FATAL, None, str(exc))
     peer = RtcPeer(
@@ -199,9 +187,11 @@ async def _connection(
 async def _post_offer(
     url: str, params: ConnectParams, offer: str, state: InboundState
 ) -> str | ActorExit:
+    endpoint = params.endpoint or OpenAIEndpoint(params.url)
     headers = {
+        **dict(endpoint.headers),
         **dict(params.extra_headers),
-        "Authorization": f"Bearer {params.credential.reveal()}",
+        **dict(endpoint.auth_headers(params.credential)),
         "Content-Type": "application/sdp",
     }
     path = urlsplit(url).path

@@ -5,7 +5,8 @@ under trio; ``ConnectParams.engine="websockets"``, the default) or trio-websocke
 (``engine="trio-websocket"``); the actor behaves the same over either.
 
 ``run_websocket(link, params, task_status=...)`` opens ``{url}/v1/realtime?model=…`` (or
-``?call_id=…``) with ``Authorization: Bearer …``, waits for ``session.created``, calls
+``?call_id=…``) with ``Authorization: Bearer …`` (or what ``params.endpoint`` says: Azure's
+``/openai/realtime?api-version=…&deployment=…`` with ``api-key``, :mod:`actors.endpoint`), waits for ``session.created``, calls
 ``task_status.started()`` (the session is *connected* only then), and from there:
 
 * a reader turns every incoming frame into ``server`` events, or ``protocol_error`` events
@@ -26,7 +27,7 @@ import math
 import socket
 import ssl
 from typing import Callable
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import attrs
 import trio
@@ -40,6 +41,7 @@ from trio_websocket import (
 from wsproto.events import TextMessage
 
 from actors.credentials import Secret, redact
+from actors.endpoint import Endpoint, OpenAIEndpoint, realtime_ws_url, ws_url
 from actors.events import EventKind
 from actors.exits import ActorExit, ExitReason, live_closed_exit
 from actors.inbound import InboundState, end_quiet_answers, handle_incoming
@@ -74,6 +76,9 @@ class ConnectParams:
     max_message_size: int = 64 * 2**20
     message_queue_size: int = 256
     extra_headers: tuple[tuple[str, str], ...] = ()
+    #: the service's paths and auth header shape (None: OpenAI's under ``url``); see
+    #: :mod:`actors.endpoint` (Azure OpenAI, generic targets with headers of their own)
+    endpoint: Endpoint | None = None
     #: publish a ``sent`` event for audio appends too (off: they are only counted)
     echo_audio: bool = False
     #: send a ping this often (None: never); no pong within ``ping_timeout`` means the peer
@@ -86,37 +91,11 @@ class ConnectParams:
     engine: str = attrs.field(default="websockets", validator=attrs.validators.in_(("websockets", "trio-websocket")))
 
 
-def _ws_url(base: str, endpoint: str, query: str = "") -> str:
-    """``{base}/v1/{endpoint}`` as a ws(s) URL from an http(s)/ws(s) base (``/v1`` optional)."""
-    parts = urlsplit(base)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("ws", "wss"):
-        raise ValueError(f"not a websocket or http URL: {base!r}")
-    path = parts.path.rstrip("/")
-    if not path.endswith(f"/v1/{endpoint}"):
-        path = (path if path.endswith("/v1") else path + "/v1") + f"/{endpoint}"
-    return urlunsplit((scheme, parts.netloc, path, query, ""))
-
-
 def live_ws_url(base: str, attach: str | None = None) -> str:
     """``{base}/v1/live/sessions`` (GPT-Live: no query string; the model is in session.start),
     or a sideband's ``{base}/v1/live/sessions/{attach}/attach``."""
-    url = _ws_url(base, "live/sessions")
+    url = ws_url(base, "live/sessions")
     return url if attach is None else f"{url}/{attach}/attach"
-
-
-def realtime_ws_url(base: str, *, model: str | None, call_id: str | None,
-                    intent: str | None = None) -> str:
-    """``{base}/v1/realtime?model=…`` from an http(s)/ws(s) base URL (path ``/v1`` optional);
-    ``?call_id=…`` for a sideband, ``?intent=transcription`` for a transcription session."""
-    if intent is not None:
-        if call_id is not None:
-            raise ValueError("a sideband (call_id) has no intent")
-        return _ws_url(base, "realtime", urlencode({"intent": intent}))
-    if (model is None) == (call_id is None):
-        raise ValueError("exactly one of model and call_id must be given")
-    query = urlencode({"model": model} if model is not None else {"call_id": call_id})
-    return _ws_url(base, "realtime", query)
 
 
 async def run_websocket(
@@ -126,15 +105,16 @@ async def run_websocket(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> ActorExit:
     live = link.core.edge is not None
-    url = live_ws_url(params.url, params.call_id) if live else realtime_ws_url(
-        params.url, model=params.model, call_id=params.call_id, intent=params.intent)
+    endpoint = params.endpoint or OpenAIEndpoint(params.url)
+    url = live_ws_url(params.url, params.call_id) if live else endpoint.websocket_url(
+        model=params.model, call_id=params.call_id, intent=params.intent)
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     host = parts.hostname or "127.0.0.1"
     port = parts.port or (443 if secure else 80)
     host_header = parts.netloc
     resource = f"{parts.path}?{parts.query}" if parts.query else parts.path
-    headers = [("Authorization", f"Bearer {params.credential.reveal()}"), *params.extra_headers]
+    headers = [*endpoint.auth_headers(params.credential), *endpoint.headers, *params.extra_headers]
     core = link.core
     # We own the TCP stream (rather than open_websocket_url) so that it is always closed, also
     # after an abortive close, where trio-websocket 0.12 leaves it open.
