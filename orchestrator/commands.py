@@ -496,15 +496,18 @@ def _live_page(args: argparse.Namespace, scenario):  # type: ignore[no-untyped-d
         return None
     from orchestrator.report.live import LivePage
     from orchestrator.scenario.model import RemoteTarget
+    from orchestrator.scenario.remote import secret_values
     from orchestrator.scenario.results import redact_text
 
     remote = scenario.target if args.target is None else (
         None if args.target == "embedded" else RemoteTarget(url=args.target))
-    key = os.environ.get(remote.api_key_env, "") if isinstance(remote, RemoteTarget) else ""
+    keys = [k for k in secret_values(remote, os.environ) if len(k) >= 8]
 
     def scrub(text: str) -> str:
         text = redact_text(text)
-        return text.replace(key, "[redacted]") if len(key) >= 8 else text
+        for key in keys:
+            text = text.replace(key, "[redacted]")
+        return text
 
     return LivePage(scrub=scrub)
 

@@ -18,7 +18,10 @@ it once it has ended); ``SessionStatus.connected_since`` is wall-clock epoch sec
 
 ``open_fleet(target=…)`` takes ``"embedded"`` (start the embedded realtime-compatible server
 in the fleet's nursery with a generated key) or a base URL (``https://api.openai.com``,
-``ws://127.0.0.1:8765``) with ``api_key=`` or ``OPENAI_API_KEY``.
+``ws://127.0.0.1:8765``) with ``api_key=`` or ``OPENAI_API_KEY``, or an
+:class:`~actors.endpoint.Endpoint` (``AzureEndpoint(...)`` for Azure OpenAI,
+``OpenAIEndpoint(url, headers=...)`` for a service that wants headers of its own); a bearer
+token fetched by a command (Entra ID) is ``token_source=TokenCommand(...)``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import attrs
 import trio
 
 from actors.credentials import Secret
+from actors.endpoint import Endpoint, OpenAIEndpoint
 from actors.events import ConnectionState, EventKind, Transport
 from actors.link import SessionLink
 from actors.proto.client import ClientCore
@@ -46,6 +50,7 @@ from actors.proto.client_values import DEFAULT_MAX_RESTORE_BYTES
 from actors.proto.session import SessionConfig
 from actors.websocket import ConnectParams, run_websocket
 from orchestrator.keys import KeyManager, refresh_ahead
+from orchestrator.token_source import TokenCommand
 from orchestrator.policy import Backoff, RestartPolicy
 from orchestrator.ratelimits import CONNECTIONS, RateLimitTracker, rate_limited_category
 from orchestrator.router import EventFilter, Router, Subscription
@@ -186,6 +191,8 @@ class Fleet:
     rate_limits: RateLimitTracker = attrs.field(factory=RateLimitTracker)
     #: each session's model (what its rate limits are tracked under)
     _models: dict[str, str] = attrs.field(factory=dict)
+    #: the service's paths and auth header shape (None: OpenAI's under ``url``)
+    endpoint: Endpoint | None = None
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -239,6 +246,8 @@ class Fleet:
         # A ?call_id= sideband socket re-attaches to a live call: restore the config, never
         # replay the conversation into it (that would duplicate the call's history).
         if protocol == "live":
+            if self.endpoint is not None and not isinstance(self.endpoint, OpenAIEndpoint):
+                raise FleetError("protocol='live' sessions need an OpenAI-shaped target")
             if transport is Transport.SIP:
                 raise FleetError("protocol='live' sessions run over WebSocket or WebRTC "
                                  "(a SIP call reaches Live through a sideband: SipController)")
@@ -261,6 +270,7 @@ class Fleet:
                                                         or self.default_model),
             call_id=call_id,
             intent="transcription" if transcribes else None,
+            **({"endpoint": self.endpoint} if self.endpoint is not None else {}),
             **merged,
         )
         self._models[sid] = self.model_of(config, connect.model)
@@ -439,7 +449,7 @@ class Fleet:
 
 @asynccontextmanager
 async def open_fleet(
-    target: str = "embedded",
+    target: str | Endpoint = "embedded",
     *,
     api_key: str | Secret | None = None,
     key_mode: str = "ephemeral",
@@ -459,6 +469,7 @@ async def open_fleet(
     max_restore_bytes: int = DEFAULT_MAX_RESTORE_BYTES,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    token_source: TokenCommand | None = None,
 ) -> AsyncIterator[Fleet]:
     """Open a fleet; on exit every session is closed and the embedded server stopped.
 
@@ -486,7 +497,10 @@ async def open_fleet(
 
             await stack.enter_async_context(open_rtc_loop())
         nursery = await stack.enter_async_context(trio.open_nursery())
-        if target == "embedded":
+        endpoint = None if isinstance(target, str) else target
+        if endpoint is not None:
+            url = endpoint.base
+        elif target == "embedded":
             from standin import EmbeddedServer
 
             if server is None:
@@ -499,6 +513,7 @@ async def open_fleet(
         keys = KeyManager(
             url, secret, mode=key_mode, ttl=key_ttl,
             session={"type": "realtime", "model": (config.model if config else model)},
+            endpoint=endpoint, source=token_source,
         )
         router = Router()
         supervisor = Supervisor(nursery, keys, random.Random(seed))
@@ -506,7 +521,7 @@ async def open_fleet(
             nursery, url, keys, router, supervisor, config, model, backoff,
             RestartPolicy(policy), max_restarts, restart_window, dict(connect_params or {}), server,
             webrtc=webrtc, max_sessions=max_sessions, rtc_options=rtc_options,
-            max_restore_bytes=max_restore_bytes,
+            max_restore_bytes=max_restore_bytes, endpoint=endpoint,
         )
         nursery.start_soon(refresh_ahead, keys)
         if metrics_port is not None:

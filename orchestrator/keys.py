@@ -10,8 +10,13 @@
   (``credential(force=True)``).  Concurrent callers share one mint (single flight), so a
   reconnect storm of a thousand sessions costs one HTTP request.
 
-The standard key comes from the constructor or ``OPENAI_API_KEY``.  Secrets are
-:class:`~actors.credentials.Secret` values: never in reprs, logs, events or errors.
+The standard key comes from the constructor or ``OPENAI_API_KEY``, or from a ``source``: a
+:class:`~orchestrator.token_source.TokenCommand` whose bearer token (an Entra ID token for
+Azure OpenAI) is fetched again near its expiry and when the service refused it
+(``credential(force=True)`` in ``direct`` mode; a 401 from the mint in ``ephemeral`` mode).
+An ``endpoint`` (:mod:`actors.endpoint`) says where the mint goes and how the standard key
+is sent (Azure: ``{endpoint}/openai/realtime/client_secrets?api-version=…``, ``api-key``).
+Secrets are :class:`~actors.credentials.Secret` values: never in reprs, logs, events or errors.
 
 Errors::
 
@@ -32,6 +37,8 @@ import httpx
 import trio
 
 from actors.credentials import Secret, redact
+from actors.endpoint import Endpoint, OpenAIEndpoint
+from orchestrator.token_source import TokenCommand, TokenCommandError
 
 __all__ = ["KeyManager", "KeyManagerError", "MissingApiKey", "KeyMintError"]
 
@@ -63,6 +70,10 @@ class KeyManager:
     clock: Callable[[], float] = time.time
     http: httpx.AsyncClient | None = None
     timeout: float = 10.0
+    #: where the mint goes and how the standard key is sent (None: OpenAI's under base_url)
+    endpoint: Endpoint | None = None
+    #: fetches the standard credential (a bearer token) instead of ``api_key``
+    source: TokenCommand | None = None
     _current: Secret | None = attrs.field(default=None, init=False)
     _minting: trio.Event | None = attrs.field(default=None, init=False)
     _mint_error: KeyManagerError | None = attrs.field(default=None, init=False)
@@ -74,13 +85,29 @@ class KeyManager:
     def __attrs_post_init__(self) -> None:
         if self.mode not in ("direct", "ephemeral"):
             raise ValueError(f"key mode must be 'direct' or 'ephemeral', not {self.mode!r}")
-        if self.api_key is None:
+        if self.api_key is None and self.source is None:
             env = os.environ.get("OPENAI_API_KEY")
             if env:
                 self.api_key = Secret(env, kind="api_key")
 
     def __repr__(self) -> str:
         return f"KeyManager(base_url={self.base_url!r}, mode={self.mode}, key={self.api_key!r})"
+
+    @property
+    def refreshable(self) -> bool:
+        """Whether asking again (``force=True``) can give a different credential."""
+        return self.mode == "ephemeral" or self.source is not None
+
+    async def standard(self, *, force: bool = False) -> Secret:
+        """The standard credential: the API key, or the source's (fresh) token."""
+        if self.source is not None:
+            try:
+                return await self.source.token(force=force)
+            except TokenCommandError as exc:
+                raise MissingApiKey(str(exc)) from None
+        if self.api_key is None:
+            raise MissingApiKey("no API key: set OPENAI_API_KEY or pass api_key")
+        return self.api_key
 
     @property
     def current(self) -> Secret | None:
@@ -91,10 +118,9 @@ class KeyManager:
         self._current = None
 
     async def credential(self, *, force: bool = False) -> Secret:
-        if self.api_key is None:
-            raise MissingApiKey("no API key: set OPENAI_API_KEY or pass api_key")
         if self.mode == "direct":
-            return self.api_key
+            return await self.standard(force=force)
+        await self.standard()  # fails early (MissingApiKey) when there is none
         current = self._current
         if not force and current is not None and not current.expired(self.clock(), self.refresh_margin):
             return current
@@ -128,12 +154,21 @@ class KeyManager:
             event.set()
 
     async def _request(self) -> Secret:
-        assert self.api_key is not None
+        secret = await self._mint_with(await self.standard(), fresh_on_401=self.source is not None)
+        if secret is None:  # the source's token was refused: mint again with a fresh one
+            secret = await self._mint_with(await self.standard(force=True), fresh_on_401=False)
+        assert secret is not None
+        return secret
+
+    async def _mint_with(self, standard: Secret, *, fresh_on_401: bool) -> Secret | None:
+        """A client secret minted with ``standard``; None when refused with 401 and
+        ``fresh_on_401`` (the caller fetches a fresh token and tries once more)."""
         body: dict[str, Any] = {"expires_after": {"anchor": "created_at", "seconds": self.ttl}}
         if self.session is not None:
             body["session"] = self.session
-        url = self.base_url.rstrip("/") + "/v1/realtime/client_secrets"
-        headers = {"Authorization": f"Bearer {self.api_key.reveal()}"}
+        endpoint = self.endpoint or OpenAIEndpoint(self.base_url)
+        url = endpoint.client_secrets_url()
+        headers = {**dict(endpoint.headers), **dict(endpoint.auth_headers(standard))}
         client = self.http
         try:
             if client is None:
@@ -143,10 +178,12 @@ class KeyManager:
                 response = await client.post(url, json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
             # httpx errors can carry the request (and its headers): keep only the class and text.
-            message = redact(f"{type(exc).__name__}: {_reason(exc)}", self.api_key)
+            message = redact(f"{type(exc).__name__}: {_reason(exc)}", standard)
             raise KeyMintError(f"client secret request failed: {message}") from None
+        if response.status_code == 401 and fresh_on_401:
+            return None
         if response.status_code != 200:
-            detail = redact(_error_message(response), self.api_key)
+            detail = redact(_error_message(response), standard)
             raise KeyMintError(
                 f"client secret request refused: HTTP {response.status_code}: {detail}",
                 status=response.status_code,

@@ -191,7 +191,7 @@ class Supervisor:
                 self._to(child, S.RECONNECTING, exit.detail)
                 continue
             if exit.reason is ExitReason.AUTH:
-                if self.keys.mode == "ephemeral" and not auth_retried:
+                if self.keys.refreshable and not auth_retried:  # a new secret or token
                     auth_retried = True
                     force_key = True
                 else:

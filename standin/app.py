@@ -14,6 +14,11 @@ Routes:
 * ``GET|POST /_rtfleet/faults``: inject a fault now (API key; ``control.py``).
 * WebSocket ``/v1/realtime``: see ``sessions/websocket.py``; ``/v1/live/sessions`` (GPT-Live):
   see ``sessions/live_ws.py``.
+* Azure OpenAI's shapes of the realtime paths (``/openai/realtime?api-version=…&deployment=…``,
+  ``/openai/realtime/{client_secrets,calls}``, ``/openai/v1/realtime…``, header ``api-key``) are
+  rewritten to the above first: ``front/azure.py``.
+* ``required_headers`` (a server option: a generic target's headers must arrive): a request
+  without them gets ``401`` ``missing_required_header`` (a WebSocket upgrade too, as HTTP).
 * Anything else: ``404`` (``405`` for a known path with another method), WebSocket ``403``.
 
 HTTP errors use the OpenAI JSON shape ``{"error": {"message", "type", "param", "code"}}``.
@@ -31,6 +36,7 @@ from standin.sessions.rtc_route import handle_calls, is_calls_path
 from standin.keys.client_secrets import mint_from_body
 from standin.control import CONTROL_FAULTS_PATH, handle_fault_control
 from standin.demo.routes import DEMO_PATHS, handle_demo
+from standin.front.azure import AzureRefusal, azure_scope, is_azure_path
 from standin.front.responses import error_body, respond_json
 from standin.sessions.live_rtc import handle_live_create
 from standin.sessions.live_ws import LIVE_PATH, attach_id, handle_live_websocket
@@ -51,6 +57,16 @@ class RealtimeApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         kind = scope["type"]
+        if kind in ("http", "websocket"):
+            refusal = _admission(self.server, scope)
+            if isinstance(refusal, tuple):
+                if kind == "websocket":
+                    await receive()  # websocket.connect
+                    await _deny_websocket(scope, send, *refusal)
+                else:
+                    await respond_json(send, *refusal)
+                return
+            scope = refusal
         if kind == "lifespan":
             await _lifespan(receive, send)
         elif kind == "http":
@@ -110,6 +126,23 @@ class RealtimeApp:
             await respond_json(send, 200, minted)
 
 
+def _admission(server: Any, scope: dict[str, Any]) -> dict[str, Any] | tuple[int, dict[str, Any]]:
+    """The scope to serve (Azure shapes rewritten), or ``(status, error body)`` to refuse."""
+    required = getattr(server, "required_headers", None)
+    if required:
+        sent = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        for name, value in required.items():
+            if sent.get(name.lower()) != value:
+                message = f"Missing or wrong required header: {name}."  # never the value
+                return 401, error_body(message, "missing_required_header", param=name)
+    if is_azure_path(scope["path"].rstrip("/")):
+        try:
+            return azure_scope(scope)
+        except AzureRefusal as refusal:
+            return 400, error_body(refusal.message, "missing_required_parameter", param=refusal.param)
+    return scope
+
+
 async def _unknown_websocket_path(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """A WebSocket upgrade on a path the service does not have: a JSON 404 that says which path
     is (servers without the ASGI denial-response extension answer a bare 403)."""
@@ -117,13 +150,18 @@ async def _unknown_websocket_path(scope: dict[str, Any], receive: Any, send: Any
     path = scope["path"]
     hint = (f"Unknown WebSocket path {path}: the realtime endpoint is {REALTIME_PATH}?model=... "
             "(an SDK's base_url ends in /v1, e.g. http://127.0.0.1:8765/v1)")
+    await _deny_websocket(scope, send, 404, error_body(hint, "not_found"))
+
+
+async def _deny_websocket(scope: dict[str, Any], send: Any, status: int, body: dict[str, Any]) -> None:
+    """Answer an upgrade with an HTTP error (servers without the ASGI denial-response
+    extension answer a bare 403)."""
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
         return
-    body = json.dumps(error_body(hint, "not_found")).encode()
-    await send({"type": "websocket.http.response.start", "status": 404,
+    await send({"type": "websocket.http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "websocket.http.response.body", "body": body})
+    await send({"type": "websocket.http.response.body", "body": json.dumps(body).encode()})
 
 
 async def _lifespan(receive: Any, send: Any) -> None:

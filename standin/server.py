@@ -105,6 +105,9 @@ class EmbeddedServer:
     #: ``rtfleet serve`` sets it); None: the path answers 404
     fault_control: Callable[[Any], Awaitable[tuple[dict[str, Any], Any]]] | None = attrs.field(
         default=None, repr=False)
+    #: headers every HTTP request and WebSocket upgrade must carry, with these values (a
+    #: generic target's ``headers`` proven sent); missing or wrong: ``401``
+    required_headers: dict[str, str] = attrs.field(factory=dict, repr=False)
     #: SIP calls accepted without a webhook get this session config (None: the defaults)
     sip_session: dict[str, Any] | None = None
     #: the webhook events announcing a SIP call (``realtime.call.incoming`` and/or GPT-Live's

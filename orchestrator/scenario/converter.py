@@ -53,6 +53,7 @@ from .model import (
     TurnDetection,
 )
 from .steps import STEP_KINDS, Play, Step
+from .targets import AUTH_TYPES, AzureAuth, AzureTarget, _api_version
 from .thresholds import Threshold, parse_threshold
 
 __all__ = ["converter", "structure_scenario", "base_dir"]
@@ -243,6 +244,8 @@ _PREPARE: dict[type, Callable[[Any], Any]] = {
     AudioFormat: _audio_format,
     Transcription: _transcription,
     Population: _population,
+    AzureTarget: lambda value: {**value, "api_version": _api_version(value["api_version"])}
+    if isinstance(value, Mapping) and "api_version" in value else value,
 }
 
 
@@ -406,7 +409,17 @@ def _structure_target(value: Any, _: Any) -> Target:
         raise InvalidField(f"expected 'embedded', a wss:// URL or a mapping; got {value!r}{hint}")
     if not isinstance(value, Mapping):
         raise InvalidField(f"expected 'embedded', a wss:// URL or a mapping; got {describe(value)}")
-    allowed = ["url", "api_key_env", "dialect", "faults", "model"]
+    if "azure" in value:
+        others = [key for key in value if key != "azure"]
+        if others:
+            message = f"{others[0]!r} does not go beside azure: (put endpoint, auth, headers inside it)"
+            raise InvalidField(message, (others[0],), at_key=True)
+        azure = value["azure"]
+        if not isinstance(azure, Mapping):
+            message = f"expected a mapping (endpoint, deployment, api_version, auth), got {describe(azure)}"
+            raise InvalidField(message, ("azure",))
+        return _prefixed(("azure",), lambda: converter.structure(azure, AzureTarget))
+    allowed = ["url", "api_key_env", "dialect", "headers", "azure", "faults", "model"]
     for key in value:
         if key not in allowed:
             raise InvalidField(unknown_key(key, allowed), (key,), at_key=True)
@@ -430,6 +443,30 @@ def _structure_target(value: Any, _: Any) -> Target:
             raise InvalidField(f"rules file not found: {path}", ("model",))
         target = attrs.evolve(target, model=path.resolve())
     return target
+
+
+def _prefixed(prefix: tuple, build: Callable[[], Any]) -> Any:
+    try:
+        return build()
+    except Exception as exc:  # noqa: BLE001 - re-raised located under ``prefix``
+        raise InvalidField.many(problems_of(exc, prefix)) from None
+
+
+def _structure_azure_auth(value: Any, _: Any) -> AzureAuth:
+    """``auth: api_key`` / ``auth: token`` (the type, default env), or the mapping."""
+    if isinstance(value, str):
+        if value not in AUTH_TYPES:
+            hint = did_you_mean(value, AUTH_TYPES)
+            raise InvalidField(f"unknown auth type {value!r}; expected api_key or token{hint}")
+        return AzureAuth(type=value)
+    if not isinstance(value, Mapping):
+        raise InvalidField(f"expected api_key, token or a mapping (type, env, command); got {describe(value)}")
+    kind = value.get("type", "api_key")
+    if kind not in AUTH_TYPES:
+        hint = did_you_mean(kind, AUTH_TYPES)
+        message = f"unknown auth type {describe(kind)}; expected api_key or token{hint}"
+        raise InvalidField(message, ("type",))
+    return _azure_auth_hook(value, AzureAuth)
 
 
 def _structure_turn_detection(value: Any, _: Any) -> Any:
@@ -477,6 +514,8 @@ converter.register_structure_hook_factory(attrs.has, _attrs_hook)
 converter.register_structure_hook(Step, _structure_step)
 converter.register_structure_hook(FaultEvent, _structure_fault)
 converter.register_structure_hook(Target, _structure_target)
+_azure_auth_hook = converter.get_structure_hook(AzureAuth)
+converter.register_structure_hook(AzureAuth, _structure_azure_auth)
 converter.register_structure_hook(TurnDetection, _structure_turn_detection)
 converter.register_structure_hook(Threshold, _structure_threshold)
 _modalities_hook = _tuple_hook(tuple[Modality, ...])

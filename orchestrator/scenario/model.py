@@ -35,6 +35,7 @@ from orchestrator.usage import Price
 
 from .admission import RateLimits
 from .budget import Budget
+from .targets import AzureAuth, AzureTarget, check_headers
 from .steps import AnswerToolCall, BargeIn, Cancel, Expect, ExpectToolCall, Repeat, Say, Send, Step, WaitResponse
 from .thresholds import Threshold, parse_threshold
 
@@ -50,6 +51,8 @@ __all__ = [
     "SessionConfig",
     "EmbeddedTarget",
     "RemoteTarget",
+    "AzureTarget",
+    "AzureAuth",
     "Target",
     "Phase",
     "Population",
@@ -227,16 +230,22 @@ def _url(_instance: Any, _attribute: attrs.Attribute, value: str) -> None:
         raise InvalidField(message, ("url",))
 
 
+def _headers(_instance: Any, _attribute: attrs.Attribute, value: dict[str, str]) -> None:
+    check_headers(value)
+
+
 @attrs.frozen
 class RemoteTarget:
-    """A real service; the key is read from the environment variable ``api_key_env``."""
+    """A real service; the key is read from the environment variable ``api_key_env``.
+    ``headers`` go on every request (``${NAME}`` expands an environment variable at run time)."""
 
     url: str = attrs.field(validator=_url)
     api_key_env: str = attrs.field(default="OPENAI_API_KEY", validator=non_empty)
     dialect: Dialect = attrs.field(default=Dialect.GA, converter=Dialect)
+    headers: dict[str, str] = attrs.field(factory=dict, validator=_headers)
 
 
-Target = Union[EmbeddedTarget, RemoteTarget]
+Target = Union[EmbeddedTarget, RemoteTarget, AzureTarget]
 
 #: steps that ask for or wait on a response: none is for a transcription session
 _RESPONSE_STEPS = (Say, WaitResponse, BargeIn, Cancel, ExpectToolCall, AnswerToolCall, Expect)

@@ -51,6 +51,7 @@ from orchestrator.scenario.driver import BudgetReached, SessionDriver, StepFaile
 from orchestrator.scenario.spend import run_prices, spend_summary
 from orchestrator.scenario.metric_names import DECLARED
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
+from orchestrator.scenario.remote import remote_access
 from orchestrator.scenario.runmetrics import RunMetrics
 from orchestrator.scenario.expect import CheckLog, implicit_check_threshold
 from orchestrator.scenario.thresholds import evaluate
@@ -534,12 +535,18 @@ async def run_scenario(
     target_spec = scenario.target
     if target is not None:
         target_spec = EmbeddedTarget() if target == "embedded" else RemoteTarget(url=target)
-    if isinstance(target_spec, RemoteTarget) and not os.environ.get(target_spec.api_key_env):
-        raise RunError(f"no API key: set {target_spec.api_key_env} for target {target_spec.url}")
-    if isinstance(target_spec, RemoteTarget):
-        problem = await _unreachable(target_spec.url)
+    remote = None
+    if not isinstance(target_spec, EmbeddedTarget):  # OpenAI, Azure OpenAI, generic (remote.py)
+        try:
+            remote = remote_access(target_spec, os.environ)
+        except LookupError as exc:
+            raise RunError(str(exc)) from None
+        problem = await _unreachable(remote.endpoint.base)
         if problem is not None:
-            raise RunError(f"target {target_spec.url} unreachable: {problem}")
+            raise RunError(f"target {remote.label} unreachable: {problem}")
+        if remote.key_mode != "ephemeral" and any(p.transport.value == "webrtc" for p in scenario.populations):
+            raise RunInputError("webrtc populations need client secrets: set the target's "
+                                "key_mode: ephemeral")
     run: _Run | None = None
     interrupted = False
     budget = BudgetGate(scenario.budget) if scenario.budget is not None else None
@@ -547,7 +554,7 @@ async def run_scenario(
     sip = any(p.transport.value == "sip" for p in scenario.populations)
     if sip and not isinstance(target_spec, EmbeddedTarget):
         raise RunInputError("transport sip populations need the embedded target")
-    target_label = "embedded" if isinstance(target_spec, EmbeddedTarget) else target_spec.url
+    target_label = "embedded" if remote is None else remote.label
 
     def results_now(run: _Run, *, interrupted: bool = False,
                     running: bool = False) -> tuple[dict[str, Any], bool]:
@@ -599,12 +606,14 @@ async def run_scenario(
             server = EmbeddedServer(api_keys={key}, faults=plan, **sip_side)
             control = ServerControl(server, root)
             url = await control.start()
-            api_key = key
+            access: dict[str, Any] = {"api_key": key}
         else:
-            url = target_spec.url
-            api_key = os.environ[target_spec.api_key_env]
+            assert remote is not None
+            url = remote.endpoint
+            access = {"api_key": remote.api_key, "key_mode": remote.key_mode,
+                      "token_source": remote.token_source}
         webrtc = any(p.transport.value == "webrtc" for p in scenario.populations)
-        async with open_fleet(url, api_key=api_key, config=config, seed=seed, webrtc=webrtc,
+        async with open_fleet(url, **access, config=config, seed=seed, webrtc=webrtc,
                               backoff=Backoff(base=0.25, cap=5.0)) as fleet:
             run = _Run(scenario, fleet, metrics, rng, on_tick, budget=budget,
                        prices={protocol: price for protocol, (_, price) in prices.items()})

@@ -9,7 +9,7 @@ import attrs
 
 from .checks import primary_key
 from .faults import FaultEvent
-from .model import EmbeddedTarget, Scenario, SemanticVad, ServerVad
+from .model import AzureTarget, EmbeddedTarget, Scenario, SemanticVad, ServerVad
 from .steps import STEP_KINDS
 from .thresholds import Threshold
 
@@ -68,6 +68,8 @@ def unstructure_value(obj: Any, *, effective: bool = False) -> Any:
         return {"type": obj.type, **_fields_of(obj, effective)}
     if isinstance(obj, EmbeddedTarget):
         return _fields_of(obj, effective) or "embedded"
+    if isinstance(obj, AzureTarget):
+        return {"azure": _fields_of(obj, effective)}
     if attrs.has(cls):
         return _fields_of(obj, effective)
     return obj
