@@ -75,7 +75,7 @@ async def azure(nursery, tmp_path, monkeypatch):
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # rtfleet, websockets and httpx trust it
-    server = EmbeddedServer(api_keys={KEY, TOKEN})
+    server = EmbeddedServer(api_keys={KEY, TOKEN}, webrtc=False)
     recorder = Recorder(RealtimeApp(server))
     url = await nursery.start(partial(serve_front, recorder, "127.0.0.1", 0, ssl_context=context))
     return server, recorder, url, str(bundle)
@@ -85,7 +85,7 @@ def sdk_client(url: str, bundle: str, **auth: str) -> openai.AsyncAzureOpenAI:
     import httpx2
 
     return openai.AsyncAzureOpenAI(azure_endpoint=url, api_version=VERSION,
-                                   azure_deployment=DEPLOYMENT,
+                                   azure_deployment=DEPLOYMENT, max_retries=0,
                                    http_client=httpx2.AsyncClient(verify=ssl.create_default_context(cafile=bundle)),
                                    **auth)
 
@@ -159,8 +159,9 @@ async def test_client_secrets_and_calls_paths_match_the_sdk(azure):
             minted = await client.realtime.client_secrets.create(
                 session={"type": "realtime", "model": DEPLOYMENT})
             assert minted.value.startswith("ek_")
-            with pytest.raises(openai.APIStatusError):  # not an SDP offer: 400, after routing
-                await client.realtime.calls.create(sdp="v=0\r\n")
+            # only the path and query matter here: a refused key answers at once (401)
+            with pytest.raises(openai.AuthenticationError):
+                await client.realtime.calls.create(sdp="v=0\r\n", extra_headers={"api-key": "refused"})
         finally:
             await client.close()
 
