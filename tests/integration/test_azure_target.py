@@ -199,3 +199,57 @@ async def test_an_ephemeral_azure_fleet_connects_with_a_client_secret(azure):
     assert upgrade["headers"]["authorization"].startswith("Bearer ek_")
     assert "api-key" not in upgrade["headers"]
     assert server.connections[-1].auth_kind == "client_secret"
+
+
+SCAN_TOKEN = "entra-RECOGNISABLE-token-0123456789"
+SCAN_HEADER = "hdr-RECOGNISABLE-value-9876543210"
+
+
+async def test_an_azure_run_leaks_no_token_or_header_anywhere(nursery, tmp_path):
+    """A CLI run with a token command and a ``${VAR}`` header, dropped once on purpose: the
+    token and the header value appear in no output, log, trace, results or report."""
+    import os
+    import re
+    import sys
+
+    server = EmbeddedServer(api_keys={SCAN_TOKEN}, required_headers={"X-Scan": SCAN_HEADER})
+    url = await nursery.start(server.serve)
+    command = tmp_path / "token.py"
+    command.write_text(f"print({SCAN_TOKEN!r})")
+    scenario = tmp_path / "azure.yaml"
+    scenario.write_text(f"""
+name: azure-secret-scan
+target:
+  azure:
+    endpoint: {url}
+    deployment: gpt-realtime
+    api_version: "2025-08-28"
+    auth: {{type: token, command: "{sys.executable} {command}"}}
+    key_mode: ephemeral
+    headers: {{X-Scan: "${{SCAN_HEADER}}"}}
+session: {{output_modalities: [text], turn_detection: null}}
+populations: [{{name: p, script: s, sessions: 3}}]
+scripts: {{s: [{{say: hello}}, {{pause: 1s}}, {{say: again}}]}}
+faults: [{{at: 0.5s, action: drop_connections, percent: 100}}]
+thresholds: [errors == 0]
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AZURE_"))}
+    env.update(SCAN_HEADER=SCAN_HEADER, OTEL_TRACES_EXPORTER="console", PYTHONUNBUFFERED="1")
+    with trio.fail_after(90):
+        done = await trio.run_process(
+            [sys.executable, "-m", "orchestrator", "run", str(scenario), "--out", str(tmp_path / "out"),
+             "--trace-file", str(tmp_path / "spans.jsonl"), "--json"],
+            env=env, capture_stdout=True, capture_stderr=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    blobs = {"stdout": done.stdout.decode(), "stderr": done.stderr.decode(),
+             "spans": (tmp_path / "spans.jsonl").read_text()}
+    for path in (tmp_path / "out").iterdir():
+        blobs[path.name] = path.read_text()
+    assert "azure-secret-scan" in blobs["results.json"] and "report.html" in blobs
+    assert '"target": "azure http://127.0.0.1' in blobs["results.json"]
+    for name, text in blobs.items():
+        for secret in (SCAN_TOKEN, SCAN_HEADER, SCAN_TOKEN[7:20], SCAN_HEADER[4:18]):
+            assert secret not in text, f"{secret!r} leaked into {name}"
+        assert not re.search(r"ek_[A-Za-z0-9_\-]{8,}", text), f"a client secret leaked into {name}"
+    assert server.stats.client_secrets_minted >= 1
+    assert any(r.auth_kind == "client_secret" for r in server.connections)
