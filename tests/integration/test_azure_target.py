@@ -62,6 +62,13 @@ class Recorder:
         return [r for r in self.requests if r["type"] == kind and r["path"].endswith(path_end)]
 
 
+def run_asyncio(main: Any) -> Any:
+    """Run a coroutine on a plain asyncio loop (in a worker thread): once aiortc's trio-asyncio
+    bridge is imported its loop policy would otherwise give ``asyncio.run`` its own loop."""
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(main)
+
+
 def auth_of(request: dict[str, Any]) -> dict[str, str]:
     """The request's headers beyond the transport's and the SDK's own telemetry."""
     return {k: v for k, v in request["headers"].items() if k not in SDK_ONLY}
@@ -112,7 +119,7 @@ def sdk_turn(url: str, bundle: str, auth: dict[str, str]) -> str:
             await client.close()
         raise AssertionError("no response.done")
 
-    return asyncio.run(main())
+    return run_asyncio(main())
 
 
 async def rtfleet_turn(url: str, credential: Secret) -> str:
@@ -165,7 +172,7 @@ async def test_client_secrets_and_calls_paths_match_the_sdk(azure):
         finally:
             await client.close()
 
-    await trio.to_thread.run_sync(asyncio.run, sdk_requests())
+    await trio.to_thread.run_sync(run_asyncio, sdk_requests())
     sdk_mint = recorder.of("http", "/client_secrets")[-1]
     sdk_call = recorder.of("http", "/calls")[-1]
 
