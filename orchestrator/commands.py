@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from orchestrator.exits import (
     RunFailed,
     UsageError,
 )
+from orchestrator.loopback import is_loopback
 
 __all__ = ["serve_command", "validate_command", "run_command"]
 
@@ -104,7 +104,7 @@ def serve_command(args: argparse.Namespace) -> int:
             print(serve_banner(url, key_file=key_file, models=models, webrtc=args.webrtc != "off",
                                demo=bool(args.demo_token), cors=setup.cors_origins, sip=sip,
                                faults=args.faults), flush=True)
-            if not _is_loopback(args.host):
+            if not is_loopback(args.host):
                 print(f"  warning: listening on {args.host}, reachable from other hosts", file=sys.stderr)
             if args.heap_warn_mb:
                 nursery.start_soon(watch_heap, args.heap_warn_mb, partial(server_stores, server))
@@ -206,13 +206,6 @@ def _write_key_file(key: str, prefix: str = "rtfleet-server-") -> str:
     return path
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _load(path: str):  # type: ignore[no-untyped-def]
@@ -311,7 +304,7 @@ def _with_budget(args: argparse.Namespace, scenario):  # type: ignore[no-untyped
         scenario.target.url if target is None and isinstance(scenario.target, RemoteTarget) else None)
     # a remote service that bills: anything but the embedded server or one on this machine
     # (a target that is no URL at all is --target's own error, reported later)
-    hosted = url is not None and "://" in url and not _is_loopback(urlsplit(url).hostname or "")
+    hosted = url is not None and "://" in url and not is_loopback(urlsplit(url).hostname or "")
     if hosted and scenario.budget is None and not getattr(args, "no_budget", False):
         raise UsageError("a run against a hosted target needs a budget: add `budget: {max_cost: 20 USD}` "
                          "to the scenario or give --max-cost 20; --no-budget runs without one "
@@ -524,7 +517,7 @@ async def _serve_live_page(nursery: trio.Nursery, live, args) -> None:  # type: 
         raise UsageError(f"--ui: cannot serve the live page on {where}: "
                          f"{error.strerror or error}") from None
     print(f"live page: {url}", file=sys.stderr, flush=True)
-    if not _is_loopback(args.ui_host):
+    if not is_loopback(args.ui_host):
         print(f"  warning: the live page listens on {args.ui_host}, reachable from other hosts",
               file=sys.stderr, flush=True)
 

@@ -20,14 +20,15 @@ which are meant for milliseconds and would put every latency here in its first b
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import attrs
 import h11
 import trio
 
-__all__ = ["BUCKETS", "MetricsEndpoint", "WorkerScrapes", "histogram_views", "is_loopback"]
+from orchestrator.loopback import is_loopback
+
+__all__ = ["BUCKETS", "MetricsEndpoint", "WorkerScrapes", "histogram_views"]
 
 #: histogram boundaries in seconds: 10 a decade (x1.259), 0.1 ms .. 100 s
 BUCKETS: tuple[float, ...] = tuple(float(f"{10 ** (k / 10):.4g}") for k in range(-40, 21))
@@ -44,13 +45,6 @@ def histogram_views() -> list[Any]:
                  aggregation=ExplicitBucketHistogramAggregation(boundaries=BUCKETS))]
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 @attrs.define(eq=False)

@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import time
 from typing import Any, Awaitable, Callable
 
 import attrs
+
+from orchestrator.loopback import is_loopback
 import trio
 
 from standin.front.lean import serve_front
@@ -138,7 +139,7 @@ class LivePage:
                     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the page on ``host:port`` until cancelled; ``started("http://host:port/")``.
         A port in use raises OSError before anything is served."""
-        self._loopback_only = _is_loopback(host)
+        self._loopback_only = is_loopback(host)
         async with trio.open_nursery() as nursery:
             url = await nursery.start(serve_front, self._app, host, port)
             self._port = int(url.rsplit(":", 1)[1])
@@ -265,13 +266,6 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return ""
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _loopback_host(host: str, port: int) -> bool:
@@ -285,4 +279,4 @@ def _loopback_host(host: str, port: int) -> bool:
         name, _, given = host.partition(":")
     if given and given != str(port):
         return False
-    return _is_loopback(name)
+    return is_loopback(name)
