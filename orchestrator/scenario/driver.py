@@ -61,8 +61,9 @@ TEXT_DELTAS = frozenset({"response.output_text.delta", "response.output_audio_tr
 BENIGN_ERRORS = frozenset({"response_cancel_not_active", "invalid_api_key", "rate_limit_exceeded"})
 PCM_RATE = 24_000
 #: how many of a session's last events (deltas aside) its error record keeps: what happened
-#: just before a step failed
-TRAIL = 24
+#: just before a step failed (server events, errors with their code, client events written,
+#: state changes)
+TRAIL = 32
 #: utterances kept waiting for their transcript (a drop replays one under a new item id)
 MAX_UNTRANSCRIBED = 64
 CHUNK_BYTES = PCM_RATE * 2 // 50  # 20 ms of PCM16 mono
@@ -176,7 +177,10 @@ class SessionDriver:
         now = self.metrics.clock()
         turn = self._turn
         if not kind.endswith(".delta"):
-            self.trail.append((now, kind))
+            if kind == "error":  # the code says whether it mattered
+                self.trail.append((now, f"error {(payload.get('error') or {}).get('code')}"))
+            else:
+                self.trail.append((now, kind))
         if kind in TEXT_DELTAS:
             self._set_output_live(True)
             if turn is not None and turn.first_text is None:

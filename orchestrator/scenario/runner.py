@@ -134,6 +134,10 @@ class _Run:
         elif kind is EventKind.STATE:
             self._rate_limited(sid, event)
             self._on_state(sid, event.payload)
+        elif kind is EventKind.SENT:  # control events written (audio is not echoed): the trail
+            driver = self.drivers.get(sid)
+            if driver is not None:
+                driver.note(f"sent {event.payload.get('type')}")
         elif kind is EventKind.PROTOCOL_ERROR:
             driver = self.drivers.get(sid)
             if driver is not None:

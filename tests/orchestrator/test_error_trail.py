@@ -37,7 +37,8 @@ def test_a_timed_out_turn_records_what_the_session_saw_last(tmp_path: Path) -> N
     assert times == sorted(times) and times[0] >= 0
     # the connection, then the first turn answered in full; no delta is kept
     assert "state connected (session.created)" in whats and "session.created" in whats
-    assert whats.index("response.created") < whats.index("response.done")
+    assert whats.index("sent conversation.item.create") < whats.index("sent response.create") \
+        < whats.index("response.created") < whats.index("response.done")
     assert not any(w.endswith(".delta") for w in whats)
     html = (tmp_path / "out" / "report.html").read_text()
     assert "last events" in html and "response.done" in html
