@@ -81,7 +81,7 @@ def build_results(
     return {
         "format": FORMAT,
         "rtfleet_version": _version(),
-        "scenario": {"name": scenario.name, "description": scenario.description, "file": file,
+        "scenario": {"name": redact_text(scenario.name), "description": redact_text(scenario.description), "file": file,
                      "seed": seed, "config": config},
         "target": _SECRET_VALUE.sub("[redacted]", target),
         "started_at": started,

@@ -42,3 +42,13 @@ def test_a_timed_out_turn_records_what_the_session_saw_last(tmp_path: Path) -> N
     assert not any(w.endswith(".delta") for w in whats)
     html = (tmp_path / "out" / "report.html").read_text()
     assert "last events" in html and "response.done" in html
+
+
+def test_a_key_pasted_into_the_description_is_redacted_in_every_output(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    key = "sk-proj-abcdefghijklmnop1234"
+    path.write_text(SCENARIO.replace("name: trail", f"name: trail\ndescription: uses {key} for now"))
+    main(["run", str(path), "--quiet", "--out", str(tmp_path / "out")])
+    for name in ("results.json", "report.html"):
+        text = (tmp_path / "out" / name).read_text()
+        assert key not in text and "uses [redacted] for now" in text, name

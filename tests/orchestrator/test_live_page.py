@@ -194,10 +194,10 @@ async def test_live_page_follows_the_run_and_ends_on_its_report(tmp_path: Path) 
             assert "<script" not in final.text and "rtfleet run report" in final.text
     assert run.process.returncode == 0, "\n".join(run.stderr)
     assert "Traceback" not in "\n".join(run.stderr)
-    # The page at the end is the run's report.html (secrets aside, see below).
+    # The page at the end is the run's report.html.
     assert final.text == redact_text((out / "report.html").read_text())
-    # A key-like string from the scenario never reaches the page.
-    assert SECRET in (out / "report.html").read_text()  # the file keeps the scenario's text
+    # A key-like string from the scenario reaches neither the page nor the file.
+    assert SECRET not in (out / "report.html").read_text()
     assert not any(SECRET in text for text in served)
 
 
