@@ -110,6 +110,12 @@ class _Run:
     #: the spending limit's gate (None: no budget), and each protocol's price (None: unknown)
     budget: BudgetGate | None = None
     prices: dict[str, Any] = attrs.field(factory=dict)
+    #: ``session_type: transcription`` populations' config, made once for the run
+    transcription_config: ProtoSessionConfig | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if any(p.session_type == "transcription" for p in self.scenario.populations):
+            self.transcription_config = _transcription_config(self.scenario)
     #: the rate-limit admission gate (None: no ``rate_limits:``, sessions start unpaced)
     admission: AdmissionGate | None = None
     #: the key manager's 429s already counted as ``rate_limited.key_mints``
@@ -276,7 +282,7 @@ class _Run:
                                           policy="transient", replay=False)
         elif population.session_type == "transcription":
             sid = await fleet.add_session(transport=population.transport.value,
-                                          config=_transcription_config(self.scenario))
+                                          config=self.transcription_config)
         else:
             sid = await fleet.add_session(transport=population.transport.value,
                                           protocol=population.protocol)

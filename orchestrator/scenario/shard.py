@@ -27,6 +27,7 @@ from orchestrator.metrics import MetricsRegistry, TimeSeries, make_lookup
 from orchestrator.scenario.model import Phase, Scenario
 from orchestrator.scenario.results import population_section
 from orchestrator.scenario.thresholds import evaluate, parse_threshold
+from orchestrator.scenario.spend import per_unit_costs
 
 __all__ = ["shard", "parse_shard", "merge_results", "ShardSpecError"]
 
@@ -174,8 +175,6 @@ def merge_usage(usages: list[Any], counters: dict[str, float]) -> dict[str, Any]
     first = present[0]
     known = all(u.get("cost_known") for u in present)
     cost = sum(u.get("cost_usd") or 0.0 for u in present) if known else None
-    turns = counters.get("turns.completed", 0)
-    ended = sum(counters.get(f"sessions.{o}", 0) for o in ("completed", "failed", "stopped"))
     budgets = [u["budget"] for u in present if u.get("budget")]
     budget = None
     if budgets:
@@ -192,8 +191,7 @@ def merge_usage(usages: list[Any], counters: dict[str, float]) -> dict[str, Any]
         "live_active_seconds": counters.get("usage.live_active_seconds", 0),
         "cost_usd": None if cost is None else round(cost, 6),
         "cost_known": known,
-        "cost_per_turn_usd": None if cost is None or not turns else round(cost / turns, 6),
-        "cost_per_session_usd": None if cost is None or not ended else round(cost / ended, 6),
+        **per_unit_costs(cost, counters),
         "prices": first.get("prices"),
         "budget": budget,
     }
