@@ -11,6 +11,13 @@ Behaviour, all deterministic given the input: a text turn answers the last user 
 (``server_vad``, see ``vad.py``) whose committed user item is "heard" as ``"audio of N ms"``; audio
 responses are a tone, one ``chunk_ms`` chunk a word, interleaved with transcript deltas. Errors
 are GA ``error`` events and keep the session open (codes listed in ``events.py``).
+
+With ``ModelConfig.rules`` the rules answer (``rules.py``, limited by the session's
+``instructions`` where a rule says so) and time the answer (``timing.py``: time to first audio,
+words per second, tool-decision delay, drawn from this session's seeded generator); with
+``ModelConfig.hearing`` committed audio is recognized; with ``ModelConfig.voice`` answers are
+spoken (``utterance.py``; the voice, e.g. ``standin.speech.SpeechVoice``, synthesizes them
+while the response waits for its first audio, and the first chunk waits for it if need be).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import heapq
 import itertools
 import json
 from collections.abc import Callable
+import random
 from typing import Any
 
 import attrs
@@ -33,7 +41,8 @@ from standin.model.conversation import Conversation, item_from_client, item_text
 from standin.model.events import ClientError, IdFactory, error_event
 from standin.model.function_call import FunctionCallRun, function_call_item
 from standin.model.response import ResponseRun, split_words
-from standin.model.tools import ToolCall, check_tool_choice, check_tools, plan_reply
+from standin.model.tools import ToolCall, check_tool_choice, check_tools, plan_answer
+from standin.model.utterance import Pending, Utterance, speech_utterance, tone_utterance
 from standin.model.vad import EnergyVad, SpeechStarted
 
 __all__ = ["ModelConfig", "RealtimeSession"]
@@ -56,6 +65,9 @@ class ModelConfig:
     rules: Any = None
     #: hears committed input audio (``standin.hearing.Hearing``; None: "audio of N ms")
     hearing: Any = None
+    #: speaks answers (``standin.speech.SpeechVoice``: ``prepare(text, fmt, wpm)`` returns a
+    #: callable giving the audio in ``fmt``, or None when synthesis failed); None: the tone
+    voice: Any = None
 
 
 @attrs.define(eq=False)
@@ -94,6 +106,10 @@ class RealtimeSession:
     #: input audio kept for the hearing model (``config.hearing``): samples from ``_kept_ms`` on
     _kept: list[Any] = attrs.field(factory=list)
     _kept_ms: float = 0.0
+    #: the rules' timing draws of this session (None: no rules, the echo model's fixed timing)
+    _rng: random.Random | None = None
+    #: assistant audio item -> the chunk each word of its transcript went with (truncation)
+    _word_chunks: dict[str, tuple[int, ...]] = attrs.field(factory=dict)
 
     @classmethod
     def create(
@@ -123,6 +139,8 @@ class RealtimeSession:
                 session = cfg.apply_update(session, given, allow_model=True)
         self = cls(session=session, config=config, ids=ids, transport=transport)
         self._tone = Tone(config.tone_hz, config.tone_amplitude)
+        if config.rules is not None:
+            self._rng = config.rules.timing.session_rng()
         self._reset_vad()
         return self
 
@@ -289,6 +307,7 @@ class RealtimeSession:
         item = self._existing_item(obj)
         self.conversation.delete(item["id"])
         self._heard.pop(item["id"], None)
+        self._word_chunks.pop(item["id"], None)
         out.append(self._ev("conversation.item.deleted", item_id=item["id"]))
 
     def _on_item_truncate(self, obj: Event, now: float, out: list[Event]) -> None:
@@ -305,7 +324,9 @@ class RealtimeSession:
         if not 0 <= end_ms <= played:
             raise ClientError("invalid_value", f"audio_end_ms must be within 0..{played}", "audio_end_ms")
         words = split_words(parts[0]["transcript"] or "")
-        parts[0]["transcript"] = "".join(words[: end_ms // self.config.chunk_ms]).rstrip()
+        chunks = run.word_chunk if run else self._word_chunks.get(item["id"], range(len(words)))
+        played_chunks = end_ms // self.config.chunk_ms  # wholly played (all but the last are chunk_ms)
+        parts[0]["transcript"] = "".join(w for w, k in zip(words, chunks) if k < played_chunks).rstrip()
         out.append(
             self._ev("conversation.item.truncated", item_id=item["id"], content_index=0, audio_end_ms=end_ms)
         )
@@ -436,13 +457,19 @@ class RealtimeSession:
             self._idle_due = None
         if tools is None:
             tools, tool_choice = self.session.get("tools") or [], self.session.get("tool_choice", "auto")
-        reply = plan_reply(context, tools, tool_choice, self._heard, self.config.rules)
+        rules = self.config.rules
+        planned = plan_answer(context, tools, tool_choice, self._heard, rules,
+                              str(self.session.get("instructions") or ""))
+        reply = planned.reply
+        timing = rules.timing_of(planned.rule) if rules is not None and self._rng is not None else None
         words = split_words(reply) if isinstance(reply, str) else []
-        out_fmt = cfg.output_format(self.session)
-        audio = []
-        if modality == "audio":
-            audio = [self._tone.chunk(out_fmt, self.config.chunk_ms) for _ in words]
-        if audio:
+        first, wps = now, None
+        if timing is not None and isinstance(reply, str):
+            first = now + timing.first_audio.draw(self._rng) * self.config.pace
+            wps = timing.words_per_second.draw(self._rng) if modality == "audio" else None
+        audio: Utterance | Pending | None = None
+        if modality == "audio" and isinstance(reply, str):
+            audio = self._spoken(reply, words, wps)
             self.audio_output_started = True
         output = self.session["audio"]["output"]
         response = {
@@ -459,7 +486,8 @@ class RealtimeSession:
             "metadata": metadata if isinstance(metadata, dict) else None,
         }
         if isinstance(reply, ToolCall):
-            self._start_call(now, reply, response, in_conversation, context)
+            delay = timing.tool_decision.draw(self._rng) * self.config.pace if timing is not None else 0.0
+            self._start_call(now + delay, reply, response, in_conversation, context)
             return
         item = {"id": self.ids.new("item"), "object": "realtime.item", "type": "message",
                 "status": "in_progress", "role": "assistant", "content": []}
@@ -467,8 +495,8 @@ class RealtimeSession:
         run = ResponseRun(
             response=response, item=item, modality=modality, words=words, audio=audio,
             chunk_ms=self.config.chunk_ms, start=now, pace=self.config.chunk_ms / 1000 * self.config.pace,
-            previous_item_id=prev, in_conversation=in_conversation,
-            usage=self._usage(context, words, modality, in_conversation),
+            previous_item_id=prev, in_conversation=in_conversation, first=first,
+            usage=self._usage(context, words, self._planned_audio_ms(audio, words, wps), in_conversation),
         )
         self._runs.append(run)
         self.responses.append(response)
@@ -482,21 +510,46 @@ class RealtimeSession:
         run = FunctionCallRun(
             response=response, item=item, arguments=call.arguments, start=now, previous_item_id=prev,
             in_conversation=in_conversation,
-            usage=self._usage(context, split_words(call.arguments), "text", in_conversation),
+            usage=self._usage(context, split_words(call.arguments), 0, in_conversation),
         )
         self._runs.append(run)
         self.responses.append(response)
         if self.limits is not None:
             self.limits.spend(now, run.usage["total_tokens"])
 
+    def _spoken(self, text: str, words: list[str], wps: float | None) -> Utterance | Pending:
+        """The answer's audio: the tone (``1 / wps`` a word; the echo model: ``chunk_ms``), or
+        speech being synthesized by ``config.voice`` (the tone if synthesis fails)."""
+        fmt, chunk_ms = cfg.output_format(self.session), self.config.chunk_ms
+        word_ms = chunk_ms if wps is None else round(1000 / wps)
+        if self.config.voice is None:
+            return tone_utterance(self._tone, fmt, words, chunk_ms, word_ms)
+        speech = self.config.voice.prepare(text, fmt, None if wps is None else wps * 60)
+
+        def resolve() -> Utterance:
+            audio = speech()
+            if audio is None:
+                return tone_utterance(self._tone, fmt, words, chunk_ms, word_ms)
+            return speech_utterance(audio, fmt, words, chunk_ms)
+        return resolve
+
+    def _planned_audio_ms(self, audio: Utterance | Pending | None, words: list[str], wps: float | None) -> int:
+        """The answer's audio length as known at its start (speech: estimated from the words,
+        set right once synthesized)."""
+        if audio is None:
+            return 0
+        if isinstance(audio, Utterance):
+            return audio.audio_ms
+        return round(len(words) * 1000 / (wps or 2.5))
+
     # -- helpers --------------------------------------------------------------------------------
 
-    def _usage(self, context: list[dict[str, Any]], words: list[str], modality: str,
+    def _usage(self, context: list[dict[str, Any]], words: list[str], audio_ms: int,
                in_conversation: bool) -> dict[str, Any]:
         """Usage as the service bills it (guides/realtime-costs): the whole context is input,
         a word a text token, user audio a token per 100 ms and assistant audio one per 50 ms;
         what an earlier response of the conversation took as input is cached; output audio
-        is ``chunk_ms`` a word, a token per 50 ms."""
+        is ``audio_ms`` long (the echo model's tone: ``chunk_ms`` a word), a token per 50 ms."""
         # the instructions are input to every response, cached after the first
         text_in = len(str(self.session.get("instructions") or "").split())
         audio_in = cached_audio = 0
@@ -517,7 +570,7 @@ class RealtimeSession:
         if in_conversation:
             self._cached.update(i["id"] for i in context if "id" in i)
             self._cached.add("")  # the instructions (no item has an empty id)
-        out_audio = len(words) * self.config.chunk_ms // 50 if modality == "audio" else 0
+        out_audio = audio_ms // 50
         out_text = len(words)
         return {
             "total_tokens": text_in + audio_in + out_text + out_audio,
@@ -590,6 +643,7 @@ class RealtimeSession:
         for run in [r for r in self._runs if not r.in_progress]:
             if run.modality == "audio":
                 self._played_ms[run.item["id"]] = run.audio_ms_sent
+                self._word_chunks[run.item["id"]] = run.word_chunk
             self._runs.remove(run)
             idle_ms = (cfg.turn_detection(self.session) or {}).get("idle_timeout_ms")
             if (now is not None and run.in_conversation and idle_ms is not None and self._speech is None
