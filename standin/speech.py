@@ -75,7 +75,7 @@ class SpeechVoice:
     def prepare(self, text: str, fmt: AudioFormat, wpm: float | None = None) -> Callable[[], bytes | None]:
         """Start speaking ``text``; the callable gives its audio in ``fmt`` (waiting for it),
         or None if synthesis failed."""
-        rate = self.rate if wpm is None else min(450, max(80, round(wpm / 10) * 10))
+        rate = self.rate_for(wpm)
         key = (text, self.voice, rate, fmt.type)
         with self._lock:
             audio = self._cache.get(key)
@@ -90,6 +90,10 @@ class SpeechVoice:
             else:
                 self.hits += 1
         return lambda: self._wait(future, text)
+
+    def rate_for(self, wpm: float | None) -> int:
+        """The espeak-ng rate speaking at ``wpm`` (None: the voice's own)."""
+        return self.rate if wpm is None else min(450, max(80, int(wpm / 10 + 0.5) * 10))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

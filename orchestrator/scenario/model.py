@@ -230,7 +230,7 @@ def _voice(value: str) -> None:
     kind, colon, name = value.partition(":")
     if value != "tone" and (kind != "speech" or (colon and not name.strip())):
         raise InvalidField(f"unknown voice {value!r}: expected tone, speech or speech:VOICE "
-                           "(an espeak-ng voice, e.g. speech:en-gb)")
+                           "(an espeak-ng voice, e.g. speech:en-gb)", ("voice",))
 
 
 def _url(_instance: Any, _attribute: attrs.Attribute, value: str) -> None:
