@@ -60,7 +60,7 @@ from standin.model.events import IdFactory
 from standin.model.realtime import ModelConfig
 from standin.model.response import reply_for, split_words
 from standin.model.rules import Rule, fill
-from standin.model.utterance import Utterance, speech_utterance, tone_utterance
+from standin.model.utterance import Utterance, answer_audio
 from standin.model.vad import EnergyVad, SpeechStarted, VadParams
 
 __all__ = ["LiveSession", "LIVE_MODELS"]
@@ -412,7 +412,9 @@ class LiveSession:
             timing = self.config.rules.timing_of(rule)
             first = now + timing.first_audio.draw(self._rng) * self.config.pace
             wps = timing.words_per_second.draw(self._rng)
-        spoken = self._spoken(text, words, wps)
+        spoken = answer_audio(self.config.voice, self._tone, self._fmt, text, words, self.config.chunk_ms, wps)
+        if not isinstance(spoken, Utterance):
+            spoken = spoken()  # Live schedules the whole answer now: wait for the speech
         at = max(first, self._busy_until)
         word = 0
         for index, chunk in enumerate(spoken.chunks):
@@ -430,16 +432,6 @@ class LiveSession:
             at += duration / 1000 * self.config.pace
         self._busy_until = at
         self._at(at, self._ev("session.usage.updated", None, usage=self._usage(at)))
-
-    def _spoken(self, text: str, words: list[str], wps: float | None) -> Utterance:
-        """The tone (``1 / wps`` a word; without rules ``chunk_ms``), or the voice's speech."""
-        chunk_ms = self.config.chunk_ms
-        word_ms = chunk_ms if wps is None else round(1000 / wps)
-        if self.config.voice is not None:
-            audio = self.config.voice.prepare(text, self._fmt, None if wps is None else wps * 60)()
-            if audio is not None:
-                return speech_utterance(audio, self._fmt, words, chunk_ms)
-        return tone_utterance(self._tone, self._fmt, words, chunk_ms, word_ms)
 
     def _closed(self, reason: str, cid: str | None = None) -> list[Event]:
         if self.closing:

@@ -36,13 +36,14 @@ import numpy as np
 
 from standin.model import config as cfg
 from standin.model import transcription
+from standin.model.billing import response_usage
 from standin.model.audio import PCM_24K, Tone
-from standin.model.conversation import Conversation, item_from_client, item_text
+from standin.model.conversation import Conversation, item_from_client
 from standin.model.events import ClientError, IdFactory, error_event
 from standin.model.function_call import FunctionCallRun, function_call_item
 from standin.model.response import ResponseRun, split_words
 from standin.model.tools import ToolCall, check_tool_choice, check_tools, plan_answer
-from standin.model.utterance import Pending, Utterance, speech_utterance, tone_utterance
+from standin.model.utterance import Pending, Utterance, answer_audio
 from standin.model.vad import EnergyVad, SpeechStarted
 
 __all__ = ["ModelConfig", "RealtimeSession"]
@@ -469,7 +470,8 @@ class RealtimeSession:
             wps = timing.words_per_second.draw(self._rng) if modality == "audio" else None
         audio: Utterance | Pending | None = None
         if modality == "audio" and isinstance(reply, str):
-            audio = self._spoken(reply, words, wps)
+            audio = answer_audio(self.config.voice, self._tone, cfg.output_format(self.session), reply,
+                                 words, self.config.chunk_ms, wps)
             self.audio_output_started = True
         output = self.session["audio"]["output"]
         response = {
@@ -517,22 +519,6 @@ class RealtimeSession:
         if self.limits is not None:
             self.limits.spend(now, run.usage["total_tokens"])
 
-    def _spoken(self, text: str, words: list[str], wps: float | None) -> Utterance | Pending:
-        """The answer's audio: the tone (``1 / wps`` a word; the echo model: ``chunk_ms``), or
-        speech being synthesized by ``config.voice`` (the tone if synthesis fails)."""
-        fmt, chunk_ms = cfg.output_format(self.session), self.config.chunk_ms
-        word_ms = chunk_ms if wps is None else round(1000 / wps)
-        if self.config.voice is None:
-            return tone_utterance(self._tone, fmt, words, chunk_ms, word_ms)
-        speech = self.config.voice.prepare(text, fmt, None if wps is None else wps * 60)
-
-        def resolve() -> Utterance:
-            audio = speech()
-            if audio is None:
-                return tone_utterance(self._tone, fmt, words, chunk_ms, word_ms)
-            return speech_utterance(audio, fmt, words, chunk_ms)
-        return resolve
-
     def _planned_audio_ms(self, audio: Utterance | Pending | None, words: list[str], wps: float | None) -> int:
         """The answer's audio length as known at its start (speech: estimated from the words,
         set right once synthesized)."""
@@ -546,42 +532,9 @@ class RealtimeSession:
 
     def _usage(self, context: list[dict[str, Any]], words: list[str], audio_ms: int,
                in_conversation: bool) -> dict[str, Any]:
-        """Usage as the service bills it (guides/realtime-costs): the whole context is input,
-        a word a text token, user audio a token per 100 ms and assistant audio one per 50 ms;
-        what an earlier response of the conversation took as input is cached; output audio
-        is ``audio_ms`` long (the echo model's tone: ``chunk_ms`` a word), a token per 50 ms."""
-        # the instructions are input to every response, cached after the first
-        text_in = len(str(self.session.get("instructions") or "").split())
-        audio_in = cached_audio = 0
-        cached_text = text_in if self._cached else 0
-        for item in context:
-            item_id = item.get("id")
-            if item_id in self._audio_in_ms:
-                text, audio = 0, int(self._audio_in_ms[item_id] // 100)
-            elif item_id in self._played_ms:
-                text, audio = 0, int(self._played_ms[item_id] // 50)
-            else:
-                text, audio = len(item_text(item).split()), 0
-            text_in += text
-            audio_in += audio
-            if item_id in self._cached:
-                cached_text += text
-                cached_audio += audio
-        if in_conversation:
-            self._cached.update(i["id"] for i in context if "id" in i)
-            self._cached.add("")  # the instructions (no item has an empty id)
-        out_audio = audio_ms // 50
-        out_text = len(words)
-        return {
-            "total_tokens": text_in + audio_in + out_text + out_audio,
-            "input_tokens": text_in + audio_in,
-            "output_tokens": out_text + out_audio,
-            "input_token_details": {
-                "text_tokens": text_in, "audio_tokens": audio_in,
-                "cached_tokens": cached_text + cached_audio,
-                "cached_tokens_details": {"text_tokens": cached_text, "audio_tokens": cached_audio}},
-            "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
-        }
+        """The response's usage (``billing.py``); a conversation's context is cached from now on."""
+        return response_usage(str(self.session.get("instructions") or ""), context, len(words), audio_ms,
+                              self._audio_in_ms, self._played_ms, self._cached, in_conversation)
 
     def _ev(self, kind: str, **fields: Any) -> Event:
         if kind == "rate_limits.updated" and self.limits is not None:

@@ -19,13 +19,14 @@ transcript deltas of the words that start in it. Two voices make the audio:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
 
 from standin.model.audio import AudioFormat, Tone
 
-__all__ = ["Utterance", "tone_utterance", "speech_utterance", "Pending"]
+__all__ = ["Utterance", "tone_utterance", "speech_utterance", "answer_audio", "Pending"]
 
 #: a sample louder than this (of full scale) is voiced
 _VOICED = 0.01
@@ -76,3 +77,21 @@ def speech_utterance(audio: bytes, fmt: AudioFormat, words: list[str], chunk_ms:
     per_chunk = step // width
     word_chunk = tuple(min(len(chunks) - 1, int(s) // per_chunk) for s in starts)
     return Utterance(chunks, durations, word_chunk)
+
+
+def answer_audio(voice: Any, tone: Tone, fmt: AudioFormat, text: str, words: list[str], chunk_ms: int,
+                 wps: float | None) -> Utterance | Pending:
+    """An answer's audio: ``tone`` for ``1 / wps`` a word (None: ``chunk_ms`` a word, the echo
+    model), or with a ``voice`` (``standin.speech.SpeechVoice``) its speech being synthesized,
+    the tone if synthesis fails."""
+    word_ms = chunk_ms if wps is None else round(1000 / wps)
+    if voice is None:
+        return tone_utterance(tone, fmt, words, chunk_ms, word_ms)
+    speech = voice.prepare(text, fmt, None if wps is None else wps * 60)
+
+    def resolve() -> Utterance:
+        audio = speech()
+        if audio is None:
+            return tone_utterance(tone, fmt, words, chunk_ms, word_ms)
+        return speech_utterance(audio, fmt, words, chunk_ms)
+    return resolve
