@@ -4,6 +4,7 @@ file:line:field, the draws, and the delays as a client sees them over loopback o
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 
@@ -11,6 +12,8 @@ import pytest
 import trio
 
 from standin import EmbeddedServer
+from standin.model.events import IdFactory
+from standin.model.live import LiveSession
 from standin.model.realtime import ModelConfig, RealtimeSession
 from standin.model.rules import RulesError, parse_rules
 from standin.model.timing import DEFAULT_TIMING, Dist
@@ -139,6 +142,15 @@ default: "Sorry?"
                 if e["type"] == "response.output_text.done"]
         said += [e["text"] for e in done]
     assert said == ["Your table is booked.", "Our tables are on the first floor."]
+    # GPT-Live: session.start's instructions
+    for instructions, answer in (("You take restaurant bookings.", "Your table is booked."),
+                                 ("A furniture shop assistant.", "Our tables are on the first floor.")):
+        live = LiveSession(ModelConfig(rules=rules, pace=0), IdFactory(), 0.0)
+        live.receive_text(json.dumps({"type": "session.start", "session": {
+            "model": "gpt-live-1", "instructions": instructions}}), 0.0)
+        events = live.receive_text('{"type": "session.commentary.append", "content": "a table"}', 0.0)
+        events += live.handle_timer(10.0)
+        assert "".join(e["delta"] for e in events if e["type"] == "session.output_transcript.delta") == answer
 
 
 def test_the_call_after_a_matching_instructions_rule_is_answered_by_its_then():

@@ -168,3 +168,30 @@ def test_bad_voices_and_a_missing_espeak_say_what_to_do(monkeypatch):
     with pytest.raises(SpeechUnavailable) as caught:
         voice_from_option("speech")
     assert "apt-get install espeak-ng" in str(caught.value) and "rtfleet[voice]" in str(caught.value)
+
+
+def test_the_echo_model_speaks_too_and_truncation_keeps_the_words_played(voice):
+    session = RealtimeSession.create(model="gpt-realtime", wall_now=0.0, config=ModelConfig(voice=voice))
+    session.receive_event({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": "good morning to you"}]}}, 0.0)
+    events = [(0.0, e) for e in session.receive_event({"type": "response.create"}, 0.0)] + _run(session)
+    said = "You said: good morning to you"
+    audio = b"".join(base64.b64decode(e["delta"]) for _, e in events if e["type"] == "response.output_audio.delta")
+    assert audio == synthesize(said, lead_ms=0, trail_ms=0)  # the voice's own rate (160 wpm)
+    # no rules: no timing, the first audio at once, a chunk every 100 ms
+    starts = [t for t, e in events if e["type"] == "response.output_audio.delta"]
+    assert starts[0] == 0.0 and starts[1] == pytest.approx(0.1)
+    # truncating at 700 ms keeps the words whose chunk was wholly played
+    item = next(e for _, e in events if e["type"] == "response.done")["response"]["output"][0]
+    deltas, chunk = [], -1
+    for _, e in events:
+        if e["type"] == "response.output_audio.delta":
+            chunk += 1
+        elif e["type"] == "response.output_audio_transcript.delta":
+            deltas.append((chunk + 1, e["delta"]))
+    kept = "".join(w for k, w in deltas if k < 7).rstrip()
+    assert kept and kept != said
+    out = session.receive_event({"type": "conversation.item.truncate", "item_id": item["id"],
+                                 "content_index": 0, "audio_end_ms": 700}, 10.0)
+    assert [e["type"] for e in out] == ["conversation.item.truncated"]
+    assert session.conversation.get(item["id"])["content"][0]["transcript"] == kept
