@@ -72,3 +72,29 @@ def test_a_missing_espeak_fails_the_run_input_and_serve_saying_what_to_install(m
 def test_serve_refuses_an_unknown_voice(capsys):
     assert main(["serve", "--port", "0", "--voice", "loud"]) == 2
     assert "--voice: unknown voice 'loud': expected tone, speech or speech:VOICE" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)")
+async def test_rtfleet_serve_with_rules_and_speech_speaks_its_answer(tmp_path):
+    import base64
+
+    from actors.speech import synthesize
+    from standin.testing import open_client
+    from tests.orchestrator.serve_process import rtfleet_serve
+
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - keywords: [book, table]\n    say: Your table is booked.\n"
+        "timing: {first_audio: 100ms, words_per_second: 2.5}\n")
+    async with rtfleet_serve("--model", str(tmp_path / "rules.yaml"), "--voice", "speech") as serve:
+        assert "answers by the rules in" in serve.banner and "(spoken by espeak-ng)" in serve.banner
+        async with open_client(serve.url, key=serve.key) as client:
+            await client.recv()
+            await client.send({"type": "session.update", "session": {
+                "type": "realtime", "audio": {"input": {"turn_detection": None}}}})
+            await client.send({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user", "content": [{"type": "input_text", "text": "book a table"}]}})
+            await client.send({"type": "response.create"})
+            events = await client.recv_until("response.done")
+    audio = b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta")
+    assert audio == synthesize("Your table is booked.", rate=150, lead_ms=0, trail_ms=0)
+    assert events[-1]["response"]["output"][0]["content"][0]["transcript"] == "Your table is booked."
