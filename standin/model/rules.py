@@ -29,6 +29,8 @@ After a call, the reply is the ``then`` of the rule that made it (matched again 
 words), else the echo model's ``"<name> returned <output>"``. No rule matching: ``default``, or
 the echo model (``You said: …``, or a tool named in the words). ``hear`` lists the phrases the
 hearing recognizer listens for (a rule without ``hear`` contributes its keywords as one phrase).
+On GPT-Live (``standin.model.live``) a ``call`` rule makes a client delegation (its events carry
+no task text) and the result appended for it is answered with the rule's ``then``.
 ``instructions`` (a /regex/ or plain text, searched case-insensitively like ``when``) limits a
 rule to sessions whose instructions match it (Realtime: the session's ``instructions``; GPT-Live:
 ``session.start``'s), so one file can serve several agents: ``instructions: /booking/``.
