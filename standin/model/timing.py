@@ -33,9 +33,10 @@ Forms (durations as ``500ms``, ``1.2s`` or seconds; words per second as a number
     seed: 7                                           # file level only (default: the
                                                       # scenario's seed, else 0)
 
-Draws are deterministic: each session of a model draws from its own ``random.Random`` seeded
-with the seed and the session's number (its order of creation), so a run with the same seed and
-the same order of sessions has the same timing. The echo model (no rules file) keeps its own
+Delays are scaled by the model's ``pace`` (0: none, as fast as possible). Draws are
+deterministic: each session of a model draws from its own ``random.Random`` seeded with the
+seed and the session's number (its order of creation), so a run with the same seed and the
+same order of sessions has the same timing. The echo model (no rules file) keeps its own
 fixed timing: first audio at once, 100 ms of tone a word.
 """
 
