@@ -27,8 +27,8 @@ import binascii
 import heapq
 import itertools
 import json
-from collections.abc import Callable
 import random
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -36,8 +36,8 @@ import numpy as np
 
 from standin.model import config as cfg
 from standin.model import transcription
-from standin.model.billing import response_usage
 from standin.model.audio import PCM_24K, Tone
+from standin.model.billing import response_usage
 from standin.model.conversation import Conversation, item_from_client
 from standin.model.events import ClientError, IdFactory, error_event
 from standin.model.function_call import FunctionCallRun, function_call_item
