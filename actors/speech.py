@@ -54,11 +54,12 @@ def espeak_available() -> bool:
 
 
 def synthesize(text: str, *, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE,
-               lead_ms: int = 200, trail_ms: int = 400) -> bytes:
-    """``text`` spoken as PCM16 mono 24 kHz, with ``lead_ms``/``trail_ms`` of silence around it."""
+               lead_ms: int = 200, trail_ms: int = 400, cache: bool = True) -> bytes:
+    """``text`` spoken as PCM16 mono 24 kHz, with ``lead_ms``/``trail_ms`` of silence around it
+    (``cache=False``: not kept here; the stand-in's voice keeps a bounded cache of its own)."""
     key = (text, voice, rate, lead_ms, trail_ms)
     with _lock:
-        cached = _cache.get(key)
+        cached = _cache.get(key) if cache else None
     if cached is not None:
         return cached
     program = shutil.which("espeak-ng")
@@ -75,8 +76,9 @@ def synthesize(text: str, *, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RAT
     pcm, source_rate = _wav_pcm(done.stdout)
     pcm = resample_rational(pcm, source_rate, PCM_RATE)
     out = bytes(PCM_RATE * 2 * lead_ms // 1000) + pcm + bytes(PCM_RATE * 2 * trail_ms // 1000)
-    with _lock:
-        _cache[key] = out
+    if cache:
+        with _lock:
+            _cache[key] = out
     return out
 
 

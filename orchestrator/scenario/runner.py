@@ -52,6 +52,7 @@ from orchestrator.scenario.spend import run_prices, spend_summary
 from orchestrator.scenario.metric_names import DECLARED
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
 from orchestrator.scenario.remote import remote_access
+from orchestrator.scenario.stand_in import stand_in_model
 from orchestrator.scenario.runmetrics import RunMetrics
 from orchestrator.scenario.expect import CheckLog, implicit_check_threshold
 from orchestrator.scenario.thresholds import evaluate
@@ -485,20 +486,6 @@ def _proto_config(scenario: Scenario) -> ProtoSessionConfig:
     return ProtoSessionConfig.from_dict(scenario.session.to_session())
 
 
-def _rules_model(path: Any) -> Any:
-    """``target: {model: rules.yaml}``: the embedded server's rules model."""
-    from standin.model.rules import RulesError
-    from standin.voice_model import rules_model_config
-
-    try:
-        config, note = rules_model_config(path)
-    except RulesError as exc:
-        raise RunInputError(f"target.model: {exc}") from None
-    if note:
-        print(f"note: {note}", file=sys.stderr, flush=True)
-    return config
-
-
 def _transcription_config(scenario: Scenario) -> ProtoSessionConfig:
     """A ``session_type: transcription`` population's config: the scenario's input side."""
     return ProtoSessionConfig.from_dict(scenario.session.to_transcription_session())
@@ -611,8 +598,12 @@ async def run_scenario(
                                            attach_sessions=False)
                 sip_side = {"sip_port": 0, "webhook_secret": secret,
                             "webhook_url": await root.start(controller.serve)}
-            if target_spec.model is not None:
-                sip_side["model_config"] = _rules_model(target_spec.model)
+            try:
+                model_config = stand_in_model(target_spec, seed)
+            except ValueError as exc:
+                raise RunInputError(str(exc)) from None
+            if model_config is not None:
+                sip_side["model_config"] = model_config
             server = EmbeddedServer(api_keys={key}, faults=plan, **sip_side)
             control = ServerControl(server, root)
             url = await control.start()
