@@ -11,9 +11,18 @@ Behaviour, deterministic given the input:
   ``sess_live_…`` and ``expires_at``; a model outside the server's list is an ``error``
   (``model_not_found``) and the session does not start. Any other event before it is an
   ``error`` (``session_not_started``); a second ``session.start`` too.
-* audio (``session.input_audio.append``) goes through the energy VAD (Live always listens: 0.5
-  threshold, 300 ms padding, 500 ms silence); an utterance is "heard" as ``"audio of N ms"``
-  (``session.input_transcript.delta``) and answered.
+* audio (``session.input_audio.append``, or a call's media) goes through the energy VAD (Live
+  always listens: 0.5 threshold, 300 ms padding, 500 ms silence); an utterance is heard by the
+  hearing model (``config.hearing``, `standin.hearing`: the phrases its rules listen for) or, when
+  there is none or it hears none of them, as ``"audio of N ms"``; the words are the
+  ``session.input_transcript.delta`` and are answered.
+* answers: with rules (``config.rules``, `standin.model.rules`), the first rule matching the
+  words that says something (``say``, its template filled from the match), else the rules'
+  ``default``; a rule with ``call`` delegates to the client (``session.delegation.created``)
+  and the client's result (commentary or thinking with that ``delegation_id``) is answered by
+  the rule's ``then`` (``$output`` = the result; without ``then``, ``"Result: …"``). Live
+  delegations carry no function name or arguments, so the call's ``args`` are not sent.
+  Without rules, the echo model below.
 * ``session.commentary.append`` is acknowledged (``session.commentary.appended``, with the
   command's ``client_event_id``) and answered; instructions and thinking are acknowledged only.
 * an answer is ``"You said: …"`` one word a chunk: ``session.output_transcript.delta`` and
@@ -42,11 +51,13 @@ import json
 from typing import Any
 
 import attrs
+import numpy as np
 
 from standin.model.audio import PCM_24K, AudioFormat, Tone
 from standin.model.events import IdFactory
 from standin.model.realtime import ModelConfig
 from standin.model.response import reply_for, split_words
+from standin.model.rules import fill
 from standin.model.vad import EnergyVad, SpeechStarted, VadParams
 
 __all__ = ["LiveSession", "LIVE_MODELS"]
@@ -92,7 +103,11 @@ class LiveSession:
     _seq: itertools.count = attrs.field(factory=itertools.count)
     _tone: Tone = attrs.field(factory=Tone)
     _busy_until: float = 0.0
-    _delegations: set[str] = attrs.field(factory=set)
+    #: open client delegations: id -> the rule that made it and its fields (None: "delegate …")
+    _delegations: dict[str, Any] = attrs.field(factory=dict)
+    #: input audio kept for the hearing model (``config.hearing``), from ``_kept_ms`` on
+    _kept: list[Any] = attrs.field(factory=list)
+    _kept_ms: float = 0.0
 
     # -- the ModelSession surface ------------------------------------------------------------
 
@@ -265,8 +280,11 @@ class LiveSession:
             self.history.append({"role": "developer", "text": content})
             return
         if delegation_id is not None:
-            self._delegations.discard(delegation_id)
-            self._answer(f"Result: {content}", now)
+            made_by = self._delegations.pop(delegation_id)
+            if made_by is not None and made_by[0].then is not None:
+                self._answer(fill(made_by[0].then, {**made_by[1], "output": content}), now)
+            else:
+                self._answer(f"Result: {content}", now)
         elif obj["type"] == "session.commentary.append":
             self.history.append({"role": "user", "text": content})
             self._respond(content, now, out)
@@ -303,26 +321,58 @@ class LiveSession:
         if fmt.rate != self._fmt.rate:
             samples = samples[:: fmt.rate // self._fmt.rate]
         self._audio_ms += fmt.duration_ms(len(data))
+        if self.config.hearing is not None:
+            self._kept.append(samples)
         for change in self._vad.feed(samples):
             if isinstance(change, SpeechStarted):
                 self._speech_ms = max(0.0, change.at_ms - 300)
             elif self._speech_ms is not None:
                 start, self._speech_ms = self._speech_ms, None
-                heard = f"audio of {round(change.at_ms - start)} ms"
+                heard = self._words(start, change.at_ms) or f"audio of {round(change.at_ms - start)} ms"
                 self.history.append({"role": "user", "text": heard})
                 t0 = self._ms(now)
                 out.append(self._ev("session.input_transcript.delta", None, delta=heard,
                                     start_ms=t0, end_ms=t0))
                 self._respond(heard, now, out)
+        if self._speech_ms is None and self._audio_ms - self._kept_ms > 1000:
+            self._forget_audio(self._audio_ms - 500)  # keeps the next utterance's padding
+
+    def _words(self, start_ms: float, end_ms: float) -> str | None:
+        """What the hearing model heard between ``start_ms`` and ``end_ms`` of the input (None:
+        no hearing model, or nothing it listens for); the audio before ``end_ms`` is let go."""
+        if self.config.hearing is None or not self._kept:
+            return None
+        rate = self._fmt.rate
+        kept = np.concatenate(self._kept)
+        first = max(0, round((start_ms - self._kept_ms) * rate / 1000))
+        last = max(first, round((end_ms - self._kept_ms) * rate / 1000))
+        self._kept, self._kept_ms = [kept[last:]], end_ms
+        return self.config.hearing.hear(kept[first:last], rate)
+
+    def _forget_audio(self, before_ms: float) -> None:
+        if before_ms <= self._kept_ms or not self._kept:
+            return
+        kept = np.concatenate(self._kept)
+        drop = min(len(kept), round((before_ms - self._kept_ms) * self._fmt.rate / 1000))
+        self._kept, self._kept_ms = [kept[drop:]], self._kept_ms + drop * 1000 / self._fmt.rate
 
     def _respond(self, words: str, now: float, out: list[Event]) -> None:
-        if words.lower().startswith("delegate"):
+        rules = self.config.rules
+        found = None if rules is None else rules.answer(
+            words, {r.call_name for r in rules.rules if r.call_name is not None})
+        if (found is not None and found[0].call_name is not None) or (
+                rules is None and words.lower().startswith("delegate")):
             delegation_id = self.ids.new("dlg")
-            self._delegations.add(delegation_id)
+            self._delegations[delegation_id] = found
             out.append(self._ev("session.delegation.created", None, offset_ms=self._ms(now), delegation={
                 "id": delegation_id, "target": "client", "type": "delegation"}))
             return
-        self._answer(reply_for(words), now)
+        if found is not None:
+            self._answer(fill(found[0].say or "", found[1]), now)
+        elif rules is not None and rules.default is not None:
+            self._answer(rules.default, now)
+        else:
+            self._answer(reply_for(words), now)
 
     def _answer(self, text: str, now: float) -> None:
         """Speak ``text``: a word a chunk, paced; answers queue behind each other."""
