@@ -39,7 +39,7 @@ class PhoneLineHearing:
 
     inner: Any  # standin.hearing.Hearing, or anything with its hear()
     #: the line's noise floor, dB below full scale (RMS)
-    noise_dbfs: float = -70.0
+    noise_dbfs: float = -80.0
     seed: int = 18
 
     @property
