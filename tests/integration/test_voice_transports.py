@@ -117,9 +117,15 @@ def _round_trip_passed(results: dict) -> None:
     assert results["sessions"]["errors"] == []
 
 
-def test_over_webrtc_the_spoken_audio_goes_as_media_and_is_heard(tmp_path, heard, model_input):
+SERVER_VAD = ("  turn_detection: null\n", "  turn_detection: server_vad\n")
+A_LAW = ("  turn_detection: null\n",
+         "  turn_detection: null\n  input_format: g711_alaw\n  output_format: g711_alaw\n")
+
+
+@pytest.mark.parametrize("edits", [[], [SERVER_VAD]], ids=["manual-commit", "server-vad"])
+def test_over_webrtc_the_spoken_audio_goes_as_media_and_is_heard(tmp_path, heard, model_input, edits):
     scenario = _copy(tmp_path, "weather.yaml", "weather-rules.yaml",
-                     [("transport: websocket", "transport: webrtc")])
+                     [("transport: websocket", "transport: webrtc"), *edits])
     _round_trip_passed(_run(scenario, tmp_path / "out"))
     # the utterance (~2.3 s with its silences) came up the media track, not the data channel
     assert model_input["appends"] == 0
@@ -127,15 +133,15 @@ def test_over_webrtc_the_spoken_audio_goes_as_media_and_is_heard(tmp_path, heard
     assert (24_000, PHRASE) in heard
 
 
-@pytest.mark.parametrize("law, formats", [
+@pytest.mark.parametrize("law, edits", [
     (0, []),  # the scenario's session is audio/pcm: the phone offers PCMU first
-    (8, [("  turn_detection: null\n",
-          "  turn_detection: null\n  input_format: g711_alaw\n  output_format: g711_alaw\n")]),
-], ids=["pcmu", "pcma"])
+    (8, [A_LAW]),  # audio/pcma: the phone offers PCMA first; the model hears at 8 kHz
+    (0, [SERVER_VAD]),  # the server's VAD ends the utterance (the line goes on with silence)
+], ids=["pcmu", "pcma", "pcmu-server-vad"])
 def test_over_a_sip_call_the_spoken_g711_is_heard_and_the_tool_call_goes_over_the_sideband(
-        tmp_path, heard, model_input, laws, law, formats):
+        tmp_path, heard, model_input, laws, law, edits):
     scenario = _copy(tmp_path, "weather.yaml", "weather-rules.yaml",
-                     [("transport: websocket", "transport: sip"), *formats])
+                     [("transport: websocket", "transport: sip"), *edits])
     results = _run(scenario, tmp_path / "out")
     _round_trip_passed(results)
     assert laws == [law]
