@@ -463,8 +463,11 @@ class _Run:
         }
 
 
-async def _sip_calls(nursery: trio.Nursery, fleet: Fleet, controller: Any, server: Any) -> Callable[[], Any]:
-    """Start the phone every SIP session dials from; returns a maker of their ``SipOptions``."""
+async def _sip_calls(nursery: trio.Nursery, fleet: Fleet, controller: Any, server: Any,
+                     law: int = 0) -> Callable[[], Any]:
+    """Start the phone every SIP session dials from; returns a maker of their ``SipOptions``
+    (``law``: the G.711 law the phone offers first, 8 A-law when the session's input is
+    ``audio/pcma``, else 0 µ-law)."""
     from actors.sip import SipOptions
     from actors.sip_phone import SipPhone
 
@@ -473,7 +476,7 @@ async def _sip_calls(nursery: trio.Nursery, fleet: Fleet, controller: Any, serve
     await nursery.start(phone.run)
     target = f"sip:openai@{server.sip.host}:{server.sip.port}"
     return lambda: SipOptions(phone, target=target, call_id=controller.call_id_for,
-                              credentials=fleet.keys.credential)
+                              credentials=fleet.keys.credential, law=law)
 
 
 async def _stop_after(scopes: list[trio.CancelScope], delay: float) -> None:
@@ -623,7 +626,9 @@ async def run_scenario(
             if on_live is not None:
                 on_live(lambda: results_now(run, running=True)[0])
             if controller is not None:
-                run.sip_call = await _sip_calls(root, fleet, controller, server)
+                run.sip_call = await _sip_calls(
+                    root, fleet, controller, server,
+                    law=8 if scenario.session.input_format.type == "audio/pcma" else 0)
             subscription = fleet.subscribe(buffer=math.inf)
             if heap_warn_mb is not None:
                 root.start_soon(watch_heap, heap_warn_mb, partial(
