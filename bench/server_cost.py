@@ -1,0 +1,267 @@
+"""server-cost: what the embedded server spends per streaming session, measured as CPU time.
+
+The server runs in its own process (``bench/_server.py``, as ``bench/ws_fleet.py`` runs it) and a
+cheap client drives it from this process (asyncio + the ``websockets`` library, one task per
+session, as ``ws_fleet.py``'s ``websockets`` client), N sessions each sending a 20 ms ``input_audio_buffer.append`` of
+24 kHz PCM16 50 times a second (1 s of tone, 1 s of silence: server VAD hears a turn every 2 s and
+the server answers with paced audio deltas).
+
+Figures are of the server process's CPU time (user + system, /proc), which stays meaningful on a
+loaded machine where lateness does not: **CPU seconds per session-second** (the share of a core
+one session costs) and **CPU microseconds per append** (robust even when the client cannot keep
+up and sends fewer than 50 appends a session-second). ``--profile DIR`` also records the server
+with py-spy (``pip install py-spy``) during one window per N: ``DIR/server-N.txt`` (collapsed
+stacks, for flame graphs) and ``DIR/server-N-top.txt`` (own time per function).
+
+Usage::
+
+    python bench/server_cost.py --sessions 100,200,300 --repeats 3 --duration 10
+    python bench/server_cost.py --sessions 300 --workers 2     # rtfleet serve --workers 2 shape
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import _common as C  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+
+
+def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy record of ``pid`` for ``seconds`` in collapsed-stack form (started now)."""
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+         "--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+#: where a sample's time goes, by the first of these found on its stack (innermost wins within a
+#: category list order: the more specific categories come first)
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("response planning + tone (per turn)", ("_speech_stopped", "_start_response", "Tone.")),
+    ("server events out: JSON encode + WebSocket send", ("_Connection._sender", "_send_batch")),
+    ("base64 decode", ("b64decode", "a2b_base64")),
+    ("PCM16 -> float decode", ("AudioFormat.decode",)),
+    ("VAD energy per frame", ("EnergyVad.feed", "EnergyVad.feed_pcm16")),
+    ("JSON decode of client events", ("loads (json", "JSONDecoder", "append_audio")),
+    ("event record (received)", ("_record",)),
+    ("model timers (get_timer/handle_timer/poke)", ("get_timer", "handle_timer", "ModelTimer.")),
+    ("WebSocket frame parse + unmask", ("Protocol.receive_data", "events_received", "_parse_frames",
+                                        "apply_mask")),
+    ("message assembly + ASGI dicts", ("MessageAssembler", "_decode (actors")),
+    ("rest of the model's append path", ("receive_event", "receive_text", "_on_append", "_append")),
+    ("socket I/O (recv/send syscalls, trio wrappers)", ("receive_some", "send_all", "_nonblocking_helper")),
+    ("reader loop + front glue", ("_Connection._reader", "_WebSocket.receive", "_WebSocket._read")),
+]
+
+
+def breakdown(collapsed: Path) -> tuple[int, dict[str, int], dict[str, int], dict[str, int]]:
+    """Samples: total, per category, own per function (leaf) and inclusive per function."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    cats: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + n
+        for name, needles in CATEGORIES:
+            if any(needle in f for f in frames for needle in needles):
+                break
+        else:
+            name = "trio scheduler and the rest"
+        cats[name] = cats.get(name, 0) + n
+    return total, cats, own, inclusive
+
+
+def own_time(collapsed: Path, top: int = 40) -> str:
+    """A breakdown by category, then own and inclusive time per function."""
+    total, cats, own, inclusive = breakdown(collapsed)
+    lines = [f"{total} samples", "", "by category:"]
+    for name, n in sorted(cats.items(), key=lambda kv: -kv[1]):
+        lines.append(f"{100 * n / total:6.1f}%  {name}")
+    lines += ["", "own time:"]
+    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:6.1f}%  {f}")
+    lines += ["", "inclusive time:"]
+    for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:6.1f}%  {f}")
+    return "\n".join(lines) + "\n"
+
+
+async def _client(url: str, key: str, n: int, warmup: float, duration: float,
+                  pids: list[int]) -> dict[str, Any]:
+    """N asyncio + websockets sessions streaming appends at real time; the server's CPU is
+    sampled at the window's edges (the sum over ``pids``)."""
+    import asyncio
+
+    import websockets
+
+    loop = asyncio.get_running_loop()
+    chunks = C.pcm_chunks_b64()
+    ws_url = url.replace("http", "ws", 1) + "/v1/realtime?model=gpt-realtime"
+    window: list[float] = []
+    sent = [0]
+    events = [0]
+    late: list[float] = []
+    up = [0]
+    all_up = asyncio.Event()
+    go = asyncio.Event()
+
+    async def session(i: int) -> None:
+        async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {key}"},
+                                      compression=None, max_size=16 * 2**20, open_timeout=120) as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created"
+            up[0] += 1
+            if up[0] == n:
+                all_up.set()
+            await go.wait()
+
+            async def reader() -> None:
+                async for message in ws:
+                    json.loads(message)
+                    if window and window[0] <= loop.time() < window[1]:
+                        events[0] += 1
+
+            task = asyncio.create_task(reader())
+            start = window[0] - warmup + (i / n) * 0.02
+            k = 0
+            try:
+                while True:
+                    at = start + k * 0.02
+                    delay = at - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                              "audio": chunks[k % len(chunks)]}))
+                    if window[0] <= at < window[1]:
+                        sent[0] += 1
+                        late.append(loop.time() - at)
+                    k += 1
+            finally:
+                task.cancel()
+
+    tasks = [asyncio.create_task(session(i)) for i in range(n)]
+    waiter = asyncio.create_task(all_up.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        for t in done:
+            t.result()
+    t0 = loop.time() + 0.05 + warmup
+    window[:] = [t0, t0 + duration]
+    go.set()
+    await asyncio.sleep(t0 - loop.time())
+    a = (loop.time(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids))
+    await asyncio.sleep(window[1] - loop.time())
+    b = (loop.time(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids))
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"window_s": b[0] - a[0], "client_cpu_s": b[1] - a[1], "server_cpu_s": b[2] - a[2],
+            "appends": sent[0], "events": events[0],
+            "late_p99_ms": C.percentile([x * 1000 for x in late], 99)}
+
+
+def measure(n: int, args: argparse.Namespace, profile_dir: Path | None) -> dict[str, Any]:
+    import asyncio
+    import threading
+
+    extra = ["--engine", args.server_engine]
+    if args.workers > 1:
+        extra += ["--workers", str(args.workers)]
+    with C.server_process(extra) as server:
+        pids = json.loads(server.command("pids")) if args.workers > 1 else [server.pid]
+        spies: list[subprocess.Popen[bytes]] = []
+        if profile_dir is not None:
+            def later() -> None:  # record the middle of the window
+                import time
+                time.sleep(args.warmup + 2.0 + n * 0.01 + args.duration / 4)
+                spies.append(_profile(pids[0], args.duration / 2, profile_dir / f"server-{n}.txt"))
+            threading.Thread(target=later, daemon=True).start()
+        r = asyncio.run(_client(server.url, server.key, n, args.warmup, args.duration, pids))
+        for spy in spies:
+            spy.wait(timeout=60)
+    wall = r["window_s"]
+    res = {
+        "sessions": n,
+        "window_s": wall,
+        "appends": r["appends"],
+        "appends_per_session_s": r["appends"] / (n * wall),
+        "server_cpu_s": r["server_cpu_s"],
+        "server_cpu_pct": 100 * r["server_cpu_s"] / wall,
+        "server_ms_per_session_s": 1e3 * r["server_cpu_s"] / (n * wall),
+        "server_us_per_append": 1e6 * r["server_cpu_s"] / r["appends"] if r["appends"] else math.nan,
+        "client_ms_per_session_s": 1e3 * r["client_cpu_s"] / (n * wall),
+        "client_cpu_pct": 100 * r["client_cpu_s"] / wall,
+        "late_p99_ms": r["late_p99_ms"],
+        "events_per_s": r["events"] / wall,
+        "loadavg": C.loadavg()[0],
+    }
+    if profile_dir is not None and (profile_dir / f"server-{n}.txt").exists():
+        (profile_dir / f"server-{n}-top.txt").write_text(own_time(profile_dir / f"server-{n}.txt"))
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", default="100,200,300")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--server-engine", choices=("lean", "hypercorn"), default="lean")
+    p.add_argument("--workers", type=int, default=1, help="server worker processes")
+    p.add_argument("--profile", default=None, metavar="DIR", help="py-spy the server into DIR")
+    p.add_argument("--json-out", default=None)
+    args = p.parse_args(argv)
+    profile_dir = Path(args.profile) if args.profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    env = C.environment()
+    print(f"server_cost: sizes {args.sessions}; {args.repeats} repeats; window {args.duration}s after "
+          f"{args.warmup}s; server engine {args.server_engine}, {args.workers} worker(s); "
+          f"load {env['loadavg_start']}", flush=True)
+    report: dict[str, Any] = {"benchmark": "server_cost", "env": env, "args": vars(args), "sizes": {}}
+    for n in [int(s) for s in args.sessions.split(",")]:
+        runs = []
+        for rep in range(args.repeats):
+            r = measure(n, args, profile_dir if rep == 0 else None)
+            runs.append(r)
+            if "error" in r:
+                print(f"  N={n} rep {rep}: ERROR {r['error']}", flush=True)
+                continue
+            print(f"  N={n} rep {rep}: server {r['server_ms_per_session_s']:.2f} ms CPU/session-s "
+                  f"({r['server_cpu_pct']:.0f}% of a core), {r['server_us_per_append']:.1f} us/append, "
+                  f"{r['appends_per_session_s']:.1f} appends/session-s; client "
+                  f"{r['client_ms_per_session_s']:.2f} ms/session-s ({r['client_cpu_pct']:.0f}%), "
+                  f"p99 {r['late_p99_ms']:.1f} ms, load {r['loadavg']:.2f}", flush=True)
+        ok = [r for r in runs if "error" not in r]
+        agg = {k: C.summary([r[k] for r in ok]) for k in (
+            "server_ms_per_session_s", "server_us_per_append", "server_cpu_pct",
+            "client_ms_per_session_s", "appends_per_session_s")}
+        report["sizes"][str(n)] = {"runs": runs, "summary": agg}
+        print(f"N={n}: server {C.fmt(agg['server_ms_per_session_s'], digits=2)} ms CPU/session-s, "
+              f"{C.fmt(agg['server_us_per_append'])} us/append, "
+              f"{C.fmt(agg['server_cpu_pct'], digits=0)}% of a core", flush=True)
+    report["env"]["loadavg_end"] = C.loadavg()
+    C.write_json(args.json_out, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
