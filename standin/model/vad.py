@@ -12,6 +12,11 @@ default) means -30 dBFS. A frame is speech when its level is above the threshold
 Positions are milliseconds on the caller's audio clock: the detector starts at ``start_ms`` and
 advances 10 ms a frame. ``prefix_padding_ms`` is applied by the caller (it concerns what goes into
 the committed item, not detection).
+
+:meth:`EnergyVad.feed_pcm16` takes PCM16 bytes as they arrive in an append (no float samples
+made): a frame's energy is the sum of its integer samples' squares, exact in float64 (at most
+2**38), so it decides every frame exactly as :meth:`~EnergyVad.feed` does on the same audio
+decoded to floats (``x / 32768``, whose squares sum exactly too); the two may be mixed.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ def frame_levels(frames: np.ndarray) -> np.ndarray:
 
 @attrs.define
 class EnergyVad:
-    """Feeds float samples at one rate; yields speech start/stop transitions."""
+    """Feeds float samples (or PCM16 bytes) at one rate; yields speech start/stop transitions."""
 
     params: VadParams
     rate: int
@@ -70,9 +75,15 @@ class EnergyVad:
     _silence_ms: int = 0
     _pending: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.float32))
     _energy_floor: float = attrs.field(init=False)
+    #: the energy a frame of PCM16 integers must exceed (the float bound scaled by 2**30, exactly)
+    _pcm_floor: float = attrs.field(init=False)
+    _ones: np.ndarray = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._energy_floor = speech_energy(self.params.threshold)
+        frame_len = self.rate * FRAME_MS // 1000
+        self._pcm_floor = self._energy_floor * frame_len * 2.0**30
+        self._ones = np.ones(frame_len)
 
     @property
     def position_ms(self) -> float:
@@ -80,15 +91,41 @@ class EnergyVad:
 
     def feed(self, samples: np.ndarray) -> list[SpeechStarted | SpeechStopped]:
         frame_len = self.rate * FRAME_MS // 1000
+        if self._pending.dtype == np.int16 and self._pending.size:  # after feed_pcm16: exact
+            self._pending = self._pending.astype(np.float32) / 32768.0
         data = np.concatenate([self._pending, samples]) if self._pending.size else samples
         whole = len(data) // frame_len
         self._pending = data[whole * frame_len :].copy()
         if whole == 0:
             return []
         rows = data[: whole * frame_len].reshape(whole, frame_len)
-        energy = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)  # one call: this is hot
-        speech = (energy > self._energy_floor * frame_len).tolist()
+        energy = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+        return self._step((energy > self._energy_floor * frame_len).tolist())
+
+    def feed_pcm16(self, data: bytes) -> list[SpeechStarted | SpeechStopped]:
+        """:meth:`feed` for PCM16 little-endian bytes (a trailing odd byte is ignored)."""
+        samples = np.frombuffer(data, dtype="<i2", count=len(data) // 2)
+        if self._pending.size:
+            if self._pending.dtype != np.int16:  # floats pending (after feed): the float path
+                return self.feed(samples.astype(np.float32) / 32768.0)
+            samples = np.concatenate([self._pending, samples])
+        frame_len = len(self._ones)
+        whole = len(samples) // frame_len
+        if whole * frame_len != len(samples):
+            self._pending = samples[whole * frame_len :].copy()
+        elif self._pending.size:
+            self._pending = np.zeros(0, dtype=np.float32)
+        if whole == 0:
+            return []
+        squares = np.square(samples[: whole * frame_len], dtype=np.float64)
+        energy = squares.reshape(whole, frame_len) @ self._ones  # integers: exact in any order
+        return self._step((energy > self._pcm_floor).tolist())
+
+    def _step(self, speech: list[bool]) -> list[SpeechStarted | SpeechStopped]:
         out: list[SpeechStarted | SpeechStopped] = []
+        if not self.speaking and True not in speech:  # idle and quiet: nothing to decide
+            self._frames_done += len(speech)
+            return out
         for is_speech in speech:
             frame_start = self.position_ms
             self._frames_done += 1
