@@ -6,7 +6,9 @@ own task and queue) took a core at about 50 streaming sessions on this machine. 
 the app unchanged (the same ASGI ``scope``/``receive``/``send``) and puts two well-kept
 sans-I/O libraries under it: **h11** for HTTP requests and the **websockets** library's
 :class:`ServerProtocol` (C-accelerated unmasking) for WebSocket connections, with one trio
-task per connection and no queue in between. ``EmbeddedServer(engine="hypercorn")`` keeps the
+task per connection and no queue in between; the common client frame (a whole, masked text
+frame) is read by ``frames.py`` without the library's per-frame generator, every other frame by
+the library. ``EmbeddedServer(engine="hypercorn")`` keeps the
 old path; ``bench/ws_fleet.py --server-engine`` measures both.
 
 Per connection: HTTP/1.1 requests are served in turn (keep-alive; bodies up to ``max_body``;
@@ -38,6 +40,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from actors.wsconn import QUIET_LOGGER, MessageAssembler
+from standin.front.frames import FrameReader
 
 __all__ = ["serve_front"]
 
@@ -225,6 +228,7 @@ class _WebSocket:
         self.request: Request | None = None
         self.frames: deque[Frame] = deque()
         self.assembler = MessageAssembler()
+        self.reader: FrameReader | None = None  # once the handshake is read
         self.connect_delivered = False
         self.accepted = False
         self.close_code: int | None = None  # set once the connection is over
@@ -238,6 +242,8 @@ class _WebSocket:
         for event in protocol.events_received():
             if isinstance(event, Request):
                 self.request = event
+        head_end = self.head.find(b"\r\n\r\n")
+        self.reader = FrameReader(protocol, at_boundary=0 <= head_end == len(self.head) - 4)
         if self.request is None:  # h11 accepted the head, websockets did not
             await self.stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"
                                        b"connection: close\r\n\r\n")
@@ -280,11 +286,8 @@ class _WebSocket:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         protocol = self.protocol
-        if data:
-            protocol.receive_data(data)
-        else:
-            protocol.receive_eof()
-        self.frames.extend(protocol.events_received())
+        assert self.reader is not None
+        self.frames.extend(self.reader.feed(data) if data else self.reader.feed_eof())
         await self._flush()
         if not data or protocol.close_rcvd is not None or protocol.state is State.CLOSED:
             received = protocol.close_rcvd
