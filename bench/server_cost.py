@@ -16,6 +16,7 @@ stacks, for flame graphs) and ``DIR/server-N-top.txt`` (own time per function).
 Usage::
 
     python bench/server_cost.py --sessions 100,200,300 --repeats 3 --duration 10
+    python bench/server_cost.py --sessions 100,200,300 --compare /work/main   # before/after
     python bench/server_cost.py --sessions 300 --workers 2     # rtfleet serve --workers 2 shape
 """
 
@@ -24,10 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -178,14 +181,42 @@ async def _client(url: str, key: str, n: int, warmup: float, duration: float,
             "late_p99_ms": C.percentile([x * 1000 for x in late], 99)}
 
 
-def measure(n: int, args: argparse.Namespace, profile_dir: Path | None) -> dict[str, Any]:
+@contextmanager
+def _server_from(root: Path | None, extra: Sequence[str]) -> Iterator[C.ServerProcess]:
+    """``bench/_server.py`` of this tree, or of another checkout (``--compare``: its own code)."""
+    if root is None:
+        with C.server_process(extra) as server:
+            yield server
+        return
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.Popen([sys.executable, str(root / "bench" / "_server.py"), *extra],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(root),
+                            env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        if len(line) != 2:
+            raise RuntimeError(f"bench server in {root} did not start (got {line!r})")
+        yield C.ServerProcess(proc, line[0], line[1])
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def measure(n: int, args: argparse.Namespace, profile_dir: Path | None,
+            root: Path | None = None) -> dict[str, Any]:
     import asyncio
     import threading
 
     extra = ["--engine", args.server_engine]
     if args.workers > 1:
         extra += ["--workers", str(args.workers)]
-    with C.server_process(extra) as server:
+    with _server_from(root, extra) as server:
         pids = json.loads(server.command("pids")) if args.workers > 1 else [server.pid]
         spies: list[subprocess.Popen[bytes]] = []
         if profile_dir is not None:
@@ -218,6 +249,10 @@ def measure(n: int, args: argparse.Namespace, profile_dir: Path | None) -> dict[
     return res
 
 
+_KEYS = ("server_ms_per_session_s", "server_us_per_append", "server_cpu_pct",
+         "client_ms_per_session_s", "appends_per_session_s")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", default="100,200,300")
@@ -226,38 +261,56 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--server-engine", choices=("lean", "hypercorn"), default="lean")
     p.add_argument("--workers", type=int, default=1, help="server worker processes")
+    p.add_argument("--compare", default=None, metavar="ROOT",
+                   help="also measure the server of another checkout (e.g. /work/main), runs "
+                        "interleaved with this tree's, and print the ratio")
     p.add_argument("--profile", default=None, metavar="DIR", help="py-spy the server into DIR")
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
     profile_dir = Path(args.profile) if args.profile else None
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
+    trees: dict[str, Path | None] = {"this": None}
+    if args.compare:
+        trees = {"baseline": Path(args.compare).resolve(), "this": None}
     env = C.environment()
     print(f"server_cost: sizes {args.sessions}; {args.repeats} repeats; window {args.duration}s after "
-          f"{args.warmup}s; server engine {args.server_engine}, {args.workers} worker(s); "
-          f"load {env['loadavg_start']}", flush=True)
+          f"{args.warmup}s; server engine {args.server_engine}, {args.workers} worker(s)"
+          f"{'; baseline ' + args.compare if args.compare else ''}; load {env['loadavg_start']}",
+          flush=True)
     report: dict[str, Any] = {"benchmark": "server_cost", "env": env, "args": vars(args), "sizes": {}}
     for n in [int(s) for s in args.sessions.split(",")]:
-        runs = []
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         for rep in range(args.repeats):
-            r = measure(n, args, profile_dir if rep == 0 else None)
-            runs.append(r)
-            if "error" in r:
-                print(f"  N={n} rep {rep}: ERROR {r['error']}", flush=True)
-                continue
-            print(f"  N={n} rep {rep}: server {r['server_ms_per_session_s']:.2f} ms CPU/session-s "
-                  f"({r['server_cpu_pct']:.0f}% of a core), {r['server_us_per_append']:.1f} us/append, "
-                  f"{r['appends_per_session_s']:.1f} appends/session-s; client "
-                  f"{r['client_ms_per_session_s']:.2f} ms/session-s ({r['client_cpu_pct']:.0f}%), "
-                  f"p99 {r['late_p99_ms']:.1f} ms, load {r['loadavg']:.2f}", flush=True)
-        ok = [r for r in runs if "error" not in r]
-        agg = {k: C.summary([r[k] for r in ok]) for k in (
-            "server_ms_per_session_s", "server_us_per_append", "server_cpu_pct",
-            "client_ms_per_session_s", "appends_per_session_s")}
-        report["sizes"][str(n)] = {"runs": runs, "summary": agg}
-        print(f"N={n}: server {C.fmt(agg['server_ms_per_session_s'], digits=2)} ms CPU/session-s, "
-              f"{C.fmt(agg['server_us_per_append'])} us/append, "
-              f"{C.fmt(agg['server_cpu_pct'], digits=0)}% of a core", flush=True)
+            order = list(trees) if rep % 2 == 0 else list(trees)[::-1]  # alternate against drift
+            for name in order:
+                prof = profile_dir / name if profile_dir is not None and rep == 0 else None
+                if prof is not None:
+                    prof.mkdir(exist_ok=True)
+                r = measure(n, args, prof, trees[name])
+                runs[name].append(r)
+                if "error" in r:
+                    print(f"  N={n} {name} rep {rep}: ERROR {r['error']}", flush=True)
+                    continue
+                print(f"  N={n} {name:<8} rep {rep}: server {r['server_ms_per_session_s']:.2f} ms "
+                      f"CPU/session-s ({r['server_cpu_pct']:.0f}% of a core), "
+                      f"{r['server_us_per_append']:.1f} us/append, {r['appends_per_session_s']:.1f} "
+                      f"appends/session-s; client {r['client_ms_per_session_s']:.2f} ms/session-s "
+                      f"({r['client_cpu_pct']:.0f}%), p99 {r['late_p99_ms']:.1f} ms, "
+                      f"load {r['loadavg']:.2f}", flush=True)
+        summary = {}
+        for name, rs in runs.items():
+            ok = [r for r in rs if "error" not in r]
+            agg = summary[name] = {k: C.summary([r[k] for r in ok]) for k in _KEYS}
+            print(f"N={n} {name}: server {C.fmt(agg['server_ms_per_session_s'], digits=2)} ms "
+                  f"CPU/session-s, {C.fmt(agg['server_us_per_append'])} us/append, "
+                  f"{C.fmt(agg['server_cpu_pct'], digits=0)}% of a core", flush=True)
+        entry: dict[str, Any] = {"runs": runs, "summary": summary}
+        if args.compare:
+            entry["ratio"] = {k: C.ratio(summary["this"][k], summary["baseline"][k]) for k in _KEYS[:2]}
+            print(f"N={n} this/baseline: CPU/session-s {entry['ratio']['server_ms_per_session_s']:.2f}x, "
+                  f"CPU/append {entry['ratio']['server_us_per_append']:.2f}x", flush=True)
+        report["sizes"][str(n)] = entry
     report["env"]["loadavg_end"] = C.loadavg()
     C.write_json(args.json_out, report)
     return 0

@@ -44,6 +44,7 @@ class FrameReader:
         self._partial = b""
         self._owed = 0  # bytes of the frame the protocol is parsing that it has not been given
         self.fast_frames = 0  # frames taken here (tests and profiling)
+        self.protocol_feeds = 0  # times the protocol was given bytes (or the end)
 
     def feed(self, data: bytes) -> list[Frame]:
         protocol = self.protocol
@@ -84,10 +85,12 @@ class FrameReader:
 
     def feed_eof(self) -> list[Frame]:
         """The peer closed its side: the protocol sees the end."""
+        self.protocol_feeds += 1
         self.protocol.receive_eof()
         return self.protocol.events_received()
 
     def _give(self, data: bytes, frames: list[Frame]) -> list[Frame]:
+        self.protocol_feeds += 1
         self.protocol.receive_data(data)
         frames += self.protocol.events_received()
         return frames

@@ -29,7 +29,12 @@ and must not retry without a new key (4001 is outside the SDK's reconnect list).
 
 Per connection, one nursery runs a reader (client frames -> model), a timer (model deadlines:
 paced audio), a fault timer (timed drops, expiry) and the single sender, which applies latency,
-malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. While it runs,
+malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. Under the lean front
+the reader's work for a text message is done inline where the front read it (``_inline``: the
+front's ``rtfleet.inline_receive``), so a streaming session's appends cost no task switch; the
+reader task handles whatever the front hands it instead. Server events wait for the sender in an
+unbounded queue, but input waits (and is not read, so TCP pushes back) while ``OUT_LIMIT`` are
+queued. While it runs,
 ``record.drop_now()`` drops it at once (``EmbeddedServer.drop_connections``: the fault hook of
 ``rtfleet serve``'s ``drop_connections``), the plan's ``drop_mode`` deciding how.
 """
@@ -37,6 +42,7 @@ malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. Whi
 from __future__ import annotations
 
 import json
+import math
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -63,6 +69,10 @@ BETA_CLOSE = 4000
 POLICY_CLOSE = 1008
 #: try again later: a refusal over ``max_concurrent_sessions`` (a retryable close)
 OVER_LIMIT_CLOSE = 1013
+#: server events queued for the sender beyond which input waits (and is not read)
+OUT_LIMIT = 1024
+#: the front's inline receiving (``standin/front/lean.py``)
+INLINE_RECEIVE = "rtfleet.inline_receive"
 
 
 @attrs.frozen
@@ -195,11 +205,16 @@ class _Connection:
         self.faults = ConnectionFaults.for_connection(
             server.faults, record.index, record.connected_at, server.model_config.max_session_s
         )
-        self._out_send, self._out_recv = trio.open_memory_channel[_Out](1024)
+        # unbounded, but input waits (_emit) or is refused inline while OUT_LIMIT are queued
+        self._out_send, self._out_recv = trio.open_memory_channel[_Out](math.inf)
+        self._room: trio.Event | None = None  # set by the sender once the queue is under the limit
         self._model_timer = ModelTimer(session)
         self._cancel = trio.CancelScope()
+        self._stopped = False  # the dialect ended the session: nothing more is read
 
     async def run(self) -> None:
+        if INLINE_RECEIVE in (self.scope.get("extensions") or {}):
+            await self.send({"type": INLINE_RECEIVE, "handler": self._inline})
         with self._cancel:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sender)
@@ -210,14 +225,39 @@ class _Connection:
                 await self._emit(self.session.start())
         self.record.drop_now = None
 
+    def _queued(self) -> int:
+        return self._out_send.statistics().current_buffer_used
+
     async def _emit(self, events: list[dict[str, Any]]) -> None:
         now = trio.current_time()
         for event in events:
-            await self._out_send.send(_Out(now, event=event))
+            self._out_send.send_nowait(_Out(now, event=event))
+        while self._queued() >= OUT_LIMIT:  # the client is not reading: nor do we
+            if self._room is None:
+                self._room = trio.Event()
+            await self._room.wait()
+
+    def _inline(self, text: str) -> bool:
+        """A text message handled where the front read it (its read multiplexer: no task switch
+        per append), as :meth:`_reader` would; False (not handled: it comes to the reader) while
+        the sender is behind or once the session ended."""
+        if self._stopped or self._queued() >= OUT_LIMIT:
+            return False
+        self.server.stats.client_events_received += 1
+        now = trio.current_time()
+        for event in self.session.receive_text(text, now):
+            self._out_send.send_nowait(_Out(now, event=event))
+        self._model_timer.poke()
+        if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
+            self._out_send.send_nowait(_Out(now, close_code=1000, close_reason="session closed"))
+            self._stopped = True
+        return True
 
     async def _reader(self) -> None:
         while True:
             message = await self.receive()
+            if self._stopped:  # ended inline (the message is one the session no longer reads)
+                return
             kind = message["type"]
             if kind == "websocket.disconnect":
                 if self.record.closed_by is None:
@@ -236,6 +276,7 @@ class _Connection:
             await self._emit(events)
             self._model_timer.poke()
             if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
+                self._stopped = True
                 await self._out_send.send(_Out(now, close_code=1000, close_reason="session closed"))
                 return
 
@@ -277,6 +318,9 @@ class _Connection:
     async def _sender(self) -> None:
         stats = self.server.stats
         async for out in self._out_recv:
+            if self._room is not None and self._queued() < OUT_LIMIT:
+                self._room.set()
+                self._room = None
             plan = self.server.faults
             if plan.latency_ms > 0:
                 await trio.sleep_until(out.at + plan.latency_ms / 1000)
