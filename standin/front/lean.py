@@ -414,7 +414,8 @@ class _WebSocket:
                 protocol.send_text(text.encode())
             else:
                 protocol.send_binary(message.get("bytes") or b"")
-            await self._flush()
+            if not message.get("more"):  # more: the app sends again at once (one write for all)
+                await self._flush()
         elif kind == INLINE_RECEIVE:
             self.inline = message.get("handler")
         elif kind == "websocket.http.response.start" and not self.accepted:

@@ -6,6 +6,8 @@ still push back on a client that does not read."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 
 import pytest
 import trio
@@ -162,3 +164,36 @@ async def test_a_client_that_does_not_read_is_pushed_back_and_loses_nothing(nurs
                 if event["type"] == "response.done":
                     done.append(event["response"]["metadata"]["k"])
     assert done == [str(k) for k in range(total)]
+
+
+async def test_sends_marked_more_are_written_with_the_next_plain_send(nursery):
+    release = trio.Event()
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        for k in range(3):
+            await send({"type": "websocket.send", "text": f"held{k}", "more": True})
+        await release.wait()
+        await send({"type": "websocket.send", "text": "flush"})
+        await receive()
+
+    base = await nursery.start(serve_front, app, "127.0.0.1", 0)
+    client = ClientProtocol(parse_uri(base.replace("http", "ws") + "/x"))
+    client.send_request(client.connect())
+    stream = await trio.open_tcp_stream("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    async with stream:
+        await stream.send_all(b"".join(client.data_to_send()))
+        with trio.fail_after(10):
+            while not client.events_received():  # the handshake's answer
+                client.receive_data(await stream.receive_some(65536))
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            peek = socket.socket(fileno=os.dup(stream.socket.fileno()))
+            with peek, pytest.raises(BlockingIOError):  # nothing was written for the held sends
+                peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            release.set()
+            texts: list[bytes] = []
+            while len(texts) < 4:
+                client.receive_data(await stream.receive_some(65536))
+                texts += [e.data for e in client.events_received()]
+    assert texts == [b"held0", b"held1", b"held2", b"flush"]
