@@ -27,6 +27,7 @@ import numpy as np
 __all__ = ["EnergyVad", "SpeechStarted", "SpeechStopped", "VadParams", "frame_levels", "speech_energy"]
 
 FRAME_MS = 10
+_vecdot = getattr(np, "vecdot", None)
 _FLOOR_DB = -60.0
 
 
@@ -117,8 +118,9 @@ class EnergyVad:
             self._pending = np.zeros(0, dtype=np.float32)
         if whole == 0:
             return []
-        squares = np.square(samples[: whole * frame_len], dtype=np.float64)
-        energy = squares.reshape(whole, frame_len) @ self._ones  # integers: exact in any order
+        rows = samples[: whole * frame_len].astype(np.float64).reshape(whole, frame_len)
+        # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
+        energy = _vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ self._ones
         return self._step((energy > self._pcm_floor).tolist())
 
     def _step(self, speech: list[bool]) -> list[SpeechStarted | SpeechStopped]:
