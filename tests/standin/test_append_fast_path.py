@@ -126,10 +126,12 @@ def test_feed_pcm16_at_full_scale_and_positions(vecdot, monkeypatch):
     if not vecdot:  # numpy < 2: the energies by squares and a product with ones
         monkeypatch.setattr("standin.model.vad._vecdot", None)
     rng = np.random.default_rng(5)
-    noise = np.clip(rng.normal(0, 1200, 24_000), -32768, 32767).astype("<i2").tobytes()
-    reference = EnergyVad(VadParams(), 24_000)
-    fast = EnergyVad(VadParams(), 24_000)
-    assert fast.feed_pcm16(noise) == reference.feed(PCM.decode(noise))
+    levels = np.repeat(rng.choice([300, 1100, 1200, 3000], 40), 2400)  # 100 ms at each level
+    noise = np.clip(rng.normal(0, 1, len(levels)) * levels, -32768, 32767).astype("<i2").tobytes()
+    reference = EnergyVad(VadParams(silence_duration_ms=200), 24_000)
+    fast = EnergyVad(VadParams(silence_duration_ms=200), 24_000)
+    expected = reference.feed(PCM.decode(noise))
+    assert len(expected) > 4 and fast.feed_pcm16(noise) == expected
     vad = EnergyVad(VadParams(silence_duration_ms=500), rate=24_000, start_ms=1000.0)
     loud = np.full(24_000 * 300 // 1000, -32768, dtype="<i2").tobytes()
     audio = pcm16_silence(300) + loud + pcm16_silence(700)
