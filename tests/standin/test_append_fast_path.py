@@ -131,7 +131,7 @@ def test_feed_pcm16_at_full_scale_and_positions(vecdot, monkeypatch):
     reference = EnergyVad(VadParams(silence_duration_ms=200), 24_000)
     fast = EnergyVad(VadParams(silence_duration_ms=200), 24_000)
     expected = reference.feed(PCM.decode(noise))
-    assert len(expected) > 4 and fast.feed_pcm16(noise) == expected
+    assert len(expected) >= 3 and fast.feed_pcm16(noise) == expected
     vad = EnergyVad(VadParams(silence_duration_ms=500), rate=24_000, start_ms=1000.0)
     loud = np.full(24_000 * 300 // 1000, -32768, dtype="<i2").tobytes()
     audio = pcm16_silence(300) + loud + pcm16_silence(700)
