@@ -104,8 +104,10 @@ async def test_an_exception_in_the_handler_is_raised_in_the_apps_task(nursery):
     assert client.close_rcvd.code == 1011
 
 
-async def test_a_streaming_session_is_read_inline_with_the_same_turn(nursery):
-    server = EmbeddedServer(api_keys={"sk-inline"})
+@pytest.mark.parametrize("engine", ["lean", "hypercorn"])
+async def test_a_streaming_session_is_read_inline_with_the_same_turn(nursery, engine):
+    """The same turn whether the front reads inline (lean) or not (hypercorn)."""
+    server = EmbeddedServer(api_keys={"sk-inline"}, engine=engine)
     await nursery.start(server.serve)
     url = server.base_url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
     audio = pcm16_silence(300) + pcm16_tone(600) + pcm16_silence(700)
@@ -125,11 +127,12 @@ async def test_a_streaming_session_is_read_inline_with_the_same_turn(nursery):
     assert server.stats.client_events_received == 80
 
 
-async def test_a_client_that_does_not_read_is_pushed_back_and_loses_nothing(nursery):
+@pytest.mark.parametrize("engine", ["lean", "hypercorn"])
+async def test_a_client_that_does_not_read_is_pushed_back_and_loses_nothing(nursery, engine):
     """Text responses at full speed (pace 0) while the client reads nothing: once everything is
     blocked, the server has stopped reading (fewer requests read than sent) with its queue held
     near OUT_LIMIT; once the client reads, every response arrives whole and in order."""
-    server = EmbeddedServer(api_keys={"sk-inline"}, model_config=ModelConfig(pace=0.0))
+    server = EmbeddedServer(api_keys={"sk-inline"}, model_config=ModelConfig(pace=0.0), engine=engine)
     await nursery.start(server.serve)
     url = server.base_url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
     total = 600
