@@ -213,6 +213,84 @@ def _server_from(root: Path | None, extra: Sequence[str]) -> Iterator[C.ServerPr
             proc.wait()
 
 
+def _raw_client(url: str, key: str, n: int, warmup: float, duration: float,
+                pids: list[int]) -> dict[str, Any]:
+    """N sessions from one thread on plain non-blocking sockets: the handshake by hand, then
+    pre-masked append frames written on schedule and whatever the server sends read and
+    dropped (not parsed). Costs a few us a frame, so the server gets most of the CPU there is."""
+    import select
+    import socket
+    import time
+
+    from websockets.frames import Frame, Opcode
+
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    chunks = C.pcm_chunks_b64()
+    frames = [Frame(Opcode.TEXT, json.dumps({"type": "input_audio_buffer.append", "audio": c}).encode())
+              .serialize(mask=True, extensions=[]) for c in chunks]
+    request = (f"GET /v1/realtime?model=gpt-realtime HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               f"Authorization: Bearer {key}\r\n\r\n").encode()
+    socks = []
+    for _ in range(n):
+        sock = socket.create_connection((host, int(port)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(request)
+        got = b""
+        while b"session.created" not in got:  # the 101 answer, then the first event
+            got += sock.recv(65536)
+        sock.setblocking(False)
+        socks.append(sock)
+    epoll = select.epoll()
+    for sock in socks:
+        epoll.register(sock.fileno(), select.EPOLLIN)
+    received = 0
+
+    def drain(timeout: float) -> None:
+        nonlocal received
+        for fd, _ in epoll.poll(timeout):
+            try:
+                received += len(os.read(fd, 1 << 20))
+            except BlockingIOError:
+                pass
+
+    start = time.monotonic() + 0.05
+    window = (start + warmup, start + warmup + duration)
+    late: list[float] = []
+    sent = 0
+    a = b = None
+    k = 0
+    step = 0.02 / n
+    while True:
+        for i, sock in enumerate(socks):
+            at = start + k * 0.02 + i * step
+            if a is None and at >= window[0]:
+                a = (time.monotonic(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids))
+            if at >= window[1]:
+                b = (time.monotonic(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids))
+                break
+            while (wait := at - time.monotonic()) > 0:
+                drain(wait)
+            try:
+                sock.send(frames[k % len(frames)])  # ~1.3 KB: the socket buffer takes it whole
+            except BlockingIOError:
+                raise RuntimeError("the server stopped reading") from None
+            if at >= window[0]:
+                sent += 1
+                late.append(time.monotonic() - at)
+        if b is not None:
+            break
+        k += 1
+    for sock in socks:
+        sock.close()
+    epoll.close()
+    assert a is not None
+    return {"window_s": b[0] - a[0], "client_cpu_s": b[1] - a[1], "server_cpu_s": b[2] - a[2],
+            "appends": sent, "events": math.nan,
+            "late_p99_ms": C.percentile([x * 1000 for x in late], 99)}
+
+
 def measure(n: int, args: argparse.Namespace, profile_dir: Path | None,
             root: Path | None = None) -> dict[str, Any]:
     import asyncio
@@ -230,7 +308,10 @@ def measure(n: int, args: argparse.Namespace, profile_dir: Path | None,
                 time.sleep(args.warmup + 2.0 + n * 0.01 + args.duration / 4)
                 spies.append(_profile(pids[0], args.duration / 2, profile_dir / f"server-{n}.txt"))
             threading.Thread(target=later, daemon=True).start()
-        r = asyncio.run(_client(server.url, server.key, n, args.warmup, args.duration, pids))
+        if args.client == "raw":
+            r = _raw_client(server.url, server.key, n, args.warmup, args.duration, pids)
+        else:
+            r = asyncio.run(_client(server.url, server.key, n, args.warmup, args.duration, pids))
         for spy in spies:
             spy.wait(timeout=60)
     wall = r["window_s"]
@@ -266,6 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--server-engine", choices=("lean", "hypercorn"), default="lean")
     p.add_argument("--workers", type=int, default=1, help="server worker processes")
+    p.add_argument("--client", choices=("websockets", "raw"), default="websockets",
+                   help="websockets: asyncio + websockets sessions; raw: pre-masked frames from one "
+                        "thread on plain sockets, server events read and dropped (cheapest)")
     p.add_argument("--compare", default=None, metavar="ROOT",
                    help="also measure the server of another checkout (e.g. /work/main), runs "
                         "interleaved with this tree's, and print the ratio")
