@@ -7,11 +7,15 @@ session, as ``ws_fleet.py``'s ``websockets`` client), N sessions each sending a 
 the server answers with paced audio deltas).
 
 Figures are of the server process's CPU time (user + system, /proc), which stays meaningful on a
-loaded machine where lateness does not: **CPU seconds per session-second** (the share of a core
-one session costs) and **CPU microseconds per append** (robust even when the client cannot keep
-up and sends fewer than 50 appends a session-second). ``--profile DIR`` also records the server
-with py-spy (``pip install py-spy``) during one window per N: ``DIR/server-N.txt`` (collapsed
-stacks, for flame graphs) and ``DIR/server-N-top.txt`` (own time per function).
+loaded machine where lateness does not. The main figure is **CPU microseconds per append the
+server handled** in the window (its ``client_events_received``, read at the window's edges):
+a server that falls behind handles fewer appends than were sent, and per append *sent* (or per
+session-second) would flatter it; ``handled/sent`` below 1 says it fell behind. From it, **CPU
+milliseconds per session-second** at real time (x 50 appends a second; that includes the
+server's events out and its paced audio, which come with the appends). ``--profile DIR`` also
+records the server with py-spy (``pip install py-spy``) during one window per N:
+``DIR/server-N.txt`` (collapsed stacks) and ``DIR/server-N-top.txt`` (time by category, own time
+per function).
 
 Usage::
 
@@ -30,7 +34,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -114,7 +118,7 @@ def own_time(collapsed: Path, top: int = 40) -> str:
 
 
 async def _client(url: str, key: str, n: int, warmup: float, duration: float,
-                  pids: list[int]) -> dict[str, Any]:
+                  pids: list[int], received: Callable[[], int]) -> dict[str, Any]:
     """N asyncio + websockets sessions streaming appends at real time; the server's CPU is
     sampled at the window's edges (the sum over ``pids``)."""
     import asyncio
@@ -175,14 +179,14 @@ async def _client(url: str, key: str, n: int, warmup: float, duration: float,
     window[:] = [t0, t0 + duration]
     go.set()
     await asyncio.sleep(t0 - loop.time())
-    a = (loop.time(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids))
+    a = (loop.time(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids), received())
     await asyncio.sleep(window[1] - loop.time())
-    b = (loop.time(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids))
+    b = (loop.time(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids), received())
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {"window_s": b[0] - a[0], "client_cpu_s": b[1] - a[1], "server_cpu_s": b[2] - a[2],
-            "appends": sent[0], "events": events[0],
+            "appends": sent[0], "events": events[0], "handled": b[3] - a[3],
             "late_p99_ms": C.percentile([x * 1000 for x in late], 99)}
 
 
@@ -214,7 +218,7 @@ def _server_from(root: Path | None, extra: Sequence[str]) -> Iterator[C.ServerPr
 
 
 def _raw_client(url: str, key: str, n: int, warmup: float, duration: float,
-                pids: list[int]) -> dict[str, Any]:
+                pids: list[int], received: Callable[[], int]) -> dict[str, Any]:
     """N sessions from one thread on plain non-blocking sockets: the handshake by hand, then
     pre-masked append frames written on schedule and whatever the server sends read and
     dropped (not parsed). Costs a few us a frame, so the server gets most of the CPU there is."""
@@ -245,13 +249,13 @@ def _raw_client(url: str, key: str, n: int, warmup: float, duration: float,
     epoll = select.epoll()
     for sock in socks:
         epoll.register(sock.fileno(), select.EPOLLIN)
-    received = 0
+    got_bytes = 0
 
     def drain(timeout: float) -> None:
-        nonlocal received
+        nonlocal got_bytes
         for fd, _ in epoll.poll(timeout):
             try:
-                received += len(os.read(fd, 1 << 20))
+                got_bytes += len(os.read(fd, 1 << 20))
             except BlockingIOError:
                 pass
 
@@ -266,9 +270,9 @@ def _raw_client(url: str, key: str, n: int, warmup: float, duration: float,
         for i, sock in enumerate(socks):
             at = start + k * 0.02 + i * step
             if a is None and at >= window[0]:
-                a = (time.monotonic(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids))
+                a = (time.monotonic(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids), received())
             if at >= window[1]:
-                b = (time.monotonic(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids))
+                b = (time.monotonic(), C.proc_cpu(), sum(C.proc_cpu(p) for p in pids), received())
                 break
             while (wait := at - time.monotonic()) > 0:
                 drain(wait)
@@ -287,7 +291,7 @@ def _raw_client(url: str, key: str, n: int, warmup: float, duration: float,
     epoll.close()
     assert a is not None
     return {"window_s": b[0] - a[0], "client_cpu_s": b[1] - a[1], "server_cpu_s": b[2] - a[2],
-            "appends": sent, "events": math.nan,
+            "appends": sent, "events": math.nan, "handled": b[3] - a[3],
             "late_p99_ms": C.percentile([x * 1000 for x in late], 99)}
 
 
@@ -308,10 +312,14 @@ def measure(n: int, args: argparse.Namespace, profile_dir: Path | None,
                 time.sleep(args.warmup + 2.0 + n * 0.01 + args.duration / 4)
                 spies.append(_profile(pids[0], args.duration / 2, profile_dir / f"server-{n}.txt"))
             threading.Thread(target=later, daemon=True).start()
+        def received() -> int:  # client events the server has handled (all its workers)
+            return int(json.loads(server.command("stats"))["client_events_received"])
+
         if args.client == "raw":
-            r = _raw_client(server.url, server.key, n, args.warmup, args.duration, pids)
+            r = _raw_client(server.url, server.key, n, args.warmup, args.duration, pids, received)
         else:
-            r = asyncio.run(_client(server.url, server.key, n, args.warmup, args.duration, pids))
+            r = asyncio.run(_client(server.url, server.key, n, args.warmup, args.duration, pids,
+                                    received))
         for spy in spies:
             spy.wait(timeout=60)
     wall = r["window_s"]
@@ -323,7 +331,13 @@ def measure(n: int, args: argparse.Namespace, profile_dir: Path | None,
         "server_cpu_s": r["server_cpu_s"],
         "server_cpu_pct": 100 * r["server_cpu_s"] / wall,
         "server_ms_per_session_s": 1e3 * r["server_cpu_s"] / (n * wall),
-        "server_us_per_append": 1e6 * r["server_cpu_s"] / r["appends"] if r["appends"] else math.nan,
+        # per append the server handled in the window: a server that falls behind handles fewer
+        # than were sent (and reads several at once), so per append *sent* would flatter it
+        "server_us_per_append": 1e6 * r["server_cpu_s"] / r["handled"] if r["handled"] else math.nan,
+        "handled_per_sent": r["handled"] / r["appends"] if r["appends"] else math.nan,
+        # what a session-second costs when every append is handled (50 a second)
+        "server_ms_per_session_s_handled": 50e3 * r["server_cpu_s"] / r["handled"]
+        if r["handled"] else math.nan,
         "client_ms_per_session_s": 1e3 * r["client_cpu_s"] / (n * wall),
         "client_cpu_pct": 100 * r["client_cpu_s"] / wall,
         "late_p99_ms": r["late_p99_ms"],
@@ -335,8 +349,8 @@ def measure(n: int, args: argparse.Namespace, profile_dir: Path | None,
     return res
 
 
-_KEYS = ("server_ms_per_session_s", "server_us_per_append", "server_cpu_pct",
-         "client_ms_per_session_s", "appends_per_session_s")
+_KEYS = ("server_ms_per_session_s_handled", "server_us_per_append", "server_ms_per_session_s",
+         "server_cpu_pct", "client_ms_per_session_s", "appends_per_session_s", "handled_per_sent")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,22 +397,23 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print(f"  N={n} {name:<8} rep {rep}: server {r['server_ms_per_session_s']:.2f} ms "
                       f"CPU/session-s ({r['server_cpu_pct']:.0f}% of a core), "
-                      f"{r['server_us_per_append']:.1f} us/append, {r['appends_per_session_s']:.1f} "
-                      f"appends/session-s; client {r['client_ms_per_session_s']:.2f} ms/session-s "
+                      f"{r['server_us_per_append']:.1f} us/append handled, {r['appends_per_session_s']:.1f} "
+                      f"appends/session-s sent, {r['handled_per_sent']:.2f} handled/sent; client {r['client_ms_per_session_s']:.2f} ms/session-s "
                       f"({r['client_cpu_pct']:.0f}%), p99 {r['late_p99_ms']:.1f} ms, "
                       f"load {r['loadavg']:.2f}", flush=True)
         summary = {}
         for name, rs in runs.items():
             ok = [r for r in rs if "error" not in r]
             agg = summary[name] = {k: C.summary([r[k] for r in ok]) for k in _KEYS}
-            print(f"N={n} {name}: server {C.fmt(agg['server_ms_per_session_s'], digits=2)} ms "
-                  f"CPU/session-s, {C.fmt(agg['server_us_per_append'])} us/append, "
-                  f"{C.fmt(agg['server_cpu_pct'], digits=0)}% of a core", flush=True)
+            print(f"N={n} {name}: server {C.fmt(agg['server_ms_per_session_s_handled'], digits=2)} ms "
+                  f"CPU/session-s (per append handled x 50), {C.fmt(agg['server_us_per_append'])} "
+                  f"us/append handled, {C.fmt(agg['server_cpu_pct'], digits=0)}% of a core, "
+                  f"{C.fmt(agg['handled_per_sent'], digits=2)} handled/sent", flush=True)
         entry: dict[str, Any] = {"runs": runs, "summary": summary}
         if args.compare:
             entry["ratio"] = {k: C.ratio(summary["this"][k], summary["baseline"][k]) for k in _KEYS[:2]}
-            print(f"N={n} this/baseline: CPU/session-s {entry['ratio']['server_ms_per_session_s']:.2f}x, "
-                  f"CPU/append {entry['ratio']['server_us_per_append']:.2f}x", flush=True)
+            print(f"N={n} this/baseline: CPU per append handled "
+                  f"{entry['ratio']['server_us_per_append']:.2f}x", flush=True)
         report["sizes"][str(n)] = entry
     report["env"]["loadavg_end"] = C.loadavg()
     C.write_json(args.json_out, report)
