@@ -105,23 +105,27 @@ class EnergyVad:
 
     def feed_pcm16(self, data: bytes) -> list[SpeechStarted | SpeechStopped]:
         """:meth:`feed` for PCM16 little-endian bytes (a trailing odd byte is ignored)."""
-        samples = np.frombuffer(data, dtype="<i2", count=len(data) // 2)
-        if self._pending.size:
-            if self._pending.dtype != np.int16:  # floats pending (after feed): the float path
+        count = len(data) // 2
+        if self._pending.size:  # a partial frame from before: join it (floats: the float path)
+            samples = np.frombuffer(data, dtype="<i2", count=count)
+            if self._pending.dtype != np.int16:
                 return self.feed(samples.astype(np.float32) / 32768.0)
             samples = np.concatenate([self._pending, samples])
-        frame_len = len(self._ones)
-        whole = len(samples) // frame_len
-        if whole * frame_len != len(samples):
-            self._pending = samples[whole * frame_len :].copy()
-        elif self._pending.size:
+            data, count = samples.tobytes(), len(samples)
             self._pending = np.zeros(0, dtype=np.float32)
+        frame_len = len(self._ones)
+        whole = count // frame_len
+        if whole * frame_len != count:
+            self._pending = np.frombuffer(data, dtype="<i2", count=count - whole * frame_len,
+                                          offset=2 * whole * frame_len).copy()
         if whole == 0:
             return []
-        rows = samples[: whole * frame_len].astype(np.float64).reshape(whole, frame_len)
+        rows = np.frombuffer(data, dtype="<i2", count=whole * frame_len).astype(np.float64)
+        rows = rows.reshape(whole, frame_len)
         # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
         energy = _vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ self._ones
-        return self._step((energy > self._pcm_floor).tolist())
+        floor = self._pcm_floor
+        return self._step([e > floor for e in energy.tolist()])
 
     def _step(self, speech: list[bool]) -> list[SpeechStarted | SpeechStopped]:
         out: list[SpeechStarted | SpeechStopped] = []
