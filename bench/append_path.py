@@ -33,7 +33,7 @@ ROUNDS = 7
 APPENDS = 5000
 
 
-def _measure() -> dict[str, float]:
+def _measure(rounds: int = ROUNDS, appends: int = APPENDS) -> dict[str, float]:
     import base64
     import random
 
@@ -77,7 +77,7 @@ def _measure() -> dict[str, float]:
         assembler = MessageAssembler()
         reader = FrameReader(server) if FrameReader is not None else None
         start = time.process_time()
-        for k in range(APPENDS):
+        for k in range(appends):
             data = frames[k % len(frames)]
             if reader is not None:
                 got = reader.feed(data)
@@ -96,7 +96,7 @@ def _measure() -> dict[str, float]:
         assembler = MessageAssembler()
         reader = FrameReader(server) if FrameReader is not None else None
         start = time.process_time()
-        for k in range(APPENDS):
+        for k in range(appends):
             now = k * 0.02
             if with_frames:
                 data = frames[k % len(frames)]
@@ -115,16 +115,17 @@ def _measure() -> dict[str, float]:
         return time.process_time() - start
 
     best = {"frame": 1e9, "model": 1e9, "total": 1e9}
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         best["frame"] = min(best["frame"], frame_stage())
         best["model"] = min(best["model"], model_stage(False))
         best["total"] = min(best["total"], model_stage(True))
-    return {k: 1e6 * v / APPENDS for k, v in best.items()}
+    return {k: 1e6 * v / appends for k, v in best.items()}
 
 
-def _run(root: Path) -> dict[str, float]:
+def _run(root: Path, rounds: int, appends: int) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(root))
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker"], env=env,
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--rounds",
+                           str(rounds), "--appends", str(appends)], env=env,
                           capture_output=True, text=True, cwd=str(root), check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -133,22 +134,34 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default=None, help="time this checkout's code instead")
     p.add_argument("--compare", default=None, metavar="DIR", help="also time DIR's code")
+    p.add_argument("--json-out", default=None)
+    p.add_argument("--rounds", type=int, default=ROUNDS, help="best of this many rounds")
+    p.add_argument("--appends", type=int, default=APPENDS, help="appends a round")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(_measure()))
+        print(json.dumps(_measure(args.rounds, args.appends)))
         return 0
     here = Path(__file__).resolve().parent.parent
-    rows = {"this": _run(Path(args.root).resolve() if args.root else here)}
+    rows = {"this": _run(Path(args.root).resolve() if args.root else here, args.rounds, args.appends)}
     if args.compare:
-        rows["baseline"] = _run(Path(args.compare).resolve())
-    print(f"append-path: us of CPU per append, best of {ROUNDS} rounds of {APPENDS}; load "
+        rows["baseline"] = _run(Path(args.compare).resolve(), args.rounds, args.appends)
+    print(f"append-path: us of CPU per append, best of {args.rounds} rounds of {args.appends}; load "
           f"{os.getloadavg()[0]:.2f}")
     for name, row in rows.items():
         print(f"  {name:<9} " + "  ".join(f"{k} {v:6.1f}" for k, v in row.items()))
+    ratios = {}
     if args.compare:
-        print("  this/baseline " + "  ".join(f"{k} {rows['this'][k] / rows['baseline'][k]:.2f}x"
-                                             for k in rows["this"]))
+        ratios = {k: rows["this"][k] / rows["baseline"][k] for k in rows["this"]}
+        print("  this/baseline " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    line = ("SUMMARY append_path: " + ", ".join(f"{k} {v:.1f} us" for k, v in rows["this"].items())
+            + ("; this/baseline " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) if ratios else ""))
+    print(line)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({
+            "benchmark": "append_path", "rows": rows, "ratios": ratios, "summary_line": line,
+            "env": {"loadavg_start": list(os.getloadavg()), "python": sys.version.split()[0]},
+        }, indent=2) + "\n")
     return 0
 
 

@@ -424,7 +424,20 @@ def main(argv: list[str] | None = None) -> int:
                   f"{entry['ratio']['server_us_per_append']:.2f}x", flush=True)
         report["sizes"][str(n)] = entry
     report["env"]["loadavg_end"] = C.loadavg()
+    parts = []
+    for n, entry in report["sizes"].items():
+        this = entry["summary"]["this"]
+        part = (f"N={n} {C.fmt(this['server_us_per_append'], digits=0)} us/append handled "
+                f"({this['server_ms_per_session_s_handled']['median']:.2f} ms/session-s, "
+                f"{this['handled_per_sent']['median']:.2f} handled/sent)")
+        if "ratio" in entry:
+            part += f" = {entry['ratio']['server_us_per_append']:.2f}x baseline"
+        parts.append(part)
+    line = (f"SUMMARY server_cost: {args.client} client, {args.workers} worker(s): " + "; ".join(parts)
+            + f"; load {report['env']['loadavg_start'][0]:.2f}->{report['env']['loadavg_end'][0]:.2f}")
+    report["summary_line"] = line
     C.write_json(args.json_out, report)
+    print(line)
     return 0
 
 
