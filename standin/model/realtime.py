@@ -182,7 +182,10 @@ class RealtimeSession:
         self._record_append(len(audio))
         self._now = now
         out: list[Event] = []
-        self._take_audio(data, now, out)
+        try:
+            self._take_audio(data, now, out)
+        except ClientError as exc:  # a turn the VAD ended, refused: as receive_event reports it
+            out.append(self._error(exc))
         return out + self.handle_timer(now)
 
     def receive_audio(self, pcm: bytes, now: float) -> list[Event]:

@@ -184,3 +184,23 @@ def test_text_appends_give_the_events_and_records_of_parsed_appends(fmt, hearing
     assert out_fast == out_full
     assert fast.received == full.received
     assert fast.items == full.items
+
+
+def test_an_error_in_the_turn_an_append_ends_is_an_error_event_either_way(monkeypatch):
+    """A client error raised while the append's VAD ends a turn (here: planning the answer)
+    is an ``error`` event and the session lives on, by text or parsed alike."""
+    from standin.model.events import ClientError
+
+    def refuse(self, *args, **kwargs):
+        raise ClientError("invalid_value", "no answer today", "tools")
+
+    monkeypatch.setattr(RealtimeSession, "_start_response", refuse)
+    pcm = pcm16_silence(100) + pcm16_tone(400) + pcm16_silence(700)
+    fast, full = _session("audio/pcm", False), _session("audio/pcm", False)
+    out_fast, out_full = [], []
+    for k in range(0, len(pcm), 960):
+        text = compact(base64.b64encode(pcm[k:k + 960]).decode())
+        out_fast += fast.receive_text(text, k / 48_000)
+        out_full += full.receive_event(json.loads(text), k / 48_000)
+    assert [e["error"]["message"] for e in out_fast if e["type"] == "error"] == ["no answer today"]
+    assert out_fast == out_full
