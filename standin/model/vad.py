@@ -21,6 +21,8 @@ decoded to floats (``x / 32768``, whose squares sum exactly too); the two may be
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 import numpy as np
 
@@ -28,6 +30,11 @@ __all__ = ["EnergyVad", "SpeechStarted", "SpeechStopped", "VadParams", "frame_le
 
 FRAME_MS = 10
 _vecdot = getattr(np, "vecdot", None)
+
+
+@functools.cache
+def _ones(n: int) -> np.ndarray:
+    return np.ones(n)
 _FLOOR_DB = -60.0
 
 
@@ -78,13 +85,12 @@ class EnergyVad:
     _energy_floor: float = attrs.field(init=False)
     #: the energy a frame of PCM16 integers must exceed (the float bound scaled by 2**30, exactly)
     _pcm_floor: float = attrs.field(init=False)
-    _ones: np.ndarray = attrs.field(init=False, repr=False)
+    _frame_len: int = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._energy_floor = speech_energy(self.params.threshold)
-        frame_len = self.rate * FRAME_MS // 1000
+        self._frame_len = frame_len = self.rate * FRAME_MS // 1000
         self._pcm_floor = self._energy_floor * frame_len * 2.0**30
-        self._ones = np.ones(frame_len)
 
     @property
     def position_ms(self) -> float:
@@ -113,7 +119,7 @@ class EnergyVad:
             samples = np.concatenate([self._pending, samples])
             data, count = samples.tobytes(), len(samples)
             self._pending = np.zeros(0, dtype=np.float32)
-        frame_len = len(self._ones)
+        frame_len = self._frame_len
         whole = count // frame_len
         if whole * frame_len != count:
             self._pending = np.frombuffer(data, dtype="<i2", count=count - whole * frame_len,
@@ -123,7 +129,7 @@ class EnergyVad:
         rows = np.frombuffer(data, dtype="<i2", count=whole * frame_len).astype(np.float64)
         rows = rows.reshape(whole, frame_len)
         # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
-        energy = _vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ self._ones
+        energy = _vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ _ones(frame_len)
         floor = self._pcm_floor
         return self._step([e > floor for e in energy.tolist()])
 
