@@ -36,6 +36,7 @@ import numpy as np
 
 from standin.model import config as cfg
 from standin.model import transcription
+from standin.model.append import bare_append
 from standin.model.audio import PCM_24K, Tone
 from standin.model.billing import response_usage
 from standin.model.conversation import Conversation, item_from_client
@@ -160,6 +161,9 @@ class RealtimeSession:
         return [self._ev("session.created", session=self._session_view())]
 
     def receive_text(self, text: str, now: float) -> list[Event]:
+        bare = bare_append(text)
+        if bare is not None:  # most of a streaming session's input: no JSON parse, no dict
+            return self._receive_append(*bare, now)
         try:
             obj = json.loads(text)
         except ValueError:
@@ -191,6 +195,18 @@ class RealtimeSession:
             out.append(self._error(exc, client_event_id))
         return out + self.handle_timer(now)
 
+    def _receive_append(self, audio: str, data: bytes, now: float) -> list[Event]:
+        """:meth:`receive_event` of ``{"type": "input_audio_buffer.append", "audio": audio}``
+        whose audio decodes to ``data``: the same record and events."""
+        self._record_append(len(audio))
+        self._now = now
+        out: list[Event] = []
+        try:
+            self._take_audio(data, now, out)
+        except ClientError as exc:  # a turn the VAD ended, refused: as receive_event reports it
+            out.append(self._error(exc))
+        return out + self.handle_timer(now)
+
     def receive_audio(self, pcm: bytes, now: float) -> list[Event]:
         """Caller audio from a media track (WebRTC/SIP): PCM16 mono at 24 kHz, whatever the
         session's input format. It goes to the input buffer and the VAD like appended audio,
@@ -208,6 +224,8 @@ class RealtimeSession:
         return out + self.handle_timer(now)
 
     def get_timer(self) -> float | None:
+        if not self._runs and not self._scheduled and self._idle_due is None:
+            return None  # the usual case while a user speaks (checked on every append)
         dues = [d for d in (run.due() for run in self._runs) if d is not None]
         if self._scheduled:
             dues.append(self._scheduled[0][0])
@@ -249,17 +267,28 @@ class RealtimeSession:
             data = base64.b64decode(_required(obj, "audio", str), validate=True)
         except (binascii.Error, ValueError):
             raise ClientError("invalid_value", "audio must be base64-encoded", "audio") from None
+        self._take_audio(data, now, out)
+
+    def _take_audio(self, data: bytes, now: float, out: list[Event]) -> None:
+        """Appended audio into the buffer, the hearing model's keep and the VAD (PCM16 goes to
+        the VAD as it is: no float samples made unless the hearing model keeps them)."""
         fmt = cfg.input_format(self.session)
         self._audio_ms += fmt.duration_ms(len(data))
+        if fmt.type == "audio/pcm" and self.config.hearing is None:
+            if self._vad is not None:
+                self._vad_changes(self._vad.feed_pcm16(data), now, out)
+            return
         samples = fmt.decode(data)
         if self.config.hearing is not None:
             self._kept.append(samples)
         self._feed_vad(samples, now, out)
 
     def _feed_vad(self, samples: Any, now: float, out: list[Event]) -> None:
-        if self._vad is None:
-            return
-        for change in self._vad.feed(samples):
+        if self._vad is not None:
+            self._vad_changes(self._vad.feed(samples), now, out)
+
+    def _vad_changes(self, changes: list[Any], now: float, out: list[Event]) -> None:
+        for change in changes:
             if isinstance(change, SpeechStarted):
                 self._speech_started(change.at_ms, out)
             elif self._speech is not None:
@@ -560,21 +589,30 @@ class RealtimeSession:
     def _record(self, obj: Event) -> None:
         """Keep what tests and reports need of a client event, never its audio: an append's
         audio becomes its length, and a run of appends one entry (``count``, total length)."""
-        received = self.received
         kind = obj.get("type")
         if kind == "input_audio_buffer.append" and isinstance(obj.get("audio"), str):
-            chars = len(obj["audio"])
-            run = self._append_run
-            if run is not None and received and received[-1] is run[0]:
-                entry, total = run[0], run[1] + chars
-                entry["count"] = entry.get("count", 1) + 1
-                entry["audio"] = f"<{total} base64 chars>"
-                self._append_run = (entry, total)
-                return
-            obj = {"type": kind, "audio": f"<{chars} base64 chars>"}
-            self._append_run = (obj, chars)
-        elif kind == "conversation.item.create" and isinstance(obj.get("item"), dict):
+            self._record_append(len(obj["audio"]))
+            return
+        if kind == "conversation.item.create" and isinstance(obj.get("item"), dict):
             obj = _without_audio(obj)
+        self._keep_received(obj)
+
+    def _record_append(self, chars: int) -> None:
+        """An append of ``chars`` base64 characters: a new entry, or one more in the run."""
+        received = self.received
+        run = self._append_run
+        if run is not None and received and received[-1] is run[0]:
+            entry, total = run[0], run[1] + chars
+            entry["count"] = entry.get("count", 1) + 1
+            entry["audio"] = f"<{total} base64 chars>"
+            self._append_run = (entry, total)
+            return
+        obj = {"type": "input_audio_buffer.append", "audio": f"<{chars} base64 chars>"}
+        self._append_run = (obj, chars)
+        self._keep_received(obj)
+
+    def _keep_received(self, obj: Event) -> None:
+        received = self.received
         received.append(obj)
         if len(received) > self.config.max_recorded_events:
             del received[: len(received) - self.config.max_recorded_events]
