@@ -9,7 +9,9 @@ and hands it to every actor incarnation (each connection attempt).  The link hol
   subscriber's stream is always a loss) and the publish callback into the router;
 * the :class:`~actors.events.StateMachine`: every change is published as a ``state`` event;
 * two wake-ups: "there is something to write" for the actor's writer, and "the control
-  queue has room" for senders waiting on back-pressure.
+  queue has room" for senders waiting on back-pressure;
+* the current connection's direct writer, when its actor offers one: :meth:`SessionLink.send_now`
+  writes from the caller's task (the fleet's audio clock) instead of waking the writer.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class SessionLink:
     _restore_seen: Any = attrs.field(default=None, init=False)
     #: set when a Live answer is open (its end is found by output quiet: actors.inbound)
     answer_opened: trio.Event = attrs.field(factory=trio.Event, init=False)
+    #: the current connection's direct writer (see :meth:`write_now`); None: none
+    _direct_writer: Callable[[], None] | None = attrs.field(default=None, init=False)
 
     @stamper.default
     def _default_stamper(self) -> EventStamper:
@@ -93,6 +97,33 @@ class SessionLink:
                 if self._space.is_set():
                     self._space = trio.Event()
                 await self._space.wait()
+
+    def send_now(self, event: dict[str, Any]) -> None:
+        """Queue a client event and write what is queued at once, from the calling task
+        (:meth:`write_now`): the audio clock's path, one write per due frame and no task
+        switch. Raises ``QueueFull`` like :meth:`send_nowait` (never for audio)."""
+        for notice in self.core.submit(event):
+            self.emit(EventKind.DROPPED, notice)
+        writer = self._direct_writer
+        if writer is None:
+            self._outbound.set()
+        else:
+            writer()
+
+    def write_now(self) -> None:
+        """Write what is queued now, from the calling task, when the connection has a direct
+        writer (a connected WebSocket with the default engine); otherwise wake the writer.
+        What the socket does not take at once is left to the actor's writer task."""
+        writer = self._direct_writer
+        if writer is None:
+            self._outbound.set()
+        else:
+            writer()
+
+    def attach_writer(self, writer: Callable[[], None] | None) -> None:
+        """The actor installs its connection's direct writer once connected, and removes it
+        (None) before the connection closes."""
+        self._direct_writer = writer
 
     def abort_connection(self) -> None:
         """Drop the current connection without a close handshake (fault injection).

@@ -120,7 +120,9 @@ _SESSION_UPDATE = "session.update"
 _POSITIVE = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
 
 
-@attrs.define
+# Validated when constructed only: attrs' default hook would run on every assignment, and the
+# core assigns its counters several times per audio frame.
+@attrs.define(on_setattr=attrs.setters.NO_OP)
 class ClientCore:
     """Sans-I/O client for one realtime session; see the module docstring."""
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import json.encoder as _json_encoder
+from base64 import b64encode as _b64encode
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "check_server_event",
     "parse_server_event",
     "validate_client_event",
+    "Base64Text",
     "encode_client_event",
     "ErrorInfo",
     "SessionInfo",
@@ -444,18 +446,30 @@ _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encod
 _encode_str = _json_encoder.encode_basestring  # the C escaper json uses for ensure_ascii=False
 
 
+class Base64Text(str):
+    """A ``str`` known to hold only base64 characters (nothing JSON escapes): audio encoded
+    by rtfleet itself (:meth:`of`). :func:`encode_client_event` writes it without scanning."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, data: bytes | bytearray | memoryview) -> Base64Text:
+        return cls(_b64encode(data).decode("ascii"))
+
+
 def encode_client_event(event: dict[str, Any]) -> str:
     """Compact JSON text for one client event (UTF-8 kept as is, no spaces).
 
     Hot path: an event whose values are all strings (every ``input_audio_buffer.append``) is
     written directly, key by key with json's own C string escaper (the same text as
-    ``json.dumps``, without building an encoder per call); anything else goes through one
-    cached compact encoder.
+    ``json.dumps``, without building an encoder per call; a :class:`Base64Text` value is
+    written as it is); anything else goes through one cached compact encoder.
     """
     if type(event) is dict:
         try:
-            return "{" + ",".join([_encode_str(k) + ":" + _encode_str(v)
-                                   for k, v in event.items()]) + "}"
+            return "{" + ",".join([
+                _encode_str(k) + ":" + ('"' + v + '"' if type(v) is Base64Text else _encode_str(v))
+                for k, v in event.items()]) + "}"
         except TypeError:
             pass  # a non-string key or value: the general encoder below
     try:
