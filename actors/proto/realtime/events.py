@@ -457,19 +457,48 @@ class Base64Text(str):
         return cls(_b64encode(data).decode("ascii"))
 
 
+#: the base64 alphabet (standard and URL-safe, with padding): nothing in it needs escaping
+_BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_"
+
+
+#: encoded keys (``"name":``) of the events written so far (a bounded cache)
+_KEYS: dict[str, str] = {}
+
+
+def _encode_flat(event: dict[str, Any]) -> str:
+    """An event whose values are all strings; raises TypeError for anything else. A long value
+    in the base64 alphabet (audio) is checked for it, which is cheaper than the escaper's scan,
+    and written as it is; a :class:`Base64Text` is not even checked."""
+    parts = []
+    for key, value in event.items():
+        name = _KEYS.get(key)
+        if name is None:
+            name = _encode_str(key) + ":"
+            if len(_KEYS) < 512:
+                _KEYS[key] = name
+        kind = type(value)
+        if kind is Base64Text or (kind is str and len(value) > 256 and value.isascii() and
+                                  not value.encode("ascii").translate(None, _BASE64_BYTES)):
+            parts.append(name + '"' + value + '"')
+        elif kind is str:
+            parts.append(name + _encode_str(value))
+        else:
+            raise TypeError(kind)
+    return "{" + ",".join(parts) + "}"
+
+
 def encode_client_event(event: dict[str, Any]) -> str:
     """Compact JSON text for one client event (UTF-8 kept as is, no spaces).
 
     Hot path: an event whose values are all strings (every ``input_audio_buffer.append``) is
     written directly, key by key with json's own C string escaper (the same text as
-    ``json.dumps``, without building an encoder per call; a :class:`Base64Text` value is
-    written as it is); anything else goes through one cached compact encoder.
+    ``json.dumps``, without building an encoder per call; a :class:`Base64Text` value, or a
+    long one in the base64 alphabet, is written as it is); anything else goes through one
+    cached compact encoder.
     """
     if type(event) is dict:
         try:
-            return "{" + ",".join([
-                _encode_str(k) + ":" + ('"' + v + '"' if type(v) is Base64Text else _encode_str(v))
-                for k, v in event.items()]) + "}"
+            return _encode_flat(event)
         except TypeError:
             pass  # a non-string key or value: the general encoder below
     try:
