@@ -55,6 +55,8 @@ __all__ = ["QUIET_LOGGER", "MessageAssembler", "WsClosed", "WsConnection", "WsHa
 #: (with the bearer key) at DEBUG when its logger allows it, so it must never allow it.
 QUIET_LOGGER = logging.Logger("rtfleet.websocket.wire", level=logging.WARNING)
 _RECEIVE_SIZE = 65536
+#: the longest response head awaited before the protocol is left to judge it
+_MAX_HEAD = 65536
 
 
 class WsClosed(Exception):
@@ -95,28 +97,49 @@ async def ws_handshake(
         request.headers[name] = value
     protocol.send_request(request)
     await stream.send_all(b"".join(protocol.data_to_send()))
-    while True:
+    # The response head goes to the protocol; what follows it (frames in the same read) goes
+    # to the connection's frame splitter, so that the protocol's buffer is empty at the start.
+    received = b""
+    eof = False
+    while not eof:
         data = await stream.receive_some(_RECEIVE_SIZE)
-        if data:
-            protocol.receive_data(data)
-        else:
+        eof = not data
+        received += data
+        end = received.find(b"\r\n\r\n")
+        if end >= 0 or len(received) > _MAX_HEAD:
+            break
+    head, rest = (received[: end + 4], received[end + 4:]) if end >= 0 else (received, b"")
+    protocol.receive_data(head)
+    response = _response(protocol.events_received(), protocol)
+    if response:
+        connection = WsConnection(stream, protocol)
+        connection._split(rest)
+        await connection._absorb(eof=False)
+        return connection
+    # not a 101 (a refusal's body follows its head) or not HTTP: the protocol reads on
+    while True:
+        if rest:
+            protocol.receive_data(rest)
+        if eof:
             protocol.receive_eof()
-        events = protocol.events_received()
-        for index, event in enumerate(events):
-            if isinstance(event, Response):
-                exc = protocol.handshake_exc
-                if isinstance(exc, InvalidStatus):
-                    raise WsRejected(exc.response.status_code, exc.response.body or b"")
-                if exc is not None:
-                    raise WsHandshakeError(type(exc).__name__)
-                connection = WsConnection(stream, protocol)
-                # Frames that came in the same read as the response (a close, or a message
-                # over the size limit that already failed the connection, included).
-                connection._frames.extend(e for e in events[index + 1:] if isinstance(e, Frame))
-                await connection._absorb(eof=False)
-                return connection
-        if not data:
+        _response(protocol.events_received(), protocol)
+        if eof:
             raise WsHandshakeError("connection closed during the handshake")
+        rest = await stream.receive_some(_RECEIVE_SIZE)
+        eof = not rest
+
+
+def _response(events: list, protocol: ClientProtocol) -> bool:
+    """True if ``events`` hold the server's 101; raises for a refusal or a bad response."""
+    for event in events:
+        if isinstance(event, Response):
+            exc = protocol.handshake_exc
+            if isinstance(exc, InvalidStatus):
+                raise WsRejected(exc.response.status_code, exc.response.body or b"")
+            if exc is not None:
+                raise WsHandshakeError(type(exc).__name__)
+            return True
+    return False
 
 
 class WsConnection:
@@ -133,7 +156,10 @@ class WsConnection:
         self._eof_due = False
         #: held by the one task that waits for the socket to take more (``drain``)
         self._drain_lock = trio.StrictFIFOLock()
-        self._frames: deque[Frame] = deque()
+        #: received, in order: whole text messages cut by the splitter (``str``, or ``bytes`` if
+        #: not UTF-8) and frames the protocol parsed (control frames, fragments, binary)
+        self._frames: deque[Frame | str | bytes] = deque()
+        self._splitter = FrameSplitter(_frame_limit(protocol))
         self._assembler = MessageAssembler()
         self._pongs: dict[bytes, trio.Event] = {}
         self._closed: WsClosed | None = None
@@ -156,7 +182,10 @@ class WsConnection:
         while True:
             frames = self._frames
             while frames:
-                message = self._take(frames.popleft())
+                item = frames.popleft()
+                if type(item) is str or type(item) is bytes:
+                    return item
+                message = self._take(item)  # type: ignore[arg-type]
                 if message is not None:
                     return message
             if self._closed is not None:
@@ -181,12 +210,15 @@ class WsConnection:
         else:
             data = await _read_socket(sock)
         if data:
-            self._protocol.receive_data(data)
+            self._split(data)
         else:
-            self._protocol.receive_eof()
+            self._splitter.end(self._protocol)
         self._absorb_now(eof=not data)
         if self._out or self._eof_due:
             await self.drain()  # a pong, the echo of a close frame, a close after an error
+
+    def _split(self, data: bytes) -> None:
+        self._splitter.feed(data, self._protocol, self._frames)
 
     async def _absorb(self, eof: bool) -> None:
         """Take what the protocol parsed, send what it owes, and note whether it is over."""
@@ -440,6 +472,96 @@ async def _read_socket(sock: trio.socket.SocketType) -> bytes:
             return b""
 
 
+def _frame_limit(protocol: ClientProtocol) -> int | None:
+    """The largest frame the protocol accepts outside a fragmented message (websockets 16:
+    ``max_message_size`` and ``max_fragment_size``; before: ``max_size``)."""
+    limits = [getattr(protocol, name, None) for name in ("max_message_size", "max_fragment_size", "max_size")]
+    present = [limit for limit in limits if limit is not None]
+    return min(present) if present else None
+
+
+class FrameSplitter:
+    """Sans-I/O: the server's bytes cut at frame boundaries. A whole unfragmented text frame
+    (the server's every event) becomes its message here, without the protocol's parser, which
+    costs about ten times as much; every other frame (control frames, fragments, binary) is
+    handed to the protocol whole, so the protocol always starts on a frame boundary and decides
+    everything it decides today (pings answered, the close handshake, protocol errors). A
+    masked frame or one over the size limit, and everything once the protocol is no longer
+    open, goes to the protocol as it comes, so that it fails or closes the connection itself."""
+
+    def __init__(self, max_size: int | None) -> None:
+        self._max = max_size if max_size is not None else 2**63
+        self._buffer = b""
+        #: a fragmented message is under way (its frames all go to the protocol)
+        self._fragmented = False
+        #: everything goes to the protocol from now on
+        self._passthrough = False
+
+    def feed(self, data: bytes, protocol: ClientProtocol, out: deque) -> None:
+        if self._passthrough or protocol.state is not State.OPEN:
+            self._to_protocol(self._buffer + data, protocol, out)
+            self._buffer = b""
+            return
+        if self._buffer:
+            data = self._buffer + data
+        view = memoryview(data)
+        size = len(data)
+        at = 0
+        limit = self._max
+        while size - at >= 2:
+            first, second = data[at], data[at + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                if size - at < 4:
+                    break
+                length = int.from_bytes(view[at + 2: at + 4], "big")
+                head = 4
+            elif length == 127:
+                if size - at < 10:
+                    break
+                length = int.from_bytes(view[at + 2: at + 10], "big")
+                head = 10
+            if second & 0x80 or length > limit:  # the protocol refuses it
+                self._passthrough = True
+                self._to_protocol(bytes(view[at:]), protocol, out)
+                at = size
+                break
+            stop = at + head + length
+            if stop > size:
+                break
+            if first == 0x81 and not self._fragmented:  # FIN, no RSV bits, text
+                out.append(_decode(view[at + head: stop]))
+            else:
+                opcode = first & 0x0F
+                if opcode in (1, 2):
+                    self._fragmented = not first & 0x80
+                elif opcode == 0 and first & 0x80:
+                    self._fragmented = False
+                self._to_protocol(bytes(view[at: stop]), protocol, out)
+                if protocol.state is not State.OPEN:  # closing: the protocol takes the rest
+                    self._passthrough = True
+                    self._to_protocol(bytes(view[stop:]), protocol, out)
+                    at = size
+                    break
+            at = stop
+        self._buffer = bytes(view[at:]) if at < size else b""
+        view.release()
+
+    def end(self, protocol: ClientProtocol) -> None:
+        """End of stream: a partial frame held here is the protocol's to judge, then the EOF."""
+        if self._buffer:
+            protocol.receive_data(self._buffer)
+            self._buffer = b""
+        protocol.receive_eof()
+
+    @staticmethod
+    def _to_protocol(data: bytes, protocol: ClientProtocol, out: deque) -> None:
+        if data:
+            protocol.receive_data(data)
+            out.extend(protocol.events_received())
+
+
 class MessageAssembler:
     """Sans-I/O: data frames in, whole messages out (text as ``str``), control frames ignored.
 
@@ -467,6 +589,6 @@ class MessageAssembler:
 
 def _decode(data: bytes | bytearray | memoryview) -> str | bytes:
     try:
-        return bytes(data).decode()
+        return str(data, "utf-8")
     except UnicodeDecodeError:
         return bytes(data)

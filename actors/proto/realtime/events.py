@@ -461,6 +461,8 @@ class Base64Text(str):
 _BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_"
 
 
+#: an append as the client core stamps it
+_APPEND_KEYS = ("type", "audio", "event_id")
 #: encoded keys (``"name":``) of the events written so far (a bounded cache)
 _KEYS: dict[str, str] = {}
 
@@ -497,6 +499,15 @@ def encode_client_event(event: dict[str, Any]) -> str:
     cached compact encoder.
     """
     if type(event) is dict:
+        if tuple(event) == _APPEND_KEYS and event["type"] == "input_audio_buffer.append":
+            audio = event["audio"]
+            if type(audio) is Base64Text or (type(audio) is str and audio.isascii() and
+                                             not audio.encode("ascii").translate(None, _BASE64_BYTES)):
+                try:  # the hottest event of all: one template
+                    return '{"type":"input_audio_buffer.append","audio":"' + audio + \
+                        '","event_id":' + _encode_str(event["event_id"]) + "}"
+                except TypeError:
+                    pass
         try:
             return _encode_flat(event)
         except TypeError:
