@@ -54,7 +54,7 @@ class SessionLink:
     #: set when a Live answer is open (its end is found by output quiet: actors.inbound)
     answer_opened: trio.Event = attrs.field(factory=trio.Event, init=False)
     #: the current connection's direct writer (see :meth:`write_now`); None: none
-    _direct_writer: Callable[[], None] | None = attrs.field(default=None, init=False)
+    _direct_writer: Callable[[list[dict[str, Any]] | None], None] | None = attrs.field(default=None, init=False)
 
     @stamper.default
     def _default_stamper(self) -> EventStamper:
@@ -102,13 +102,18 @@ class SessionLink:
         """Queue a client event and write what is queued at once, from the calling task
         (:meth:`write_now`): the audio clock's path, one write per due frame and no task
         switch. Raises ``QueueFull`` like :meth:`send_nowait` (never for audio)."""
+        writer = self._direct_writer
+        if writer is not None:
+            ready = self.core.write_audio_now(event)  # an append with nothing queued before it
+            if ready is not None:
+                writer([ready])
+                return
         for notice in self.core.submit(event):
             self.emit(EventKind.DROPPED, notice)
-        writer = self._direct_writer
         if writer is None:
             self._outbound.set()
         else:
-            writer()
+            writer(None)
 
     def write_now(self) -> None:
         """Write what is queued now, from the calling task, when the connection has a direct
@@ -118,11 +123,12 @@ class SessionLink:
         if writer is None:
             self._outbound.set()
         else:
-            writer()
+            writer(None)
 
-    def attach_writer(self, writer: Callable[[], None] | None) -> None:
+    def attach_writer(self, writer: Callable[[list[dict[str, Any]] | None], None] | None) -> None:
         """The actor installs its connection's direct writer once connected, and removes it
-        (None) before the connection closes."""
+        (None) before the connection closes. The writer writes the events it is given (already
+        taken from the core), or with None what :meth:`take_outgoing` gives."""
         self._direct_writer = writer
 
     def abort_connection(self) -> None:

@@ -36,10 +36,10 @@ class Session:
                                  "session": {"id": self.link.session_id}}))
         self.link.attach_writer(self._write)
 
-    def _write(self) -> None:
+    def _write(self, events=None) -> None:
         self.write_calls += 1
         now = trio.current_time()
-        for event in self.link.take_outgoing():
+        for event in self.link.take_outgoing() if events is None else events:
             if event["type"] == "input_audio_buffer.append":
                 self.writes.append((now, event["audio"]))
 
