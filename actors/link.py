@@ -33,7 +33,11 @@ from actors.events import (
 from actors.proto.client import ClientCore
 from actors.proto.errors import QueueFull
 
-__all__ = ["SessionLink"]
+__all__ = ["QUIET_S", "SessionLink"]
+
+_APPEND = "input_audio_buffer.append"
+#: an append sent after this long without a direct write is written at once (see send_nowait)
+QUIET_S = 0.002
 
 
 @attrs.define(eq=False)
@@ -55,6 +59,8 @@ class SessionLink:
     answer_opened: trio.Event = attrs.field(factory=trio.Event, init=False)
     #: the current connection's direct writer (see :meth:`write_now`); None: none
     _direct_writer: Callable[[list[dict[str, Any]] | None], None] | None = attrs.field(default=None, init=False)
+    #: when :meth:`send_nowait` last wrote an append directly (trio clock)
+    _last_direct: float = attrs.field(default=-math.inf, init=False)
 
     @stamper.default
     def _default_stamper(self) -> EventStamper:
@@ -82,7 +88,23 @@ class SessionLink:
     # -- outbound -------------------------------------------------------------------------
 
     def send_nowait(self, event: dict[str, Any]) -> None:
-        """Queue a client event; raises ``QueueFull`` if the control queue is full."""
+        """Queue a client event; raises ``QueueFull`` if the control queue is full.
+
+        The writer task writes what was queued at its next wake-up, in one write. An audio
+        append that finds the connection quiet (nothing queued, nothing written directly in
+        the last :data:`QUIET_S`) is written at once instead, from the caller's task: a
+        sender pacing its own frames costs one wake-up per frame, not two, while a burst of
+        sends still goes out together (its first frame at once, the rest in the writer's
+        one write)."""
+        writer = self._direct_writer
+        if writer is not None and event.get("type") == _APPEND:
+            now = trio.current_time()
+            if now - self._last_direct >= QUIET_S:
+                ready = self.core.write_audio_now(event)
+                if ready is not None:
+                    self._last_direct = now
+                    writer([ready])
+                    return
         for notice in self.core.submit(event):
             self.emit(EventKind.DROPPED, notice)
         self._outbound.set()
