@@ -12,7 +12,7 @@ Differences from trio-websocket that matter to the actor:
   actor has exactly one reader); pings are answered and pongs matched on that path;
 * :meth:`WsConnection.write_texts` frames a batch of messages and writes them to the socket
   at once from the calling task, without a scheduling point: a writer (or the fleet's audio
-  clock, :mod:`orchestrator.pacer`) that wakes once writes once, and nothing waits unless the
+  clock, :mod:`actors.pacer`) that wakes once writes once, and nothing waits unless the
   socket is full. What the socket does not take stays buffered, in order, for
   :meth:`WsConnection.drain` (the only place that waits for the socket); over TLS every write
   goes through ``drain``;

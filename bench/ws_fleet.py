@@ -11,7 +11,7 @@ Clients, each in its own process so that its CPU and RSS are its own:
                 subscriber counts the server events (as an application would consume them);
                 the default WebSocket engine (``websockets`` sans-I/O under trio, actors/wsconn.py)
 ``rtfleet-clock`` the same fleet, streaming with ``fleet.stream_audio(sid, frames, on_frame=…)``:
-                the process's one audio clock (orchestrator/pacer.py) paces every session and
+                the process's one audio clock (actors/pacer.py) paces every session and
                 writes each due frame itself (no task per session; what an embedder that
                 streams audio writes)
 ``rtfleet-tws`` the same with ``connect_params={"engine": "trio-websocket"}`` (wsproto), the

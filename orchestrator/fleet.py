@@ -13,7 +13,7 @@
 
 ``fleet.ask(sid, "Hello")`` does the last four lines in one call and returns the answer text.
 ``await fleet.stream_audio(sid, pcm)`` streams audio at real time from the process's one audio
-clock (:mod:`orchestrator.pacer`), the cheap way to drive many speaking sessions.
+clock (:mod:`actors.pacer`), the cheap way to drive many speaking sessions.
 The fleet is trio-native; from asyncio use :func:`rtfleet.asyncio.open_fleet` (same methods,
 as asyncio coroutines). ``statuses()`` lists the sessions not removed (a removed session leaves
 it once it has ended); ``SessionStatus.connected_since`` is wall-clock epoch seconds.
@@ -53,7 +53,7 @@ from actors.proto.realtime.events import Base64Text
 from actors.proto.session import SessionConfig, audio_bytes_per_ms
 from actors.websocket import ConnectParams, run_websocket
 from orchestrator.keys import KeyManager, refresh_ahead
-from orchestrator.pacer import audio_clock
+from actors.pacer import audio_clock
 from orchestrator.token_source import TokenCommand
 from orchestrator.policy import Backoff, RestartPolicy
 from orchestrator.ratelimits import CONNECTIONS, RateLimitTracker, rate_limited_category
@@ -333,7 +333,7 @@ class Fleet:
         on_frame: Callable[[float, float], None] | None = None,
     ) -> int:
         """Stream audio to the session at real time, one 20 ms ``input_audio_buffer.append``
-        per frame period, from the process's audio clock (:mod:`orchestrator.pacer`: one task
+        per frame period, from the process's audio clock (:mod:`actors.pacer`: one task
         paces every stream and writes each due frame itself); returns once the last frame is
         sent, with the number of frames. Cancel it to stop the stream.
 

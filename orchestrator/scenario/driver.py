@@ -489,7 +489,7 @@ class SessionDriver:
 
     async def _append(self, pcm: bytes, realtime: bool) -> None:
         if realtime:
-            # the process's one audio clock paces every session's frames (orchestrator/pacer.py);
+            # the process's one audio clock paces every session's frames (actors/pacer.py);
             # every frame: how late it leaves (on-time frames count, as ~0)
             observe = self.metrics.observe
             await self.fleet.stream_audio(

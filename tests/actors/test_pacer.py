@@ -1,4 +1,4 @@
-"""The fleet-wide audio clock (orchestrator/pacer.py) on the trio MockClock.
+"""The fleet-wide audio clock (actors/pacer.py) on the trio MockClock.
 
 Sessions here are real :class:`SessionLink` + :class:`ClientCore` pairs made ready with a
 ``session.created``; their direct writer (what the WebSocket actor installs) records what it
@@ -15,7 +15,7 @@ import trio
 from actors.events import EventKind, Transport
 from actors.link import SessionLink
 from actors.proto.client import ClientCore
-from orchestrator.pacer import FRAME_S, AudioClock, audio_clock
+from actors.pacer import FRAME_S, AudioClock, audio_clock
 
 
 class Session:

@@ -1,4 +1,4 @@
-"""The fleet-wide audio clock: one task per process paces every real-time audio stream.
+"""The process-wide audio clock: one task per process paces every real-time audio stream.
 
 Streaming 20 ms frames at real time with one task per session costs a timer, a wake-up and a
 task switch per frame per session, and a second switch into the connection's writer; at a few
@@ -20,6 +20,10 @@ it: ``on_frame(due, sent_at)`` is called for every frame. A clock that falls beh
 an overloaded process) catches up tick by tick, as the per-session sleepers it replaces did:
 no frame is skipped, and their lateness says how late each one went.
 
+:meth:`PacedStream.step` is the one place a frame is sent; the clock only knows a stream's
+``slot``, ``tick`` and ``step(due) -> bool``, so another kind of paced stream (a telephony
+bridge's RTP, not done yet) would be another class with the same three.
+
 Sources are iterators of frames (base64 text, ``str``) pulled one per tick, when the frame is
 due (so a source may hand over audio it has only just got); the stream ends at the first tick
 that finds its source empty. An exception from a source or from sending ends that stream only
@@ -34,7 +38,6 @@ import attrs
 import trio
 
 from actors.link import SessionLink
-from actors.proto.errors import QueueFull
 
 __all__ = ["FRAME_S", "AudioClock", "PacedStream", "audio_clock"]
 
@@ -56,6 +59,26 @@ class PacedStream:
     sent: int = 0
     done: trio.Event = attrs.field(factory=trio.Event)
     error: BaseException | None = None
+
+    def step(self, due: float) -> bool:
+        """Send the frame due now (``due`` on the clock's grid); False once the stream has
+        ended (its source is empty, or it failed: ``error``). Never raises."""
+        try:
+            audio = next(self.frames)
+        except StopIteration:
+            return False
+        except Exception as exc:  # the source failed: this stream ends, the clock goes on
+            self.error = exc
+            return False
+        try:
+            self.link.send_now({"type": _APPEND, "audio": audio})
+            self.sent += 1
+            if self.on_frame is not None:
+                self.on_frame(due, trio.current_time())
+        except Exception as exc:
+            self.error = exc
+            return False
+        return True
 
     async def wait(self) -> int:
         """Until the stream's last frame is sent; the number of frames sent. Raises what ended
@@ -157,38 +180,16 @@ class AudioClock:
 
     def _run_tick(self, tick: int, due: float) -> None:
         self.ticks += 1
-        streams = self._streams[tick % self.slots]
-        now = trio.current_time
+        slots = self.slots
         ended: list[PacedStream] = []
-        for stream in tuple(streams):
+        for stream in tuple(self._streams[tick % slots]):
             if stream.tick > tick:
                 continue  # joined for a later round of this slot
-            stream.tick = tick + self.slots
-            try:
-                audio = next(stream.frames)
-            except StopIteration:
+            stream.tick = tick + slots
+            if stream.step(due):
+                self.frames += 1
+            else:
                 ended.append(stream)
-                continue
-            except Exception as exc:  # the source failed: that stream ends, the clock goes on
-                stream.error = exc
-                ended.append(stream)
-                continue
-            try:
-                stream.link.send_now({"type": _APPEND, "audio": audio})
-            except QueueFull:  # pragma: no cover - audio is never refused (the core drops the oldest)
-                continue
-            except Exception as exc:
-                stream.error = exc
-                ended.append(stream)
-                continue
-            stream.sent += 1
-            self.frames += 1
-            if stream.on_frame is not None:
-                try:
-                    stream.on_frame(due, now())
-                except Exception as exc:
-                    stream.error = exc
-                    ended.append(stream)
         for stream in ended:
             self.remove(stream)
 
