@@ -278,7 +278,15 @@ class WsConnection:
             self._out += data
             return sock is not None and self._write_buffered()
         # the common case: nothing waiting, the frames go straight to the socket
-        written = self._write_now(sock, data)
+        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
+        if fd < 0:
+            self._fail_closed()
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._fail_closed()
         if written < len(data):
             self._out += memoryview(data)[written:]
             return False
@@ -323,24 +331,20 @@ class WsConnection:
             return False
         sock = self._socket
         assert sock is not None
-        written = self._write_now(sock, out)
+        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
+        if fd < 0:
+            self._fail_closed()
+        try:
+            written = os.write(fd, out)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self._fail_closed()
         if written == len(out):
             out.clear()
             return not self._eof_due
         del out[:written]
         return False
-
-    def _write_now(self, sock: trio.socket.SocketType, data: "bytes | bytearray | memoryview") -> int:
-        """Write what the socket takes of ``data`` without waiting (0 when it is full)."""
-        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
-        if fd < 0:
-            self._fail_closed()
-        try:
-            return os.write(fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError:
-            self._fail_closed()
 
     def _fail_closed(self) -> NoReturn:
         self._out.clear()
