@@ -108,7 +108,8 @@ def synthesize_g711(text: str, payload_type: int, *, voice: str = DEFAULT_VOICE,
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    pcm8 = synthesize(text, voice=voice, rate=rate, lead_ms=lead_ms, trail_ms=trail_ms, sample_rate=8000)
+    pcm8 = synthesize(text, voice=voice, rate=rate, lead_ms=lead_ms, trail_ms=trail_ms,
+                      sample_rate=8000, cache=False)  # only its G.711 is kept
     out = g711_encode(payload_type, pcm8)
     with _lock:
         _cache[key] = out

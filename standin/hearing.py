@@ -21,7 +21,7 @@ import numpy as np
 
 from actors.proto.audio import resample_rational
 
-__all__ = ["Hearing", "HearingUnavailable", "grammar"]
+__all__ = ["Hearing", "HearingUnavailable", "grammar", "pcm16_at_recognizer_rate", "RATE"]
 
 RATE = 16_000
 
@@ -44,6 +44,12 @@ def grammar(phrases: list[str], known: Any = None) -> str:
     if not alternatives:
         raise ValueError("no phrase to listen for (the rules give no hear:, keywords or words)")
     return "#JSGF V1.0;\ngrammar rules;\npublic <utterance> = " + " | ".join(alternatives) + ";\n"
+
+
+def pcm16_at_recognizer_rate(samples: np.ndarray, rate: int) -> bytes:
+    """Float samples ([-1, 1]) at ``rate`` Hz as the recognizer takes them: PCM16 at 16 kHz."""
+    pcm = np.round(np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2")
+    return resample_rational(pcm, rate, RATE)
 
 
 class Hearing:
@@ -75,8 +81,7 @@ class Hearing:
         (case and punctuation), or None."""
         if len(samples) < rate // 10:
             return None
-        pcm = np.round(np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2")
-        pcm16k = resample_rational(pcm, rate, RATE)
+        pcm16k = pcm16_at_recognizer_rate(samples, rate)
         decoder = self._decoder
         decoder.start_utt()
         decoder.process_raw(pcm16k, full_utt=True)

@@ -53,10 +53,10 @@ import random
 from typing import Any
 
 import attrs
-import numpy as np
 
 from standin.model.audio import PCM_24K, AudioFormat, Tone
 from standin.model.events import IdFactory
+from standin.model.kept_audio import KeptAudio
 from standin.model.realtime import ModelConfig
 from standin.model.response import reply_for, split_words
 from standin.model.rules import Rule, fill
@@ -111,9 +111,8 @@ class LiveSession:
     _delegated_by: dict[str, tuple[Rule, dict[str, Any]]] = attrs.field(factory=dict)
     #: the rules' timing draws (None: no rules)
     _rng: random.Random | None = None
-    #: input samples kept for the hearing model (``config.hearing``), from ``_kept_ms`` on
-    _kept: list[Any] = attrs.field(factory=list)
-    _kept_ms: float = 0.0
+    #: input samples kept for the hearing model (``config.hearing``)
+    _kept: KeptAudio = attrs.field(factory=KeptAudio)
 
     # -- the ModelSession surface ------------------------------------------------------------
 
@@ -346,23 +345,17 @@ class LiveSession:
                 self._respond(heard, now, out)
 
     def _keep(self, samples: Any) -> None:
-        """Keep input for the hearing model: all of an utterance, else the last second."""
-        self._kept.append(samples)
-        if self._speech_ms is None and len(self._kept) > 1:
-            kept = np.concatenate(self._kept)
-            drop = max(0, len(kept) - self._fmt.rate)
-            self._kept, self._kept_ms = [kept[drop:]], self._kept_ms + drop * 1000 / self._fmt.rate
+        """Keep input for the hearing model: all of an utterance, else (at least) the last second."""
+        self._kept.add(samples)
+        if self._speech_ms is None:
+            self._kept.keep_last(1000, self._fmt.rate)
 
     def _recognize(self, start_ms: float, end_ms: float) -> str | None:
         """What the hearing model heard between ``start_ms`` and ``end_ms`` (None: nothing)."""
-        if self.config.hearing is None or not self._kept:
+        if self.config.hearing is None:
             return None
-        rate = self._fmt.rate
-        kept = np.concatenate(self._kept)
-        first = max(0, round((start_ms - self._kept_ms) * rate / 1000))
-        last = max(first, round((end_ms - self._kept_ms) * rate / 1000))
-        self._kept, self._kept_ms = [kept[last:]], self._kept_ms + last * 1000 / rate
-        return self.config.hearing.hear(kept[first:last], rate)
+        window = self._kept.take(start_ms, end_ms, self._fmt.rate)
+        return None if window is None else self.config.hearing.hear(window, self._fmt.rate)
 
     def _instructions(self) -> str:
         return " ".join([str(self.session.get("instructions") or "")]

@@ -32,7 +32,6 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import numpy as np
 
 from standin.model import config as cfg
 from standin.model import transcription
@@ -42,7 +41,9 @@ from standin.model.billing import response_usage
 from standin.model.conversation import Conversation, item_from_client
 from standin.model.events import ClientError, IdFactory, error_event
 from standin.model.function_call import FunctionCallRun, function_call_item
+from standin.model.kept_audio import KeptAudio
 from standin.model.response import ResponseRun, split_words
+from standin.model.timing import DEFAULT_TIMING
 from standin.model.tools import ToolCall, check_tool_choice, check_tools, plan_answer
 from standin.model.utterance import Pending, Utterance, answer_audio
 from standin.model.vad import EnergyVad, SpeechStarted
@@ -105,9 +106,8 @@ class RealtimeSession:
     limits: Any = None
     #: the time of the input being handled (what ``rate_limits.updated`` is announced at)
     _now: float = 0.0
-    #: input audio kept for the hearing model (``config.hearing``): samples from ``_kept_ms`` on
-    _kept: list[Any] = attrs.field(factory=list)
-    _kept_ms: float = 0.0
+    #: input audio kept for the hearing model (``config.hearing``)
+    _kept: KeptAudio = attrs.field(factory=KeptAudio)
     #: the rules' timing draws of this session (None: no rules, the echo model's fixed timing)
     _rng: random.Random | None = None
     #: assistant audio item -> the chunk each word of its transcript went with (truncation)
@@ -219,7 +219,7 @@ class RealtimeSession:
         out: list[Event] = []
         self._now = now
         if self.config.hearing is not None:
-            self._kept.append(samples)
+            self._kept.add(samples)
         self._feed_vad(samples, now, out)
         return out + self.handle_timer(now)
 
@@ -280,7 +280,7 @@ class RealtimeSession:
             return
         samples = fmt.decode(data)
         if self.config.hearing is not None:
-            self._kept.append(samples)
+            self._kept.add(samples)
         self._feed_vad(samples, now, out)
 
     def _feed_vad(self, samples: Any, now: float, out: list[Event]) -> None:
@@ -308,7 +308,7 @@ class RealtimeSession:
 
     def _on_clear(self, obj: Event, now: float, out: list[Event]) -> None:
         self._buffer_start_ms = self._audio_ms
-        self._kept, self._kept_ms = [], self._audio_ms
+        self._kept.reset(self._audio_ms)
         self._reset_vad()
         out.append(self._ev("input_audio_buffer.cleared"))
 
@@ -470,14 +470,11 @@ class RealtimeSession:
     def _hear(self, start_ms: float, end_ms: float) -> str | None:
         """What the hearing model heard between ``start_ms`` and ``end_ms`` of the input audio
         (None: no hearing model, or nothing it listens for); the audio before ``end_ms`` is let go."""
-        if self.config.hearing is None or not self._kept:
+        if self.config.hearing is None:
             return None
         rate = cfg.input_format(self.session).rate
-        kept = np.concatenate(self._kept)
-        first = max(0, round((start_ms - self._kept_ms) * rate / 1000))
-        last = max(first, round((end_ms - self._kept_ms) * rate / 1000))
-        self._kept, self._kept_ms = [kept[last:]], end_ms
-        return self.config.hearing.hear(kept[first:last], rate)
+        window = self._kept.take(start_ms, end_ms, rate)
+        return None if window is None else self.config.hearing.hear(window, rate)
 
     def _start_response(
         self, now: float, modality: str, in_conversation: bool, context: list[dict[str, Any]], metadata: Any,
@@ -555,7 +552,7 @@ class RealtimeSession:
             return 0
         if isinstance(audio, Utterance):
             return audio.audio_ms
-        return round(len(words) * 1000 / (wps or 2.5))
+        return round(len(words) * 1000 / (wps or DEFAULT_TIMING.words_per_second.median))
 
     # -- helpers --------------------------------------------------------------------------------
 

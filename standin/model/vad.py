@@ -97,7 +97,7 @@ class EnergyVad:
         return self.start_ms + self._frames_done * FRAME_MS
 
     def feed(self, samples: np.ndarray) -> list[SpeechStarted | SpeechStopped]:
-        frame_len = self.rate * FRAME_MS // 1000
+        frame_len = self._frame_len
         if self._pending.dtype == np.int16 and self._pending.size:  # after feed_pcm16: exact
             self._pending = self._pending.astype(np.float32) / 32768.0
         data = np.concatenate([self._pending, samples]) if self._pending.size else samples

@@ -30,12 +30,10 @@ from typing import Any
 import attrs
 import numpy as np
 
-from actors.proto.audio import resample_rational
+from standin.hearing import RATE as RECOGNIZER_RATE  # pocketsphinx's en-US model: 16 kHz
+from standin.hearing import pcm16_at_recognizer_rate
 
 __all__ = ["PhoneLineHearing", "phone_line_config", "RECOGNIZER_RATE"]
-
-#: the rate the recognizer decodes at (pocketsphinx's en-US model is a 16 kHz model)
-RECOGNIZER_RATE = 16_000
 
 
 @attrs.frozen
@@ -56,8 +54,7 @@ class PhoneLineHearing:
         with the line's noise floor added at the recognizer's rate."""
         samples = np.asarray(samples, dtype=np.float64)
         if rate != RECOGNIZER_RATE and len(samples):
-            pcm = np.round(np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2")
-            samples = np.frombuffer(resample_rational(pcm, rate, RECOGNIZER_RATE), "<i2") / 32768
+            samples = np.frombuffer(pcm16_at_recognizer_rate(samples, rate), "<i2") / 32768
         floor = 10 ** (self.noise_dbfs / 20)
         noisy = samples + np.random.default_rng(self.seed).standard_normal(len(samples)) * floor
         return self.inner.hear(noisy, RECOGNIZER_RATE)

@@ -103,5 +103,5 @@ def test_audio_kept_for_hearing_stays_bounded_while_nobody_speaks():
     for i in range(500):  # 10 s of silence
         session.receive_text(json.dumps({"type": "session.input_audio.append",
                                          "audio": base64.b64encode(bytes(FRAME)).decode()}), i * 0.02)
-    kept = sum(len(chunk) for chunk in session._kept)
+    kept = sum(len(chunk) for chunk in session._kept.chunks)
     assert kept <= 24_000 * 1.1  # at most ~1 s (the next utterance's padding needs 300 ms)

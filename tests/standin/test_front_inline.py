@@ -79,20 +79,27 @@ async def test_messages_reach_the_handler_or_the_task_in_the_order_sent(nursery)
     assert {text for where, text in log if where == "task"} >= {m for m in sent if isinstance(m, bytes)}
 
 
+async def _connected(base: str) -> tuple[ClientProtocol, trio.SocketStream]:
+    """A sans-I/O WebSocket client past its handshake with the front at ``base`` (trio-websocket
+    leaks its socket when the server closes first)."""
+    client = ClientProtocol(parse_uri(base.replace("http", "ws") + "/x"))
+    client.send_request(client.connect())
+    stream = await trio.open_tcp_stream("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    await stream.send_all(b"".join(client.data_to_send()))
+    with trio.fail_after(10):
+        while not client.events_received():  # the handshake's answer
+            client.receive_data(await stream.receive_some(65536))
+    return client, stream
+
+
 async def test_an_exception_in_the_handler_is_raised_in_the_apps_task(nursery):
     log: list[tuple[str, str]] = []
     done = trio.Event()
     failures: list[BaseException] = []
     base = await nursery.start(serve_front, _app(log, done, failures), "127.0.0.1", 0)
-    # a sans-I/O client (trio-websocket leaks its socket when the server closes first)
-    client = ClientProtocol(parse_uri(base.replace("http", "ws") + "/x"))
-    client.send_request(client.connect())
-    stream = await trio.open_tcp_stream("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    client, stream = await _connected(base)
     async with stream:
-        await stream.send_all(b"".join(client.data_to_send()))
         with trio.fail_after(10):
-            while not client.events_received():
-                client.receive_data(await stream.receive_some(65536))
             for text in ("before", "boom", "after"):
                 client.send_text(text.encode())
             await stream.send_all(b"".join(client.data_to_send()))
@@ -182,14 +189,9 @@ async def test_sends_marked_more_are_written_with_the_next_plain_send(nursery):
         await receive()
 
     base = await nursery.start(serve_front, app, "127.0.0.1", 0)
-    client = ClientProtocol(parse_uri(base.replace("http", "ws") + "/x"))
-    client.send_request(client.connect())
-    stream = await trio.open_tcp_stream("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    client, stream = await _connected(base)
     async with stream:
-        await stream.send_all(b"".join(client.data_to_send()))
         with trio.fail_after(10):
-            while not client.events_received():  # the handshake's answer
-                client.receive_data(await stream.receive_some(65536))
             await trio.testing.wait_all_tasks_blocked(cushion=0.05)
             peek = socket.socket(fileno=os.dup(stream.socket.fileno()))
             with peek, pytest.raises(BlockingIOError):  # nothing was written for the held sends
