@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write OpenTelemetry spans as JSON lines to FILE [RTFLEET_TRACE_FILE]")
     out.add_argument("--heap-warn-mb", type=float, default=_float_env("heap_warn_mb", DEFAULT_HEAP_WARN_MB),
                      help="warn once when the process passes this many MB, naming its biggest "
-                          f"store (default {DEFAULT_HEAP_WARN_MB}; 0 turns it off) "
+                          f"store (default {DEFAULT_HEAP_WARN_MB}; 0 turns the warning off; freed memory "
+                          "still goes back to the system every minute) "
                           "[RTFLEET_HEAP_WARN_MB]")
     _metrics_options(run)
     spend = run.add_argument_group("spend")
@@ -131,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "first call), on, off [RTFLEET_WEBRTC]")
     serve.add_argument("--heap-warn-mb", type=float, default=_float_env("heap_warn_mb", DEFAULT_HEAP_WARN_MB),
                        help="warn once when the process passes this many MB, naming its "
-                            f"biggest store (default {DEFAULT_HEAP_WARN_MB}; 0 turns it off) "
+                            f"biggest store (default {DEFAULT_HEAP_WARN_MB}; 0 turns the warning off; freed "
+                            "memory still goes back to the system every minute) "
                             "[RTFLEET_HEAP_WARN_MB]")
     serve.add_argument("--models", default=_env("models"),
                        help="comma-separated models sessions may use; others are refused with "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -107,8 +108,9 @@ def serve_command(args: argparse.Namespace) -> int:
                                voice=getattr(args, "voice", None)), flush=True)
             if not is_loopback(args.host):
                 print(f"  warning: listening on {args.host}, reachable from other hosts", file=sys.stderr)
-            if args.heap_warn_mb:
-                nursery.start_soon(watch_heap, args.heap_warn_mb, partial(server_stores, server))
+            # 0 turns the warning off; the guard still returns freed memory to the system
+            nursery.start_soon(watch_heap, args.heap_warn_mb or math.inf,
+                               partial(server_stores, server))
             if setup.faults is not None:
                 nursery.start_soon(faults.run_timeline, setup.faults)
 
@@ -378,7 +380,7 @@ def _run(args: argparse.Namespace, reporter, on_result=None, on_metrics=None) ->
                     await _serve_live_page(nursery, live, args)
                 result = await run_scenario(scenario, file=args.scenario, target=target,
                                             seed=args.seed, on_tick=reporter, stop=stop,
-                                            heap_warn_mb=args.heap_warn_mb or None,
+                                            heap_warn_mb=args.heap_warn_mb or math.inf,
                                             on_live=live.attach if live is not None else None)
                 if endpoint is not None and args.metrics_linger > 0:
                     await _linger(endpoint, args.metrics_linger)
