@@ -13,7 +13,9 @@ espeak-ng``; Homebrew ``espeak-ng``); it is run as a program (``--stdout`` gives
 * `estimated_seconds`: how long an utterance will last, from its text and rate, without
   synthesizing (cost estimates need no espeak-ng).
 
-Results are cached per (text, voice, rate, padding, format) for the life of the process.
+Results are cached per (text, voice, rate, padding, format), least recently used first out
+past `CACHE_BYTES` (64 MiB: some 20 minutes of 24 kHz speech), so a scenario that speaks
+ever-new sentences for hours stays within it.
 
 Errors: `SpeechUnavailable` (espeak-ng is not installed: says what to install),
 `SpeechFailed` (it ran and failed: its stderr). Both are `SpeechError`.
@@ -23,18 +25,20 @@ Synthesis blocks (a subprocess, ~30-100 ms a sentence): async callers run it in 
 
 from __future__ import annotations
 
+import collections
 import io
 import re
 import shutil
 import subprocess
 import threading
 import wave
+from collections.abc import Hashable
 
 from actors.proto.audio import g711_encode, resample_rational
 
 __all__ = ["SpeechError", "SpeechUnavailable", "SpeechFailed", "synthesize", "synthesize_g711",
            "estimated_seconds", "espeak_available", "PCM_RATE", "DEFAULT_VOICE", "DEFAULT_RATE",
-           "LEAD_MS", "TRAIL_MS"]
+           "LEAD_MS", "TRAIL_MS", "BytesLRU", "CACHE_BYTES"]
 
 PCM_RATE = 24_000
 DEFAULT_VOICE = "en-us"
@@ -58,8 +62,40 @@ class SpeechFailed(SpeechError):
     """espeak-ng ran and failed (an unknown voice, a bad rate)."""
 
 
-_cache: dict[tuple[str, str, int, int, int, str], bytes] = {}
-_lock = threading.Lock()
+class BytesLRU:
+    """A thread-safe least-recently-used map of bytes held under a total size."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.size = budget, 0
+        self._items: collections.OrderedDict[Hashable, bytes] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: bytes) -> None:
+        """Keep ``value`` (a value over the whole budget is not kept), dropping the least
+        recently used ones past the budget."""
+        if len(value) > self.budget:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self.size += len(value) - (len(old) if old is not None else 0)
+            self._items[key] = value
+            while self.size > self.budget:
+                _, dropped = self._items.popitem(last=False)
+                self.size -= len(dropped)
+
+
+CACHE_BYTES = 64 << 20
+_cache = BytesLRU(CACHE_BYTES)
 
 
 def espeak_available() -> bool:
@@ -73,8 +109,7 @@ def synthesize(text: str, *, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RAT
     silence around it (``cache=False``: not kept here; the stand-in's voice keeps a bounded
     cache of its own)."""
     key = (text, voice, rate, lead_ms, trail_ms, f"pcm{sample_rate}")
-    with _lock:
-        cached = _cache.get(key) if cache else None
+    cached = _cache.get(key) if cache else None
     if cached is not None:
         return cached
     program = shutil.which("espeak-ng")
@@ -92,8 +127,7 @@ def synthesize(text: str, *, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RAT
     pcm = resample_rational(pcm, source_rate, sample_rate)
     out = bytes(sample_rate * 2 * lead_ms // 1000) + pcm + bytes(sample_rate * 2 * trail_ms // 1000)
     if cache:
-        with _lock:
-            _cache[key] = out
+        _cache.put(key, out)
     return out
 
 
@@ -104,15 +138,13 @@ def synthesize_g711(text: str, payload_type: int, *, voice: str = DEFAULT_VOICE,
     if payload_type not in (0, 8):
         raise ValueError(f"payload type {payload_type} is not G.711 (0 PCMU, 8 PCMA)")
     key = (text, voice, rate, lead_ms, trail_ms, f"g711/{payload_type}")
-    with _lock:
-        cached = _cache.get(key)
+    cached = _cache.get(key)
     if cached is not None:
         return cached
     pcm8 = synthesize(text, voice=voice, rate=rate, lead_ms=lead_ms, trail_ms=trail_ms,
                       sample_rate=8000, cache=False)  # only its G.711 is kept
     out = g711_encode(payload_type, pcm8)
-    with _lock:
-        _cache[key] = out
+    _cache.put(key, out)
     return out
 
 

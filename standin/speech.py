@@ -22,7 +22,6 @@ fails later (it should not) is logged and that answer is the tone.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import logging
 import threading
@@ -33,6 +32,7 @@ import numpy as np
 from actors.proto.audio import resample_rational
 from actors.speech import (
     DEFAULT_RATE,
+    BytesLRU,
     DEFAULT_VOICE,
     PCM_RATE,
     SpeechError,
@@ -60,8 +60,7 @@ class SpeechVoice:
     def __init__(self, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE, *,
                  cache_bytes: int = 32 << 20, workers: int = 2) -> None:
         self.voice, self.rate, self.cache_bytes = voice, rate, cache_bytes
-        self._cache: collections.OrderedDict[_Key, bytes] = collections.OrderedDict()
-        self._cached_bytes = 0
+        self._cache = BytesLRU(cache_bytes)
         self._pending: dict[_Key, concurrent.futures.Future[bytes]] = {}
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="rtfleet-speech")
@@ -70,7 +69,7 @@ class SpeechVoice:
 
     @property
     def cached_bytes(self) -> int:
-        return self._cached_bytes
+        return self._cache.size
 
     def prepare(self, text: str, fmt: AudioFormat, wpm: float | None = None) -> Callable[[], bytes | None]:
         """Start speaking ``text``; the callable gives its audio in ``fmt`` (waiting for it),
@@ -80,7 +79,6 @@ class SpeechVoice:
         with self._lock:
             audio = self._cache.get(key)
             if audio is not None:
-                self._cache.move_to_end(key)
                 self.hits += 1
                 return lambda: audio
             future = self._pending.get(key)
@@ -118,12 +116,7 @@ class SpeechVoice:
         with self._lock:
             self.synthesized += 1
             self._pending.pop(key, None)
-            if len(audio) <= self.cache_bytes:
-                self._cache[key] = audio
-                self._cached_bytes += len(audio)
-                while self._cached_bytes > self.cache_bytes:
-                    _, dropped = self._cache.popitem(last=False)
-                    self._cached_bytes -= len(dropped)
+            self._cache.put(key, audio)
         return audio
 
 

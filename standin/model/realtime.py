@@ -218,9 +218,7 @@ class RealtimeSession:
         self._audio_ms += PCM_24K.duration_ms(len(pcm) - len(pcm) % 2)
         out: list[Event] = []
         self._now = now
-        if self.config.hearing is not None:
-            self._kept.add(samples)
-        self._feed_vad(samples, now, out)
+        self._keep_and_feed_vad(samples, fmt.rate, now, out)
         return out + self.handle_timer(now)
 
     def get_timer(self) -> float | None:
@@ -278,14 +276,22 @@ class RealtimeSession:
             if self._vad is not None:
                 self._vad_changes(self._vad.feed_pcm16(data), now, out)
             return
-        samples = fmt.decode(data)
+        self._keep_and_feed_vad(fmt.decode(data), fmt.rate, now, out)
+
+    def _keep_and_feed_vad(self, samples: Any, rate: int, now: float, out: list[Event]) -> None:
+        """Samples to the hearing model's keep and the VAD. With the VAD on and nobody
+        speaking, the keep holds only what a speech start can reach back to (the prefix
+        padding, plus a second for the VAD's detection delay): a session streaming silence for
+        an hour keeps a second and a bit, not an hour. (A manual commit in server-VAD mode
+        then hears at most that much of a buffer the VAD found no speech in.)"""
         if self.config.hearing is not None:
             self._kept.add(samples)
-        self._feed_vad(samples, now, out)
-
-    def _feed_vad(self, samples: Any, now: float, out: list[Event]) -> None:
-        if self._vad is not None:
-            self._vad_changes(self._vad.feed(samples), now, out)
+        if self._vad is None:
+            return
+        self._vad_changes(self._vad.feed(samples), now, out)
+        if self.config.hearing is not None and self._speech is None:
+            padding = cfg.vad_params(cfg.turn_detection(self.session) or {}).prefix_padding_ms
+            self._kept.keep_last(padding + 1000, rate)
 
     def _vad_changes(self, changes: list[Any], now: float, out: list[Event]) -> None:
         for change in changes:

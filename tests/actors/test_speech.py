@@ -54,3 +54,18 @@ def test_the_length_estimate_grows_with_the_words_and_shrinks_with_the_rate():
     short, long = estimated_seconds("Hi"), estimated_seconds("Hi, what's the weather in Paris today?")
     assert 0.6 < short < long
     assert estimated_seconds(TEXTS[-1], rate=300) < estimated_seconds(TEXTS[-1], rate=120)
+
+
+def test_the_speech_cache_holds_its_byte_budget_dropping_the_least_recently_used():
+    from actors.speech import BytesLRU
+
+    cache = BytesLRU(10)
+    cache.put("a", b"1234")
+    cache.put("b", b"1234")
+    assert cache.get("a") == b"1234"  # "a" is now the most recently used
+    cache.put("c", b"1234")  # 12 bytes > 10: "b" goes
+    assert (cache.get("b"), cache.get("a"), cache.get("c"), cache.size) == (None, b"1234", b"1234", 8)
+    cache.put("a", b"123456")  # replacing counts the new size only: 6 + 4
+    assert (cache.size, len(cache)) == (10, 2)
+    cache.put("huge", bytes(11))  # over the whole budget: not kept, nothing dropped
+    assert (cache.get("huge"), cache.size, len(cache)) == (None, 10, 2)

@@ -121,3 +121,37 @@ def test_the_live_model_hears_and_answers_by_the_rules():
     assert [e["type"] for e in events].count("session.delegation.created") == 1  # the rule's call
     said = "".join(e["delta"] for e in events if e["type"] == "session.output_transcript.delta")
     assert said == "Sorry?"  # the off-grammar utterance: the rules' default
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or importlib.util.find_spec("pocketsphinx") is None,
+                    reason="needs espeak-ng (apt-get install espeak-ng) and pocketsphinx (rtfleet[voice])")
+def test_with_server_vad_a_session_keeps_a_bounded_tail_of_silence_and_still_hears_speech():
+    from actors.speech import synthesize
+    from standin.model.realtime import RealtimeSession
+    from standin.voice_model import rules_model_config
+
+    config, _ = rules_model_config_from_text(rules_model_config, RULES)
+    session = RealtimeSession.create(model="gpt-realtime", wall_now=0.0, config=config)
+    session.receive_event({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "input": {"turn_detection": {"type": "server_vad", "prefix_padding_ms": 300,
+                                     "silence_duration_ms": 500},
+                  "transcription": {"model": "whisper-1"}}}}}, 0.0)
+    now, most = 0.0, 0
+
+    def send(pcm: bytes) -> list:
+        nonlocal now, most
+        events = []
+        for i in range(0, len(pcm), 4800):  # 100 ms appends
+            events += session.receive_event({"type": "input_audio_buffer.append",
+                                             "audio": base64.b64encode(pcm[i:i + 4800]).decode()}, now)
+            now += 0.1
+            most = max(most, sum(len(c) for c in session._kept.chunks))
+        return events + session.handle_timer(now + 10)
+
+    silence_minute = bytes(48_000 * 60)
+    send(silence_minute)
+    assert most <= 24_000 * 1.3 * 1.1 + 2400  # 300 ms padding + 1 s, 10 % slack, one append
+    events = send(synthesize("What's the weather in Paris?") + bytes(48_000))
+    done = [e["transcript"] for e in events
+            if e["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert done == ["What's the weather in Paris"]
