@@ -13,6 +13,11 @@ not as ``input_audio_buffer.append`` (``commit`` then follows the last frame sen
 answer's audio goes to the phone by RTP, so its first audio is the server's
 ``output_audio_buffer.started`` (playout began on the call), and ``barge_in`` is
 ``response.cancel`` then ``output_audio_buffer.clear`` (the service truncates what it played).
+
+A WebSocket session whose input format is G.711 (``input_format: pcmu`` or ``pcma``) is sent
+its audio in that format: ``play``'s 24 kHz PCM16 is resampled to 8 kHz and encoded, ``speak``
+synthesizes the law directly, and a frame is 20 ms of it (160 bytes). (WebRTC sends Opus on
+its track and SIP the call's law whatever the session's input format says.)
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import attrs
 import trio
 
 from actors.events import ConnectionEvent, EventKind
+from actors.proto.audio import AudioConverter, g711_encode
 from actors.proto.errors import ProtocolError
 from orchestrator.fleet import Fleet, user_text
 from orchestrator.scenario.expect import Answer, CheckLog, answer_of, evaluate
@@ -51,7 +57,7 @@ from orchestrator.scenario.steps import (
     WaitTranscript,
 )
 
-__all__ = ["BudgetReached", "SessionDriver", "StepFailed", "load_audio"]
+__all__ = ["BudgetReached", "SessionDriver", "StepFailed", "g711_law", "load_audio"]
 
 TEXT_DELTAS = frozenset({"response.output_text.delta", "response.output_audio_transcript.delta"})
 #: server errors not counted in ``errors`` because they are no failure of the session: a
@@ -67,6 +73,7 @@ TRAIL = 32
 #: utterances kept waiting for their transcript (a drop replays one under a new item id)
 MAX_UNTRANSCRIBED = 64
 CHUNK_BYTES = PCM_RATE * 2 // 50  # 20 ms of PCM16 mono
+G711_CHUNK_BYTES = 8000 // 50  # 20 ms of G.711
 
 
 class StepFailed(Exception):
@@ -98,6 +105,9 @@ class SessionDriver:
     #: a transcription session: committed audio is transcribed, nothing answers it (a
     #: commit is never followed by ``response.create``)
     transcribe: bool = False
+    #: the G.711 law (RTP payload type 0 or 8) of a WebSocket session's appended audio
+    #: (None: 24 kHz PCM16); see `g711_law`
+    input_law: int | None = None
     _turn: _Turn | None = None
     _done_count: int = 0
     _done: trio.Event = attrs.field(factory=trio.Event)
@@ -450,7 +460,7 @@ class SessionDriver:
         SIP, else 24 kHz PCM16) and stream them as `_play` does."""
         from actors.speech import SpeechError, synthesize, synthesize_g711
 
-        law = self._call("speak").codec if self.sip else None
+        law = self._call("speak").codec if self.sip else self.input_law
         try:
             audio = await trio.to_thread.run_sync(
                 lambda: synthesize(step.text, voice=step.voice, rate=step.rate) if law is None
@@ -459,6 +469,16 @@ class SessionDriver:
             self.metrics.inc("errors")
             raise StepFailed(f"speak: {exc}") from None
         await self._stream(audio, step.realtime, step.commit, g711=law is not None)
+
+    def _appended_audio(self, pcm: bytes, g711: bool) -> tuple[bytes, int]:
+        """``pcm`` (24 kHz PCM16, or already G.711 with ``g711``) in the session's input
+        format, with the length of a 20 ms frame of it."""
+        if self.input_law is None:
+            return pcm, CHUNK_BYTES
+        if not g711:
+            pcm8 = AudioConverter(PCM_RATE, 8000).process(pcm[: len(pcm) - len(pcm) % 2])
+            pcm = g711_encode(self.input_law, pcm8)
+        return pcm, G711_CHUNK_BYTES
 
     async def _expect(self, step: Expect) -> None:
         """Check the last finished turn, first waiting for one when no turn finished since
@@ -485,7 +505,7 @@ class SessionDriver:
         if self.sip:
             await self._play_call(pcm, g711)
         else:
-            await self._append(pcm, realtime)
+            await self._append(*self._appended_audio(pcm, g711), realtime)
         commit = commit_given if commit_given is not None else not self.vad
         if commit:
             await self.fleet.send(self.sid, {"type": "input_audio_buffer.commit"})
@@ -493,16 +513,16 @@ class SessionDriver:
                 self._start_turn("audio")
                 await self.fleet.send(self.sid, {"type": "response.create"})
 
-    async def _append(self, pcm: bytes, realtime: bool) -> None:
+    async def _append(self, pcm: bytes, frame_bytes: int, realtime: bool) -> None:
         start = trio.current_time()
-        for index, offset in enumerate(range(0, len(pcm), CHUNK_BYTES)):
+        for index, offset in enumerate(range(0, len(pcm), frame_bytes)):
             if realtime:
                 due = start + index * 0.02
                 if trio.current_time() < due:
                     await trio.sleep_until(due)
                 # every frame: how late it leaves (on-time frames count, as ~0)
                 self.metrics.observe("audio.frame_lateness", trio.current_time() - due)
-            chunk = pcm[offset: offset + CHUNK_BYTES]
+            chunk = pcm[offset: offset + frame_bytes]
             await self.fleet.send(self.sid, {"type": "input_audio_buffer.append",
                                              "audio": base64.b64encode(chunk).decode("ascii")})
 
@@ -588,6 +608,12 @@ def _end_turn_span(turn: _Turn, response: dict[str, Any] | None) -> None:
 
 
 _AUDIO_CACHE: dict[Path, bytes] = {}
+
+
+def g711_law(format_type: str) -> int | None:
+    """The RTP payload type of a G.711 input format (``audio/pcmu`` 0, ``audio/pcma`` 8), else
+    None."""
+    return {"audio/pcmu": 0, "audio/pcma": 8}.get(format_type)
 
 
 def load_audio(path: Path) -> bytes:

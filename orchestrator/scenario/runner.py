@@ -47,7 +47,7 @@ from orchestrator.ratelimits import rate_limited_category
 from orchestrator.scenario.admission import AdmissionGate
 from orchestrator.scenario.chaos import ServerControl, run_faults
 from orchestrator.scenario.budget import BudgetGate
-from orchestrator.scenario.driver import BudgetReached, SessionDriver, StepFailed
+from orchestrator.scenario.driver import BudgetReached, SessionDriver, StepFailed, g711_law
 from orchestrator.scenario.spend import run_prices, spend_summary
 from orchestrator.scenario.metric_names import DECLARED
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
@@ -298,8 +298,11 @@ class _Run:
         self.spans[sid] = span
         self.started_at[sid] = metrics.clock()
         self._start_connect_span(sid, "initial")
+        input_law = (g711_law(self.scenario.session.input_format.type)
+                     if population.transport.value == "websocket" else None)
         driver = SessionDriver(sid, fleet, metrics, vad, span=span, sip=sip,
                                transcribe=population.session_type == "transcription",
+                               input_law=input_law,
                                price=self.prices.get(population.protocol), budget=self.budget,
                                checks=self.checks, population=population.name)
         self.drivers[sid] = driver

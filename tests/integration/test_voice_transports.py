@@ -171,3 +171,17 @@ def test_on_gpt_live_a_wrong_expectation_fails_with_the_words_said(tmp_path, hea
     failed = [c for c in json.loads((out / "results.json").read_text())["checks"] if c["failed"]]
     assert [(c["check"], c["failures"]) for c in failed] == [
         ("said /sunny in London/", ["said 'It is sunny in Paris today.'"])]
+
+
+@pytest.mark.parametrize("fmt", ["g711_ulaw", "g711_alaw"])
+def test_over_websocket_a_g711_session_is_sent_its_law_and_hears_the_words(tmp_path, heard, model_input, fmt):
+    """A WebSocket session whose input is G.711 gets ``speak``'s words in that law at 8 kHz
+    (160 bytes a 20 ms append), not 24 kHz PCM16 the server would read as six times longer
+    noise."""
+    scenario = _copy(tmp_path, "weather.yaml", "weather-rules.yaml", [(
+        "  turn_detection: null\n",
+        f"  turn_detection: null\n  input_format: {fmt}\n  output_format: {fmt}\n")])
+    _round_trip_passed(_run(scenario, tmp_path / "out"))
+    assert model_input["media_bytes"] == 0  # appended, not media
+    # 24 kHz PCM16 read as G.711 would be noise: only the law's own bytes can be heard as words
+    assert (8_000, PHRASE) in heard
