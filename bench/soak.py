@@ -15,8 +15,9 @@ and `expire_keys` every `--expire-every` (every client secret issued expires: se
 and this script kills the server process (SIGKILL) every `--restart-every` and starts it again
 on the same port (every connection dies; the secrets it had issued are gone). The server's slope
 is measured within each process life (after the warm-up) and the worst life is reported. Every `--sample-s` it reads both
-processes' resident size; at the end it prints the samples, the slope after `--warmup` (least
-squares, MB per hour) for each, and the run's verdict: sessions failed, turns failed and lost,
+processes' resident size (and its anonymous part, RSS less mapped files, whose pages come and
+go as code first runs: it tells a heap that grows from a binary that is paged in); at the end it
+prints the samples, the slope after `--warmup` (least squares, MB per hour) for each, and the run's verdict: sessions failed, turns failed and lost,
 reconnect success rate. Exit 0 when the run passed and both slopes are under `--max-slope`.
 """
 
@@ -51,6 +52,33 @@ def rss_mb(pid: int) -> float | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return None
+
+
+def anon_mb(pid: int) -> float | None:
+    """Anonymous resident memory (the heap and other private allocations; RSS less the mapped
+    files, whose pages come and go as code is first run)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def worst_life_slope(points: list[tuple[float, float | None]], lives: list[float],
+                     warmup: float) -> tuple[float | None, list[float]]:
+    """The server's slope within each process life (after the warm-up counted from that
+    life's start), and the worst of them."""
+    slopes = []
+    for index, born in enumerate(lives):
+        dies = lives[index + 1] if index + 1 < len(lives) else float("inf")
+        slope = slope_mb_per_hour([(t, v) for t, v in points
+                                   if v is not None and born + warmup <= t < dies])
+        if slope is not None:
+            slopes.append(slope)
+    return (max(slopes) if slopes else None), slopes
 
 
 def slope_mb_per_hour(points: list[tuple[float, float]]) -> float | None:
@@ -187,14 +215,17 @@ def main() -> int:
     next_sample, next_restart = 0.0, args.restart_every
     print(f"soak: {args.sessions} sessions for {args.duration:g} s against {url} "
           f"(pids run {run.pid}, serve {server.pid}); samples every {args.sample_s:g} s")
-    print(f"{'t (s)':>8} {'client MB':>10} {'server MB':>10}")
+    anon: list[tuple[float, float | None, float | None]] = []
+    print(f"{'t (s)':>8} {'client MB':>10} {'server MB':>10} {'client anon':>12} {'server anon':>12}")
     try:
         while run.poll() is None:
             now = time.monotonic() - start
             if now >= next_sample:
                 sample = (round(now), rss_mb(run.pid), rss_mb(server.pid))
                 samples.append(sample)
-                print(f"{sample[0]:>8} {sample[1] or 0:>10.1f} {sample[2] or 0:>10.1f}", flush=True)
+                anon.append((sample[0], anon_mb(run.pid), anon_mb(server.pid)))
+                print(f"{sample[0]:>8} {sample[1] or 0:>10.1f} {sample[2] or 0:>10.1f} "
+                      f"{anon[-1][1] or 0:>12.1f} {anon[-1][2] or 0:>12.1f}", flush=True)
                 next_sample += args.sample_s
             if now >= next_restart and now < args.duration:
                 server.send_signal(signal.SIGKILL)
@@ -216,16 +247,9 @@ def main() -> int:
     after = [s for s in samples if s[0] >= warmup]
     client = slope_mb_per_hour([(t, c) for t, c, _ in after if c is not None])
     # the server process is new after each restart: its slope is measured within each life
-    # (after the same warm-up, counted from that life's start) and the worst life is reported
-    life_slopes = []
-    for index, born in enumerate(lives):
-        dies = lives[index + 1] if index + 1 < len(lives) else float("inf")
-        points = [(t, s) for t, _, s in samples
-                  if s is not None and born + warmup <= t < dies]
-        slope = slope_mb_per_hour(points)
-        if slope is not None:
-            life_slopes.append(slope)
-    server_slope = max(life_slopes) if life_slopes else None
+    server_slope, life_slopes = worst_life_slope([(t, v) for t, _, v in samples], lives, warmup)
+    client_anon = slope_mb_per_hour([(t, c) for t, c, _ in anon if t >= warmup and c is not None])
+    server_anon, _ = worst_life_slope([(t, v) for t, _, v in anon], lives, warmup)
     results = {}
     try:
         results = json.loads((work / "out" / "results.json").read_text())
@@ -236,6 +260,7 @@ def main() -> int:
         "duration_s": args.duration, "sessions": args.sessions, "restarts": restarts,
         "client_slope_mb_per_h": client, "server_slope_mb_per_h": server_slope,
         "server_life_slopes_mb_per_h": life_slopes,
+        "client_anon_slope_mb_per_h": client_anon, "server_anon_slope_mb_per_h": server_anon,
         "verdict": results.get("verdict"), "exit": run.returncode,
         "sessions_started": counters.get("sessions.started"),
         "sessions_failed": counters.get("sessions.failed"),
@@ -244,7 +269,7 @@ def main() -> int:
         "turns_replayed": counters.get("turns.replayed", 0),
         "reconnect_attempts": counters.get("reconnect.attempts"),
         "reconnect_succeeded": counters.get("reconnect.succeeded"),
-        "samples": samples,
+        "samples": samples, "anon_samples": anon,
     }
 
     def fmt(value):
@@ -253,6 +278,8 @@ def main() -> int:
     print(f"slope after {warmup:g} s warm-up: client {fmt(client)} MB/h, server "
           f"{fmt(server_slope)} MB/h (worst of {len(life_slopes)} server lives: "
           f"{', '.join(fmt(s) for s in life_slopes) or 'none long enough'})")
+    print(f"anonymous memory slope (RSS less mapped files): client {fmt(client_anon)} MB/h, "
+          f"server {fmt(server_anon)} MB/h")
     print(f"run: {figures['verdict']} (exit {run.returncode}); sessions {figures['sessions_started']} "
           f"started, {figures['sessions_failed']} failed; turns {figures['turns_completed']} "
           f"completed, {figures['turns_failed']} failed, {figures['turns_lost']} lost, "
