@@ -1,4 +1,4 @@
-"""actors.wsconn.FrameSplitter: the server's bytes cut at frame boundaries in front of the
+"""actors.wsframes.FrameSplitter: the server's bytes cut at frame boundaries in front of the
 ``websockets`` protocol. Whatever the frames and however the stream is cut into reads, the
 messages, pongs, close and errors are those the protocol alone gives."""
 
@@ -13,7 +13,8 @@ from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 from websockets.uri import parse_uri
 
-from actors.wsconn import QUIET_LOGGER, FrameSplitter, MessageAssembler, _frame_limit
+from actors.wsconn import QUIET_LOGGER
+from actors.wsframes import FrameSplitter, MessageAssembler, frame_limit
 
 
 def _open_pair(max_size=2**20) -> ClientProtocol:
@@ -100,7 +101,7 @@ def test_split_anywhere_gives_what_the_protocol_alone_gives(groups, cuts, close)
     expected = _messages(reference.events_received())
 
     client = _open_pair()
-    splitter = FrameSplitter(_frame_limit(client))
+    splitter = FrameSplitter(frame_limit(client))
     got: deque = deque()
     at = 0
     for cut in sorted(set(cuts)):
@@ -121,14 +122,14 @@ def test_a_frame_over_the_limit_and_a_masked_frame_are_the_protocols_to_refuse()
     ):
         client = _open_pair(max_size=1000)
         got: deque = deque()
-        FrameSplitter(_frame_limit(client)).feed(frame_bytes, client, got)
+        FrameSplitter(frame_limit(client)).feed(frame_bytes, client, got)
         assert not [m for m in got if isinstance(m, (str, bytes))]
         assert client.close_sent is not None and client.close_sent.code == code
 
 
 def test_a_partial_frame_at_the_end_of_stream_goes_to_the_protocol():
     client = _open_pair()
-    splitter = FrameSplitter(_frame_limit(client))
+    splitter = FrameSplitter(frame_limit(client))
     got: deque = deque()
     wire = Frame(Opcode.TEXT, b"complete").serialize(mask=False, extensions=[])
     splitter.feed(wire + wire[:5], client, got)
