@@ -24,9 +24,10 @@ it: ``on_frame(due, sent_at)`` is called for every frame. A clock that falls beh
 an overloaded process) catches up tick by tick, as the per-session sleepers it replaces did:
 no frame is skipped, and their lateness says how late each one went.
 
-:meth:`PacedStream.step` is the one place a frame is sent; the clock only knows a stream's
-``slot``, ``tick`` and ``step(due) -> bool``, so another kind of paced stream (a telephony
-bridge's RTP, not done yet) would be another class with the same three.
+:meth:`PacedStream.step` is the one place a session's frame is sent; the clock only knows a
+stream's ``slot``, ``tick``, ``done`` and ``step(due) -> bool`` (:class:`Paced`), so another
+kind of paced stream joins with :meth:`AudioClock.join`: a SIP call's RTP
+(:mod:`actors.rtp_shell`) is one.
 
 Sources are iterators of frames (base64 text, ``str``) pulled one per tick, when the frame is
 due (so a source may hand over audio it has only just got); the stream ends at the first tick
@@ -36,30 +37,50 @@ that finds its source empty. An exception from a source or from sending ends tha
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, TypeVar
 
 import attrs
 import trio
 
-from actors.link import SessionLink
+if TYPE_CHECKING:
+    from actors.link import SessionLink
 
-__all__ = ["FRAME_S", "AudioClock", "PacedStream", "audio_clock"]
+__all__ = ["FRAME_S", "AudioClock", "Paced", "PacedStream", "audio_clock"]
 
 #: one audio frame (an ``input_audio_buffer.append``) per stream per period
 FRAME_S = 0.02
 _APPEND = "input_audio_buffer.append"
 
 
+class Paced(Protocol):
+    """What the clock drives. :meth:`AudioClock.join` sets ``slot`` and ``tick`` (the tick of
+    its first frame); the clock then calls ``step(due)`` at each of the slot's ticks (``due``:
+    the tick's time on the grid) and advances ``tick``, until ``step`` returns False (the
+    stream ended) or :meth:`AudioClock.remove`, which sets ``done``. ``step`` runs in the
+    clock's task: it must not block, and it does not raise (it records what ended it in
+    ``error``, where a broken clock records its own failure too)."""
+
+    slot: int
+    tick: int
+    done: trio.Event
+    error: BaseException | None
+
+    def step(self, due: float) -> bool: ...
+
+
+P = TypeVar("P", bound=Paced)
+
+
 @attrs.define(eq=False)
 class PacedStream:
-    """One stream on the clock: its frames, its slot and tick, and how it ended."""
+    """One session's audio on the clock: its frames, its slot and tick, and how it ended."""
 
-    link: SessionLink
+    link: "SessionLink"
     frames: Iterator[str]
     on_frame: Callable[[float, float], None] | None
-    slot: int
+    slot: int = 0
     #: the tick of its next frame (a tick number on the clock's grid)
-    tick: int
+    tick: int = 0
     sent: int = 0
     done: trio.Event = attrs.field(factory=trio.Event)
     error: BaseException | None = None
@@ -100,7 +121,7 @@ class AudioClock:
 
     frame: float = FRAME_S
     slots: int = attrs.field(default=4, validator=attrs.validators.ge(1))
-    _streams: list[list[PacedStream]] = attrs.field(init=False)
+    _streams: list[list[Paced]] = attrs.field(init=False)
     _count: int = attrs.field(default=0, init=False)
     _origin: float | None = attrs.field(default=None, init=False)
     #: the next tick to run
@@ -124,9 +145,15 @@ class AudioClock:
     def __len__(self) -> int:
         return self._count
 
-    def add(self, link: SessionLink, frames: Iterator[str],
+    def add(self, link: "SessionLink", frames: Iterator[str],
             on_frame: Callable[[float, float], None] | None = None) -> PacedStream:
-        """Put a stream on the clock: its first frame goes at its slot's next tick."""
+        """Put a session's audio on the clock: its first frame goes at its slot's next tick."""
+        return self.join(PacedStream(link, frames, on_frame))
+
+    def join(self, stream: P) -> P:
+        """Put any :class:`Paced` stream on the clock, in the least loaded slot: sets its
+        ``slot`` and ``tick`` (its first frame is due at :meth:`time_of` that tick, now or
+        within one frame period); returns it."""
         now = trio.current_time()
         if self._origin is None:
             self._origin = now
@@ -141,14 +168,19 @@ class AudioClock:
         # the least loaded slot; among those, the soonest
         slot = min(range(slots), key=lambda s: (len(self._streams[s]), (s - first) % slots))
         tick = first + (slot - first) % slots
-        stream = PacedStream(link, frames, on_frame, slot, tick)
+        stream.slot, stream.tick = slot, tick
         self._streams[slot].append(stream)
         self._count += 1
         if self._origin + tick * step < self._next_at:
             self._changed.set()  # it is due before the tick the clock sleeps towards
         return stream
 
-    def remove(self, stream: PacedStream) -> None:
+    def time_of(self, tick: int) -> float:
+        """When ``tick`` is due (trio clock); only once a stream has joined."""
+        assert self._origin is not None, "no stream has joined"
+        return self._origin + tick * self.step
+
+    def remove(self, stream: Paced) -> None:
         """Take a stream off the clock (its waiter was cancelled); nothing more is sent."""
         streams = self._streams[stream.slot]
         if stream in streams:
@@ -185,7 +217,7 @@ class AudioClock:
     def _run_tick(self, tick: int, due: float) -> None:
         self.ticks += 1
         slots = self.slots
-        ended: list[PacedStream] = []
+        ended: list[Paced] = []
         for stream in tuple(self._streams[tick % slots]):
             if stream.tick > tick:
                 continue  # joined for a later round of this slot
