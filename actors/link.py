@@ -9,7 +9,9 @@ and hands it to every actor incarnation (each connection attempt).  The link hol
   subscriber's stream is always a loss) and the publish callback into the router;
 * the :class:`~actors.events.StateMachine`: every change is published as a ``state`` event;
 * two wake-ups: "there is something to write" for the actor's writer, and "the control
-  queue has room" for senders waiting on back-pressure.
+  queue has room" for senders waiting on back-pressure;
+* the current connection's direct writer, when its actor offers one: :meth:`SessionLink.send_now`
+  writes from the caller's task (the fleet's audio clock) instead of waking the writer.
 """
 
 from __future__ import annotations
@@ -31,7 +33,11 @@ from actors.events import (
 from actors.proto.client import ClientCore
 from actors.proto.errors import QueueFull
 
-__all__ = ["SessionLink"]
+__all__ = ["QUIET_S", "SessionLink"]
+
+_APPEND = "input_audio_buffer.append"
+#: an append sent after this long without a direct write is written at once (see send_nowait)
+QUIET_S = 0.002
 
 
 @attrs.define(eq=False)
@@ -51,6 +57,10 @@ class SessionLink:
     _restore_seen: Any = attrs.field(default=None, init=False)
     #: set when a Live answer is open (its end is found by output quiet: actors.inbound)
     answer_opened: trio.Event = attrs.field(factory=trio.Event, init=False)
+    #: the current connection's direct writer (see :meth:`write_now`); None: none
+    _direct_writer: Callable[[list[dict[str, Any]] | None], None] | None = attrs.field(default=None, init=False)
+    #: when :meth:`send_nowait` last wrote an append directly (trio clock)
+    _last_direct: float = attrs.field(default=-math.inf, init=False)
 
     @stamper.default
     def _default_stamper(self) -> EventStamper:
@@ -78,7 +88,23 @@ class SessionLink:
     # -- outbound -------------------------------------------------------------------------
 
     def send_nowait(self, event: dict[str, Any]) -> None:
-        """Queue a client event; raises ``QueueFull`` if the control queue is full."""
+        """Queue a client event; raises ``QueueFull`` if the control queue is full.
+
+        The writer task writes what was queued at its next wake-up, in one write. An audio
+        append that finds the connection quiet (nothing queued, nothing written directly in
+        the last :data:`QUIET_S`) is written at once instead, from the caller's task: a
+        sender pacing its own frames costs one wake-up per frame, not two, while a burst of
+        sends still goes out together (its first frame at once, the rest in the writer's
+        one write)."""
+        writer = self._direct_writer
+        if writer is not None and event.get("type") == _APPEND:
+            now = trio.current_time()
+            if now - self._last_direct >= QUIET_S:
+                ready = self.core.write_audio_now(event)
+                if ready is not None:
+                    self._last_direct = now
+                    writer([ready])
+                    return
         for notice in self.core.submit(event):
             self.emit(EventKind.DROPPED, notice)
         self._outbound.set()
@@ -93,6 +119,39 @@ class SessionLink:
                 if self._space.is_set():
                     self._space = trio.Event()
                 await self._space.wait()
+
+    def send_now(self, event: dict[str, Any]) -> None:
+        """Queue a client event and write what is queued at once, from the calling task
+        (:meth:`write_now`): the audio clock's path, one write per due frame and no task
+        switch. Raises ``QueueFull`` like :meth:`send_nowait` (never for audio)."""
+        writer = self._direct_writer
+        if writer is not None:
+            ready = self.core.write_audio_now(event)  # an append with nothing queued before it
+            if ready is not None:
+                writer([ready])
+                return
+        for notice in self.core.submit(event):
+            self.emit(EventKind.DROPPED, notice)
+        if writer is None:
+            self._outbound.set()
+        else:
+            writer(None)
+
+    def write_now(self) -> None:
+        """Write what is queued now, from the calling task, when the connection has a direct
+        writer (a connected WebSocket with the default engine); otherwise wake the writer.
+        What the socket does not take at once is left to the actor's writer task."""
+        writer = self._direct_writer
+        if writer is None:
+            self._outbound.set()
+        else:
+            writer(None)
+
+    def attach_writer(self, writer: Callable[[list[dict[str, Any]] | None], None] | None) -> None:
+        """The actor installs its connection's direct writer once connected, and removes it
+        (None) before the connection closes. The writer writes the events it is given (already
+        taken from the core), or with None what :meth:`take_outgoing` gives."""
+        self._direct_writer = writer
 
     def abort_connection(self) -> None:
         """Drop the current connection without a close handshake (fault injection).

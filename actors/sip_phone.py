@@ -5,7 +5,7 @@
 incoming ones out (:meth:`SipPhone.next_incoming`); each call is a :class:`PhoneCall` with its
 own RTP socket and a sans-I/O :class:`~actors.proto.rtp.stream.RtpStream` (the same one the
 embedded server's calls use) run by :func:`actors.rtp_shell.run_rtp`: RTP in through a jitter
-buffer, RFC 4733 DTMF, and one G.711 frame every 20 ms on the stream's own schedule (queued
+buffer, RFC 4733 DTMF, and one G.711 frame every 20 ms on the process's audio clock (queued
 audio, else silence), with its lateness and, per sequence number, when each frame left (so an
 echoing peer's round trip can be measured).
 

@@ -13,7 +13,11 @@ under trio; ``ConnectParams.engine="websockets"``, the default) or trio-websocke
   for malformed JSON, unknown types, binary or oversized frames: the connection lives on;
 * a writer drains the link's :class:`~actors.proto.client.ClientCore`: first the restore
   sequence after a reconnect, then queued client events, publishing a ``sent`` event for
-  each (audio appends are counted, not echoed, to keep the hot path lean);
+  each (audio appends are counted, not echoed, to keep the hot path lean). Each wake-up is
+  one write of everything queued since the last. With the default engine the link also gets
+  a direct writer (:meth:`~actors.link.SessionLink.write_now`): the fleet's audio clock
+  writes each due frame from its own task, and the writer task only waits when the socket
+  is full;
 * an optional recycle timer closes the connection cleanly before the server's session
   deadline (``session.expires_at``) or after ``recycle_after`` seconds.
 
@@ -23,10 +27,11 @@ come back is the supervisor's decision.  Closing is always bounded by ``close_ti
 
 from __future__ import annotations
 
+import functools
 import math
 import socket
 import ssl
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import attrs
@@ -225,24 +230,34 @@ async def _session(
     task_status.started()
     deadline = link.recycle_deadline(params.recycle_after, params.recycle_margin)
     outcome: list[ActorExit] = []
-    async with trio.open_nursery() as nursery:
+    direct = isinstance(ws, WsConnection)
+    try:
+        async with trio.open_nursery() as nursery:
 
-        def finish(exit: ActorExit) -> None:
-            if not outcome:
-                outcome.append(exit)
-            nursery.cancel_scope.cancel()
+            def finish(exit: ActorExit) -> None:
+                if not outcome:
+                    outcome.append(exit)
+                link.attach_writer(None)
+                nursery.cancel_scope.cancel()
 
-        nursery.start_soon(_writer, link, ws, state, finish, params.echo_audio)
-        nursery.start_soon(_reader, link, ws, state, finish)
-        if deadline < math.inf:
-            nursery.start_soon(_recycle_at, deadline, finish)
-        nursery.start_soon(_stop_when_asked, link, finish)
-        if params.ping_interval is not None:
-            nursery.start_soon(_heartbeat, ws, params.ping_interval, params.ping_timeout, finish)
-        nursery.start_soon(_abort_when_asked, link, finish)
-        if link.core.edge is not None:
-            nursery.start_soon(end_quiet_answers, link)
-        link.wake_writer()
+            if direct:
+                # the fleet's audio clock writes frames through this, from its own task
+                link.attach_writer(functools.partial(_write_now, link, ws, state, finish, params.echo_audio))
+                nursery.start_soon(_writer, link, ws, state, finish, params.echo_audio)
+            else:
+                nursery.start_soon(_writer_tws, link, ws, state, finish, params.echo_audio)
+            nursery.start_soon(_reader, link, ws, state, finish)
+            if deadline < math.inf:
+                nursery.start_soon(_recycle_at, deadline, finish)
+            nursery.start_soon(_stop_when_asked, link, finish)
+            if params.ping_interval is not None:
+                nursery.start_soon(_heartbeat, ws, params.ping_interval, params.ping_timeout, finish)
+            nursery.start_soon(_abort_when_asked, link, finish)
+            if link.core.edge is not None:
+                nursery.start_soon(end_quiet_answers, link)
+            link.wake_writer()
+    finally:
+        link.attach_writer(None)
     exit = outcome[0]
     if exit.detail in _NO_HANDSHAKE:
         return exit  # no close handshake: the caller closes the TCP stream forcefully
@@ -280,13 +295,65 @@ def _closed_exit(exc: "ConnectionClosed | WsClosed", state: InboundState) -> Act
     return ActorExit.from_close(code, detail)
 
 
+def _write_queued(link: SessionLink, ws: WsConnection, echo_audio: bool,
+                  events: list[dict[str, Any]] | None = None) -> bool:
+    """Write ``events`` (taken from the core already), or what the link has queued, now,
+    from the calling task, in one write (no task switch, no wait); True when the socket took
+    it all, False when some is left for ``ws.drain()``. Raises :class:`WsClosed` if the
+    connection is closed."""
+    if events is None:
+        events = link.take_outgoing()
+        if not events:
+            return True
+    done = ws.write_texts([encode_client_event(event) for event in events])
+    emit = link.emit
+    for event in events:
+        if echo_audio or event["type"] != AUDIO_APPEND:
+            emit(EventKind.SENT, event)
+    return done
+
+
+def _write_now(link: SessionLink, ws: WsConnection, state: InboundState,
+               finish: Callable[[ActorExit], None], echo_audio: bool,
+               events: list[dict[str, Any]] | None) -> None:
+    """The link's direct writer (:meth:`SessionLink.write_now`): what the socket does not
+    take at once is left to the writer task, which waits for it to drain."""
+    try:
+        if not _write_queued(link, ws, echo_audio, events):
+            link.wake_writer()
+    except WsClosed as exc:
+        finish(_closed_exit(exc, state))
+
+
 async def _writer(
     link: SessionLink,
-    ws: "WsConnection | WebSocketConnection",
+    ws: WsConnection,
     state: InboundState,
     finish: Callable[[ActorExit], None],
     echo_audio: bool,
 ) -> None:
+    """One write per wake-up: everything queued since the last one, framed together; waits
+    only while the socket is full."""
+    try:
+        while True:
+            await link.wait_outbound()
+            if not _write_queued(link, ws, echo_audio):
+                await ws.drain()
+            if link.stop_requested.is_set():
+                finish(ActorExit(ExitReason.NORMAL, 1000, "closed by request"))
+                return
+    except WsClosed as exc:
+        finish(_closed_exit(exc, state))
+
+
+async def _writer_tws(
+    link: SessionLink,
+    ws: WebSocketConnection,
+    state: InboundState,
+    finish: Callable[[ActorExit], None],
+    echo_audio: bool,
+) -> None:
+    """The writer over trio-websocket (``engine="trio-websocket"``)."""
     emit = link.emit
     try:
         while True:
@@ -321,6 +388,9 @@ _BATCH_WRITES = all(
 async def _send_texts(ws: "WsConnection | WebSocketConnection", texts: list[str]) -> None:
     """Send text messages in order, framed together and written with one ``send_all``
     (the same bytes as one ``send_message`` each, fewer syscalls and wake-ups)."""
+    if isinstance(ws, WsConnection):
+        await ws.send_texts(texts)
+        return
     if not _BATCH_WRITES or not all(
         hasattr(ws, name) for name in ("_wsproto", "_stream", "_stream_lock", "_close_reason")
     ):

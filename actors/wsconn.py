@@ -10,7 +10,18 @@ Differences from trio-websocket that matter to the actor:
 
 * no background task: whoever calls :meth:`WsConnection.get_message` reads the socket (the
   actor has exactly one reader); pings are answered and pongs matched on that path;
-* :meth:`WsConnection.send_texts` frames a batch of messages into one ``send_all``;
+* :meth:`WsConnection.write_texts` frames a batch of messages and writes them to the socket
+  at once from the calling task, without a scheduling point: a writer (or the fleet's audio
+  clock, :mod:`actors.pacer`) that wakes once writes once, and nothing waits unless the
+  socket is full. What the socket does not take stays buffered, in order, for
+  :meth:`WsConnection.drain` (the only place that waits for the socket); over TLS every write
+  goes through ``drain``;
+* the frames themselves (text frames built here, the server's bytes cut at frame boundaries)
+  are :mod:`actors.wsframes`, sans-I/O;
+* the reader waits for the socket to be readable and then reads once (``os.read`` on the
+  socket's descriptor; trio's ``receive_some`` tries a read first and adds a scheduling point
+  after it): one wake-up per arrival, and every message of that read parsed and handed on
+  without another;
 * handshake failures raise :class:`WsRejected` (an HTTP status other than 101, with the start
   of the body) or :class:`WsHandshakeError`; a closed connection raises :class:`WsClosed` with
   the close code (1006 when the TCP connection ended without a close frame);
@@ -22,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
+from typing import NoReturn
 
 import trio
 from websockets.client import ClientProtocol
@@ -31,6 +44,8 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from actors.wsframes import FrameSplitter, MessageAssembler, frame_limit, text_frame
+
 __all__ = ["QUIET_LOGGER", "MessageAssembler", "WsClosed", "WsConnection", "WsHandshakeError", "WsRejected",
            "ws_handshake"]
 
@@ -38,6 +53,8 @@ __all__ = ["QUIET_LOGGER", "MessageAssembler", "WsClosed", "WsConnection", "WsHa
 #: (with the bearer key) at DEBUG when its logger allows it, so it must never allow it.
 QUIET_LOGGER = logging.Logger("rtfleet.websocket.wire", level=logging.WARNING)
 _RECEIVE_SIZE = 65536
+#: the longest response head awaited before the protocol is left to judge it
+_MAX_HEAD = 65536
 
 
 class WsClosed(Exception):
@@ -78,28 +95,49 @@ async def ws_handshake(
         request.headers[name] = value
     protocol.send_request(request)
     await stream.send_all(b"".join(protocol.data_to_send()))
-    while True:
+    # The response head goes to the protocol; what follows it (frames in the same read) goes
+    # to the connection's frame splitter, so that the protocol's buffer is empty at the start.
+    received = b""
+    eof = False
+    while not eof:
         data = await stream.receive_some(_RECEIVE_SIZE)
-        if data:
-            protocol.receive_data(data)
-        else:
+        eof = not data
+        received += data
+        end = received.find(b"\r\n\r\n")
+        if end >= 0 or len(received) > _MAX_HEAD:
+            break
+    head, rest = (received[: end + 4], received[end + 4:]) if end >= 0 else (received, b"")
+    protocol.receive_data(head)
+    response = _response(protocol.events_received(), protocol)
+    if response:
+        connection = WsConnection(stream, protocol)
+        connection._split(rest)
+        await connection._absorb(eof=False)
+        return connection
+    # not a 101 (a refusal's body follows its head) or not HTTP: the protocol reads on
+    while True:
+        if rest:
+            protocol.receive_data(rest)
+        if eof:
             protocol.receive_eof()
-        events = protocol.events_received()
-        for index, event in enumerate(events):
-            if isinstance(event, Response):
-                exc = protocol.handshake_exc
-                if isinstance(exc, InvalidStatus):
-                    raise WsRejected(exc.response.status_code, exc.response.body or b"")
-                if exc is not None:
-                    raise WsHandshakeError(type(exc).__name__)
-                connection = WsConnection(stream, protocol)
-                # Frames that came in the same read as the response (a close, or a message
-                # over the size limit that already failed the connection, included).
-                connection._frames.extend(e for e in events[index + 1:] if isinstance(e, Frame))
-                await connection._absorb(eof=False)
-                return connection
-        if not data:
+        _response(protocol.events_received(), protocol)
+        if eof:
             raise WsHandshakeError("connection closed during the handshake")
+        rest = await stream.receive_some(_RECEIVE_SIZE)
+        eof = not rest
+
+
+def _response(events: list, protocol: ClientProtocol) -> bool:
+    """True if ``events`` hold the server's 101; raises for a refusal or a bad response."""
+    for event in events:
+        if isinstance(event, Response):
+            exc = protocol.handshake_exc
+            if isinstance(exc, InvalidStatus):
+                raise WsRejected(exc.response.status_code, exc.response.body or b"")
+            if exc is not None:
+                raise WsHandshakeError(type(exc).__name__)
+            return True
+    return False
 
 
 class WsConnection:
@@ -108,8 +146,18 @@ class WsConnection:
     def __init__(self, stream: trio.abc.Stream, protocol: ClientProtocol) -> None:
         self._stream = stream
         self._protocol = protocol
-        self._send_lock = trio.StrictFIFOLock()
-        self._frames: list[Frame] = []
+        #: the socket written and read directly (a plain TCP stream); None: through the stream
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        #: bytes framed and not yet written, oldest first (every write goes through it)
+        self._out = bytearray()
+        #: an EOF (half close) is owed after ``_out``
+        self._eof_due = False
+        #: held by the one task that waits for the socket to take more (``drain``)
+        self._drain_lock = trio.StrictFIFOLock()
+        #: received, in order: whole text messages cut by the splitter (``str``, or ``bytes`` if
+        #: not UTF-8) and frames the protocol parsed (control frames, fragments, binary)
+        self._frames: deque[Frame | str | bytes] = deque()
+        self._splitter = FrameSplitter(frame_limit(protocol))
         self._assembler = MessageAssembler()
         self._pongs: dict[bytes, trio.Event] = {}
         self._closed: WsClosed | None = None
@@ -119,13 +167,23 @@ class WsConnection:
         """Why the connection closed, or None while it is open."""
         return self._closed
 
+    @property
+    def direct(self) -> bool:
+        """Writes go to the socket from the calling task (``write_texts``); False over TLS,
+        where only :meth:`drain` writes."""
+        return self._socket is not None
+
     # -- receiving ----------------------------------------------------------------------------
 
     async def get_message(self) -> str | bytes:
         """The next complete message (text as ``str``); raises :class:`WsClosed` at the end."""
         while True:
-            while self._frames:
-                message = self._take(self._frames.pop(0))
+            frames = self._frames
+            while frames:
+                item = frames.popleft()
+                if type(item) is str or type(item) is bytes:
+                    return item
+                message = self._take(item)  # type: ignore[arg-type]
                 if message is not None:
                     return message
             if self._closed is not None:
@@ -141,21 +199,36 @@ class WsConnection:
         return self._assembler.take(frame)
 
     async def _receive(self) -> None:
-        try:
-            data = await self._stream.receive_some(_RECEIVE_SIZE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            data = b""
-        if data:
-            self._protocol.receive_data(data)
+        sock = self._socket
+        if sock is None:
+            try:
+                data = await self._stream.receive_some(_RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
         else:
-            self._protocol.receive_eof()
-        await self._absorb(eof=not data)
+            data = await _read_socket(sock)
+        if data:
+            self._split(data)
+        else:
+            self._splitter.end(self._protocol)
+        self._absorb_now(eof=not data)
+        if self._out or self._eof_due:
+            await self.drain()  # a pong, the echo of a close frame, a close after an error
+
+    def _split(self, data: bytes) -> None:
+        self._splitter.feed(data, self._protocol, self._frames)
 
     async def _absorb(self, eof: bool) -> None:
         """Take what the protocol parsed, send what it owes, and note whether it is over."""
+        self._absorb_now(eof)
+        await self.drain()
+
+    def _absorb_now(self, eof: bool) -> None:
         protocol = self._protocol
         self._frames.extend(protocol.events_received())
-        await self._flush()  # pongs, the echo of a close frame, a close after a protocol error
+        self._buffer_output()
+        if self._out and self._socket is not None:
+            self._write_buffered()
         if eof or protocol.state is State.CLOSED or protocol.close_rcvd is not None or (
             protocol.state is State.CLOSING and protocol.parser_exc is not None
         ):
@@ -176,19 +249,54 @@ class WsConnection:
 
     # -- sending ------------------------------------------------------------------------------
 
-    async def send_message(self, text: str) -> None:
-        await self.send_texts((text,))
+    def write_texts(self, texts: "list[str] | tuple[str, ...]") -> bool:
+        """Frame every text message and write them now, in order, from the calling task (no
+        task switch, no wait): True when the socket took everything, False when bytes are
+        left for :meth:`drain` (the socket is full, a drain is under way, or TLS).
 
-    async def send_texts(self, texts: "list[str] | tuple[str, ...]") -> None:
-        """Frame every text message and write them with one ``send_all``, in order."""
+        Raises :class:`WsClosed` if the connection is closed or closing."""
         if self._closed is not None:
             raise self._closed
         protocol = self._protocol
         if protocol.state is not State.OPEN:
             raise WsClosed(1006, "closing")
-        for text in texts:
-            protocol.send_text(text.encode())
-        await self._flush()
+        if protocol.writes:  # what the protocol owes first (a pong), then these, in order
+            self._buffer_output()
+        if protocol.extensions:  # pragma: no cover - none is ever offered
+            for text in texts:
+                protocol.send_text(text.encode())
+            self._buffer_output()
+            data = b""
+        elif len(texts) == 1:
+            data = text_frame(texts[0].encode())
+        else:
+            data = b"".join([text_frame(text.encode()) for text in texts])
+        sock = self._socket
+        if self._out or sock is None or self._drain_lock.locked():
+            self._out += data
+            return sock is not None and self._write_buffered()
+        # the common case: nothing waiting, the frames go straight to the socket
+        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
+        if fd < 0:
+            self._fail_closed()
+        try:
+            written = os.write(fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._fail_closed()
+        if written < len(data):
+            self._out += memoryview(data)[written:]
+            return False
+        return True
+
+    async def send_message(self, text: str) -> None:
+        await self.send_texts((text,))
+
+    async def send_texts(self, texts: "list[str] | tuple[str, ...]") -> None:
+        """Frame every text message and write them (one write when the socket takes them)."""
+        if not self.write_texts(texts):
+            await self.drain()
 
     async def ping(self) -> None:
         """Send a ping and wait for its pong (raises :class:`WsClosed` if the connection ends)."""
@@ -197,24 +305,81 @@ class WsConnection:
         payload = os.urandom(4)
         waiter = self._pongs[payload] = trio.Event()
         self._protocol.send_ping(payload)
-        await self._flush()
+        self._buffer_output()
+        await self.drain()
         await waiter.wait()
         if self._closed is not None:
             raise self._closed
 
-    async def _flush(self) -> None:
+    def _buffer_output(self) -> None:
+        """Move what the protocol owes the peer into ``_out`` (an EOF is noted, not written)."""
         chunks = self._protocol.data_to_send()
-        if not chunks:
+        if chunks:
+            if chunks[-1] == b"":
+                self._eof_due = True
+            self._out += b"".join(chunks)
+
+    def _write_buffered(self) -> bool:
+        """Write ``_out`` to the socket as far as it takes it, without waiting; True when all
+        is written. Not while a drain waits (it owns the rest) or before an EOF is due."""
+        out = self._out
+        if not out:
+            return not self._eof_due
+        if self._drain_lock.locked():
+            return False
+        sock = self._socket
+        assert sock is not None
+        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
+        if fd < 0:
+            self._fail_closed()
+        try:
+            written = os.write(fd, out)
+        except BlockingIOError:
+            return False
+        except OSError:
+            self._fail_closed()
+        if written == len(out):
+            out.clear()
+            return not self._eof_due
+        del out[:written]
+        return False
+
+    def _fail_closed(self) -> NoReturn:
+        self._out.clear()
+        self._eof_due = False
+        self._protocol.receive_eof()
+        self._set_closed()
+        raise self._closed  # type: ignore[misc]
+
+    async def drain(self) -> None:
+        """Write whatever is buffered, waiting for the socket to take it (and the EOF owed)."""
+        if not self._out and not self._eof_due:
             return
-        eof = chunks[-1] == b""
-        data = b"".join(chunks)
-        async with self._send_lock:
+        async with self._drain_lock:
+            stream, sock, out = self._stream, self._socket, self._out
             try:
-                if data:
-                    await self._stream.send_all(data)
-                if eof and isinstance(self._stream, trio.SocketStream):
-                    await self._stream.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                while out:
+                    if sock is None:
+                        data = bytes(out)
+                        out.clear()
+                        await stream.send_all(data)
+                        continue
+                    fd = sock.fileno()
+                    if fd < 0:
+                        raise trio.ClosedResourceError
+                    try:
+                        written = os.write(fd, out)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(sock)
+                        continue
+                    del out[:written]
+                if self._eof_due:
+                    self._eof_due = False
+                    if isinstance(stream, trio.SocketStream):
+                        await stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                out.clear()
+                self._eof_due = False
                 self._protocol.receive_eof()
                 self._set_closed()
                 raise self._closed from None  # type: ignore[misc]
@@ -231,7 +396,8 @@ class WsConnection:
         try:
             if protocol.state is State.OPEN:
                 protocol.send_close(code, reason)
-                await self._flush()
+                self._buffer_output()
+                await self.drain()
             while self._closed is None:
                 await self._receive()
                 self._frames.clear()
@@ -239,33 +405,21 @@ class WsConnection:
             pass
 
 
-class MessageAssembler:
-    """Sans-I/O: data frames in, whole messages out (text as ``str``), control frames ignored.
-
-    The protocol object has already enforced the order of fragments and the size limit; a text
-    message that is not valid UTF-8 is handed on as ``bytes`` (the receiver reports it)."""
-
-    def __init__(self) -> None:
-        self._fragments: list[bytes] = []
-        self._text = False
-
-    def take(self, frame: Frame) -> str | bytes | None:
-        opcode = frame.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-            if frame.fin:
-                return _decode(frame.data) if opcode is Opcode.TEXT else bytes(frame.data)
-            self._fragments = [bytes(frame.data)]
-            self._text = opcode is Opcode.TEXT
-        elif opcode is Opcode.CONT:
-            self._fragments.append(bytes(frame.data))
-            if frame.fin:
-                data, self._fragments = b"".join(self._fragments), []
-                return _decode(data) if self._text else data
-        return None
-
-
-def _decode(data: bytes | bytearray | memoryview) -> str | bytes:
-    try:
-        return bytes(data).decode()
-    except UnicodeDecodeError:
-        return bytes(data)
+async def _read_socket(sock: trio.socket.SocketType) -> bytes:
+    """The next bytes from ``sock`` (b"" at EOF or when the connection breaks): wait until it
+    is readable, then one read. Waiting first is one wake-up per arrival; trying first, as
+    ``receive_some`` does, is an extra read or an extra scheduling point per arrival."""
+    while True:
+        try:
+            await trio.lowlevel.wait_readable(sock)
+        except trio.ClosedResourceError:  # closed by another task
+            return b""
+        fd = sock.fileno()
+        if fd < 0:
+            return b""
+        try:
+            return os.read(fd, _RECEIVE_SIZE)
+        except BlockingIOError:
+            continue
+        except OSError:  # reset by the peer: the end of the connection, as EOF is
+            return b""

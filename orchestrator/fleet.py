@@ -12,6 +12,8 @@
         print(fleet.status(sid))
 
 ``fleet.ask(sid, "Hello")`` does the last four lines in one call and returns the answer text.
+``await fleet.stream_audio(sid, pcm)`` streams audio at real time from the process's one audio
+clock (:mod:`actors.pacer`), the cheap way to drive many speaking sessions.
 The fleet is trio-native; from asyncio use :func:`rtfleet.asyncio.open_fleet` (same methods,
 as asyncio coroutines). ``statuses()`` lists the sessions not removed (a removed session leaves
 it once it has ended); ``SessionStatus.connected_since`` is wall-clock epoch seconds.
@@ -33,7 +35,7 @@ import math
 import random
 import secrets
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, AsyncIterator, Iterable, Mapping
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping
 
 import attrs
 import trio
@@ -47,9 +49,11 @@ from actors.proto.live.config import live_model
 from actors.proto.live.dialect import LIVE
 from actors.proto.realtime.dialect import REALTIME
 from actors.proto.client_values import DEFAULT_MAX_RESTORE_BYTES
-from actors.proto.session import SessionConfig
+from actors.proto.realtime.events import Base64Text
+from actors.proto.session import SessionConfig, audio_bytes_per_ms
 from actors.websocket import ConnectParams, run_websocket
 from orchestrator.keys import KeyManager, refresh_ahead
+from actors.pacer import audio_clock
 from orchestrator.token_source import TokenCommand
 from orchestrator.policy import Backoff, RestartPolicy
 from orchestrator.ratelimits import CONNECTIONS, RateLimitTracker, rate_limited_category
@@ -121,6 +125,19 @@ async def _open_metrics(nursery: trio.Nursery, fleet: Fleet, port: int, host: st
         raise FleetError(f"metrics_port: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     fleet.metrics_endpoint = endpoint
     return provider
+
+
+def _pcm_frames(pcm: bytes, frame_bytes: int) -> Iterator[str]:
+    for offset in range(0, len(pcm), frame_bytes):
+        yield Base64Text.of(pcm[offset: offset + frame_bytes])
+
+
+def _frame_text(frame: bytes | bytearray | memoryview | str) -> str:
+    if isinstance(frame, str):
+        return frame
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        return Base64Text.of(frame)
+    raise FleetError(f"stream_audio: a frame is bytes or base64 str, not {type(frame).__name__}")
 
 
 def user_text(text: str, *, item_id: str | None = None) -> dict[str, Any]:
@@ -306,6 +323,45 @@ class Fleet:
 
     def send_nowait(self, session_id: str, event: Mapping[str, Any]) -> None:
         self._link(session_id).send_nowait(dict(event))
+
+    async def stream_audio(
+        self,
+        session_id: str,
+        source: bytes | bytearray | memoryview | Iterable[bytes | str],
+        *,
+        frame_bytes: int | None = None,
+        on_frame: Callable[[float, float], None] | None = None,
+    ) -> int:
+        """Stream audio to the session at real time, one 20 ms ``input_audio_buffer.append``
+        per frame period, from the process's audio clock (:mod:`actors.pacer`: one task
+        paces every stream and writes each due frame itself); returns once the last frame is
+        sent, with the number of frames. Cancel it to stop the stream.
+
+        ``source``: raw audio in the session's input format (``bytes``; cut into 20 ms frames of
+        ``frame_bytes``, by default what the session's ``input_format`` takes in 20 ms), or an
+        iterable of frames, each ``bytes`` (raw audio, base64-encoded here) or ``str``
+        (base64 text as it is), pulled one per frame period (it may be endless).
+        ``on_frame(due, sent_at)`` is called for every frame, on the trio clock: its lateness
+        is ``sent_at - due``. Frames are queued like any append while the session is not
+        connected (the oldest dropped beyond the core's audio limit, with a ``dropped``
+        event)."""
+        link = self._link(session_id)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            if frame_bytes is None:
+                config = link.core.config
+                frame_bytes = audio_bytes_per_ms(
+                    config.input_format if config is not None else SessionConfig().input_format) * 20
+            if frame_bytes < 1:
+                raise FleetError(f"frame_bytes must be at least 1, not {frame_bytes}")
+            frames: Iterator[str] = _pcm_frames(bytes(source), frame_bytes)
+        else:
+            frames = map(_frame_text, source)
+        clock = audio_clock()
+        stream = clock.add(link, frames, on_frame)
+        try:
+            return await stream.wait()
+        finally:
+            clock.remove(stream)
 
     def subscribe(
         self,

@@ -190,6 +190,13 @@ class AsyncFleet:
     async def send(self, session_id: str, event: Mapping[str, Any]) -> None:
         await self._portal.run(self._fleet.send, session_id, dict(event))
 
+    async def stream_audio(self, session_id: str, source: Any, *, frame_bytes: int | None = None,
+                           on_frame: Any = None) -> int:
+        """Like ``Fleet.stream_audio`` (the process's one audio clock). The source is pulled and
+        ``on_frame`` called in the fleet's trio run: neither may touch asyncio objects."""
+        return await self._portal.run(functools.partial(
+            self._fleet.stream_audio, session_id, source, frame_bytes=frame_bytes, on_frame=on_frame))
+
     async def ask(self, session_id: str, text: str, *, timeout: float = 30.0,
                   response: Mapping[str, Any] | None = None) -> str:
         return await self._portal.run(

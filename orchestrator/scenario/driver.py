@@ -22,7 +22,6 @@ its track and SIP the call's law whatever the session's input format says.)
 
 from __future__ import annotations
 
-import base64
 import wave
 from collections import deque
 from pathlib import Path
@@ -34,6 +33,7 @@ import trio
 from actors.events import ConnectionEvent, EventKind
 from actors.proto.audio import AudioConverter, g711_encode
 from actors.proto.errors import ProtocolError
+from actors.proto.realtime.events import Base64Text
 from orchestrator.fleet import Fleet, user_text
 from orchestrator.scenario.expect import Answer, CheckLog, answer_of, evaluate
 from orchestrator.scenario.runmetrics import RunMetrics
@@ -514,17 +514,18 @@ class SessionDriver:
                 await self.fleet.send(self.sid, {"type": "response.create"})
 
     async def _append(self, pcm: bytes, frame_bytes: int, realtime: bool) -> None:
-        start = trio.current_time()
-        for index, offset in enumerate(range(0, len(pcm), frame_bytes)):
-            if realtime:
-                due = start + index * 0.02
-                if trio.current_time() < due:
-                    await trio.sleep_until(due)
-                # every frame: how late it leaves (on-time frames count, as ~0)
-                self.metrics.observe("audio.frame_lateness", trio.current_time() - due)
+        if realtime:
+            # the process's one audio clock paces every session's frames (actors/pacer.py);
+            # every frame: how late it leaves (on-time frames count, as ~0)
+            observe = self.metrics.observe
+            await self.fleet.stream_audio(
+                self.sid, pcm, frame_bytes=frame_bytes,
+                on_frame=lambda due, sent: observe("audio.frame_lateness", sent - due))
+            return
+        for offset in range(0, len(pcm), frame_bytes):
             chunk = pcm[offset: offset + frame_bytes]
             await self.fleet.send(self.sid, {"type": "input_audio_buffer.append",
-                                             "audio": base64.b64encode(chunk).decode("ascii")})
+                                             "audio": Base64Text.of(chunk)})
 
     def _call(self, step: str) -> Any:
         """The session's phone call (``actors.sip_phone.PhoneCall``), which must be up."""

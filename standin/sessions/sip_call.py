@@ -18,9 +18,10 @@ audio is converted to 8 kHz G.711 and queued on the stream (announced with
 ``output_audio_buffer.started``); a response cancelled by barge-in (``turn_detected``) or a
 client ``output_audio_buffer.clear`` flushes the queue (``output_audio_buffer.cleared``);
 when a finished response's audio has all been played, ``output_audio_buffer.stopped``;
-every other event goes to the sidebands. The stream sends a frame every 20 ms on its own
-schedule: queued audio, or silence, so the caller hears continuous RTP; its lateness (send
-time minus due time) is recorded.
+every other event goes to the sidebands. The stream sends a frame every 20 ms, from the
+process's audio clock (:mod:`actors.pacer`, one task for every call): queued audio, or
+silence, so the caller hears continuous RTP; its lateness (send time minus due time) is
+recorded.
 
 Faults (the server's live :class:`~.faults.FaultPlan`), as they make sense for a call: each
 sideband gets its events through a relay task that applies ``latency_ms`` and the drops

@@ -5,6 +5,7 @@ import logging
 
 import pytest
 import trio
+import trio.testing
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
@@ -207,3 +208,63 @@ async def test_against_the_embedded_server_ping_batches_and_close(nursery, caplo
     assert [e["type"] for e in record.received] == ["input_audio_buffer.clear", "conversation.item.retrieve"]
     assert "KEYVALUE" not in caplog.text
     await stream.aclose()
+
+
+async def test_writes_go_out_at_once_and_a_full_socket_keeps_them_in_order_for_drain(nursery):
+    """``write_texts`` writes from the caller without waiting; when the peer stops reading and
+    the socket fills, the rest stays buffered (False), later writes queue behind it, and
+    ``drain`` delivers everything in order once the peer reads again."""
+    reading = trio.Event()
+    got: list[bytes] = []
+    peer_done = trio.Event()
+    total = 400
+
+    async def peer(stream):
+        p = Peer(stream)
+        await p.accept()
+        await reading.wait()
+        while len(got) < total:
+            frame = await p.read_frame()
+            assert frame.opcode is Opcode.TEXT and frame.fin
+            got.append(bytes(frame.data))
+        peer_done.set()
+
+    port = await _serve_once(peer, nursery)
+    payload = "x" * 20_000
+    with trio.fail_after(20):
+        stream, ws = await _connect(port)
+        assert ws.write_texts([f"0 {payload}"])  # an empty socket takes it at once
+        sent = 1
+        while ws.write_texts([f"{sent} {payload}"]):  # until the socket is full
+            sent += 1
+            assert sent < total, "the socket never filled"
+        sent += 1
+        async with trio.open_nursery() as inner:
+            inner.start_soon(ws.drain)
+            await trio.testing.wait_all_tasks_blocked()
+            # the drain waits for the socket: a write now queues behind what it holds
+            assert not ws.write_texts([f"{sent} {payload}"])
+            sent += 1
+            reading.set()
+        assert not ws._out
+        while sent < total:  # drained: straight to the socket again (or queued, then drained)
+            await ws.send_texts([f"{sent} {payload}"])
+            sent += 1
+        await peer_done.wait()
+    assert [int(m.split(b" ", 1)[0]) for m in got] == list(range(total))
+    assert all(m.endswith(payload.encode()) for m in got)
+    await stream.aclose()
+
+
+async def test_a_write_after_the_stream_is_closed_raises_wsclosed_and_writes_nothing(nursery):
+    async def peer(stream):
+        await Peer(stream).accept()
+        await trio.sleep_forever()
+
+    port = await _serve_once(peer, nursery)
+    with trio.fail_after(10):
+        stream, ws = await _connect(port)
+        await stream.aclose()  # its descriptor may be reused at once: never written through
+        with pytest.raises(WsClosed) as closed:
+            ws.write_texts(["late"])
+    assert closed.value.code == 1006 and ws.closed is closed.value

@@ -377,8 +377,18 @@ async def _jump_round(mock_clock, sessions, turns, jumps):
                         if event.payload["response"]["status"] == "completed":
                             break
                 if sid == sids[0] and turn < len(jumps):
+                    before = fleet.keys.current
                     jump(jumps[turn])  # the machine slept (a whole hour, past keys and windows)
                     jumped.append(jumps[turn])
+                    # The shared key did not survive the jump: the credential a reconnect gets
+                    # now is a new secret, valid on the jumped clock (shared with the refresh
+                    # the jump woke, or minted here: one mint either way). Waiting for it also
+                    # keeps the next jump from landing while that mint is still in flight,
+                    # where the jump would expire its HTTP timeouts and one mint would
+                    # re-key for two jumps.
+                    with guard(30):
+                        fresh = await fleet.keys.credential()
+                    assert fresh is not before and not fresh.expired(clock())
             done.close()
 
         with guard(60):

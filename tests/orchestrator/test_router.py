@@ -81,3 +81,18 @@ def _drain(sub):
             out.append(sub.receive_nowait())
         except trio.WouldBlock:
             return out
+
+
+async def test_buffered_events_come_without_a_scheduling_point_each_but_one_in_64_yields():
+    router = Router()
+    sub = router.subscribe(buffer=1000)
+    stamper = _events()
+    for i in range(200):
+        router.publish(stamper.make(EventKind.SERVER, {"type": "x", "i": i}))
+    got = []
+    with trio.CancelScope() as scope:
+        scope.cancel()  # only a scheduling point can deliver it
+        async for event in sub:
+            got.append(event.payload["i"])
+    assert got == list(range(64))  # in order, and the 65th is a checkpoint
+    assert [(await sub.receive()).payload["i"] for _ in range(136)] == list(range(64, 200))

@@ -125,3 +125,18 @@ def test_the_public_api_is_importable_from_rtfleet():
     assert user_text("hi")["item"]["content"][0]["text"] == "hi"
     assert "asyncio" not in rtfleet.__all__  # a star import must not shadow the stdlib
     assert set(rtfleet.__all__) <= set(dir(rtfleet))
+
+
+def test_audio_streams_from_asyncio_through_the_fleets_audio_clock():
+    async def main():
+        async with rtfleet.asyncio.open_fleet(config={"output_modalities": ["text"]}) as fleet:
+            sid = await fleet.add_session()
+            await fleet.wait_connected(sid)
+            dues = []
+            sent = await fleet.stream_audio(sid, b"\x00\x00" * 480 * 10,
+                                            on_frame=lambda due, at: dues.append(due))
+            return sent, dues
+
+    sent, dues = asyncio.run(main())
+    assert sent == 10 and len(dues) == 10
+    assert all(abs(b - a - 0.02) < 1e-9 for a, b in zip(dues, dues[1:]))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import json.encoder as _json_encoder
+from base64 import b64encode as _b64encode
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "check_server_event",
     "parse_server_event",
     "validate_client_event",
+    "Base64Text",
     "encode_client_event",
     "ErrorInfo",
     "SessionInfo",
@@ -444,18 +446,70 @@ _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encod
 _encode_str = _json_encoder.encode_basestring  # the C escaper json uses for ensure_ascii=False
 
 
+class Base64Text(str):
+    """A ``str`` known to hold only base64 characters (nothing JSON escapes): audio encoded
+    by rtfleet itself (:meth:`of`). :func:`encode_client_event` writes it without scanning."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, data: bytes | bytearray | memoryview) -> Base64Text:
+        return cls(_b64encode(data).decode("ascii"))
+
+
+#: the base64 alphabet (standard and URL-safe, with padding): nothing in it needs escaping
+_BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_"
+
+
+#: an append as the client core stamps it
+_APPEND_KEYS = ("type", "audio", "event_id")
+#: encoded keys (``"name":``) of the events written so far (a bounded cache)
+_KEYS: dict[str, str] = {}
+
+
+def _encode_flat(event: dict[str, Any]) -> str:
+    """An event whose values are all strings; raises TypeError for anything else. A long value
+    in the base64 alphabet (audio) is checked for it, which is cheaper than the escaper's scan,
+    and written as it is; a :class:`Base64Text` is not even checked."""
+    parts = []
+    for key, value in event.items():
+        name = _KEYS.get(key)
+        if name is None:
+            name = _encode_str(key) + ":"
+            if len(_KEYS) < 512:
+                _KEYS[key] = name
+        kind = type(value)
+        if kind is Base64Text or (kind is str and len(value) > 256 and value.isascii() and
+                                  not value.encode("ascii").translate(None, _BASE64_BYTES)):
+            parts.append(name + '"' + value + '"')
+        elif kind is str:
+            parts.append(name + _encode_str(value))
+        else:
+            raise TypeError(kind)
+    return "{" + ",".join(parts) + "}"
+
+
 def encode_client_event(event: dict[str, Any]) -> str:
     """Compact JSON text for one client event (UTF-8 kept as is, no spaces).
 
     Hot path: an event whose values are all strings (every ``input_audio_buffer.append``) is
     written directly, key by key with json's own C string escaper (the same text as
-    ``json.dumps``, without building an encoder per call); anything else goes through one
+    ``json.dumps``, without building an encoder per call; a :class:`Base64Text` value, or a
+    long one in the base64 alphabet, is written as it is); anything else goes through one
     cached compact encoder.
     """
     if type(event) is dict:
+        if tuple(event) == _APPEND_KEYS and event["type"] == "input_audio_buffer.append":
+            audio = event["audio"]
+            if type(audio) is Base64Text or (type(audio) is str and audio.isascii() and
+                                             not audio.encode("ascii").translate(None, _BASE64_BYTES)):
+                try:  # the hottest event of all: one template
+                    return '{"type":"input_audio_buffer.append","audio":"' + audio + \
+                        '","event_id":' + _encode_str(event["event_id"]) + "}"
+                except TypeError:
+                    pass
         try:
-            return "{" + ",".join([_encode_str(k) + ":" + _encode_str(v)
-                                   for k, v in event.items()]) + "}"
+            return _encode_flat(event)
         except TypeError:
             pass  # a non-string key or value: the general encoder below
     try:

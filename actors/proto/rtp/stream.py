@@ -1,7 +1,8 @@
 """One call's RTP media as numbers: the part the SIP actor and the embedded server share.
 
 An :class:`RtpStream` is sans-I/O (times are parameters, datagrams are bytes): the I/O shell
-(``actors.rtp_shell.run_rtp``) only moves datagrams and sleeps until :meth:`next_deadline`.
+(``actors.rtp_shell.run_rtp``) only moves datagrams and calls :meth:`tick` when the process's
+audio clock reaches :meth:`next_deadline`.
 
 Out: :meth:`play` queues 20 ms G.711 frames (the negotiated law); every period :meth:`tick`
 gives the datagrams due now (queued audio, else silence, so the peer hears a continuous

@@ -384,3 +384,23 @@ def test_skipped_and_discarded_items_are_counted() -> None:
     assert (counters.skipped_items, counters.discarded_items) == (1, 1)
     assert (counters.replayed_items, counters.reissued_responses) == (0, 1)
     assert core.last_restore.skipped_items == 1
+
+
+def test_write_audio_now_is_submit_then_outgoing_when_nothing_is_queued() -> None:
+    fast, slow = ClientCore(), ClientCore()
+    ready(fast)
+    ready(slow)
+    for k in range(5):
+        event = {"type": "input_audio_buffer.append", "audio": f"AAA{k}"}
+        written = fast.write_audio_now(dict(event))
+        assert slow.submit(dict(event)) == []
+        assert [written] == slow.outgoing()
+    assert fast.counters == slow.counters and fast.turns.open.events == slow.turns.open.events
+    # anything queued before it, a connection not ready, or another event: not this path
+    fast.submit(item("hi"))
+    assert fast.write_audio_now({"type": "input_audio_buffer.append", "audio": "AAAA"}) is None
+    fast.outgoing()
+    assert fast.write_audio_now({"type": "input_audio_buffer.commit"}) is None
+    assert fast.write_audio_now({"type": "input_audio_buffer.append", "audio": 3}) is None
+    fast.connection_lost()
+    assert fast.write_audio_now({"type": "input_audio_buffer.append", "audio": "AAAA"}) is None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.proto.errors import ProtocolError
-from actors.proto.realtime.events import CLIENT_ITEM_SCHEMAS, CLIENT_SCHEMAS, ErrorInfo, Field, MAX_APPEND_AUDIO, SERVER_SCHEMAS, SessionInfo, check_server_event, decode_frame, encode_client_event, parse_server_event, validate_client_event
+from actors.proto.realtime.events import Base64Text, CLIENT_ITEM_SCHEMAS, CLIENT_SCHEMAS, ErrorInfo, Field, MAX_APPEND_AUDIO, SERVER_SCHEMAS, SessionInfo, check_server_event, decode_frame, encode_client_event, parse_server_event, validate_client_event
 
 SAMPLE = {"string": "x", "integer": 7, "number": 1.5, "boolean": True, "object": {}, "array": []}
 CANDIDATES = [("integer", 7), ("string", "7"), ("array", []), ("object", {}), ("boolean", True)]
@@ -283,6 +284,23 @@ def test_encode_is_compact_and_keeps_unicode() -> None:
     text = encode_client_event(event)
     assert text == '{"type":"conversation.item.create","item":{"text":"héllo ✓"}}'
     assert json.loads(text) == event
+
+
+@given(st.text(alphabet=st.sampled_from(list("AZaz09+/=-_\"\\\n\x00\x7fé ✓")), max_size=600),
+       st.booleans())
+def test_flat_events_encode_exactly_as_json_dumps_whatever_their_strings(audio: str, long: bool) -> None:
+    # the hot path writes long base64 values without the escaper: anything else is escaped
+    if long:
+        audio = "QUJD" * 70 + audio
+    event = {"type": "input_audio_buffer.append", "audio": audio, "event_id": "evt_c_1"}
+    assert encode_client_event(event) == json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_base64_text_is_written_as_is_and_equals_its_str() -> None:
+    audio = Base64Text.of(bytes(range(256)) * 4)
+    event = {"type": "input_audio_buffer.append", "audio": audio}
+    assert encode_client_event(event) == json.dumps(event, separators=(",", ":"))
+    assert audio == base64.b64encode(bytes(range(256)) * 4).decode() and isinstance(audio, str)
 
 
 def test_encode_maps_unserialisable_to_a_local_error() -> None:
