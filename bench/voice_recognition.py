@@ -51,8 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
+from actors.proto.audio import resample_rational
 from actors.speech import synthesize
 from standin.hearing import Hearing
+from standin.model.audio import AudioFormat
 from standin.model.rules import Rules, parse_rules
 
 CITIES = ["Paris", "London", "Tokyo", "Berlin", "Madrid"]
@@ -88,6 +90,7 @@ OFF_NEAR = [  # share words with the phrases; typed, they match no rule
     "I need a taxi to the station", "order some flowers", "what are your prices", "where is my flight",
     "I would like a coffee",
 ]
+SMALL = [["yes", "no", "help", "stop"], ["book a table", "cancel my order"], ["what's the weather in Paris"]]
 VOICES = [("en-us", 150), ("en-us", 190), ("en-gb", 150), ("en-gb", 190)]
 HELD_OUT = [("en-us+f3", 165), ("en-gb-x-rp", 135), ("en-us+m3", 210), ("en-029", 175)]
 RATE = 24_000
@@ -118,9 +121,16 @@ def in_grammar() -> list[tuple[str, int]]:
             + [(p, len(SAYINGS) + 1) for p in REFUND])
 
 
-def samples(text: str, voice: str, rate: int) -> np.ndarray:
-    """What the server hands to the hearing: the scenario's speak: audio as float samples."""
-    return np.frombuffer(synthesize(text, voice=voice, rate=rate), "<i2").astype(np.float32) / 32768
+def samples(text: str, voice: str, rate: int, g711: bool = False) -> tuple[np.ndarray, int]:
+    """What the server hands to the hearing: the scenario's speak: audio as float samples, and
+    their rate. ``g711``: as a SIP call carries it, mu-law at 8 kHz (the server hears the 8 kHz
+    samples of a G.711 session)."""
+    pcm = synthesize(text, voice=voice, rate=rate)
+    if g711:
+        mulaw = AudioFormat("audio/pcmu")
+        narrow = np.frombuffer(resample_rational(pcm, RATE, 8_000), "<i2").astype(np.float32) / 32768
+        return mulaw.decode(mulaw.encode(narrow)), 8_000
+    return np.frombuffer(pcm, "<i2").astype(np.float32) / 32768, RATE
 
 
 class Tally:
@@ -131,26 +141,26 @@ class Tally:
         self.audio_in: list[float] = []
         self.misses: list[str] = []
 
-    def hear(self, hearing: Hearing, x: np.ndarray) -> str | None:
+    def hear(self, hearing: Hearing, x: np.ndarray, rate: int) -> str | None:
         t = time.process_time()
-        heard = hearing.hear(x, RATE)
-        spent = time.process_time() - t
-        self.cpu += spent
-        self.audio_s += len(x) / RATE
+        heard = hearing.hear(x, rate)
+        self.cpu += time.process_time() - t
+        self.audio_s += len(x) / rate
         return heard
 
 
-def measure(hearing: Hearing, rules: Rules, variants: list[tuple[str, int]]) -> dict[str, Tally]:
+def measure(hearing: Hearing, rules: Rules, variants: list[tuple[str, int]], g711: bool = False
+            ) -> dict[str, Tally]:
     """Per voice/rate pair, and ``"all"``."""
     tallies = {f"{v} {r}": Tally() for v, r in variants}
     for voice, rate in variants:
         tally = tallies[f"{voice} {rate}"]
         for phrase, index in in_grammar():
-            x = samples(phrase, voice, rate)
+            x, x_rate = samples(phrase, voice, rate, g711)
             before = tally.cpu
-            heard = tally.hear(hearing, x)
+            heard = tally.hear(hearing, x, x_rate)
             tally.cpu_in.append(tally.cpu - before)
-            tally.audio_in.append(len(x) / RATE)
+            tally.audio_in.append(len(x) / x_rate)
             found = rules.answer(heard or "", FUNCTIONS) if heard else None
             ok = (found is not None and found[0].index == index
                   and (index != 0 or heard.casefold() == phrase.casefold()))
@@ -159,7 +169,7 @@ def measure(hearing: Hearing, rules: Rules, variants: list[tuple[str, int]]) -> 
             if not ok:
                 tally.misses.append(f"{voice}/{rate}: {phrase!r} -> {heard!r}")
         for sentence in OFF_UNRELATED + OFF_NEAR:
-            heard = tally.hear(hearing, samples(sentence, voice, rate))
+            heard = tally.hear(hearing, *samples(sentence, voice, rate, g711))
             tally.off += 1
             if heard is not None and rules.answer(heard, FUNCTIONS) is not None:
                 tally.false += 1
@@ -275,9 +285,10 @@ def live(rules_path: str, sessions: int, duration: float) -> dict[str, float]:
                 for n in range(sessions):  # phases spread over one utterance
                     nursery.start_soon(talk, url, key, clips, n, start + clip_s * n / sessions, duration, latencies)
 
-        cpu0 = _cpu_of(server.pid)
+        cpu0, own0, wall0 = _cpu_of(server.pid), time.process_time(), time.monotonic()
         trio.run(main)
-        server_cpu = _cpu_of(server.pid) - cpu0
+        server_cpu, own_cpu = _cpu_of(server.pid) - cpu0, time.process_time() - own0
+        wall = time.monotonic() - wall0
     finally:
         server.stdin.close()
         server.wait(timeout=30)
@@ -289,6 +300,7 @@ def live(rules_path: str, sessions: int, duration: float) -> dict[str, float]:
     heard_s = len(lat) * clip_s
     return {"commits": len(lat), "right": sum(x[2] for x in latencies), "p50": statistics.median(lat),
             "p95": p95, "first": first, "last": last, "server_cpu_per_s": server_cpu / heard_s,
+            "server_core": server_cpu / wall, "client_core": own_cpu / wall,
             "holds": p95 < 0.5 and last - first <= 0.1}
 
 
@@ -302,6 +314,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--no-live", action="store_true", help="skip the live run of concurrent sessions")
     p.add_argument("--no-held-out", action="store_true", help="skip the held-out voices")
+    p.add_argument("--no-small", action="store_true", help="skip the small rule files")
+    p.add_argument("--no-g711", action="store_true", help="skip the G.711 (8 kHz mu-law) run")
     p.add_argument("--sessions", default="4,8,12,16,24", help="session counts of the live run")
     p.add_argument("--duration", type=float, default=20.0, help="seconds each live run talks")
     p.add_argument("--misses", action="store_true", help="list every utterance heard wrong")
@@ -324,6 +338,24 @@ def main() -> None:
         held = measure(hearing, rules, HELD_OUT)
         print_quality("held-out voices and rates (not tuned on)", held)
         tallies.append(held["all"])
+    if not args.no_small:
+        print("\nsmall rule files (few words to hear other speech as): the same voices, the 50 off-grammar sentences")
+        print(f"  {'phrases':<36} {'right':>9} {'false':>12}")
+        for phrases in SMALL:
+            small = Hearing(phrases)
+            right = total = false = off = 0
+            for voice, rate in VOICES:
+                for phrase in phrases:
+                    total += 1
+                    right += small.hear(*samples(phrase, voice, rate)) == phrase
+                for sentence in OFF_UNRELATED + OFF_NEAR:
+                    off += 1
+                    false += small.hear(*samples(sentence, voice, rate)) is not None
+            print(f"  {' | '.join(phrases):<36} {right:>4}/{total:<4} {false:>5}/{off:<3} {100 * false / off:.1f}%")
+    if not args.no_g711:
+        narrow = measure(hearing, rules, VOICES, g711=True)
+        print_quality("g711: the same voices through mu-law at 8 kHz (a SIP call)", narrow)
+        tallies.append(narrow["all"])
     t = main_set["all"]
     per_s = t.cpu / t.audio_s
     per_utt = statistics.mean(t.cpu_in)
@@ -349,12 +381,14 @@ def main() -> None:
         print(f"\nlive: N WebSocket sessions over loopback, each talking back to back for {args.duration:.0f} s; "
               "latency = commit -> transcription completed")
         print(f"  {'N':>3} {'commits':>8} {'heard right':>12} {'p50 ms':>7} {'p95 ms':>7} {'first/last third ms':>20} "
-              f"{'server CPU/audio s':>19}  holds")
+              f"{'server CPU/audio s':>19} {'server/client core':>18}  holds")
         for n in (int(x) for x in args.sessions.split(",")):
             r = live(str(path), n, args.duration)
             print(f"  {n:>3} {r['commits']:>8} {r['right']:>6}/{r['commits']:<5} {1000 * r['p50']:>7.0f} "
                   f"{1000 * r['p95']:>7.0f} {1000 * r['first']:>9.0f}/{1000 * r['last']:<10.0f} "
-                  f"{r['server_cpu_per_s']:>19.3f}  {'yes' if r['holds'] else 'no'}")
+                  f"{r['server_cpu_per_s']:>19.3f} {r['server_core']:>8.0%}/{r['client_core']:<9.0%}  "
+                  f"{'yes' if r['holds'] else 'no'}")
+        print(f"  (load average after: {os.getloadavg()[0]:.2f}; the soak and these clients share the 2 cores)")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ en-us+m3 210, en-029 175): 85/100 right, 0/200 false; en-029 (Caribbean English)
 13/25, the others 72/75. Audio from G.711 calls (8 kHz) is upsampled to 16 kHz; above 4 kHz
 the features then see nothing, and the figures for it are the benchmark's ``g711`` row.
 
+Known limit: a word in a phrase's place that the rules do not list can be heard as one they do
+list. With phrases for Paris and London only, espeak-ng's "what's the weather in Berlin" is
+heard as "What's the weather in London" (en-us 160 and 190, en-gb 150); "... in Tokyo" is heard
+as nothing. A rule with a slot should list every value a scenario says.
+
 `Hearing.hear` is synchronous CPU work (~0.035 s per second of audio: ~80 ms for a 2-3 s
 utterance on one core) done when an utterance is committed; setting up costs ~0.5 s (reading the
 bundled model). Install: ``pip install 'rtfleet[voice]'`` (pocketsphinx); `HearingUnavailable`

@@ -1,0 +1,100 @@
+"""The stand-in's ears (standin/hearing.py) on real espeak-ng speech and real pocketsphinx: a
+phrase the rules listen for is heard as the rules wrote it, other speech (near misses
+included) is heard as nothing, and the audio is prepared the same way every time."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or importlib.util.find_spec("pocketsphinx") is None,
+    reason="needs the espeak-ng program (apt-get install espeak-ng) and pocketsphinx "
+           "(pip install 'rtfleet[voice]')")
+
+PHRASES = ["What's the weather in Paris", "What's the weather in London", "book a table for two",
+           "change my address", "turn off the lights", "I want my money back"]
+
+
+@pytest.fixture(scope="module")
+def hearing():
+    from standin.hearing import Hearing
+
+    return Hearing(PHRASES)
+
+
+def spoken(text: str, voice: str = "en-us", rate: int = 160) -> np.ndarray:
+    """``text`` as a scenario's speak: sends it (24 kHz, silence around it), as float samples."""
+    from actors.speech import synthesize
+
+    return np.frombuffer(synthesize(text, voice=voice, rate=rate), "<i2").astype(np.float32) / 32768
+
+
+@pytest.mark.parametrize("said, heard, voice, rate", [
+    ("What's the weather in Paris?", "What's the weather in Paris", "en-us", 160),
+    ("what's the weather in london", "What's the weather in London", "en-gb", 190),
+    ("Book a table for two.", "book a table for two", "en-us", 150),
+    ("Change my address.", "change my address", "en-gb", 150),
+])
+def test_a_phrase_it_listens_for_is_heard_as_the_rules_wrote_it(hearing, said, heard, voice, rate):
+    assert hearing.hear(spoken(said, voice, rate), 24_000) == heard
+
+
+@pytest.mark.parametrize("said", [
+    "change my password",        # one word off "change my address"
+    "turn off the radio",        # one word off "turn off the lights"
+    "turn on the radio",         # two words off "turn off the lights"
+    "book a table for four",     # the last word off "book a table for two"
+    "what's the weather like",   # a phrase's beginning
+    "I want my money",           # a phrase cut short
+    "change my address please",  # a phrase and one word more
+    "the quick brown fox jumps over the lazy dog",
+])
+def test_other_speech_is_heard_as_nothing(hearing, said):
+    assert hearing.hear(spoken(said), 24_000) is None
+
+
+def test_a_g711_call_is_heard_at_8_khz(hearing):
+    from actors.proto.audio import resample_rational
+    from actors.speech import synthesize
+    from standin.model.audio import AudioFormat
+
+    mulaw = AudioFormat("audio/pcmu")
+    narrow = np.frombuffer(resample_rational(synthesize("I want my money back"), 24_000, 8_000), "<i2") / 32768
+    assert hearing.hear(mulaw.decode(mulaw.encode(narrow)), 8_000) == "I want my money back"
+
+
+def test_silence_and_too_little_audio_are_heard_as_nothing(hearing):
+    assert hearing.hear(np.zeros(48_000, np.float32), 24_000) is None
+    assert hearing.hear(spoken("turn off the lights")[:1_200], 24_000) is None  # 50 ms
+
+
+def test_audio_is_cut_to_the_speech_over_a_noise_floor_the_same_every_time(hearing):
+    x = spoken("change my address")  # 200 ms of zeros before, 400 ms after
+    loud = np.flatnonzero(np.abs(x) > 0.01)
+    speech_s = (loud[-1] - loud[0]) / 24_000
+    pcm = hearing.prepare(x, 24_000)
+    assert pcm.dtype == np.dtype("<i2")
+    assert speech_s < len(pcm) / 16_000 < speech_s + 0.25  # the 100 ms pads, not the 600 ms of silence
+    assert np.count_nonzero(pcm[:800]) > 760  # no digital silence left
+    assert 0 < np.std(pcm[:800]) < 0.05 * np.std(pcm)  # a floor far below the speech
+    assert np.array_equal(pcm, hearing.prepare(x, 24_000))
+
+
+def test_without_pocketsphinx_it_says_what_to_install(monkeypatch):
+    from standin.hearing import Hearing, HearingUnavailable
+
+    monkeypatch.setitem(sys.modules, "pocketsphinx", None)  # import pocketsphinx raises ImportError
+    with pytest.raises(HearingUnavailable, match=r"pip install 'rtfleet\[voice\]'"):
+        Hearing(PHRASES)
+
+
+def test_a_rules_file_with_no_word_to_hear_is_refused():
+    from standin.hearing import Hearing
+
+    with pytest.raises(ValueError, match="no phrase to listen for"):
+        Hearing(["zzxqv"])
