@@ -67,6 +67,8 @@ class SipOptions:
     incoming: PhoneCall | None = None
     #: "auto" (the session's input format), "pcm" (PCM16 24 kHz) or "pcmu" (pass-through)
     input_audio: str = "auto"
+    #: UAC: the G.711 law offered first (0 PCMU µ-law, 8 PCMA A-law; both are offered)
+    law: int = 0
     #: frames (20 ms) per ``input_audio_buffer.append``
     append_frames: int = 2
     setup_timeout: float = 20.0
@@ -111,7 +113,8 @@ async def run_sip(link: SessionLink, params: ConnectParams, *, options: SipOptio
             if call is None:
                 if options.target is None:
                     return ActorExit(ExitReason.FATAL, None, "SipOptions needs a target or an incoming call")
-                call = await phone.dial(options.target, destination=options.destination)
+                call = await phone.dial(options.target, destination=options.destination,
+                                        law=options.law)
                 link.emit(EventKind.INFO, {"event": "sip.dialing", "target": options.target,
                                            "sip_call_id": call.sip_call_id})
             else:

@@ -24,10 +24,10 @@ import trio
 from actors.proto.audio import AudioConverter, g711_encode
 from actors.proto.rtp.samples import SampleLog
 from actors.proto.rtp.stream import FRAME, Received, RtpStream
-from actors.proto.sip import (AudioSession, CallAnswered, CallCancelled, CallConfirmed,
-                              CallEnded, CallFailed, CallRinging, IncomingCall, SdpNegotiationError,
-                              SipConfig, SipError, SipUserAgent, audio_session, create_answer,
-                              create_offer)
+from actors.proto.sip import (PCMA, PCMU, TELEPHONE_EVENT, AudioSession, CallAnswered,
+                              CallCancelled, CallConfirmed, CallEnded, CallFailed, CallRinging,
+                              IncomingCall, SdpNegotiationError, SipConfig, SipError, SipUserAgent,
+                              audio_session, create_answer, create_offer)
 from actors.rtp_shell import run_rtp
 from actors.sip_shell import SipAgentShell, udp_socket
 
@@ -79,7 +79,11 @@ class PhoneCall:
         """Queue PCM16 mono 24 kHz audio (resampled to 8 kHz, the negotiated G.711 law, 20 ms
         frames; a last partial frame is padded with silence); returns the frames queued."""
         pcm8 = AudioConverter(24000, 8000).process(pcm24k[: len(pcm24k) - len(pcm24k) % 2])
-        g711 = g711_encode(self.codec, pcm8)
+        return self.play_g711(g711_encode(self.codec, pcm8))
+
+    def play_g711(self, g711: bytes) -> int:
+        """Queue 8 kHz G.711 audio in the negotiated law (:attr:`codec`) as 20 ms frames (a
+        last partial frame is padded with silence); returns the frames queued."""
         if len(g711) % FRAME:
             g711 += self.stream.silence[: FRAME - len(g711) % FRAME] if self.stream else b""
         frames = [g711[i:i + FRAME] for i in range(0, len(g711) - len(g711) % FRAME, FRAME)]
@@ -244,12 +248,15 @@ class SipPhone(SipAgentShell):
 
     # -- the call API ---------------------------------------------------------------------
 
-    async def dial(self, target: str, *, destination: tuple[str, int] | None = None) -> PhoneCall:
-        """Place a call (INVITE with a PCMU/PCMA/telephone-event offer); returns at once."""
+    async def dial(self, target: str, *, destination: tuple[str, int] | None = None,
+                   law: int | None = None) -> PhoneCall:
+        """Place a call (INVITE with a PCMU/PCMA/telephone-event offer; ``law`` 8 offers PCMA
+        first, so a callee that takes the first codec it supports answers A-law); returns at once."""
         assert self.ua is not None
         call = PhoneCall(self, "", "uac")
         port = self._new_rtp(call)
-        offer = create_offer(self.host, port)
+        offer = create_offer(self.host, port, codecs=(PCMA, PCMU, TELEPHONE_EVENT)) if law == 8 \
+            else create_offer(self.host, port)
         call.local_sdp = offer
         call.sip_call_id = self.ua.place_call(target, offer.to_bytes(), trio.current_time(),
                                               destination=destination)

@@ -9,9 +9,12 @@ What runs: `rtfleet serve` (the stand-in) in one process and `rtfleet run` in an
 text chatters and half audio talkers (`play` a WAV with server VAD, then wait for the answer),
 each session ending after a few turns and replaced at once (closed-model churn: every minute
 a few dozen sessions end and start). Faults: the run drops 50% of the connections every
-`--drop-every` (client side), and this script kills the server process (SIGKILL) every
-`--restart-every` and starts it again on the same port (every connection dies; the secrets it
-had issued are gone, so sessions re-mint their keys). Every `--sample-s` it reads both
+`--drop-every` (client side); the server runs its own fault file (`rtfleet serve --faults`): an
+in-process `kill_server` every `--kill-every` (every connection dies, the port refuses for 2 s)
+and `expire_keys` every `--expire-every` (every client secret issued expires: sessions re-mint);
+and this script kills the server process (SIGKILL) every `--restart-every` and starts it again
+on the same port (every connection dies; the secrets it had issued are gone). The server's slope
+is measured within each process life (after the warm-up) and the worst life is reported. Every `--sample-s` it reads both
 processes' resident size; at the end it prints the samples, the slope after `--warmup` (least
 squares, MB per hour) for each, and the run's verdict: sessions failed, turns failed and lost,
 reconnect success rate. Exit 0 when the run passed and both slopes are under `--max-slope`.
@@ -116,10 +119,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, key: str) -> subprocess.Popen:
+def server_faults(kill_every: float, expire_every: float) -> str:
+    """The server's own faults (``rtfleet serve --faults``): an in-process kill (every
+    connection dies, the port refuses for 2 s) and an expiry of every client secret issued."""
+    period = int(kill_every or expire_every)
+    lines = ["faults:"]
+    if kill_every:  # each period ends with a kill (at its last second)
+        lines.append(f"  - {{at: {period - 1}s, action: kill_server, restart_after: 2s}}")
+    if expire_every:
+        lines += [f"  - {{at: {int(t)}s, action: expire_keys}}"
+                  for t in range(int(expire_every), period, int(expire_every))]
+    return "\n".join(lines + [f"repeat: {period}s"]) + "\n"
+
+
+def start_server(port: int, key: str, faults: Path | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "serve", "--port", str(port), "--api-key", key,
-         "--models", "*", "--webrtc", "off"], cwd=ROOT, stdout=subprocess.PIPE,
+         "--models", "*", "--webrtc", "off", *(["--faults", str(faults)] if faults else [])], cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout is not None
     line = proc.stdout.readline()  # "rtfleet embedded server on http://…": listening
@@ -135,18 +151,32 @@ def main() -> int:
     parser.add_argument("--sample-s", type=seconds, default=30.0)
     parser.add_argument("--warmup", type=seconds, default=seconds("10m"))
     parser.add_argument("--drop-every", type=seconds, default=60.0)
-    parser.add_argument("--restart-every", type=seconds, default=seconds("15m"))
+    parser.add_argument("--restart-every", type=seconds, default=seconds("40m"),
+                        help="the server process is killed (SIGKILL) and started again")
+    parser.add_argument("--kill-every", type=seconds, default=seconds("15m"),
+                        help="the server's in-process kill_server fault (0: none)")
+    parser.add_argument("--expire-every", type=seconds, default=seconds("5m"),
+                        help="the server's expire_keys fault (0: none)")
     parser.add_argument("--max-slope", type=float, default=5.0, help="MB/hour allowed per process")
     parser.add_argument("--json-out")
+    parser.add_argument("--trace-dir", help="run the client under tracemalloc, snapshots here "
+                        "(bench/_traced_run.py; compare with bench/heap_diff.py)")
+    parser.add_argument("--trace-at", default="600,1500", help="snapshot times, seconds")
     args = parser.parse_args()
     warmup = min(args.warmup, args.duration / 3)
     port, key = free_port(), "sk-soak-" + os.urandom(8).hex()
     url = f"http://127.0.0.1:{port}"
     work = Path(tempfile.mkdtemp(prefix="rtfleet-soak-"))
     (work / "soak.yaml").write_text(scenario(args.duration, args.sessions, args.drop_every))
-    server = start_server(port, key)
+    faults = None
+    if args.kill_every or args.expire_every:
+        faults = work / "server-faults.yaml"
+        faults.write_text(server_faults(args.kill_every, args.expire_every))
+    server = start_server(port, key, faults)
+    runner = ([str(ROOT / "bench" / "_traced_run.py"), args.trace_dir, args.trace_at]
+              if args.trace_dir else ["-m", "orchestrator"])
     run = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", str(work / "soak.yaml"), "--target", url,
+        [sys.executable, *runner, "run", str(work / "soak.yaml"), "--target", url,
          "--out", str(work / "out"), "-q"], cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": key})
@@ -169,7 +199,7 @@ def main() -> int:
             if now >= next_restart and now < args.duration:
                 server.send_signal(signal.SIGKILL)
                 server.wait()
-                server = start_server(port, key)
+                server = start_server(port, key, faults)
                 lives.append(time.monotonic() - start)
                 restarts += 1
                 next_restart += args.restart_every

@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "keywords -> a reply or a tool call) and, with pocketsphinx installed "
                             "(rtfleet[voice]), hear spoken words they listen for; default: the "
                             "echo model [RTFLEET_MODEL_RULES]")
+    serve.add_argument("--voice", default=_env("voice", "tone"), metavar="tone|speech[:VOICE]",
+                       help="how answers sound: 'tone' (a 440 Hz tone, the cheap default for "
+                            "load), 'speech' (the words spoken by the espeak-ng program; "
+                            "'speech:en-gb' picks an espeak-ng voice) [RTFLEET_VOICE]")
     _serve_extras(serve)
     return parser
 

@@ -46,7 +46,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if models == ():
         raise UsageError("--models: give model names separated by commas, or '*' for any")
     setup = serve_setup(args)
-    model_config = _rules_model(getattr(args, "model", None))
+    model_config = _stand_in_model(getattr(args, "model", None), getattr(args, "voice", None))
     endpoint = _metrics_endpoint(args)
     key = args.api_key or generate_api_key()
     key_file = None if args.api_key else _write_key_file(key)
@@ -103,7 +103,8 @@ def serve_command(args: argparse.Namespace) -> int:
                 setup.webhook_url, webhook_file)
             print(serve_banner(url, key_file=key_file, models=models, webrtc=args.webrtc != "off",
                                demo=bool(args.demo_token), cors=setup.cors_origins, sip=sip,
-                               faults=args.faults), flush=True)
+                               faults=args.faults, rules=getattr(args, "model", None),
+                               voice=getattr(args, "voice", None)), flush=True)
             if not is_loopback(args.host):
                 print(f"  warning: listening on {args.host}, reachable from other hosts", file=sys.stderr)
             if args.heap_warn_mb:
@@ -147,7 +148,7 @@ def _host_for_uri(host: str) -> str:
 def serve_banner(url: str, *, key_file: str | None, models: tuple[str, ...] | None,
                  webrtc: bool = True, demo: bool = False, cors: tuple[str, ...] = ("*",),
                  sip: tuple[str, str | None, str | None] | None = None,
-                 faults: str | None = None) -> str:
+                 faults: str | None = None, rules: str | None = None, voice: str | None = None) -> str:
     """What ``rtfleet serve`` prints once listening: the endpoints and a snippet to paste."""
     model = models[0] if models else "gpt-realtime"
     ws = url.replace("http", "ws", 1)
@@ -183,7 +184,9 @@ def serve_banner(url: str, *, key_file: str | None, models: tuple[str, ...] | No
     lines.append("  models      " + (f"{shown}; others get model_not_found (--models)"
                                      if models else "any name"))
     lines += [
-        "  the model is deterministic: it answers 'You said: <your words>' (a tone for audio)",
+        "  the model is deterministic: " + (f"it answers by the rules in {rules}" if rules else
+                                            "it answers 'You said: <your words>'")
+        + (" (spoken by espeak-ng)" if (voice or "tone") != "tone" else " (a tone for audio)"),
         "",
         "  # Python, the official SDK:",
         "  from openai import AsyncOpenAI",
@@ -219,17 +222,21 @@ def _load(path: str):  # type: ignore[no-untyped-def]
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
 
 
-def _rules_model(path: str | None) -> Any:
-    """``--model RULES.yaml``: the rules model's config (None: the echo model)."""
-    if not path:
+def _stand_in_model(path: str | None, voice: str | None) -> Any:
+    """``--model RULES.yaml`` and ``--voice``: the stand-in's model config (None: the echo
+    model and the tone)."""
+    if not path and (voice or "tone") == "tone":
         return None
     from standin.model.rules import RulesError
-    from standin.voice_model import rules_model_config
+    from standin.speech import SpeechError
+    from standin.voice_model import model_config
 
     try:
-        config, note = rules_model_config(path)
+        config, note = model_config(path or None, voice)
     except RulesError as exc:
         raise UsageError(f"--model: {exc}") from None
+    except (ValueError, SpeechError) as exc:
+        raise UsageError(f"--voice: {exc}") from None
     if note:
         print(f"note: {note}", flush=True)
     return config

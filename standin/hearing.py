@@ -73,7 +73,7 @@ import numpy as np
 
 from actors.proto.audio import resample_rational
 
-__all__ = ["Hearing", "HearingUnavailable", "language_model"]
+__all__ = ["Hearing", "HearingUnavailable", "language_model", "pcm16_at_recognizer_rate", "RATE"]
 
 RATE = 16_000
 #: the 10 ms frames kept are those within this many dB of the loudest frame
@@ -139,6 +139,12 @@ def _frequent_words(count: int) -> tuple[str, ...]:
     return tuple(sorted(words, key=lambda w: (-lm.prob([w]), w))[:count])
 
 
+def pcm16_at_recognizer_rate(samples: np.ndarray, rate: int) -> bytes:
+    """Float samples ([-1, 1]) at ``rate`` Hz as the recognizer takes them: PCM16 at 16 kHz."""
+    pcm = np.round(np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2")
+    return resample_rational(pcm, rate, RATE)
+
+
 class Hearing:
     """One decoder listening for ``phrases``; not thread-safe (one trio thread uses it)."""
 
@@ -191,8 +197,7 @@ class Hearing:
         noise floor; None when there is too little."""
         if len(samples) < rate * _MIN_S:
             return None
-        pcm = np.round(np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2")
-        x = np.frombuffer(resample_rational(pcm, rate, RATE), "<i2").astype(np.float64)
+        x = np.frombuffer(pcm16_at_recognizer_rate(samples, rate), "<i2").astype(np.float64)
         frame = RATE // 100
         count = len(x) // frame
         rms = np.sqrt(np.mean(x[: count * frame].reshape(count, frame) ** 2, axis=1))

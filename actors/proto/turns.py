@@ -22,11 +22,18 @@ answered (``response.done`` seen)              nothing: it is history, restored 
 
 With server VAD (``vad=True``, the default turn detection) audio before the server's
 ``input_audio_buffer.speech_started`` is not a turn yet: only its last ``pre_speech_bytes``
-(2 s, more than the VAD's prefix padding) is kept, and an open utterance in which no speech
-started is not replayed (nothing was lost). Without VAD every append since the last commit is
-the turn.
+(2 s, more than the VAD's prefix padding) is kept. That tail is re-sent too, though no speech
+started in it as far as the client knows: the server's ``speech_started`` comes only after
+enough speech (and after its prefix padding), and a drop can take it with the connection, so
+"no speech started" at the client does not mean the server heard none. Without the tail, an
+utterance whose start fell in the last moments before a drop reached the new connection
+without its beginning, the VAD never heard a turn, and the client waited for an answer that
+could not come (the one failure of a 2-hour soak). Re-sending up to 2 s of what may be silence
+costs nothing the server does not already handle. Without VAD every append since the last
+commit is the turn.
 
-Each re-sent turn counts once in ``replayed_turns``. A turn whose audio went over ``max_bytes``
+Each re-sent turn counts once in ``replayed_turns``; a re-sent pre-speech tail does not (it is
+not known to be a turn) but its appends count in ``resent_pre_speech``. A turn whose audio went over ``max_bytes``
 (base64 characters kept per connection; default 8 MiB, about two minutes of 24 kHz PCM16) cannot
 be replayed: its audio is released as soon as it overflows and, if a drop catches it, the next
 connection reports it as :class:`TurnLost` at once, never by a timeout.
@@ -106,7 +113,10 @@ class TurnTracker:
     committed: deque[Turn] = attrs.field(factory=deque)
     replayed: int = 0
     lost: int = 0
+    #: appends of pre-speech tails re-sent (see the module docstring)
+    resent_pre_speech: int = 0
     _size: int = 0  # audio kept in all turns
+    _replayed_turn: bool = False  # the last take_replay re-sent a turn (not only a tail)
 
     # -- what was written --------------------------------------------------------------------
 
@@ -192,6 +202,7 @@ class TurnTracker:
         """The events to re-send on the new connection (oldest turn first) and, if some turn
         could not be replayed, the notice saying so. Resets the tracker: the re-sent events are
         tracked again as they are written."""
+        tail = self.open if self.open.has_audio and not self._open_counts() else None
         turns = [*self.committed, *([self.open] if self._open_counts() else [])]
         self.committed = deque()
         self.open = Turn()
@@ -204,6 +215,11 @@ class TurnTracker:
             elif turn.has_audio:
                 events.extend(turn.events)
                 self.replayed += 1
+        self._replayed_turn = bool(events)
+        if tail is not None and not tail.overflowed:  # the pre-speech tail, after the turns
+            appends = [e for e in tail.events if e["type"] == _APPEND]
+            events.extend(appends)
+            self.resent_pre_speech += len(appends)
         notice = None
         if lost:
             self.lost += lost
@@ -211,8 +227,9 @@ class TurnTracker:
         return events, notice
 
     def track_replayed(self, events: list[dict[str, Any]]) -> None:
-        """The re-sent events were written: track them again (speech had started in them)."""
-        self.open.speaking = bool(events)
+        """The re-sent events were written: track them again (speech had started in them,
+        unless they are only a pre-speech tail, which stays one: trimmed until speech starts)."""
+        self.open.speaking = bool(events) and self._replayed_turn
         for event in events:
             if event["type"] == _APPEND:
                 self.append_written(event)

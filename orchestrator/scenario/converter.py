@@ -419,21 +419,20 @@ def _structure_target(value: Any, _: Any) -> Target:
             message = f"expected a mapping (endpoint, deployment, api_version, auth), got {describe(azure)}"
             raise InvalidField(message, ("azure",))
         return _prefixed(("azure",), lambda: converter.structure(azure, AzureTarget))
-    allowed = ["url", "api_key_env", "dialect", "headers", "azure", "faults", "model"]
+    allowed = ["url", "api_key_env", "dialect", "headers", "azure", "faults", "model", "voice"]
     for key in value:
         if key not in allowed:
             raise InvalidField(unknown_key(key, allowed), (key,), at_key=True)
     if "url" in value:
-        if "faults" in value:
-            message = "faults apply to the embedded target only (it has no url)"
-            raise InvalidField(message, ("faults",), at_key=True)
+        for key, what in (("faults", "faults apply to"), ("model", "model (a rules file) is for"),
+                          ("voice", "voice (how the stand-in speaks) is for")):
+            if key in value:
+                message = f"{what} the embedded target only (it has no url)"
+                raise InvalidField(message, (key,), at_key=True)
         return converter.structure(value, RemoteTarget)
     if "api_key_env" in value:
         message = "api_key_env needs a url (a remote target)"
         raise InvalidField(message, ("api_key_env",), at_key=True)
-    if "url" in value and "model" in value:
-        raise InvalidField("model (a rules file) is for the embedded target (it has no url)",
-                           ("model",), at_key=True)
     target = converter.structure(value, EmbeddedTarget)
     root = base_dir.get()
     if target.model is not None and root is not None:

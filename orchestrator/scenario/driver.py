@@ -446,15 +446,19 @@ class SessionDriver:
         await self._stream(load_audio(step.path), step.realtime, step.commit)
 
     async def _speak(self, step: Speak) -> None:
-        from actors.speech import SpeechError, synthesize
+        """Synthesize the words in the session's input format (a call's G.711 law at 8 kHz on
+        SIP, else 24 kHz PCM16) and stream them as `_play` does."""
+        from actors.speech import SpeechError, synthesize, synthesize_g711
 
+        law = self._call("speak").codec if self.sip else None
         try:
-            pcm = await trio.to_thread.run_sync(
-                lambda: synthesize(step.text, voice=step.voice, rate=step.rate))
+            audio = await trio.to_thread.run_sync(
+                lambda: synthesize(step.text, voice=step.voice, rate=step.rate) if law is None
+                else synthesize_g711(step.text, law, voice=step.voice, rate=step.rate))
         except SpeechError as exc:
             self.metrics.inc("errors")
             raise StepFailed(f"speak: {exc}") from None
-        await self._stream(pcm, step.realtime, step.commit)
+        await self._stream(audio, step.realtime, step.commit, g711=law is not None)
 
     async def _expect(self, step: Expect) -> None:
         """Check the last finished turn, first waiting for one when no turn finished since
@@ -474,10 +478,12 @@ class SessionDriver:
             if self.checks is not None:
                 self.checks.add(self.population, label, outcome)
 
-    async def _stream(self, pcm: bytes, realtime: bool, commit_given: bool | None) -> None:
-        """Send ``pcm`` (24 kHz PCM16) as the user's audio, then commit as `steps.Play` says."""
+    async def _stream(self, pcm: bytes, realtime: bool, commit_given: bool | None, *,
+                      g711: bool = False) -> None:
+        """Send ``pcm`` (24 kHz PCM16; with ``g711``, 8 kHz G.711 in the call's law) as the
+        user's audio, then commit as `steps.Play` says."""
         if self.sip:
-            await self._play_call(pcm)
+            await self._play_call(pcm, g711)
         else:
             await self._append(pcm, realtime)
         commit = commit_given if commit_given is not None else not self.vad
@@ -500,15 +506,24 @@ class SessionDriver:
             await self.fleet.send(self.sid, {"type": "input_audio_buffer.append",
                                              "audio": base64.b64encode(chunk).decode("ascii")})
 
-    async def _play_call(self, pcm: bytes) -> None:
-        """The phone says it: RTP at the line's pace (20 ms frames, whatever ``realtime`` says);
-        returns once the last frame has been sent."""
+    def _call(self, step: str) -> Any:
+        """The session's phone call (``actors.sip_phone.PhoneCall``), which must be up."""
         from actors.sip import current_call
 
         call = current_call(self.sid)
-        if call is None or call.ended.is_set():
-            raise StepFailed("play: the call is not up")
-        call.play_pcm(pcm)
+        if call is None or call.ended.is_set() or call.media is None:
+            raise StepFailed(f"{step}: the call is not up")
+        return call
+
+    async def _play_call(self, audio: bytes, g711: bool = False) -> None:
+        """The phone says it: RTP at the line's pace (20 ms frames, whatever ``realtime`` says);
+        ``audio`` is 24 kHz PCM16, or with ``g711`` the call's G.711; returns once the last
+        frame has been sent."""
+        call = self._call("play")
+        if g711:
+            call.play_g711(audio)
+        else:
+            call.play_pcm(audio)
         await call.wait_played()
         if call.ended.is_set():
             raise StepFailed(f"play: the call ended ({call.end_reason})")

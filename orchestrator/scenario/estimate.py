@@ -8,6 +8,11 @@ for ``duration: D`` is C x D / (one session's duration), each finished session r
 ``arrival_rate: r`` (ramping to r2) for D is (r + r2) / 2 x D. GPT-Live populations are billed
 their active seconds, the script's duration. Prices are the price table's.
 
+A ``speak`` step counts like ``play`` of the utterance it will synthesize: its length is
+estimated from the text at the step's rate (`actors.speech.estimated_seconds`, within about
+25 % of espeak-ng's, silences included), so the estimate needs no espeak-ng; the model hears a
+tone that long.
+
 The assumption that matters: answers are as long as the embedded model's ("You said: ..." for
 text, the user's words plus two, 100 ms of audio a word). A hosted model usually answers at
 greater length, so for a hosted target the estimate is a floor, said so in its output.
@@ -20,15 +25,18 @@ import math
 from typing import Any
 
 import attrs
+import numpy as np
 
 from orchestrator.usage import PRICES, usage_counts
 
 from .model import Population, Scenario
 from .spend import run_prices
-from .steps import AnswerToolCall, BargeIn, Pause, Play, Repeat, Say, Send, Step, WaitResponse
+from .steps import (AnswerToolCall, BargeIn, Pause, Play, Repeat, Say, Send, Speak, Step,
+                    WaitResponse)
 
 __all__ = ["Estimate", "estimate_scenario", "format_estimate"]
 
+PCM_RATE = 24_000
 CHUNK = 480 * 2  # 20 ms of 24 kHz PCM16
 
 
@@ -109,8 +117,8 @@ def _one_session(scenario: Scenario, population: Population) -> tuple[float, int
             sim.send({"type": "response.create"})
             if step.wait:
                 sim.until_done()
-        elif isinstance(step, Play):
-            pcm = load_audio(step.path)
+        elif isinstance(step, (Play, Speak)):
+            pcm = load_audio(step.path) if isinstance(step, Play) else speech_stand_in(step.text, step.rate)
             for offset in range(0, len(pcm), CHUNK):
                 sim.send({"type": "input_audio_buffer.append",
                           "audio": base64.b64encode(pcm[offset: offset + CHUNK]).decode()})
@@ -141,6 +149,22 @@ def _one_session(scenario: Scenario, population: Population) -> tuple[float, int
                     sim.until_done()
     sim.drain()
     return sim.now, sim.turns, sim.counts
+
+
+def speech_stand_in(text: str, rate: int) -> bytes:
+    """24 kHz PCM16 as long as ``speak`` of ``text`` at ``rate`` words a minute will be: the
+    step's leading silence, a tone (-10 dBFS, loud enough for a VAD) for the words, then
+    espeak-ng's own end-of-sentence pause (about 56,000 / rate ms, 350 ms at 160; measured
+    80-550 ms) and the step's trailing silence, so that a server VAD ends the turn as it does
+    on the real utterance."""
+    from actors.speech import LEAD_MS, TRAIL_MS, estimated_seconds
+
+    total = round(estimated_seconds(text, rate=rate) * PCM_RATE)
+    pause_ms = min(550, max(80, 56_000 // rate))
+    lead, trail = PCM_RATE * LEAD_MS // 1000, PCM_RATE * (TRAIL_MS + pause_ms) // 1000
+    voiced = max(0, total - lead - trail)
+    tone = np.round(10_000 * np.sin(2 * np.pi * 220 * np.arange(voiced) / PCM_RATE)).astype("<i2")
+    return bytes(2 * lead) + tone.tobytes() + bytes(2 * trail)
 
 
 def _flat(steps: tuple[Step, ...]) -> list[Step]:

@@ -222,6 +222,15 @@ class EmbeddedTarget:
     #: a rules file (``standin/model/rules.py``): the server answers by it and hears the
     #: words it listens for (relative to the scenario file); None: the echo model
     model: Path | None = None
+    #: how its answers sound: ``tone`` (the default), ``speech`` or ``speech:VOICE`` (espeak-ng)
+    voice: str = attrs.field(default="tone", validator=lambda _i, _a, v: _voice(v))
+
+
+def _voice(value: str) -> None:
+    kind, colon, name = value.partition(":")
+    if value != "tone" and (kind != "speech" or (colon and not name.strip())):
+        raise InvalidField(f"unknown voice {value!r}: expected tone, speech or speech:VOICE "
+                           "(an espeak-ng voice, e.g. speech:en-gb)", ("voice",))
 
 
 def _url(_instance: Any, _attribute: attrs.Attribute, value: str) -> None:

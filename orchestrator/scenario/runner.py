@@ -52,6 +52,7 @@ from orchestrator.scenario.spend import run_prices, spend_summary
 from orchestrator.scenario.metric_names import DECLARED
 from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
 from orchestrator.scenario.remote import remote_access
+from orchestrator.scenario.stand_in import stand_in_model
 from orchestrator.scenario.runmetrics import RunMetrics
 from orchestrator.scenario.expect import CheckLog, implicit_check_threshold
 from orchestrator.scenario.thresholds import evaluate
@@ -462,8 +463,11 @@ class _Run:
         }
 
 
-async def _sip_calls(nursery: trio.Nursery, fleet: Fleet, controller: Any, server: Any) -> Callable[[], Any]:
-    """Start the phone every SIP session dials from; returns a maker of their ``SipOptions``."""
+async def _sip_calls(nursery: trio.Nursery, fleet: Fleet, controller: Any, server: Any,
+                     law: int = 0) -> Callable[[], Any]:
+    """Start the phone every SIP session dials from; returns a maker of their ``SipOptions``
+    (``law``: the G.711 law the phone offers first, 8 A-law when the session's input is
+    ``audio/pcma``, else 0 µ-law)."""
     from actors.sip import SipOptions
     from actors.sip_phone import SipPhone
 
@@ -472,7 +476,7 @@ async def _sip_calls(nursery: trio.Nursery, fleet: Fleet, controller: Any, serve
     await nursery.start(phone.run)
     target = f"sip:openai@{server.sip.host}:{server.sip.port}"
     return lambda: SipOptions(phone, target=target, call_id=controller.call_id_for,
-                              credentials=fleet.keys.credential)
+                              credentials=fleet.keys.credential, law=law)
 
 
 async def _stop_after(scopes: list[trio.CancelScope], delay: float) -> None:
@@ -483,20 +487,6 @@ async def _stop_after(scopes: list[trio.CancelScope], delay: float) -> None:
 
 def _proto_config(scenario: Scenario) -> ProtoSessionConfig:
     return ProtoSessionConfig.from_dict(scenario.session.to_session())
-
-
-def _rules_model(path: Any) -> Any:
-    """``target: {model: rules.yaml}``: the embedded server's rules model."""
-    from standin.model.rules import RulesError
-    from standin.voice_model import rules_model_config
-
-    try:
-        config, note = rules_model_config(path)
-    except RulesError as exc:
-        raise RunInputError(f"target.model: {exc}") from None
-    if note:
-        print(f"note: {note}", file=sys.stderr, flush=True)
-    return config
 
 
 def _transcription_config(scenario: Scenario) -> ProtoSessionConfig:
@@ -611,8 +601,12 @@ async def run_scenario(
                                            attach_sessions=False)
                 sip_side = {"sip_port": 0, "webhook_secret": secret,
                             "webhook_url": await root.start(controller.serve)}
-            if target_spec.model is not None:
-                sip_side["model_config"] = _rules_model(target_spec.model)
+            try:
+                model_config = stand_in_model(target_spec, seed)
+            except ValueError as exc:
+                raise RunInputError(str(exc)) from None
+            if model_config is not None:
+                sip_side["model_config"] = model_config
             server = EmbeddedServer(api_keys={key}, faults=plan, **sip_side)
             control = ServerControl(server, root)
             url = await control.start()
@@ -632,7 +626,9 @@ async def run_scenario(
             if on_live is not None:
                 on_live(lambda: results_now(run, running=True)[0])
             if controller is not None:
-                run.sip_call = await _sip_calls(root, fleet, controller, server)
+                run.sip_call = await _sip_calls(
+                    root, fleet, controller, server,
+                    law=8 if scenario.session.input_format.type == "audio/pcma" else 0)
             subscription = fleet.subscribe(buffer=math.inf)
             if heap_warn_mb is not None:
                 root.start_soon(watch_heap, heap_warn_mb, partial(

@@ -228,7 +228,17 @@ async def run_workers(
             key = f"sk-local-{secrets.token_urlsafe(16)}"
             target_faults = scenario.target.faults if isinstance(scenario.target, EmbeddedTarget) else None
             plan = FaultPlan(**target_faults.plan_fields(seed)) if target_faults else FaultPlan(seed=seed)
-            server = EmbeddedServer(api_keys={key}, faults=plan)
+            model = None
+            if isinstance(scenario.target, EmbeddedTarget):
+                from orchestrator.scenario.runner import RunInputError
+                from orchestrator.scenario.stand_in import stand_in_model
+
+                try:
+                    model = stand_in_model(scenario.target, seed)
+                except ValueError as exc:
+                    raise RunInputError(str(exc)) from None
+            server = EmbeddedServer(api_keys={key}, faults=plan,
+                                    **({} if model is None else {"model_config": model}))
             control = ServerControl(server, root)
             url = await control.start()
             base_args += ["--target", url]

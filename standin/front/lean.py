@@ -6,7 +6,9 @@ own task and queue) took a core at about 50 streaming sessions on this machine. 
 the app unchanged (the same ASGI ``scope``/``receive``/``send``) and puts two well-kept
 sans-I/O libraries under it: **h11** for HTTP requests and the **websockets** library's
 :class:`ServerProtocol` (C-accelerated unmasking) for WebSocket connections, with one trio
-task per connection and no queue in between. ``EmbeddedServer(engine="hypercorn")`` keeps the
+task per connection and no queue in between; the common client frame (a whole, masked text
+frame) is read by ``frames.py`` without the library's per-frame generator, every other frame by
+the library. ``EmbeddedServer(engine="hypercorn")`` keeps the
 old path; ``bench/ws_fleet.py --server-engine`` measures both.
 
 Per connection: HTTP/1.1 requests are served in turn (keep-alive; bodies up to ``max_body``;
@@ -18,11 +20,23 @@ client's answer for at most ``close_timeout`` (closing with unread data would re
 connection and could cost the client the close frame). The fault injector's abortive close
 (``tcp_abort.py``) works the same as under hypercorn: ``scope["server"]``/``scope["client"]``
 are the socket's addresses.
+
+**Inline receiving** (ASGI extension ``rtfleet.inline_receive``, plain TCP on Linux): the app may
+send ``{"type": "rtfleet.inline_receive", "handler": f}``; then, while its task waits in
+``receive()`` with nothing to deliver, the connection waits in the front's read multiplexer
+(``mux.py``: one task for all idle connections) instead of in a task of its own, and each whole
+text message that arrives is given to ``f(text)`` right there, in the mux's task: ``True`` means
+handled (nothing is delivered through ``receive()``), ``False`` means "deliver it to my task";
+that message and everything after it then go through ``receive()`` as before, as do binary
+messages, control frames, fragments, anything the protocol had to parse, and the end of the
+stream. An exception from ``f`` is raised from the app's pending ``receive()``. A streaming
+session's appends thus cost no task switch and no readiness re-arm each.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 from collections import deque
@@ -31,13 +45,15 @@ from typing import Any, Awaitable, Callable
 
 import h11
 import trio
-from websockets.frames import Frame
+from websockets.frames import Frame, Opcode
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from actors.wsconn import QUIET_LOGGER, MessageAssembler
+from standin.front.frames import FrameReader
+from standin.front.mux import ReadMux, open_mux
 
 __all__ = ["serve_front"]
 
@@ -48,6 +64,8 @@ App = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
 
 _RECEIVE = 65536
 _MAX_HEAD = 64 * 1024
+#: the ASGI extension of inline receiving (see :class:`_WebSocket`)
+INLINE_RECEIVE = "rtfleet.inline_receive"
 
 
 async def serve_front(app: App, host: str, port: int, *, backlog: int = 4096,
@@ -63,10 +81,12 @@ async def serve_front(app: App, host: str, port: int, *, backlog: int = 4096,
     if ssl_context is not None:
         listeners = [trio.SSLListener(t, ssl_context, https_compatible=True) for t in tcp]
 
+    mux = open_mux() if ssl_context is None else None  # TLS is read through its stream
+
     async def handle(stream: trio.abc.Stream) -> None:
         _socket_stream(stream).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            await _Connection(app, stream, max_message_size, max_body, close_timeout).run()
+            await _Connection(app, stream, max_message_size, max_body, close_timeout, mux).run()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:  # one connection's failure never stops the server
@@ -75,6 +95,8 @@ async def serve_front(app: App, host: str, port: int, *, backlog: int = 4096,
             await trio.aclose_forcefully(stream)
 
     async with trio.open_nursery() as nursery:
+        if mux is not None:
+            nursery.start_soon(mux.run)
         await nursery.start(trio.serve_listeners, handle, listeners)
         task_status.started(f"{'https' if ssl_context else 'http'}://{shown}:{sockname[1]}")
 
@@ -88,8 +110,9 @@ def _socket_stream(stream: trio.abc.Stream) -> trio.SocketStream:
 
 class _Connection:
     def __init__(self, app: App, stream: trio.abc.Stream, max_message_size: int, max_body: int,
-                 close_timeout: float) -> None:
+                 close_timeout: float, mux: ReadMux | None = None) -> None:
         self.app = app
+        self.mux = mux
         self.stream = stream
         self.max_message_size = max_message_size
         self.max_body = max_body
@@ -225,12 +248,21 @@ class _WebSocket:
         self.request: Request | None = None
         self.frames: deque[Frame] = deque()
         self.assembler = MessageAssembler()
+        self.reader: FrameReader | None = None  # once the handshake is read
         self.connect_delivered = False
         self.accepted = False
         self.close_code: int | None = None  # set once the connection is over
         self.lock = trio.StrictFIFOLock()
         #: a denial response the app is sending (``websocket.http.response`` extension)
         self.denial: tuple[int, list[tuple[bytes, bytes]], bytearray] | None = None
+        #: the app's inline handler of text messages (``rtfleet.inline_receive``), and what
+        #: the mux read for the app's task: (frames, end of stream) or the handler's exception
+        self.inline: Callable[[str], bool] | None = None
+        self.mux = conn.mux if isinstance(self.stream, trio.SocketStream) else None
+        self._fd = self.stream.socket.fileno() if self.mux is not None else -1
+        self._handoff: tuple[list[Frame], bool] | None = None
+        self._failure: BaseException | None = None
+        self._wake = trio.Event()
 
     async def run(self) -> None:
         protocol = self.protocol
@@ -238,6 +270,8 @@ class _WebSocket:
         for event in protocol.events_received():
             if isinstance(event, Request):
                 self.request = event
+        head_end = self.head.find(b"\r\n\r\n")
+        self.reader = FrameReader(protocol, at_boundary=0 <= head_end == len(self.head) - 4)
         if self.request is None:  # h11 accepted the head, websockets did not
             await self.stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"
                                        b"connection: close\r\n\r\n")
@@ -246,9 +280,11 @@ class _WebSocket:
         headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.raw_items()]
         offered = [p.strip() for v in request.headers.get_all("Sec-WebSocket-Protocol")
                    for p in v.split(",") if p.strip()]
+        extensions: dict[str, Any] = {"websocket.http.response": {}}
+        if self.mux is not None:
+            extensions[INLINE_RECEIVE] = {}
         scope = self.conn._scope("websocket", request.path.encode("latin-1"), headers,
-                                 subprotocols=offered,
-                                 extensions={"websocket.http.response": {}})
+                                 subprotocols=offered, extensions=extensions)
         try:
             await self.conn.app(scope, self.receive, self.send)
         finally:
@@ -270,23 +306,90 @@ class _WebSocket:
                     if isinstance(message, str):
                         return {"type": "websocket.receive", "text": message}
                     return {"type": "websocket.receive", "bytes": message}
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
+            if self._handoff is not None:
+                frames, eof = self._handoff
+                self._handoff = None
+                await self._absorb(frames, eof)
+                continue
             if self.close_code is not None:
                 return {"type": "websocket.disconnect", "code": self.close_code}
-            await self._read()
+            if self._inline_ready():
+                await self._wait_inline()
+            else:
+                await self._read()
 
     async def _read(self) -> None:
         try:
             data = await self.stream.receive_some(_RECEIVE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
+        assert self.reader is not None
+        await self._absorb(self.reader.feed(data) if data else self.reader.feed_eof(), not data)
+
+    def _inline_ready(self) -> bool:
+        """Wait in the mux (the app's handler takes text messages as they come) rather than
+        read here: the app gave a handler, the connection is open and its reader in step."""
+        return (self.inline is not None and self.mux is not None and not self.mux.closed
+                and self.reader is not None and not self.reader.passthrough
+                and self.protocol.state is State.OPEN)
+
+    async def _wait_inline(self) -> None:
+        self._wake = trio.Event()
+        assert self.mux is not None
+        self.mux.add(self._fd, self._readable)
+        try:
+            await self._wake.wait()
+        finally:
+            self.mux.discard(self._fd)
+
+    def _readable(self) -> None:
+        """The mux found data (called in its task): whole text messages go to the app's inline
+        handler while it takes them; anything else, and all after it, wakes the app's task
+        (``_handoff``), as does the end of the stream or the handler's exception."""
+        assert self.reader is not None
+        try:
+            data = os.read(self._fd, _RECEIVE)
+        except BlockingIOError:
+            return
+        except OSError:  # reset: the end, as a stream read reports it
+            data = b""
+        given = self.reader.protocol_feeds
+        frames = self.reader.feed(data) if data else self.reader.feed_eof()
+        if data and self.reader.protocol_feeds == given:  # only whole data frames, read here
+            for n, frame in enumerate(frames):
+                handler = self.inline
+                if frame.opcode is not Opcode.TEXT or handler is None:
+                    frames = frames[n:]
+                    break
+                try:
+                    text = frame.data.decode()
+                except UnicodeDecodeError:
+                    frames = frames[n:]
+                    break
+                try:
+                    if handler(text):
+                        continue
+                except Exception as exc:  # as if it had been raised in the app's task
+                    self._failure = exc
+                    frames = []
+                    break
+                frames = frames[n:]
+                break
+            else:
+                return  # all taken: stay in the mux
+        self._handoff = (frames, not data)
+        self.mux.discard(self._fd)  # type: ignore[union-attr]
+        self._wake.set()
+
+    async def _absorb(self, frames: list[Frame], eof: bool) -> None:
+        """What a read gave: frames to deliver, the protocol's answers to send, the end."""
         protocol = self.protocol
-        if data:
-            protocol.receive_data(data)
-        else:
-            protocol.receive_eof()
-        self.frames.extend(protocol.events_received())
+        self.frames.extend(frames)
         await self._flush()
-        if not data or protocol.close_rcvd is not None or protocol.state is State.CLOSED:
+        if eof or protocol.close_rcvd is not None or protocol.state is State.CLOSED:
             received = protocol.close_rcvd
             self.close_code = int(received.code) if received is not None else 1006
 
@@ -311,7 +414,10 @@ class _WebSocket:
                 protocol.send_text(text.encode())
             else:
                 protocol.send_binary(message.get("bytes") or b"")
-            await self._flush()
+            if not message.get("more"):  # more: the app sends again at once (one write for all)
+                await self._flush()
+        elif kind == INLINE_RECEIVE:
+            self.inline = message.get("handler")
         elif kind == "websocket.http.response.start" and not self.accepted:
             self.denial = (int(message["status"]), list(message.get("headers") or []), bytearray())
         elif kind == "websocket.http.response.body" and self.denial is not None:

@@ -42,7 +42,9 @@ Event = dict[str, Any]
 class ModelSession(Protocol):
     """One protocol session's state machine: client events and a clock in, server events out.
 
-    ``now`` is monotonic seconds; nothing here blocks, sleeps or reads a clock.
+    ``now`` is monotonic seconds; nothing here sleeps or reads a clock, and nothing blocks
+    except a speaking voice's first chunk (``ModelConfig.voice``), which waits for the speech
+    being synthesized when the answer's time to first audio has not covered it.
     """
 
     #: the session object as the dialect shows it (``session.created``), incl. ``"model"``

@@ -30,6 +30,16 @@ Behaviour, deterministic given the input:
 
 Errors are Live ``error`` events (``error.client_event_id`` names the command) and keep the
 session open.
+
+With a rules file (``ModelConfig.rules``) the rules answer what was said or heard, as on
+Realtime (``rules.py``, limited by ``session.start``'s instructions where a rule says so): a
+``say`` rule (or ``default``) is spoken; a ``call`` rule is a client delegation
+(``session.delegation.created``: Live's delegation events carry no task text, so the function's
+name and arguments stay in the rules) and the result appended for it is answered with the
+rule's ``then`` (``$output`` = the result). The rules' timing (``timing.py``) delays the first
+audio and the delegation and paces the words. ``ModelConfig.hearing`` recognizes each heard
+utterance (else ``"audio of N ms"``); ``ModelConfig.voice`` speaks the answers
+(``utterance.py``; on Live the speech is synthesized when the answer is planned, waiting for it).
 """
 
 from __future__ import annotations
@@ -39,14 +49,18 @@ import binascii
 import heapq
 import itertools
 import json
+import random
 from typing import Any
 
 import attrs
 
 from standin.model.audio import PCM_24K, AudioFormat, Tone
 from standin.model.events import IdFactory
+from standin.model.kept_audio import KeptAudio
 from standin.model.realtime import ModelConfig
 from standin.model.response import reply_for, split_words
+from standin.model.rules import Rule, fill
+from standin.model.utterance import Utterance, answer_audio
 from standin.model.vad import EnergyVad, SpeechStarted, VadParams
 
 __all__ = ["LiveSession", "LIVE_MODELS"]
@@ -93,6 +107,12 @@ class LiveSession:
     _tone: Tone = attrs.field(factory=Tone)
     _busy_until: float = 0.0
     _delegations: set[str] = attrs.field(factory=set)
+    #: delegations made by a rule's ``call``: id -> (the rule, its template fields)
+    _delegated_by: dict[str, tuple[Rule, dict[str, Any]]] = attrs.field(factory=dict)
+    #: the rules' timing draws (None: no rules)
+    _rng: random.Random | None = None
+    #: input samples kept for the hearing model (``config.hearing``)
+    _kept: KeptAudio = attrs.field(factory=KeptAudio)
 
     # -- the ModelSession surface ------------------------------------------------------------
 
@@ -224,6 +244,8 @@ class LiveSession:
             self.session["instructions"] = config["instructions"]
         self.started, self._t0 = True, now
         self._tone = Tone(self.config.tone_hz, self.config.tone_amplitude)
+        if self.config.rules is not None:
+            self._rng = self.config.rules.timing.session_rng()
         self._vad = EnergyVad(VadParams(), self._fmt.rate, 0.0)
 
     def _on_update(self, obj: Event, cid: str | None, now: float, out: list[Event]) -> None:
@@ -266,7 +288,12 @@ class LiveSession:
             return
         if delegation_id is not None:
             self._delegations.discard(delegation_id)
-            self._answer(f"Result: {content}", now)
+            by_rule = self._delegated_by.pop(delegation_id, None)
+            if by_rule is not None and by_rule[0].then is not None:
+                rule, fields = by_rule
+                self._answer(fill(rule.then, {**fields, "output": content}), now, rule)
+            else:
+                self._answer(f"Result: {content}", now)
         elif obj["type"] == "session.commentary.append":
             self.history.append({"role": "user", "text": content})
             self._respond(content, now, out)
@@ -303,43 +330,99 @@ class LiveSession:
         if fmt.rate != self._fmt.rate:
             samples = samples[:: fmt.rate // self._fmt.rate]
         self._audio_ms += fmt.duration_ms(len(data))
+        if self.config.hearing is not None:
+            self._keep(samples)
         for change in self._vad.feed(samples):
             if isinstance(change, SpeechStarted):
                 self._speech_ms = max(0.0, change.at_ms - 300)
             elif self._speech_ms is not None:
                 start, self._speech_ms = self._speech_ms, None
-                heard = f"audio of {round(change.at_ms - start)} ms"
+                heard = self._recognize(start, change.at_ms) or f"audio of {round(change.at_ms - start)} ms"
                 self.history.append({"role": "user", "text": heard})
                 t0 = self._ms(now)
                 out.append(self._ev("session.input_transcript.delta", None, delta=heard,
                                     start_ms=t0, end_ms=t0))
                 self._respond(heard, now, out)
 
+    def _keep(self, samples: Any) -> None:
+        """Keep input for the hearing model: all of an utterance, else (at least) the last second."""
+        self._kept.add(samples)
+        if self._speech_ms is None:
+            self._kept.keep_last(1000, self._fmt.rate)
+
+    def _recognize(self, start_ms: float, end_ms: float) -> str | None:
+        """What the hearing model heard between ``start_ms`` and ``end_ms`` (None: nothing)."""
+        if self.config.hearing is None:
+            return None
+        window = self._kept.take(start_ms, end_ms, self._fmt.rate)
+        return None if window is None else self.config.hearing.hear(window, self._fmt.rate)
+
+    def _instructions(self) -> str:
+        return " ".join([str(self.session.get("instructions") or "")]
+                        + [h["text"] for h in self.history if h["role"] == "developer"])
+
     def _respond(self, words: str, now: float, out: list[Event]) -> None:
+        rules = self.config.rules
+        if rules is not None:
+            found = rules.answer(words, None, self._instructions())
+            if found is not None and found[0].call_name is not None:
+                rule, fields = found
+                delay = rules.timing_of(rule).tool_decision.draw(self._rng) * self.config.pace
+                self._delegate(now + delay, (rule, {**rule.call_args, **fields}), out if delay == 0 else None)
+                return
+            if found is not None:
+                self._answer(fill(found[0].say or "", found[1]), now, found[0])
+                return
+            if rules.default is not None:
+                self._answer(rules.default, now)
+                return
         if words.lower().startswith("delegate"):
-            delegation_id = self.ids.new("dlg")
-            self._delegations.add(delegation_id)
-            out.append(self._ev("session.delegation.created", None, offset_ms=self._ms(now), delegation={
-                "id": delegation_id, "target": "client", "type": "delegation"}))
+            self._delegate(now, None, out)
             return
         self._answer(reply_for(words), now)
 
-    def _answer(self, text: str, now: float) -> None:
-        """Speak ``text``: a word a chunk, paced; answers queue behind each other."""
+    def _delegate(self, when: float, by_rule: tuple[Rule, dict[str, Any]] | None,
+                  out: list[Event] | None) -> None:
+        """A client delegation, now (into ``out``) or scheduled at ``when``."""
+        delegation_id = self.ids.new("dlg")
+        self._delegations.add(delegation_id)
+        if by_rule is not None:
+            self._delegated_by[delegation_id] = by_rule
+        event = self._ev("session.delegation.created", None, offset_ms=self._ms(when), delegation={
+            "id": delegation_id, "target": "client", "type": "delegation"})
+        if out is not None:
+            out.append(event)
+        else:
+            self._at(when, event)
+
+    def _answer(self, text: str, now: float, rule: Rule | None = None) -> None:
+        """Speak ``text`` a chunk at a time, paced, each chunk after the transcript deltas of
+        the words starting in it; answers queue behind each other."""
         self.history.append({"role": "assistant", "text": text})
-        chunk_ms = self.config.chunk_ms
-        at = max(now, self._busy_until)
-        step = chunk_ms / 1000 * self.config.pace
-        for word in split_words(text):
-            start = self._ms(at)
-            self._at(at, self._ev("session.output_transcript.delta", None, delta=word,
-                                  start_ms=start, end_ms=start + chunk_ms))
-            audio = base64.b64encode(self._tone.chunk(self._fmt, chunk_ms)).decode("ascii")
-            delta: Event = {"type": "session.output_audio.delta", "delta": audio}
+        words = split_words(text)
+        first, wps = now, None
+        if self.config.rules is not None and self._rng is not None:
+            timing = self.config.rules.timing_of(rule)
+            first = now + timing.first_audio.draw(self._rng) * self.config.pace
+            wps = timing.words_per_second.draw(self._rng)
+        spoken = answer_audio(self.config.voice, self._tone, self._fmt, text, words, self.config.chunk_ms, wps)
+        if not isinstance(spoken, Utterance):
+            spoken = spoken()  # Live schedules the whole answer now: wait for the speech
+        at = max(first, self._busy_until)
+        word = 0
+        for index, chunk in enumerate(spoken.chunks):
+            start, duration = self._ms(at), spoken.durations[index]
+            last = index == len(spoken.chunks) - 1
+            while word < len(words) and (last or spoken.word_chunk[word] <= index):
+                self._at(at, self._ev("session.output_transcript.delta", None, delta=words[word],
+                                      start_ms=start, end_ms=start + duration))
+                word += 1
+            delta: Event = {"type": "session.output_audio.delta",
+                            "delta": base64.b64encode(chunk).decode("ascii")}
             if self.transport != "websocket":  # reflected to sidebands: with its time range
-                delta.update(start_ms=start, end_ms=start + chunk_ms)
+                delta.update(start_ms=start, end_ms=start + duration)
             self._at(at, delta)
-            at += step
+            at += duration / 1000 * self.config.pace
         self._busy_until = at
         self._at(at, self._ev("session.usage.updated", None, usage=self._usage(at)))
 

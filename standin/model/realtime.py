@@ -11,6 +11,13 @@ Behaviour, all deterministic given the input: a text turn answers the last user 
 (``server_vad``, see ``vad.py``) whose committed user item is "heard" as ``"audio of N ms"``; audio
 responses are a tone, one ``chunk_ms`` chunk a word, interleaved with transcript deltas. Errors
 are GA ``error`` events and keep the session open (codes listed in ``events.py``).
+
+With ``ModelConfig.rules`` the rules answer (``rules.py``, limited by the session's
+``instructions`` where a rule says so) and time the answer (``timing.py``: time to first audio,
+words per second, tool-decision delay, drawn from this session's seeded generator); with
+``ModelConfig.hearing`` committed audio is recognized; with ``ModelConfig.voice`` answers are
+spoken (``utterance.py``; the voice, e.g. ``standin.speech.SpeechVoice``, synthesizes them
+while the response waits for its first audio, and the first chunk waits for it if need be).
 """
 
 from __future__ import annotations
@@ -20,20 +27,25 @@ import binascii
 import heapq
 import itertools
 import json
+import random
 from collections.abc import Callable
 from typing import Any
 
 import attrs
-import numpy as np
 
 from standin.model import config as cfg
 from standin.model import transcription
+from standin.model.append import bare_append
 from standin.model.audio import PCM_24K, Tone
-from standin.model.conversation import Conversation, item_from_client, item_text
+from standin.model.billing import response_usage
+from standin.model.conversation import Conversation, item_from_client
 from standin.model.events import ClientError, IdFactory, error_event
 from standin.model.function_call import FunctionCallRun, function_call_item
+from standin.model.kept_audio import KeptAudio
 from standin.model.response import ResponseRun, split_words
-from standin.model.tools import ToolCall, check_tool_choice, check_tools, plan_reply
+from standin.model.timing import DEFAULT_TIMING
+from standin.model.tools import ToolCall, check_tool_choice, check_tools, plan_answer
+from standin.model.utterance import Pending, Utterance, answer_audio
 from standin.model.vad import EnergyVad, SpeechStarted
 
 __all__ = ["ModelConfig", "RealtimeSession"]
@@ -56,6 +68,9 @@ class ModelConfig:
     rules: Any = None
     #: hears committed input audio (``standin.hearing.Hearing``; None: "audio of N ms")
     hearing: Any = None
+    #: speaks answers (``standin.speech.SpeechVoice``: ``prepare(text, fmt, wpm)`` returns a
+    #: callable giving the audio in ``fmt``, or None when synthesis failed); None: the tone
+    voice: Any = None
 
 
 @attrs.define(eq=False)
@@ -91,9 +106,12 @@ class RealtimeSession:
     limits: Any = None
     #: the time of the input being handled (what ``rate_limits.updated`` is announced at)
     _now: float = 0.0
-    #: input audio kept for the hearing model (``config.hearing``): samples from ``_kept_ms`` on
-    _kept: list[Any] = attrs.field(factory=list)
-    _kept_ms: float = 0.0
+    #: input audio kept for the hearing model (``config.hearing``)
+    _kept: KeptAudio = attrs.field(factory=KeptAudio)
+    #: the rules' timing draws of this session (None: no rules, the echo model's fixed timing)
+    _rng: random.Random | None = None
+    #: assistant audio item -> the chunk each word of its transcript went with (truncation)
+    _word_chunks: dict[str, tuple[int, ...]] = attrs.field(factory=dict)
 
     @classmethod
     def create(
@@ -123,6 +141,8 @@ class RealtimeSession:
                 session = cfg.apply_update(session, given, allow_model=True)
         self = cls(session=session, config=config, ids=ids, transport=transport)
         self._tone = Tone(config.tone_hz, config.tone_amplitude)
+        if config.rules is not None:
+            self._rng = config.rules.timing.session_rng()
         self._reset_vad()
         return self
 
@@ -141,6 +161,9 @@ class RealtimeSession:
         return [self._ev("session.created", session=self._session_view())]
 
     def receive_text(self, text: str, now: float) -> list[Event]:
+        bare = bare_append(text)
+        if bare is not None:  # most of a streaming session's input: no JSON parse, no dict
+            return self._receive_append(*bare, now)
         try:
             obj = json.loads(text)
         except ValueError:
@@ -172,6 +195,18 @@ class RealtimeSession:
             out.append(self._error(exc, client_event_id))
         return out + self.handle_timer(now)
 
+    def _receive_append(self, audio: str, data: bytes, now: float) -> list[Event]:
+        """:meth:`receive_event` of ``{"type": "input_audio_buffer.append", "audio": audio}``
+        whose audio decodes to ``data``: the same record and events."""
+        self._record_append(len(audio))
+        self._now = now
+        out: list[Event] = []
+        try:
+            self._take_audio(data, now, out)
+        except ClientError as exc:  # a turn the VAD ended, refused: as receive_event reports it
+            out.append(self._error(exc))
+        return out + self.handle_timer(now)
+
     def receive_audio(self, pcm: bytes, now: float) -> list[Event]:
         """Caller audio from a media track (WebRTC/SIP): PCM16 mono at 24 kHz, whatever the
         session's input format. It goes to the input buffer and the VAD like appended audio,
@@ -184,11 +219,13 @@ class RealtimeSession:
         out: list[Event] = []
         self._now = now
         if self.config.hearing is not None:
-            self._kept.append(samples)
+            self._kept.add(samples)
         self._feed_vad(samples, now, out)
         return out + self.handle_timer(now)
 
     def get_timer(self) -> float | None:
+        if not self._runs and not self._scheduled and self._idle_due is None:
+            return None  # the usual case while a user speaks (checked on every append)
         dues = [d for d in (run.due() for run in self._runs) if d is not None]
         if self._scheduled:
             dues.append(self._scheduled[0][0])
@@ -230,17 +267,28 @@ class RealtimeSession:
             data = base64.b64decode(_required(obj, "audio", str), validate=True)
         except (binascii.Error, ValueError):
             raise ClientError("invalid_value", "audio must be base64-encoded", "audio") from None
+        self._take_audio(data, now, out)
+
+    def _take_audio(self, data: bytes, now: float, out: list[Event]) -> None:
+        """Appended audio into the buffer, the hearing model's keep and the VAD (PCM16 goes to
+        the VAD as it is: no float samples made unless the hearing model keeps them)."""
         fmt = cfg.input_format(self.session)
         self._audio_ms += fmt.duration_ms(len(data))
+        if fmt.type == "audio/pcm" and self.config.hearing is None:
+            if self._vad is not None:
+                self._vad_changes(self._vad.feed_pcm16(data), now, out)
+            return
         samples = fmt.decode(data)
         if self.config.hearing is not None:
-            self._kept.append(samples)
+            self._kept.add(samples)
         self._feed_vad(samples, now, out)
 
     def _feed_vad(self, samples: Any, now: float, out: list[Event]) -> None:
-        if self._vad is None:
-            return
-        for change in self._vad.feed(samples):
+        if self._vad is not None:
+            self._vad_changes(self._vad.feed(samples), now, out)
+
+    def _vad_changes(self, changes: list[Any], now: float, out: list[Event]) -> None:
+        for change in changes:
             if isinstance(change, SpeechStarted):
                 self._speech_started(change.at_ms, out)
             elif self._speech is not None:
@@ -260,7 +308,7 @@ class RealtimeSession:
 
     def _on_clear(self, obj: Event, now: float, out: list[Event]) -> None:
         self._buffer_start_ms = self._audio_ms
-        self._kept, self._kept_ms = [], self._audio_ms
+        self._kept.reset(self._audio_ms)
         self._reset_vad()
         out.append(self._ev("input_audio_buffer.cleared"))
 
@@ -289,6 +337,7 @@ class RealtimeSession:
         item = self._existing_item(obj)
         self.conversation.delete(item["id"])
         self._heard.pop(item["id"], None)
+        self._word_chunks.pop(item["id"], None)
         out.append(self._ev("conversation.item.deleted", item_id=item["id"]))
 
     def _on_item_truncate(self, obj: Event, now: float, out: list[Event]) -> None:
@@ -305,7 +354,9 @@ class RealtimeSession:
         if not 0 <= end_ms <= played:
             raise ClientError("invalid_value", f"audio_end_ms must be within 0..{played}", "audio_end_ms")
         words = split_words(parts[0]["transcript"] or "")
-        parts[0]["transcript"] = "".join(words[: end_ms // self.config.chunk_ms]).rstrip()
+        chunks = run.word_chunk if run else self._word_chunks.get(item["id"], range(len(words)))
+        played_chunks = end_ms // self.config.chunk_ms  # wholly played (all but the last are chunk_ms)
+        parts[0]["transcript"] = "".join(w for w, k in zip(words, chunks) if k < played_chunks).rstrip()
         out.append(
             self._ev("conversation.item.truncated", item_id=item["id"], content_index=0, audio_end_ms=end_ms)
         )
@@ -419,14 +470,11 @@ class RealtimeSession:
     def _hear(self, start_ms: float, end_ms: float) -> str | None:
         """What the hearing model heard between ``start_ms`` and ``end_ms`` of the input audio
         (None: no hearing model, or nothing it listens for); the audio before ``end_ms`` is let go."""
-        if self.config.hearing is None or not self._kept:
+        if self.config.hearing is None:
             return None
         rate = cfg.input_format(self.session).rate
-        kept = np.concatenate(self._kept)
-        first = max(0, round((start_ms - self._kept_ms) * rate / 1000))
-        last = max(first, round((end_ms - self._kept_ms) * rate / 1000))
-        self._kept, self._kept_ms = [kept[last:]], end_ms
-        return self.config.hearing.hear(kept[first:last], rate)
+        window = self._kept.take(start_ms, end_ms, rate)
+        return None if window is None else self.config.hearing.hear(window, rate)
 
     def _start_response(
         self, now: float, modality: str, in_conversation: bool, context: list[dict[str, Any]], metadata: Any,
@@ -436,13 +484,20 @@ class RealtimeSession:
             self._idle_due = None
         if tools is None:
             tools, tool_choice = self.session.get("tools") or [], self.session.get("tool_choice", "auto")
-        reply = plan_reply(context, tools, tool_choice, self._heard, self.config.rules)
+        rules = self.config.rules
+        planned = plan_answer(context, tools, tool_choice, self._heard, rules,
+                              str(self.session.get("instructions") or ""))
+        reply = planned.reply
+        timing = rules.timing_of(planned.rule) if rules is not None and self._rng is not None else None
         words = split_words(reply) if isinstance(reply, str) else []
-        out_fmt = cfg.output_format(self.session)
-        audio = []
-        if modality == "audio":
-            audio = [self._tone.chunk(out_fmt, self.config.chunk_ms) for _ in words]
-        if audio:
+        first, wps = now, None
+        if timing is not None and isinstance(reply, str):
+            first = now + timing.first_audio.draw(self._rng) * self.config.pace
+            wps = timing.words_per_second.draw(self._rng) if modality == "audio" else None
+        audio: Utterance | Pending | None = None
+        if modality == "audio" and isinstance(reply, str):
+            audio = answer_audio(self.config.voice, self._tone, cfg.output_format(self.session), reply,
+                                 words, self.config.chunk_ms, wps)
             self.audio_output_started = True
         output = self.session["audio"]["output"]
         response = {
@@ -459,7 +514,8 @@ class RealtimeSession:
             "metadata": metadata if isinstance(metadata, dict) else None,
         }
         if isinstance(reply, ToolCall):
-            self._start_call(now, reply, response, in_conversation, context)
+            delay = timing.tool_decision.draw(self._rng) * self.config.pace if timing is not None else 0.0
+            self._start_call(now + delay, reply, response, in_conversation, context)
             return
         item = {"id": self.ids.new("item"), "object": "realtime.item", "type": "message",
                 "status": "in_progress", "role": "assistant", "content": []}
@@ -467,8 +523,8 @@ class RealtimeSession:
         run = ResponseRun(
             response=response, item=item, modality=modality, words=words, audio=audio,
             chunk_ms=self.config.chunk_ms, start=now, pace=self.config.chunk_ms / 1000 * self.config.pace,
-            previous_item_id=prev, in_conversation=in_conversation,
-            usage=self._usage(context, words, modality, in_conversation),
+            previous_item_id=prev, in_conversation=in_conversation, first=first,
+            usage=self._usage(context, words, self._planned_audio_ms(audio, words, wps), in_conversation),
         )
         self._runs.append(run)
         self.responses.append(response)
@@ -482,53 +538,29 @@ class RealtimeSession:
         run = FunctionCallRun(
             response=response, item=item, arguments=call.arguments, start=now, previous_item_id=prev,
             in_conversation=in_conversation,
-            usage=self._usage(context, split_words(call.arguments), "text", in_conversation),
+            usage=self._usage(context, split_words(call.arguments), 0, in_conversation),
         )
         self._runs.append(run)
         self.responses.append(response)
         if self.limits is not None:
             self.limits.spend(now, run.usage["total_tokens"])
 
+    def _planned_audio_ms(self, audio: Utterance | Pending | None, words: list[str], wps: float | None) -> int:
+        """The answer's audio length as known at its start (speech: estimated from the words,
+        set right once synthesized)."""
+        if audio is None:
+            return 0
+        if isinstance(audio, Utterance):
+            return audio.audio_ms
+        return round(len(words) * 1000 / (wps or DEFAULT_TIMING.words_per_second.median))
+
     # -- helpers --------------------------------------------------------------------------------
 
-    def _usage(self, context: list[dict[str, Any]], words: list[str], modality: str,
+    def _usage(self, context: list[dict[str, Any]], words: list[str], audio_ms: int,
                in_conversation: bool) -> dict[str, Any]:
-        """Usage as the service bills it (guides/realtime-costs): the whole context is input,
-        a word a text token, user audio a token per 100 ms and assistant audio one per 50 ms;
-        what an earlier response of the conversation took as input is cached; output audio
-        is ``chunk_ms`` a word, a token per 50 ms."""
-        # the instructions are input to every response, cached after the first
-        text_in = len(str(self.session.get("instructions") or "").split())
-        audio_in = cached_audio = 0
-        cached_text = text_in if self._cached else 0
-        for item in context:
-            item_id = item.get("id")
-            if item_id in self._audio_in_ms:
-                text, audio = 0, int(self._audio_in_ms[item_id] // 100)
-            elif item_id in self._played_ms:
-                text, audio = 0, int(self._played_ms[item_id] // 50)
-            else:
-                text, audio = len(item_text(item).split()), 0
-            text_in += text
-            audio_in += audio
-            if item_id in self._cached:
-                cached_text += text
-                cached_audio += audio
-        if in_conversation:
-            self._cached.update(i["id"] for i in context if "id" in i)
-            self._cached.add("")  # the instructions (no item has an empty id)
-        out_audio = len(words) * self.config.chunk_ms // 50 if modality == "audio" else 0
-        out_text = len(words)
-        return {
-            "total_tokens": text_in + audio_in + out_text + out_audio,
-            "input_tokens": text_in + audio_in,
-            "output_tokens": out_text + out_audio,
-            "input_token_details": {
-                "text_tokens": text_in, "audio_tokens": audio_in,
-                "cached_tokens": cached_text + cached_audio,
-                "cached_tokens_details": {"text_tokens": cached_text, "audio_tokens": cached_audio}},
-            "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio},
-        }
+        """The response's usage (``billing.py``); a conversation's context is cached from now on."""
+        return response_usage(str(self.session.get("instructions") or ""), context, len(words), audio_ms,
+                              self._audio_in_ms, self._played_ms, self._cached, in_conversation)
 
     def _ev(self, kind: str, **fields: Any) -> Event:
         if kind == "rate_limits.updated" and self.limits is not None:
@@ -554,21 +586,30 @@ class RealtimeSession:
     def _record(self, obj: Event) -> None:
         """Keep what tests and reports need of a client event, never its audio: an append's
         audio becomes its length, and a run of appends one entry (``count``, total length)."""
-        received = self.received
         kind = obj.get("type")
         if kind == "input_audio_buffer.append" and isinstance(obj.get("audio"), str):
-            chars = len(obj["audio"])
-            run = self._append_run
-            if run is not None and received and received[-1] is run[0]:
-                entry, total = run[0], run[1] + chars
-                entry["count"] = entry.get("count", 1) + 1
-                entry["audio"] = f"<{total} base64 chars>"
-                self._append_run = (entry, total)
-                return
-            obj = {"type": kind, "audio": f"<{chars} base64 chars>"}
-            self._append_run = (obj, chars)
-        elif kind == "conversation.item.create" and isinstance(obj.get("item"), dict):
+            self._record_append(len(obj["audio"]))
+            return
+        if kind == "conversation.item.create" and isinstance(obj.get("item"), dict):
             obj = _without_audio(obj)
+        self._keep_received(obj)
+
+    def _record_append(self, chars: int) -> None:
+        """An append of ``chars`` base64 characters: a new entry, or one more in the run."""
+        received = self.received
+        run = self._append_run
+        if run is not None and received and received[-1] is run[0]:
+            entry, total = run[0], run[1] + chars
+            entry["count"] = entry.get("count", 1) + 1
+            entry["audio"] = f"<{total} base64 chars>"
+            self._append_run = (entry, total)
+            return
+        obj = {"type": "input_audio_buffer.append", "audio": f"<{chars} base64 chars>"}
+        self._append_run = (obj, chars)
+        self._keep_received(obj)
+
+    def _keep_received(self, obj: Event) -> None:
+        received = self.received
         received.append(obj)
         if len(received) > self.config.max_recorded_events:
             del received[: len(received) - self.config.max_recorded_events]
@@ -590,6 +631,7 @@ class RealtimeSession:
         for run in [r for r in self._runs if not r.in_progress]:
             if run.modality == "audio":
                 self._played_ms[run.item["id"]] = run.audio_ms_sent
+                self._word_chunks[run.item["id"]] = run.word_chunk
             self._runs.remove(run)
             idle_ms = (cfg.turn_detection(self.session) or {}).get("idle_timeout_ms")
             if (now is not None and run.in_conversation and idle_ms is not None and self._speech is None

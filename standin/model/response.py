@@ -5,16 +5,22 @@ The reply answers the last user words (``"You said: …"``) and is split into wo
 
 * step *head* (due at start): ``response.created``, ``response.output_item.added``,
   ``conversation.item.added`` (default conversation only), ``response.content_part.added``;
-* one step per word: text -> ``response.output_text.delta``; audio ->
-  ``response.output_audio_transcript.delta`` then ``response.output_audio.delta`` (one chunk of
-  ``chunk_ms`` of tone a word). Text steps are all due at start; audio step *k* is due at
-  ``start + k * pace`` so the I/O shell sends audio in real time;
+* text: one step per word, ``response.output_text.delta``, all due at ``first``;
+* audio: one step per chunk of the answer's :class:`~.utterance.Utterance`: the
+  ``response.output_audio_transcript.delta`` of each word starting in that chunk, then its
+  ``response.output_audio.delta``. Step *k* is due at ``first + k * pace`` so the I/O shell
+  sends audio in real time (the echo model's tone: one word and ``chunk_ms`` a chunk);
 * step *tail* (with the last word): the ``.done`` events, ``response.output_item.done``,
   ``conversation.item.done``, ``response.done`` (``completed``, with usage), ``rate_limits.updated``.
 
 :meth:`ResponseRun.cancel` emits the tail at once with the output item ``incomplete`` and the
 response ``cancelled`` (``status_details.reason`` = ``turn_detected`` or ``client_cancelled``).
 Events hold snapshots: the item and response dicts are shared with the conversation and change.
+
+``first`` (default: ``start``) is when the first delta is due: the rules model's time to first
+audio. Speech still being synthesized is a :data:`~.utterance.Pending` the run resolves at its
+first audio step (it may wait there for the synthesis; the rules' time to first audio usually
+hides it), when the usage's audio tokens are set from the speech's real length.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ResponseRun", "rate_limits", "reply_for", "split_words"]
+from standin.model.utterance import Pending, Utterance
+
+__all__ = ["ResponseRun", "rate_limits", "reply_for", "split_words", "set_audio_tokens"]
 
 Emit = Callable[..., dict[str, Any]]
 _WORD = re.compile(r"\S+\s*")
@@ -41,6 +49,15 @@ def reply_for(user_words: str | None) -> str:
 
 def split_words(text: str) -> list[str]:
     return _WORD.findall(text) or [text]
+
+
+def set_audio_tokens(usage: dict[str, Any], tokens: int) -> None:
+    """Set a usage's output audio tokens (and the totals) to ``tokens``."""
+    details = usage["output_token_details"]
+    change = tokens - details["audio_tokens"]
+    details["audio_tokens"] = tokens
+    usage["output_tokens"] += change
+    usage["total_tokens"] += change
 
 
 def rate_limits(tokens_used: int) -> list[dict[str, Any]]:
@@ -57,16 +74,26 @@ class ResponseRun:
     item: dict[str, Any]
     modality: str  # "text" | "audio"
     words: list[str]
-    audio: list[bytes]  # one chunk a word (audio), empty (text)
+    #: the spoken answer (audio), or speech still being synthesized; None for text
+    audio: Utterance | Pending | None
     chunk_ms: int
     start: float
     pace: float  # seconds between audio chunks
     previous_item_id: str | None
     in_conversation: bool
     usage: dict[str, Any]
-    _next: int = -1  # -1: head; 0..n-1: words; n: tail
+    #: when the first delta is due (None: at start)
+    first: float | None = None
+    _next: int = -1  # -1: head; 0..n-1: words (text) or chunks (audio); then the tail
+    _word: int = 0  # audio: the next word whose transcript delta is to go
     finished: bool = False
     audio_ms_sent: int = 0
+    #: audio: the chunk each word went with (kept for truncation once resolved)
+    word_chunk: tuple[int, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if isinstance(self.audio, Utterance):
+            self.word_chunk = self.audio.word_chunk
 
     @property
     def id(self) -> str:
@@ -79,9 +106,21 @@ class ResponseRun:
     def due(self) -> float | None:
         if self.finished:
             return None
-        if self._next <= 0 or self.modality == "text":
+        if self._next == -1:
             return self.start
-        return self.start + min(self._next, len(self.words) - 1) * self.pace
+        first = self.start if self.first is None else self.first
+        return first if self.modality == "text" else first + self._next * self.pace
+
+    def utterance(self) -> Utterance:
+        """The spoken answer (resolving speech being synthesized: it may wait for it)."""
+        audio = self.audio
+        if audio is None or isinstance(audio, Utterance):
+            assert audio is not None, "a text response has no audio"
+            return audio
+        self.audio = resolved = audio()
+        self.word_chunk = resolved.word_chunk
+        set_audio_tokens(self.usage, resolved.audio_ms // 50)
+        return resolved
 
     def step(self, emit: Emit) -> list[dict[str, Any]]:
         """The events of the next step (call when :meth:`due` has passed)."""
@@ -90,9 +129,14 @@ class ResponseRun:
         if self._next == -1:
             self._next = 0
             return self._head(emit)
-        out = self._word(emit, self._next)
+        if self.modality == "text":
+            out = self._text(emit, self._next)
+            steps = len(self.words)
+        else:
+            out = self._chunk(emit, self._next)
+            steps = len(self.utterance().chunks)
         self._next += 1
-        if self._next == len(self.words):
+        if self._next >= steps:
             out += self._tail(emit, "completed", None)
         return out
 
@@ -122,22 +166,31 @@ class ResponseRun:
         out.append(emit("response.content_part.added", **self._ids(), part=self._part()))
         return out
 
-    def _word(self, emit: Emit, index: int) -> list[dict[str, Any]]:
+    def _text(self, emit: Emit, index: int) -> list[dict[str, Any]]:
         word = self.words[index]
+        self.item["content"][0]["text"] += word
+        return [emit("response.output_text.delta", **self._ids(), delta=word)]
+
+    def _chunk(self, emit: Emit, index: int) -> list[dict[str, Any]]:
+        """The transcript deltas of the words starting in chunk ``index`` (all that are left,
+        with the last chunk), then the chunk."""
+        spoken = self.utterance()
         content = self.item["content"][0]
-        if self.modality == "text":
-            content["text"] += word
-            return [emit("response.output_text.delta", **self._ids(), delta=word)]
-        content["transcript"] += word
-        self.audio_ms_sent += self.chunk_ms
-        return [
-            emit("response.output_audio_transcript.delta", **self._ids(), delta=word),
-            emit("response.output_audio.delta", **self._ids(), delta=base64.b64encode(self.audio[index]).decode()),
-        ]
+        last = index == len(spoken.chunks) - 1
+        out = []
+        while self._word < len(self.words) and (last or spoken.word_chunk[self._word] <= index):
+            word = self.words[self._word]
+            content["transcript"] += word
+            out.append(emit("response.output_audio_transcript.delta", **self._ids(), delta=word))
+            self._word += 1
+        self.audio_ms_sent += spoken.durations[index]
+        out.append(emit("response.output_audio.delta", **self._ids(),
+                        delta=base64.b64encode(spoken.chunks[index]).decode()))
+        return out
 
     def _tail(self, emit: Emit, status: str, reason: str | None) -> list[dict[str, Any]]:
         self.finished = True
-        self.audio = []
+        self.audio = None
         content = self.item["content"][0]
         if self.modality == "text":
             out = [emit("response.output_text.done", **self._ids(), text=content["text"])]

@@ -37,9 +37,10 @@ import attrs
 from standin.model.conversation import item_text
 from standin.model.events import ClientError
 from standin.model.response import reply_for
-from standin.model.rules import Rules, fill, fill_args
+from standin.model.rules import Rule, Rules, fill, fill_args
 
-__all__ = ["ToolCall", "check_tool_choice", "check_tools", "plan_reply", "tool_answer"]
+__all__ = ["Planned", "ToolCall", "check_tool_choice", "check_tools", "plan_answer", "plan_reply",
+           "tool_answer"]
 
 _KEY_VALUE = re.compile(r"""(?<![\w.-])([A-Za-z_][\w.-]*)=(?:"([^"]*)"|'([^']*)'|(\S*[^\s.,;:!?]))""")
 _FILL = {"string": "example", "integer": 1, "number": 1, "boolean": True, "array": [], "object": {},
@@ -52,6 +53,15 @@ class ToolCall:
 
     name: str
     arguments: str
+
+
+@attrs.frozen
+class Planned:
+    """What a response says (a :class:`ToolCall` or text) and the rule that decided it (None:
+    the echo model, or the rules' ``default``), whose timing the response takes."""
+
+    reply: ToolCall | str
+    rule: Rule | None = None
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -103,10 +113,19 @@ def check_tool_choice(value: Any, tools: list[dict[str, Any]], param: str) -> An
 
 def plan_reply(
     context: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any, heard: dict[str, str],
-    rules: Rules | None = None,
+    rules: Rules | None = None, instructions: str = "",
 ) -> ToolCall | str:
     """A :class:`ToolCall`, or the text the model says (see the module docstring); with
     ``rules``, those answer first (see `standin.model.rules`)."""
+    return plan_answer(context, tools, tool_choice, heard, rules, instructions).reply
+
+
+def plan_answer(
+    context: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: Any, heard: dict[str, str],
+    rules: Rules | None = None, instructions: str = "",
+) -> Planned:
+    """:func:`plan_reply` with the rule that answered (``instructions``: the session's, for
+    rules limited to some)."""
     last_user = max((i for i, item in enumerate(context) if item.get("role") == "user"), default=-1)
     turn = context[last_user + 1:]
     outputs = [item for item in turn if item.get("type") == "function_call_output"]
@@ -114,39 +133,41 @@ def plan_reply(
     words = (item_text(user) or heard.get(user["id"], "")) if user else ""
     if outputs:
         if rules is not None:
-            text = _rules_after_call(rules, context, outputs, words)
-            if text is not None:
-                return text
-        return tool_answer(context, outputs)
+            planned = _rules_after_call(rules, context, outputs, words, instructions)
+            if planned is not None:
+                return planned
+        return Planned(tool_answer(context, outputs))
     if rules is not None:
-        planned = _rules_plan(rules, words, tools, tool_choice)
+        planned = _rules_plan(rules, words, tools, tool_choice, instructions)
         if planned is not None:
             return planned
     tool = _chosen(_functions(tools), tool_choice, words)
     if tool is None:
-        return reply_for(words)
-    return ToolCall(tool["name"], json.dumps(_arguments(tool.get("parameters"), words), separators=(", ", ": ")))
+        return Planned(reply_for(words))
+    return Planned(ToolCall(tool["name"], json.dumps(_arguments(tool.get("parameters"), words),
+                                                     separators=(", ", ": "))))
 
 
-def _rules_plan(rules: Rules, words: str, tools: Any, tool_choice: Any) -> ToolCall | str | None:
+def _rules_plan(rules: Rules, words: str, tools: Any, tool_choice: Any, instructions: str) -> Planned | None:
     callable_names = set() if tool_choice == "none" or isinstance(tool_choice, dict) \
         else {t["name"] for t in _functions(tools)}
-    found = rules.answer(words, callable_names)
+    found = rules.answer(words, callable_names, instructions)
     if found is None:
-        return rules.default
+        return None if rules.default is None else Planned(rules.default)
     rule, fields = found
     if rule.call_name is not None:
-        return ToolCall(rule.call_name, json.dumps(fill_args(rule.call_args, fields), separators=(", ", ": ")))
-    return fill(rule.say or "", fields)
+        return Planned(ToolCall(rule.call_name, json.dumps(fill_args(rule.call_args, fields),
+                                                           separators=(", ", ": "))), rule)
+    return Planned(fill(rule.say or "", fields), rule)
 
 
 def _rules_after_call(rules: Rules, context: list[dict[str, Any]], outputs: list[dict[str, Any]],
-                      words: str) -> str | None:
+                      words: str, instructions: str) -> Planned | None:
     calls = {item.get("call_id"): item for item in context if item.get("type") == "function_call"}
-    said = []
+    said, answered_by = [], None
     for output in outputs:
         call = calls.get(output.get("call_id")) or {}
-        found = rules.after_call(words, str(call.get("name")))
+        found = rules.after_call(words, str(call.get("name")), instructions)
         if found is None:
             return None
         rule, fields = found
@@ -156,7 +177,8 @@ def _rules_after_call(rules: Rules, context: list[dict[str, Any]], outputs: list
             args = {}
         values = {**(args if isinstance(args, dict) else {}), **fields, "output": output.get("output", "")}
         said.append(fill(rule.then or "", values))
-    return " ".join(said)
+        answered_by = answered_by or rule
+    return Planned(" ".join(said), answered_by)
 
 
 def tool_answer(context: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> str:

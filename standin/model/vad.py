@@ -12,9 +12,16 @@ default) means -30 dBFS. A frame is speech when its level is above the threshold
 Positions are milliseconds on the caller's audio clock: the detector starts at ``start_ms`` and
 advances 10 ms a frame. ``prefix_padding_ms`` is applied by the caller (it concerns what goes into
 the committed item, not detection).
+
+:meth:`EnergyVad.feed_pcm16` takes PCM16 bytes as they arrive in an append (no float samples
+made): a frame's energy is the sum of its integer samples' squares, exact in float64 (at most
+2**38), so it decides every frame exactly as :meth:`~EnergyVad.feed` does on the same audio
+decoded to floats (``x / 32768``, whose squares sum exactly too); the two may be mixed.
 """
 
 from __future__ import annotations
+
+import functools
 
 import attrs
 import numpy as np
@@ -22,6 +29,12 @@ import numpy as np
 __all__ = ["EnergyVad", "SpeechStarted", "SpeechStopped", "VadParams", "frame_levels", "speech_energy"]
 
 FRAME_MS = 10
+_vecdot = getattr(np, "vecdot", None)
+
+
+@functools.cache
+def _ones(n: int) -> np.ndarray:
+    return np.ones(n)
 _FLOOR_DB = -60.0
 
 
@@ -60,7 +73,7 @@ def frame_levels(frames: np.ndarray) -> np.ndarray:
 
 @attrs.define
 class EnergyVad:
-    """Feeds float samples at one rate; yields speech start/stop transitions."""
+    """Feeds float samples (or PCM16 bytes) at one rate; yields speech start/stop transitions."""
 
     params: VadParams
     rate: int
@@ -70,25 +83,61 @@ class EnergyVad:
     _silence_ms: int = 0
     _pending: np.ndarray = attrs.field(factory=lambda: np.zeros(0, dtype=np.float32))
     _energy_floor: float = attrs.field(init=False)
+    #: the energy a frame of PCM16 integers must exceed (the float bound scaled by 2**30, exactly)
+    _pcm_floor: float = attrs.field(init=False)
+    _frame_len: int = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._energy_floor = speech_energy(self.params.threshold)
+        self._frame_len = frame_len = self.rate * FRAME_MS // 1000
+        self._pcm_floor = self._energy_floor * frame_len * 2.0**30
 
     @property
     def position_ms(self) -> float:
         return self.start_ms + self._frames_done * FRAME_MS
 
     def feed(self, samples: np.ndarray) -> list[SpeechStarted | SpeechStopped]:
-        frame_len = self.rate * FRAME_MS // 1000
+        frame_len = self._frame_len
+        if self._pending.dtype == np.int16 and self._pending.size:  # after feed_pcm16: exact
+            self._pending = self._pending.astype(np.float32) / 32768.0
         data = np.concatenate([self._pending, samples]) if self._pending.size else samples
         whole = len(data) // frame_len
         self._pending = data[whole * frame_len :].copy()
         if whole == 0:
             return []
         rows = data[: whole * frame_len].reshape(whole, frame_len)
-        energy = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)  # one call: this is hot
-        speech = (energy > self._energy_floor * frame_len).tolist()
+        energy = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+        return self._step((energy > self._energy_floor * frame_len).tolist())
+
+    def feed_pcm16(self, data: bytes) -> list[SpeechStarted | SpeechStopped]:
+        """:meth:`feed` for PCM16 little-endian bytes (a trailing odd byte is ignored)."""
+        count = len(data) // 2
+        if self._pending.size:  # a partial frame from before: join it (floats: the float path)
+            samples = np.frombuffer(data, dtype="<i2", count=count)
+            if self._pending.dtype != np.int16:
+                return self.feed(samples.astype(np.float32) / 32768.0)
+            samples = np.concatenate([self._pending, samples])
+            data, count = samples.tobytes(), len(samples)
+            self._pending = np.zeros(0, dtype=np.float32)
+        frame_len = self._frame_len
+        whole = count // frame_len
+        if whole * frame_len != count:
+            self._pending = np.frombuffer(data, dtype="<i2", count=count - whole * frame_len,
+                                          offset=2 * whole * frame_len).copy()
+        if whole == 0:
+            return []
+        rows = np.frombuffer(data, dtype="<i2", count=whole * frame_len).astype(np.float64)
+        rows = rows.reshape(whole, frame_len)
+        # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
+        energy = _vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ _ones(frame_len)
+        floor = self._pcm_floor
+        return self._step([e > floor for e in energy.tolist()])
+
+    def _step(self, speech: list[bool]) -> list[SpeechStarted | SpeechStopped]:
         out: list[SpeechStarted | SpeechStopped] = []
+        if not self.speaking and True not in speech:  # idle and quiet: nothing to decide
+            self._frames_done += len(speech)
+            return out
         for is_speech in speech:
             frame_start = self.position_ms
             self._frames_done += 1

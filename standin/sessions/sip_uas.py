@@ -44,6 +44,7 @@ from actors.sip_shell import SipAgentShell, udp_socket
 from standin.model.events import ClientError, IdFactory
 from standin.model.live import LIVE_MODELS, LiveSession
 from standin.model.realtime import RealtimeSession
+from standin.sessions.phone_line import phone_line_config
 from standin.sessions.sip_call import SipMediaCall
 from standin.keys.webhooks import WebhookSender, call_incoming_event
 
@@ -238,7 +239,8 @@ class SipUas(SipAgentShell):
         model = (config or {}).get("model") or server.default_model
         try:
             session = RealtimeSession.create(model=model, wall_now=server.clock(),
-                                             config=server.model_config, ids=IdFactory(),
+                                             config=phone_line_config(server.model_config),
+                                             ids=IdFactory(),
                                              initial=config, transport="sip")
         except ClientError as exc:
             raise CallControlError(400, exc.message, exc.code, exc.param) from None
@@ -249,7 +251,8 @@ class SipUas(SipAgentShell):
         body ``{"session": {...}}``): the call's model is a started Live session."""
         call = self._pending(self.call_id_of(live_id))
         server = self.server
-        session = LiveSession(server.model_config, IdFactory(), server.clock(), transport="sip",
+        session = LiveSession(phone_line_config(server.model_config), IdFactory(), server.clock(),
+                              transport="sip",
                               models=None if server.models is None else server.models | LIVE_MODELS)
         refused = session.start_for_call(config, live_id, trio.current_time())
         if refused is not None:

@@ -29,7 +29,12 @@ and must not retry without a new key (4001 is outside the SDK's reconnect list).
 
 Per connection, one nursery runs a reader (client frames -> model), a timer (model deadlines:
 paced audio), a fault timer (timed drops, expiry) and the single sender, which applies latency,
-malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. While it runs,
+malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. Under the lean front
+the reader's work for a text message is done inline where the front read it (``_inline``: the
+front's ``rtfleet.inline_receive``), so a streaming session's appends cost no task switch; the
+reader task handles whatever the front hands it instead. Server events wait for the sender in an
+unbounded queue, but input waits (and is not read, so TCP pushes back) while ``OUT_LIMIT`` are
+queued. While it runs,
 ``record.drop_now()`` drops it at once (``EmbeddedServer.drop_connections``: the fault hook of
 ``rtfleet serve``'s ``drop_connections``), the plan's ``drop_mode`` deciding how.
 """
@@ -37,6 +42,7 @@ malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. Whi
 from __future__ import annotations
 
 import json
+from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -63,6 +69,12 @@ BETA_CLOSE = 4000
 POLICY_CLOSE = 1008
 #: try again later: a refusal over ``max_concurrent_sessions`` (a retryable close)
 OVER_LIMIT_CLOSE = 1013
+#: server events queued for the sender beyond which input waits (and is not read)
+OUT_LIMIT = 1024
+#: the front's inline receiving (``standin/front/lean.py``)
+INLINE_RECEIVE = "rtfleet.inline_receive"
+#: events written in one go at most (``"more": True`` sends, then a flush) under the lean front
+SEND_BATCH = 32
 
 
 @attrs.frozen
@@ -71,6 +83,30 @@ class _Out:
     event: dict[str, Any] | None = None
     close_code: int | None = None
     close_reason: str = ""
+
+
+class _OutQueue:
+    """Server events for the sender, oldest first; unbounded (input waits at ``OUT_LIMIT``)."""
+
+    def __init__(self) -> None:
+        self.items: deque[_Out] = deque()
+        self._ready = trio.Event()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def put(self, out: _Out) -> None:
+        self.items.append(out)
+        self._ready.set()
+
+    async def get(self, checkpoint: bool = True) -> _Out:
+        """The next event (``checkpoint=False``: no yield when one is queued)."""
+        if checkpoint or not self.items:
+            await trio.lowlevel.checkpoint()
+        while not self.items:
+            self._ready = trio.Event()
+            await self._ready.wait()
+        return self.items.popleft()
 
 
 def _credential(headers: dict[str, str], subprotocols: list[str]) -> str | None:
@@ -195,11 +231,16 @@ class _Connection:
         self.faults = ConnectionFaults.for_connection(
             server.faults, record.index, record.connected_at, server.model_config.max_session_s
         )
-        self._out_send, self._out_recv = trio.open_memory_channel[_Out](1024)
+        # unbounded, but input waits (_emit) or is refused inline while OUT_LIMIT are queued
+        self._out = _OutQueue()
+        self._room: trio.Event | None = None  # set by the sender once the queue is under the limit
         self._model_timer = ModelTimer(session)
         self._cancel = trio.CancelScope()
+        self._stopped = False  # the dialect ended the session: nothing more is read
 
     async def run(self) -> None:
+        if INLINE_RECEIVE in (self.scope.get("extensions") or {}):
+            await self.send({"type": INLINE_RECEIVE, "handler": self._inline})
         with self._cancel:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sender)
@@ -213,11 +254,33 @@ class _Connection:
     async def _emit(self, events: list[dict[str, Any]]) -> None:
         now = trio.current_time()
         for event in events:
-            await self._out_send.send(_Out(now, event=event))
+            self._out.put(_Out(now, event=event))
+        while len(self._out) >= OUT_LIMIT:  # the client is not reading: nor do we
+            if self._room is None:
+                self._room = trio.Event()
+            await self._room.wait()
+
+    def _inline(self, text: str) -> bool:
+        """A text message handled where the front read it (its read multiplexer: no task switch
+        per append), as :meth:`_reader` would; False (not handled: it comes to the reader) while
+        the sender is behind or once the session ended."""
+        if self._stopped or len(self._out) >= OUT_LIMIT:
+            return False
+        self.server.stats.client_events_received += 1
+        now = trio.current_time()
+        for event in self.session.receive_text(text, now):
+            self._out.put(_Out(now, event=event))
+        self._model_timer.poke()
+        if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
+            self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
+            self._stopped = True
+        return True
 
     async def _reader(self) -> None:
         while True:
             message = await self.receive()
+            if self._stopped:  # ended inline (the message is one the session no longer reads)
+                return
             kind = message["type"]
             if kind == "websocket.disconnect":
                 if self.record.closed_by is None:
@@ -236,7 +299,8 @@ class _Connection:
             await self._emit(events)
             self._model_timer.poke()
             if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
-                await self._out_send.send(_Out(now, close_code=1000, close_reason="session closed"))
+                self._stopped = True
+                self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
                 return
 
     async def _timer(self) -> None:
@@ -263,20 +327,30 @@ class _Connection:
         expired = getattr(self.session, "expired", None)
         if expired is not None:  # a dialect with its own end (Live: session.closed "expired")
             for event in expired():
-                await self._out_send.send(_Out(now, event=event))
-            await self._out_send.send(_Out(now, close_code=1000, close_reason="expired"))
+                self._out.put(_Out(now, event=event))
+            self._out.put(_Out(now, close_code=1000, close_reason="expired"))
             return
         event = error_event(
             self.session.ids.new("event"),
             code="session_expired",
             message="Your session hit the maximum duration.",
         )
-        await self._out_send.send(_Out(now, event=event))
-        await self._out_send.send(_Out(now, close_code=1001, close_reason="session_expired"))
+        self._out.put(_Out(now, event=event))
+        self._out.put(_Out(now, close_code=1001, close_reason="session_expired"))
 
     async def _sender(self) -> None:
+        """Sends the queued events in order; under the lean front, those already queued behind
+        one go out in one write (``"more": True`` holds the flush, up to ``SEND_BATCH``), unless
+        a fault comes after it (latency, a malformed frame, a drop: each sees its event sent).
+        Nothing else runs while a write is held, so a drop never loses an event counted sent."""
         stats = self.server.stats
-        async for out in self._out_recv:
+        batching = INLINE_RECEIVE in (self.scope.get("extensions") or {})
+        held = 0
+        while True:
+            out = await self._out.get(checkpoint=not held)  # held: nothing runs in between
+            if self._room is not None and len(self._out) < OUT_LIMIT:
+                self._room.set()
+                self._room = None
             plan = self.server.faults
             if plan.latency_ms > 0:
                 await trio.sleep_until(out.at + plan.latency_ms / 1000)
@@ -284,12 +358,19 @@ class _Connection:
             if out.event is None:
                 await self._close(out.close_code or 1000, out.close_reason)
                 return
-            await self.send({"type": "websocket.send", "text": json.dumps(out.event)})
+            malformed, drop = self.faults.after_event(plan)
+            message = {"type": "websocket.send", "text": json.dumps(out.event)}
+            if (batching and self._out.items and held < SEND_BATCH and malformed is None
+                    and drop is None and plan.latency_ms <= 0):
+                message["more"] = True
+                held += 1
+            else:
+                held = 0
+            await self.send(message)
             self.record.events_sent += 1
             stats.events_sent += 1
             if out.event["type"] == "error":
                 stats.errors_sent += 1
-            malformed, drop = self.faults.after_event(plan)
             if malformed is not None:
                 await self._send_malformed(malformed, plan.oversized_bytes)
             if drop is not None:

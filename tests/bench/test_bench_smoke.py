@@ -19,6 +19,9 @@ CASES = {
     "reconnect_storm": ["--sessions", "5", "--repeats", "1", "--timeout", "30"],
     "idle_memory": ["--sessions", "4", "--traced", "2", "--repeats", "1", "--settle", "0.1"],
     "workers_scaling": ["--sessions", "2", "--repeats", "1", "--duration", "1", "--warmup", "0.5"],
+    "server_cost": ["--sessions", "3", "--repeats", "1", "--duration", "1", "--warmup", "0.5",
+                    "--client", "raw"],
+    "append_path": ["--rounds", "1", "--appends", "200"],
 }
 
 

@@ -1,8 +1,9 @@
 """Voice you can check, offline and over loopback (issue 18's must-show): a scenario speaks
 "What's the weather in Paris?" (espeak-ng), the embedded stand-in hears it (pocketsphinx against
 its rules' phrases), its rules call get_weather(city=Paris), the script answers the call, the
-stand-in answers and ``expect: said: /sunny/`` holds; a wrong expectation fails the run with
-the words actually said in results.json and the report.
+stand-in speaks the answer (``voice: speech``: espeak-ng's speech of exactly the words it
+says) and ``expect: said: /sunny/`` holds; a wrong expectation fails the run with the words
+actually said in results.json and the report.
 
 The scenario's ``speak`` sends audio only (no text), so the call's ``city=Paris`` can only
 come from the stand-in hearing the words.
@@ -15,9 +16,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from actors.speech import synthesize
 from orchestrator.cli import main
+from standin.speech import SpeechVoice, to_format
 
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or importlib.util.find_spec("pocketsphinx") is None,
@@ -38,7 +42,24 @@ def _copy(tmp_path: Path, replace: tuple[str, str] | None = None) -> Path:
     return scenario
 
 
-def test_a_spoken_question_is_heard_calls_the_tool_and_the_answer_checks_pass(tmp_path):
+@pytest.fixture
+def spoken(monkeypatch):
+    """What the stand-in's voice spoke: text -> (audio, format, espeak-ng rate)."""
+    said: dict = {}
+    prepare = SpeechVoice.prepare
+
+    def recorded(self, text, fmt, wpm=None):
+        get = prepare(self, text, fmt, wpm)
+
+        def audio():
+            said[text] = (get(), fmt, self.rate_for(wpm))
+            return said[text][0]
+        return audio
+    monkeypatch.setattr(SpeechVoice, "prepare", recorded)
+    return said
+
+
+def test_a_spoken_question_is_heard_calls_the_tool_and_the_answer_checks_pass(tmp_path, spoken):
     out = tmp_path / "out"
     assert main(["run", str(_copy(tmp_path)), "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
@@ -48,6 +69,15 @@ def test_a_spoken_question_is_heard_calls_the_tool_and_the_answer_checks_pass(tm
     counters = results["summary"]["counters"]
     assert counters["checks.failed"] == 0 and counters["checks.passed"] == 3
     assert counters["tool.calls"] == 1 and results["sessions"]["errors"] == []
+    # the stand-in spoke its answer: espeak-ng's speech of exactly those words, at a speaking rate
+    said = "It is sunny, 21 degrees in Paris today."
+    assert list(spoken) == [said]
+    audio, fmt, rate = spoken[said]
+    assert audio == to_format(synthesize(said, rate=rate, lead_ms=0, trail_ms=0), fmt)
+    samples = fmt.decode(audio)
+    voiced = np.flatnonzero(np.abs(samples) > 0.01)
+    seconds = (voiced[-1] - voiced[0]) / fmt.rate
+    assert 8 / 4.0 * 0.7 < seconds < 8 / 1.5 * 1.3  # 8 words ("twenty-one"), 1.5-4 words a second
 
 
 def test_a_wrong_expectation_fails_the_run_and_the_report_shows_what_was_said(tmp_path):

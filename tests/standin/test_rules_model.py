@@ -92,3 +92,32 @@ def rules_model_config_from_text(factory, text):
         path = Path(tmp) / "rules.yaml"
         path.write_text(text)
         return factory(path)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or importlib.util.find_spec("pocketsphinx") is None,
+                    reason="needs espeak-ng (apt-get install espeak-ng) and pocketsphinx (rtfleet[voice])")
+def test_the_live_model_hears_and_answers_by_the_rules():
+    import json
+
+    from actors.speech import synthesize
+    from standin.model.events import IdFactory
+    from standin.model.live import LiveSession
+    from standin.voice_model import rules_model_config
+
+    config, _ = rules_model_config_from_text(rules_model_config, RULES)
+    session = LiveSession(config, IdFactory(), 0.0)
+    session.receive_text(json.dumps({"type": "session.start", "session": {"model": "gpt-live-1"}}), 0.0)
+    events, now = [], 0.0
+    for spoken in ("What's the weather in Paris?", "Please play some music"):
+        pcm = synthesize(spoken) + bytes(48_000)  # a second of silence ends the utterance
+        for i in range(0, len(pcm), 9600):  # 200 ms appends
+            events += session.receive_text(json.dumps({"type": "session.input_audio.append",
+                                                       "audio": base64.b64encode(pcm[i:i + 9600]).decode()}), now)
+            now += 0.2
+        events += session.handle_timer(now + 10)
+        now += 10
+    heard = [e["delta"] for e in events if e["type"] == "session.input_transcript.delta"]
+    assert heard[0] == "What's the weather in Paris" and heard[1].startswith("audio of ")
+    assert [e["type"] for e in events].count("session.delegation.created") == 1  # the rule's call
+    said = "".join(e["delta"] for e in events if e["type"] == "session.output_transcript.delta")
+    assert said == "Sorry?"  # the off-grammar utterance: the rules' default

@@ -1,0 +1,169 @@
+"""append-path: the embedded server's synchronous work per ``input_audio_buffer.append``, timed
+without sockets or a scheduler (so without the load of the machine's other processes mattering
+much: the best of several rounds of CPU time is reported).
+
+Stages, each over one streaming turn repeated (1 s of tone then 1 s of silence in 20 ms appends,
+as ``bench/ws_fleet.py`` sends; server VAD; the model's answer planned and its events made):
+
+``frame``   the masked WebSocket frame to the message text: the ``websockets`` protocol and the
+            message assembler, or (where it exists) ``standin/front/frames.py``'s reader
+``model``   the session model: ``RealtimeSession.receive_text`` + ``handle_timer`` (JSON parse or
+            the bare-append scan, base64, VAD, record; the turn's events)
+``total``   both, plus what the connection does per message (stats, timer poke)
+
+``--root DIR`` times another checkout's code (e.g. the commit before a change), in a subprocess
+with that tree on ``sys.path``; ``--compare DIR`` prints this tree and DIR side by side.
+
+Usage::
+
+    python bench/append_path.py --compare /tmp/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROUNDS = 7
+APPENDS = 5000
+
+
+def _measure(rounds: int = ROUNDS, appends: int = APPENDS) -> dict[str, float]:
+    import base64
+    import random
+
+    import numpy as np
+    from websockets.client import ClientProtocol
+    from websockets.frames import Frame, Opcode
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+
+    from actors.wsconn import QUIET_LOGGER, MessageAssembler
+    from standin.model.events import IdFactory
+    from standin.model.realtime import RealtimeSession
+    from standin.model.timer import ModelTimer
+
+    try:
+        from standin.front.frames import FrameReader
+    except ImportError:
+        FrameReader = None  # type: ignore[assignment,misc]
+
+    rate, n = 24_000, 480
+    t = np.arange(rate) / rate
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    pcm = tone + bytes(2 * rate)
+    chunks = [base64.b64encode(pcm[i:i + 2 * n]).decode() for i in range(0, len(pcm), 2 * n)]
+    texts = [json.dumps({"type": "input_audio_buffer.append", "audio": c}) for c in chunks]
+
+    client = ClientProtocol(parse_uri("ws://x/v1/realtime"), logger=QUIET_LOGGER)
+    client.send_request(client.connect())
+    head = b"".join(client.data_to_send())
+    frames = [Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[]) for text in texts]
+
+    def protocol() -> ServerProtocol:
+        server = ServerProtocol(max_size=16 * 2**20, logger=QUIET_LOGGER)
+        server.receive_data(head)
+        server.send_response(server.accept(server.events_received()[0]))
+        server.data_to_send()
+        return server
+
+    def frame_stage() -> float:
+        server = protocol()
+        assembler = MessageAssembler()
+        reader = FrameReader(server) if FrameReader is not None else None
+        start = time.process_time()
+        for k in range(appends):
+            data = frames[k % len(frames)]
+            if reader is not None:
+                got = reader.feed(data)
+                _ = got[0].data.decode()
+            else:
+                server.receive_data(data)
+                for frame in server.events_received():
+                    _ = {"type": "websocket.receive", "text": assembler.take(frame)}
+        return time.process_time() - start
+
+    def model_stage(with_frames: bool) -> float:
+        session = RealtimeSession.create(model="gpt-realtime", wall_now=0.0, ids=IdFactory(random.Random(1)))
+        session.start()
+        timer = ModelTimer(session)
+        server = protocol()
+        assembler = MessageAssembler()
+        reader = FrameReader(server) if FrameReader is not None else None
+        start = time.process_time()
+        for k in range(appends):
+            now = k * 0.02
+            if with_frames:
+                data = frames[k % len(frames)]
+                if reader is not None:
+                    text = reader.feed(data)[0].data.decode()
+                else:
+                    server.receive_data(data)
+                    text = {"type": "websocket.receive",
+                            "text": assembler.take(server.events_received()[0])}["text"]
+            else:
+                text = texts[k % len(texts)]
+            session.receive_text(text, now)
+            session.handle_timer(now)
+            if with_frames:
+                timer.poke()
+        return time.process_time() - start
+
+    best = {"frame": 1e9, "model": 1e9, "total": 1e9}
+    for _ in range(rounds):
+        best["frame"] = min(best["frame"], frame_stage())
+        best["model"] = min(best["model"], model_stage(False))
+        best["total"] = min(best["total"], model_stage(True))
+    return {k: 1e6 * v / appends for k, v in best.items()}
+
+
+def _run(root: Path, rounds: int, appends: int) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(root))
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--rounds",
+                           str(rounds), "--appends", str(appends)], env=env,
+                          capture_output=True, text=True, cwd=str(root), check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", default=None, help="time this checkout's code instead")
+    p.add_argument("--compare", default=None, metavar="DIR", help="also time DIR's code")
+    p.add_argument("--json-out", default=None)
+    p.add_argument("--rounds", type=int, default=ROUNDS, help="best of this many rounds")
+    p.add_argument("--appends", type=int, default=APPENDS, help="appends a round")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(_measure(args.rounds, args.appends)))
+        return 0
+    here = Path(__file__).resolve().parent.parent
+    rows = {"this": _run(Path(args.root).resolve() if args.root else here, args.rounds, args.appends)}
+    if args.compare:
+        rows["baseline"] = _run(Path(args.compare).resolve(), args.rounds, args.appends)
+    print(f"append-path: us of CPU per append, best of {args.rounds} rounds of {args.appends}; load "
+          f"{os.getloadavg()[0]:.2f}")
+    for name, row in rows.items():
+        print(f"  {name:<9} " + "  ".join(f"{k} {v:6.1f}" for k, v in row.items()))
+    ratios = {}
+    if args.compare:
+        ratios = {k: rows["this"][k] / rows["baseline"][k] for k in rows["this"]}
+        print("  this/baseline " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    line = ("SUMMARY append_path: " + ", ".join(f"{k} {v:.1f} us" for k, v in rows["this"].items())
+            + ("; this/baseline " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) if ratios else ""))
+    print(line)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({
+            "benchmark": "append_path", "rows": rows, "ratios": ratios, "summary_line": line,
+            "env": {"loadavg_start": list(os.getloadavg()), "python": sys.version.split()[0]},
+        }, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

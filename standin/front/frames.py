@@ -1,0 +1,112 @@
+"""Client frames in, for the lean front: the common frame parsed here, the rest by ``websockets``.
+
+Nearly every frame a realtime client sends is a whole (FIN), masked text frame of a few KB with
+no reserved bits: an ``input_audio_buffer.append``. The ``websockets`` library's
+:class:`~websockets.server.ServerProtocol` parses frames with a generator per frame, about four
+times the cost of reading the header here and unmasking with its own C ``apply_mask``.
+
+:class:`FrameReader` sits in front of the protocol and takes such a frame itself when the
+protocol is open, has no extension and is not inside a fragmented message (then the protocol
+would do nothing with it but hand it on: ``recv_frame`` of a FIN text or binary frame only
+appends it to its events). Every other frame (control frames, fragments, unmasked, reserved bits,
+over ``max_size``, or not yet complete) goes to the protocol **from its first byte**, and the
+reader counts the frame's bytes through so that the protocol is always given whole frames from a
+boundary: it sees exactly the frames it would see alone, and answers them (pongs, close
+frames, protocol errors) as it would. Once the protocol is no longer open, everything goes to it.
+"""
+
+from __future__ import annotations
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+from websockets.speedups import apply_mask  # type: ignore[import-not-found]
+
+__all__ = ["FrameReader"]
+
+_TEXT = 0x81  # FIN, no reserved bits, opcode text
+_BINARY = 0x82
+
+
+class FrameReader:
+    """``feed(data)`` returns the data frames and control frames received, in order."""
+
+    def __init__(self, protocol: ServerProtocol, *, at_boundary: bool = True) -> None:
+        """``at_boundary``: the protocol has been given nothing past the handshake (else every
+        byte goes to it, as it may be inside a frame)."""
+        self.protocol = protocol
+        limits = [getattr(protocol, name, None) for name in ("max_message_size", "max_fragment_size")]
+        self.max_size = min((n for n in limits if n is not None), default=None)
+        #: frames are parsed here only with the protocol at a frame boundary, and a protocol
+        #: that says whether it is inside a fragmented message (``current_size``)
+        self.passthrough = not at_boundary or not hasattr(protocol, "current_size")
+        #: the first bytes of the frame the protocol is parsing, while its header is incomplete
+        self._partial = b""
+        self._owed = 0  # bytes of the frame the protocol is parsing that it has not been given
+        self.fast_frames = 0  # frames taken here (tests and profiling)
+        self.protocol_feeds = 0  # times the protocol was given bytes (or the end)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        protocol = self.protocol
+        frames: list[Frame] = []
+        pos, end = 0, len(data)
+        if self._partial:  # the protocol has the start of a frame: how much more does it need?
+            head = self._partial + data[:14]
+            size, length = _header(head, 0, len(head))
+            if size is None:
+                self._partial += data
+                return self._give(data, frames)
+            self._owed = size + length - len(self._partial)
+            self._partial = b""
+        max_size = self.max_size
+        while pos < end:
+            everything = self.passthrough or protocol.state is not State.OPEN or protocol.extensions
+            if self._owed or everything:
+                take = end - pos if everything else min(self._owed, end - pos)
+                self._give(data[pos:pos + take], frames)
+                self._owed = max(0, self._owed - take)
+                pos += take
+                continue
+            size, length = _header(data, pos, end)
+            if size is None:  # the protocol takes the frame from here; its size comes later
+                self._partial = data[pos:]
+                return self._give(self._partial, frames)
+            head1 = data[pos]
+            total = size + length
+            if ((head1 == _TEXT or head1 == _BINARY) and data[pos + 1] & 0x80 and pos + total <= end
+                    and (max_size is None or length <= max_size) and protocol.current_size is None):
+                payload = apply_mask(data[pos + size:pos + total], data[pos + size - 4:pos + size])
+                frames.append(Frame(Opcode.TEXT if head1 == _TEXT else Opcode.BINARY, payload))
+                self.fast_frames += 1
+                pos += total
+                continue
+            self._owed = total  # the protocol parses this one frame, from its first byte
+        return frames
+
+    def feed_eof(self) -> list[Frame]:
+        """The peer closed its side: the protocol sees the end."""
+        self.protocol_feeds += 1
+        self.protocol.receive_eof()
+        return self.protocol.events_received()
+
+    def _give(self, data: bytes, frames: list[Frame]) -> list[Frame]:
+        self.protocol_feeds += 1
+        self.protocol.receive_data(data)
+        frames += self.protocol.events_received()
+        return frames
+
+
+def _header(data: bytes, pos: int, end: int) -> tuple[int, int] | tuple[None, None]:
+    """(header size, payload length) of the frame at ``pos``; (None, None) while incomplete."""
+    if end - pos < 2:
+        return None, None
+    head2 = data[pos + 1]
+    length = head2 & 0x7F
+    size = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if head2 & 0x80 else 0)
+    if end - pos < size:
+        return None, None
+    if length == 126:
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+    elif length == 127:
+        length = int.from_bytes(data[pos + 2:pos + 10], "big")
+    return size, length

@@ -1,0 +1,206 @@
+"""The server's cheap path for ``input_audio_buffer.append`` (standin/model/append.py, the VAD's
+``feed_pcm16``) decides exactly as the full path: the same JSON value, the same bytes, the same
+speech transitions, the same events and records."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import string
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from standin.model.append import bare_append
+from standin.model.audio import AudioFormat
+from standin.model.events import IdFactory
+from standin.model.realtime import ModelConfig, RealtimeSession
+from standin.model.vad import EnergyVad, SpeechStarted, SpeechStopped, VadParams
+from standin.testing import pcm16_silence, pcm16_tone
+
+PCM = AudioFormat("audio/pcm")
+APPEND = "input_audio_buffer.append"
+B64 = string.ascii_letters + string.digits + "+/"
+
+
+def compact(audio: str) -> str:
+    return json.dumps({"type": APPEND, "audio": audio}, separators=(",", ":"))
+
+
+def spaced(audio: str) -> str:
+    return json.dumps({"type": APPEND, "audio": audio})
+
+
+# -- recognising a bare append -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("write", [compact, spaced])
+def test_a_bare_append_is_read_without_parsing_json(write):
+    pcm = pcm16_tone(20)
+    audio = base64.b64encode(pcm).decode()
+    assert bare_append(write(audio)) == (audio, pcm)
+    assert bare_append(write("")) == ("", b"")
+
+
+@pytest.mark.parametrize("text", [
+    '{"type":"input_audio_buffer.append","audio":"AAAA","event_id":"e1"}',  # another key
+    '{"audio":"AAAA","type":"input_audio_buffer.append"}',  # another order
+    '{"type":"input_audio_buffer.append","audio":"AAAA"} ',  # trailing whitespace
+    '{"type":"input_audio_buffer.append","audio":"AAAA"}}',
+    '{"type":"input_audio_buffer.append","audio":"AAAA',  # truncated
+    '{"type":"input_audio_buffer.append","audio":"AA\\/A"}',  # an escape (valid JSON)
+    '{"type":"input_audio_buffer.append","audio":"AAA"}',  # bad padding
+    '{"type":"input_audio_buffer.append","audio":"AA=A"}',
+    '{"type":"input_audio_buffer.append","audio":"=AAA"}',
+    '{"type":"input_audio_buffer.append","audio":"AA==AA=="}',
+    '{"type":"input_audio_buffer.append","audio":"AA\u00e9A"}',  # not ASCII
+    '{"type":"input_audio_buffer.append","audio":"AA A"}',
+    '{"type":"input_audio_buffer.append","audio":"AAAA","type":"session.update"}',
+])
+def test_anything_else_goes_through_the_full_parse(text):
+    assert bare_append(text) is None
+
+
+_PIECES = st.sampled_from(['{"type":"input_audio_buffer.append","audio":"',
+                           '{"type": "input_audio_buffer.append", "audio": "',
+                           '{"type":"input_audio_buffer.append", "audio":"', '"}', '" }', '"',
+                           '\\"', '\\', "=", "==", "}", " ", '","event_id":"x', "\u00e9", "\n"])
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.one_of(_PIECES, st.text(alphabet=B64, max_size=12)), max_size=8))
+def test_whatever_it_accepts_the_full_path_reads_the_same(pieces):
+    text = "".join(pieces)
+    found = bare_append(text)
+    if found is None:
+        return
+    audio, data = found
+    assert json.loads(text) == {"type": APPEND, "audio": audio}
+    assert base64.b64decode(audio, validate=True) == data
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=64), st.booleans())
+def test_every_encoded_append_is_accepted(pcm, use_compact):
+    audio = base64.b64encode(pcm).decode()
+    assert bare_append((compact if use_compact else spaced)(audio)) == (audio, pcm)
+
+
+# -- the VAD on PCM16 bytes --------------------------------------------------------------------
+
+
+def _transitions(vad: EnergyVad, chunks: list[bytes], pcm16: list[bool]) -> list:
+    out = []
+    for chunk, as_bytes in zip(chunks, pcm16):
+        out += vad.feed_pcm16(chunk) if as_bytes else vad.feed(PCM.decode(chunk))
+    return out
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.0, 1.0), st.lists(st.integers(1, 2000), min_size=1, max_size=40))
+def test_feed_pcm16_decides_as_feed_on_the_decoded_floats(seed, threshold, sizes):
+    """Random levels around the threshold (speech and silence alike), chunks of any size (odd
+    ones drop their last byte in both), the two feeds mixed at random on one detector."""
+    rng = np.random.default_rng(seed)
+    scale = 32768 * 10 ** (3 * (threshold - 1))  # the threshold's RMS, in PCM16 units
+    segments = [rng.normal(0, scale * rng.uniform(0.5, 1.5), rng.integers(100, 6000))
+                for _ in range(6)]
+    pcm = np.clip(np.concatenate(segments), -32768, 32767).astype("<i2").tobytes()
+    chunks, at = [], 0
+    while at < len(pcm):  # the given sizes, each followed by an odd 20 ms (bounds the count)
+        size = sizes[len(chunks) // 2 % len(sizes)] if len(chunks) % 2 == 0 else 961
+        chunks.append(pcm[at:at + size])
+        at += size
+    params = VadParams(threshold=threshold, silence_duration_ms=int(rng.integers(10, 300)))
+    reference = _transitions(EnergyVad(params, 24_000), chunks, [False] * len(chunks))
+    assert _transitions(EnergyVad(params, 24_000), chunks, [True] * len(chunks)) == reference
+    mixed = rng.integers(0, 2, len(chunks)).astype(bool).tolist()
+    assert _transitions(EnergyVad(params, 24_000), chunks, mixed) == reference
+
+
+@pytest.mark.parametrize("vecdot", [True, False])
+def test_feed_pcm16_at_full_scale_and_positions(vecdot, monkeypatch):
+    if not vecdot:  # numpy < 2: the energies by squares and a product with ones
+        monkeypatch.setattr("standin.model.vad._vecdot", None)
+    rng = np.random.default_rng(5)
+    levels = np.repeat(rng.choice([300, 1100, 1200, 3000], 40), 2400)  # 100 ms at each level
+    noise = np.clip(rng.normal(0, 1, len(levels)) * levels, -32768, 32767).astype("<i2").tobytes()
+    reference = EnergyVad(VadParams(silence_duration_ms=200), 24_000)
+    fast = EnergyVad(VadParams(silence_duration_ms=200), 24_000)
+    expected = reference.feed(PCM.decode(noise))
+    assert len(expected) >= 3 and fast.feed_pcm16(noise) == expected
+    vad = EnergyVad(VadParams(silence_duration_ms=500), rate=24_000, start_ms=1000.0)
+    loud = np.full(24_000 * 300 // 1000, -32768, dtype="<i2").tobytes()
+    audio = pcm16_silence(300) + loud + pcm16_silence(700)
+    changes = []
+    for i in range(0, len(audio), 333):  # chunks that do not align with 10 ms frames
+        changes += vad.feed_pcm16(audio[i:i + 333])
+    assert changes == [SpeechStarted(1300.0), SpeechStopped(2100.0)]
+
+
+# -- the session: same events and records either way ------------------------------------------
+
+
+class _Hearing:
+    """A hearing model that reports how many samples it was given (the kept audio)."""
+
+    def hear(self, samples: np.ndarray, rate: int) -> str:
+        return f"{len(samples)} samples at {rate} Hz, sum {float(np.sum(np.abs(samples))):.6f}"
+
+
+def _session(fmt: str, hearing: bool) -> RealtimeSession:
+    session = RealtimeSession.create(model="gpt-realtime", wall_now=1_000_000.0,
+                                     config=ModelConfig(hearing=_Hearing() if hearing else None),
+                                     ids=IdFactory(random.Random(7)))
+    session.receive_event({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "input": {"format": {"type": fmt}, "transcription": {"model": "whisper-1"}}}}}, 0.0)
+    return session
+
+
+@pytest.mark.parametrize("fmt", ["audio/pcm", "audio/pcmu"])
+@pytest.mark.parametrize("hearing", [False, True])
+def test_text_appends_give_the_events_and_records_of_parsed_appends(fmt, hearing):
+    pcm = pcm16_silence(300) + pcm16_tone(600) + pcm16_silence(700) + pcm16_tone(900) + pcm16_silence(800)
+    data = pcm if fmt == "audio/pcm" else AudioFormat(fmt).encode(PCM.decode(pcm)[::3])
+    size = 960 if fmt == "audio/pcm" else 160
+    chunks = [data[i:i + size] for i in range(0, len(data), size)]
+    chunks[3] = chunks[3][:-1]  # an odd length
+    fast, full = _session(fmt, hearing), _session(fmt, hearing)
+    out_fast, out_full = [], []
+    for k, chunk in enumerate(chunks):
+        now = k * 0.02
+        audio = base64.b64encode(chunk).decode()
+        text = (compact if k % 2 else spaced)(audio)
+        assert bare_append(text) is not None
+        out_fast += fast.receive_text(text, now) + fast.handle_timer(now)
+        out_full += full.receive_event(json.loads(text), now) + full.handle_timer(now)
+    out_fast += fast.receive_text(compact("AAA"), 9.0)  # bad audio: the full path's error
+    out_full += full.receive_event({"type": APPEND, "audio": "AAA"}, 9.0)
+    assert [e["type"] for e in out_fast].count("input_audio_buffer.speech_stopped") == 2
+    assert [e["error"]["param"] for e in out_fast if e["type"] == "error"] == ["audio"]
+    assert out_fast == out_full
+    assert fast.received == full.received
+    assert fast.items == full.items
+
+
+def test_an_error_in_the_turn_an_append_ends_is_an_error_event_either_way(monkeypatch):
+    """A client error raised while the append's VAD ends a turn (here: planning the answer)
+    is an ``error`` event and the session lives on, by text or parsed alike."""
+    from standin.model.events import ClientError
+
+    def refuse(self, *args, **kwargs):
+        raise ClientError("invalid_value", "no answer today", "tools")
+
+    monkeypatch.setattr(RealtimeSession, "_start_response", refuse)
+    pcm = pcm16_silence(100) + pcm16_tone(400) + pcm16_silence(700)
+    fast, full = _session("audio/pcm", False), _session("audio/pcm", False)
+    out_fast, out_full = [], []
+    for k in range(0, len(pcm), 960):
+        text = compact(base64.b64encode(pcm[k:k + 960]).decode())
+        out_fast += fast.receive_text(text, k / 48_000)
+        out_full += full.receive_event(json.loads(text), k / 48_000)
+    assert [e["error"]["message"] for e in out_fast if e["type"] == "error"] == ["no answer today"]
+    assert out_fast == out_full

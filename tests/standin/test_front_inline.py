@@ -1,0 +1,204 @@
+"""The lean front's inline receiving (``rtfleet.inline_receive``, standin/front/lean.py and
+mux.py) over loopback: messages reach the app's handler or its task, never both, in the order
+sent; a failure in the handler is the app task's; the embedded server's sessions use it and
+still push back on a client that does not read."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import trio
+import trio.testing
+from trio_websocket import open_websocket_url
+from websockets.client import ClientProtocol
+from websockets.uri import parse_uri
+
+from standin import EmbeddedServer, ModelConfig
+from standin.front.lean import INLINE_RECEIVE, serve_front
+from standin.testing import pcm16_silence, pcm16_tone, split_chunks
+
+pytestmark = pytest.mark.skipif(not hasattr(__import__("select"), "epoll"),
+                                reason="inline receiving needs epoll (Linux)")
+
+
+def _app(log: list[tuple[str, str]], done: trio.Event, failures: list[BaseException]):
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        assert INLINE_RECEIVE in scope["extensions"]
+        await send({"type": "websocket.accept"})
+
+        def handler(text: str) -> bool:
+            if text == "boom":
+                raise ValueError("handler failed")
+            if text.startswith("slow"):
+                return False
+            log.append(("inline", text))
+            return True
+
+        await send({"type": INLINE_RECEIVE, "handler": handler})
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                log.append(("task", message.get("text") or message.get("bytes")))
+        except ValueError as exc:
+            failures.append(exc)
+            await send({"type": "websocket.close", "code": 1011})
+        finally:
+            done.set()
+    return app
+
+
+async def test_messages_reach_the_handler_or_the_task_in_the_order_sent(nursery):
+    log: list[tuple[str, str]] = []
+    done = trio.Event()
+    base = await nursery.start(serve_front, _app(log, done, []), "127.0.0.1", 0)
+    sent: list[str | bytes] = []
+    async with open_websocket_url(base.replace("http", "ws") + "/x") as ws:
+        for k in range(60):
+            message: str | bytes = f"m{k}"
+            if k % 7 == 3:
+                message = f"slow{k}"  # refused by the handler: the task gets it
+            elif k % 11 == 5:
+                message = f"b{k}".encode()  # binary: always the task's
+            sent.append(message)
+            await ws.send_message(message)
+            if k % 5 == 0:
+                await trio.sleep(0.005)  # some arrive alone, some together
+            if k == 30:
+                await ws.ping(b"p")  # a control frame among them
+    with trio.fail_after(10):
+        await done.wait()
+    assert [text for _, text in log] == sent
+    inline = {text for where, text in log if where == "inline"}
+    assert inline and all(isinstance(t, str) and not t.startswith("slow") for t in inline)
+    assert {text for where, text in log if where == "task"} >= {m for m in sent if isinstance(m, bytes)}
+
+
+async def _connected(base: str) -> tuple[ClientProtocol, trio.SocketStream]:
+    """A sans-I/O WebSocket client past its handshake with the front at ``base`` (trio-websocket
+    leaks its socket when the server closes first)."""
+    client = ClientProtocol(parse_uri(base.replace("http", "ws") + "/x"))
+    client.send_request(client.connect())
+    stream = await trio.open_tcp_stream("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    await stream.send_all(b"".join(client.data_to_send()))
+    with trio.fail_after(10):
+        while not client.events_received():  # the handshake's answer
+            client.receive_data(await stream.receive_some(65536))
+    return client, stream
+
+
+async def test_an_exception_in_the_handler_is_raised_in_the_apps_task(nursery):
+    log: list[tuple[str, str]] = []
+    done = trio.Event()
+    failures: list[BaseException] = []
+    base = await nursery.start(serve_front, _app(log, done, failures), "127.0.0.1", 0)
+    client, stream = await _connected(base)
+    async with stream:
+        with trio.fail_after(10):
+            for text in ("before", "boom", "after"):
+                client.send_text(text.encode())
+            await stream.send_all(b"".join(client.data_to_send()))
+            await done.wait()
+            while client.close_rcvd is None:
+                client.receive_data(await stream.receive_some(65536))
+    assert [str(f) for f in failures] == ["handler failed"]
+    assert log == [("inline", "before")]
+    assert client.close_rcvd.code == 1011
+
+
+@pytest.mark.parametrize("engine", ["lean", "hypercorn"])
+async def test_a_streaming_session_is_read_inline_with_the_same_turn(nursery, engine):
+    """The same turn whether the front reads inline (lean) or not (hypercorn)."""
+    server = EmbeddedServer(api_keys={"sk-inline"}, engine=engine)
+    await nursery.start(server.serve)
+    url = server.base_url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+    audio = pcm16_silence(300) + pcm16_tone(600) + pcm16_silence(700)
+    seen: list[str] = []
+    async with open_websocket_url(url, extra_headers=[(b"Authorization", b"Bearer sk-inline")]) as ws:
+        for chunk in split_chunks(audio, 20):
+            await ws.send_message(json.dumps({"type": "input_audio_buffer.append",
+                                              "audio": __import__("base64").b64encode(chunk).decode()}))
+        with trio.fail_after(20):
+            while "response.done" not in seen:
+                seen.append(json.loads(await ws.get_message())["type"])
+    assert seen[:4] == ["session.created", "input_audio_buffer.speech_started",
+                        "input_audio_buffer.speech_stopped", "input_audio_buffer.committed"]
+    record = server.connections[-1]
+    assert record.received == [{"type": "input_audio_buffer.append", "count": 80,
+                                "audio": f"<{80 * 1280} base64 chars>"}]
+    assert server.stats.client_events_received == 80
+
+
+@pytest.mark.parametrize("engine", ["lean", "hypercorn"])
+async def test_a_client_that_does_not_read_is_pushed_back_and_loses_nothing(nursery, engine):
+    """Text responses at full speed (pace 0) while the client reads nothing: once everything is
+    blocked, the server has stopped reading (fewer requests read than sent) with its queue held
+    near OUT_LIMIT; once the client reads, every response arrives whole and in order."""
+    server = EmbeddedServer(api_keys={"sk-inline"}, model_config=ModelConfig(pace=0.0), engine=engine)
+    await nursery.start(server.serve)
+    url = server.base_url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+    total = 600
+
+    def create(k: int) -> str:  # a large event_id fills the socket buffers in fewer requests
+        return json.dumps({"type": "response.create", "event_id": f"e{k}-" + "x" * 60_000, "response": {
+            "conversation": "none", "output_modalities": ["text"], "metadata": {"k": str(k)},
+            "input": [{"type": "message", "role": "user",
+                       "content": [{"type": "input_text", "text": "word " * 40}]}]}})
+
+    sent = [0]
+    async with open_websocket_url(url, extra_headers=[(b"Authorization", b"Bearer sk-inline")],
+                                  max_message_size=2**24) as ws:
+        async def send_all() -> None:
+            for k in range(total):
+                await ws.send_message(create(k))
+                sent[0] += 1
+
+        nursery.start_soon(send_all)
+        with trio.fail_after(60):
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        session = server.connections[-1].session
+        read = len(session.received)
+        assert 0 < read < total and sent[0] < total  # pushed back: nobody reads, nobody sends
+        queued = server.connections[-1]
+        assert queued.events_sent < read * 60  # the events of the requests read are not all out
+        done: list[str] = []
+        with trio.fail_after(120):
+            while len(done) < total:
+                event = json.loads(await ws.get_message())
+                assert event["type"] != "error", event
+                if event["type"] == "response.done":
+                    done.append(event["response"]["metadata"]["k"])
+    assert done == [str(k) for k in range(total)]
+
+
+async def test_sends_marked_more_are_written_with_the_next_plain_send(nursery):
+    release = trio.Event()
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        for k in range(3):
+            await send({"type": "websocket.send", "text": f"held{k}", "more": True})
+        await release.wait()
+        await send({"type": "websocket.send", "text": "flush"})
+        await receive()
+
+    base = await nursery.start(serve_front, app, "127.0.0.1", 0)
+    client, stream = await _connected(base)
+    async with stream:
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            peek = socket.socket(fileno=os.dup(stream.socket.fileno()))
+            with peek, pytest.raises(BlockingIOError):  # nothing was written for the held sends
+                peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            release.set()
+            texts: list[bytes] = []
+            while len(texts) < 4:
+                client.receive_data(await stream.receive_some(65536))
+                texts += [e.data for e in client.events_received()]
+    assert texts == [b"held0", b"held1", b"held2", b"flush"]
