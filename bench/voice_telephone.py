@@ -53,15 +53,9 @@ from actors.speech import synthesize, synthesize_g711  # noqa: E402
 from standin.hearing import Hearing  # noqa: E402
 from standin.model.rules import parse_rules  # noqa: E402
 from standin.sessions.phone_line import PhoneLineHearing  # noqa: E402
-from voice_recognition import CITIES, OFF, SAYINGS, rules_text  # noqa: E402
+from voice_recognition import OFF_NEAR, OFF_UNRELATED, VOICES, in_grammar, rules_text  # noqa: E402
 
-VARIANTS = [("en-us", 150), ("en-us", 190), ("en-gb", 150), ("en-gb", 190)]
-FLOORS = (-90.0, -80.0, -70.0, -60.0)
-
-
-def _targets() -> list[tuple[str, int]]:
-    return ([(f"what's the weather in {c}", 0) for c in CITIES]
-            + [(p, i + 1) for i, (_, p) in enumerate(SAYINGS)])[:25]
+FLOORS = (-80.0, -60.0)
 
 
 def _line(phrase: str, voice: str, rate: int, law: int | None, session_rate: int) -> tuple[np.ndarray, int]:
@@ -79,8 +73,8 @@ def _line(phrase: str, voice: str, rate: int, law: int | None, session_rate: int
 def _score(hearing, rules, law: int | None, session_rate: int) -> tuple[int, int, int, int, float]:
     right = total = false = off_total = 0
     cpu = audio_s = 0.0
-    for voice, rate in VARIANTS:
-        for phrase, index in _targets():
+    for voice, rate in VOICES:
+        for phrase, index in in_grammar():
             samples, at = _line(phrase, voice, rate, law, session_rate)
             t = time.process_time()
             heard = hearing.hear(samples, at)
@@ -90,9 +84,7 @@ def _score(hearing, rules, law: int | None, session_rate: int) -> tuple[int, int
             found = rules.answer(heard or "", {"get_weather"})
             right += found is not None and found[0].index == index and (
                 index != 0 or heard.casefold() == phrase.casefold())
-        for phrase in OFF:
-            if off_total == 50:
-                break
+        for phrase in OFF_UNRELATED + OFF_NEAR:
             samples, at = _line(phrase, voice, rate, law, session_rate)
             heard = hearing.hear(samples, at)
             off_total += 1

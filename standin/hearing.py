@@ -73,7 +73,7 @@ import numpy as np
 
 from actors.proto.audio import resample_rational
 
-__all__ = ["Hearing", "HearingUnavailable", "language_model", "pcm16_at_recognizer_rate", "RATE"]
+__all__ = ["Hearing", "HearingUnavailable", "language_model", "match_key", "pcm16_at_recognizer_rate", "RATE"]
 
 RATE = 16_000
 #: the 10 ms frames kept are those within this many dB of the loudest frame
@@ -89,6 +89,9 @@ PHRASE_COUNT = 100
 #: back-off mass of the language model (pocketsphinx.lm.ArpaBoLM's fixed discount)
 DISCOUNT = 0.2
 _MIN_S = 0.1
+#: words a transcript may lack or add and still be heard as the phrase (with a word's clitic
+#: ``'s``): over G.711 espeak-ng's unstressed words are often lost ("what weather in london")
+UNSTRESSED = frozenset({"the", "a", "an", "is", "it"})
 
 
 class HearingUnavailable(RuntimeError):
@@ -97,6 +100,15 @@ class HearingUnavailable(RuntimeError):
 
 def _words(phrase: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", phrase.casefold())
+
+
+def match_key(words: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """What must agree between a transcript and a phrase for the phrase to be heard: the words
+    less the `UNSTRESSED` ones and the clitic ``'s`` ("what's the weather in paris" and "what
+    weather in paris" agree; "i want my money" and "i want my money back" do not). A phrase of
+    nothing but such words ("it is") must be heard word for word."""
+    key = tuple(w for w in (w.removesuffix("'s") for w in words) if w not in UNSTRESSED)
+    return key or tuple(words)
 
 
 def language_model(phrases: list[list[str]], fillers: list[str]) -> str:
@@ -161,13 +173,16 @@ class Hearing:
         for word, line in _dictionary_lines():
             if word in wanted:
                 pronounced.setdefault(word, []).append(line)
-        #: the words decoded -> the phrase as the rules wrote it (its case and punctuation)
-        self._written: dict[tuple[str, ...], str] = {}
+        #: the phrases' words as decoded (those the dictionary has) -> the phrase as the rules
+        #: wrote it (its case and punctuation)
+        spoken: dict[tuple[str, ...], str] = {}
         for phrase in phrases:
             words = tuple(w for w in _words(phrase) if w in pronounced)
             if words:
-                self._written.setdefault(words, phrase)
-        arpa = language_model([list(w) for w in self._written], list(fillers))
+                spoken.setdefault(words, phrase)
+        #: match_key of the words decoded -> the phrase
+        self._written = {match_key(words): phrase for words, phrase in reversed(spoken.items())}
+        arpa = language_model([list(w) for w in spoken], list(fillers))
         # a dictionary of just these words: with the bundled one (134,000 words) pocketsphinx
         # takes ~7 s to set up the search
         with tempfile.TemporaryDirectory(prefix="rtfleet-hearing-") as tmp:
@@ -186,11 +201,15 @@ class Hearing:
         if pcm is None:
             return None
         decoder = self._decoder
+        # a fresh front end and cepstral mean for each utterance: pocketsphinx carries its noise
+        # estimate and mean from one utterance to the next, so that without this what one
+        # session said changed what the next utterance (any session's) was heard as
+        decoder.reinit_feat()
         decoder.start_utt()
         decoder.process_raw(pcm.tobytes(), full_utt=True)
         decoder.end_utt()
         hyp = decoder.hyp()
-        return self._written.get(tuple(hyp.hypstr.split())) if hyp is not None else None
+        return self._written.get(match_key(hyp.hypstr.split())) if hyp is not None else None
 
     def prepare(self, samples: np.ndarray, rate: int) -> np.ndarray | None:
         """``samples`` as the decoder takes them: 16 kHz PCM16, cut to the loud part, over a
