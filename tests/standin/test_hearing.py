@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.skipif(
     reason="needs the espeak-ng program (apt-get install espeak-ng) and pocketsphinx "
            "(pip install 'rtfleet[voice]')")
 
+RULES = Path(__file__).resolve().parents[2] / "scenarios" / "voice" / "weather-rules.yaml"
 PHRASES = ["What's the weather in Paris", "What's the weather in London", "book a table for two",
            "change my address", "turn off the lights", "I want my money back"]
 
@@ -97,6 +99,23 @@ def test_what_was_heard_before_does_not_change_what_is_heard(hearing):
     for other in others:
         hearing.hear(other, 24_000)
         assert hearing.hear(lights, 8_000) == alone
+
+
+@pytest.mark.parametrize("law", [0, 8], ids=["pcmu", "pcma"])
+@pytest.mark.parametrize("session_rate", [24_000, 8_000])
+def test_the_round_trip_question_on_a_call_is_heard_at_either_law_and_session_rate(law, session_rate):
+    """As a SIP call brings it: G.711 at 8 kHz, upsampled to 24 kHz for an audio/pcm session
+    (the SIP path's AudioConverter) or kept at 8 kHz for a G.711 session; heard as it comes,
+    with no line noise added (there was a -80 dBFS floor for the grammar recognizer)."""
+    from actors.proto.audio import AudioConverter, g711_decode
+    from actors.speech import synthesize_g711
+    from standin.voice_model import rules_model_config
+
+    config, _ = rules_model_config(RULES)
+    pcm8 = g711_decode(law, synthesize_g711("What's the weather in Paris?", law))
+    pcm = pcm8 if session_rate == 8_000 else AudioConverter(8000, 24000).process(pcm8)
+    samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+    assert config.hearing.hear(samples, session_rate) == "What's the weather in Paris"
 
 
 def test_silence_and_too_little_audio_are_heard_as_nothing(hearing):
