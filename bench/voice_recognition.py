@@ -137,6 +137,7 @@ def samples(text: str, voice: str, rate: int, g711: bool = False) -> tuple[np.nd
 class Tally:
     def __init__(self) -> None:
         self.right = self.total = self.false = self.off = 0
+        self.confused = 0  # in-grammar utterances heard as another phrase (not as nothing)
         self.cpu = self.audio_s = 0.0
         self.cpu_in: list[float] = []  # per in-grammar utterance
         self.audio_in: list[float] = []
@@ -171,6 +172,7 @@ def measure(hearing: Hearing, rules: Rules, variants: list[tuple[str, int]], g71
             if ok:
                 tally.heard_right.append((phrase, voice, rate))
             else:
+                tally.confused += heard is not None
                 tally.misses.append(f"{voice}/{rate}: {phrase!r} -> {heard!r}")
         for sentence in OFF_UNRELATED + OFF_NEAR:
             heard = tally.hear(hearing, *samples(sentence, voice, rate, g711))
@@ -180,7 +182,7 @@ def measure(hearing: Hearing, rules: Rules, variants: list[tuple[str, int]], g71
                 tally.misses.append(f"off-grammar {voice}/{rate}: {sentence!r} -> {heard!r}")
     total = Tally()
     for tally in tallies.values():
-        for name in ("right", "total", "false", "off", "cpu", "audio_s"):
+        for name in ("right", "total", "confused", "false", "off", "cpu", "audio_s"):
             setattr(total, name, getattr(total, name) + getattr(tally, name))
         total.cpu_in += tally.cpu_in
         total.audio_in += tally.audio_in
@@ -191,10 +193,11 @@ def measure(hearing: Hearing, rules: Rules, variants: list[tuple[str, int]], g71
 
 
 def print_quality(title: str, tallies: dict[str, Tally]) -> None:
-    print(f"\n{title}")
-    print(f"  {'voice rate':<18} {'right':>12} {'false':>12} {'CPU s/audio s':>14}")
+    print(f"\n{title}; as another: an in-grammar utterance heard as some other phrase (else a miss "
+          "is heard as nothing)")
+    print(f"  {'voice rate':<18} {'right':>12} {'as another':>10} {'false':>12} {'CPU s/audio s':>14}")
     for name, t in tallies.items():
-        print(f"  {name:<18} {t.right:>4}/{t.total:<3} {100 * t.right / t.total:3.0f}% "
+        print(f"  {name:<18} {t.right:>4}/{t.total:<3} {100 * t.right / t.total:3.0f}% {t.confused:>10} "
               f"{t.false:>4}/{t.off:<3} {100 * t.false / t.off:3.1f}% {t.cpu / t.audio_s:>10.3f}")
 
 
@@ -370,7 +373,8 @@ def sweep(rules_path: str, clips: list[Clip], counts: list[int] | None, duration
         r = live(rules_path, clips, n, duration)
         rows.append(r)
         print(f"  {n:>3} {r['answered']:>4}/{r['commits']:<4} {r['right']:>9} {1000 * r['p50']:>6.0f} "
-              f"{1000 * r['p95']:>6.0f} {1000 * r['max']:>6.0f} {1000 * r['late_p99']:>11.0f} "
+              f"{1000 * r['p95']:>6.0f} {1000 * r['max']:>6.0f} {1000 * r['first']:>5.0f}/{1000 * r['last']:<5.0f} "
+              f"{1000 * r['late_p99']:>11.0f} "
               f"{r['server_cpu_per_s']:>9.3f} {r['server_core']:>6.0%}/{r['client_core']:<6.0%} "
               f"{r['load_before']:>4.1f}/{r['load_after']:<4.1f} {'yes' if r['holds'] else 'no: ' + r['why']}",
               flush=True)
@@ -482,7 +486,8 @@ def main() -> None:
               f"utterance's phrase, every one within {BOUND_S:g} s, latency is not growing (last third's "
               f"median within 0.1 s of the first's) and the appends went out on time (p99 <= "
               f"{1000 * LATE_S:.0f} ms late)")
-        print(f"  {'N':>3} {'answered':>9} {'right':>9} {'p50 ms':>6} {'p95 ms':>6} {'max ms':>6} {'late p99 ms':>9} "
+        print(f"  {'N':>3} {'answered':>9} {'right':>9} {'p50 ms':>6} {'p95 ms':>6} {'max ms':>6} {'thirds ms':>11} "
+              f"{'late p99 ms':>9} "
               f"{'srv CPU/s':>8} {'srv/client core':>13} {'load':>9} holds")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "rules.yaml"
