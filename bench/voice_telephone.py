@@ -17,33 +17,39 @@ heard through (``standin/sessions/phone_line.py``, removed: see below).
 
 Not a test: prints figures and a SUMMARY line (~5 minutes on a quiet core). Rows are the same
 every run (synthesis and noise are seeded, and each utterance is heard afresh); CPU is the
-recognizer's process time. Measured on this 2-core box beside a soak (pocketsphinx 5.1.1,
-espeak-ng 1.51), hearing as of commit 07d4d01 (exact match, the decoder's state carried from
-one utterance to the next)::
+recognizer's process time. Measured on this 2-core box beside a soak (load average 2.5-3.4;
+pocketsphinx 5.1.1, espeak-ng 1.51), hearing as of this commit::
 
     path                                          in-grammar right  false matches  CPU s/s
-    wideband 24 kHz (WebSocket)                        97/100 ( 97%)     0/200 ( 0%)    0.038
-    pcmu call, session 24 kHz, bare                    73/100 ( 73%)     0/200 ( 0%)    0.065
-    pcmu call, session 24 kHz, line -80 dBFS           74/100 ( 74%)     0/200 ( 0%)    0.061
-    pcmu call, session 24 kHz, line -60 dBFS           72/100 ( 72%)     0/200 ( 0%)    0.055
-    pcmu call, session 8 kHz, bare                     78/100 ( 78%)     1/200 ( 0%)    0.041
-    pcmu call, session 8 kHz, line -80 dBFS            76/100 ( 76%)     2/200 ( 1%)    0.041
-    pcma call, session 24 kHz, bare                    73/100 ( 73%)     1/200 ( 0%)    0.055
-    pcma call, session 24 kHz, line -80 dBFS           72/100 ( 72%)     1/200 ( 0%)    0.056
-    pcma call, session 8 kHz, bare                     75/100 ( 75%)     2/200 ( 1%)    0.041
-    pcma call, session 8 kHz, line -80 dBFS            73/100 ( 73%)     3/200 ( 2%)    0.042
+    wideband 24 kHz (WebSocket)                       97/100 ( 97%)     0/200 ( 0%)    0.040
+    pcmu call, session 24 kHz, bare                   84/100 ( 84%)     0/200 ( 0%)    0.067
+    pcmu call, session 24 kHz, line -80 dBFS          81/100 ( 81%)     0/200 ( 0%)    0.064
+    pcmu call, session 8 kHz, bare                    83/100 ( 83%)     1/200 ( 0%)    0.041
+    pcmu call, session 8 kHz, line -80 dBFS           81/100 ( 81%)     1/200 ( 0%)    0.042
+    pcma call, session 24 kHz, bare                   80/100 ( 80%)     0/200 ( 0%)    0.071
+    pcma call, session 24 kHz, line -80 dBFS          78/100 ( 78%)     0/200 ( 0%)    0.075
+    pcma call, session 8 kHz, bare                    81/100 ( 81%)     1/200 ( 0%)    0.042
+    pcma call, session 8 kHz, line -80 dBFS           79/100 ( 79%)     2/200 ( 1%)    0.042
+
+Before (hearing as of commit 07d4d01: exact match, the decoder's state carried from one
+utterance to the next), the same rows were: wideband 97/0; pcmu 24 kHz bare 73/0, line -80
+74/0, line -60 72/0; pcmu 8 kHz bare 78/1, line -80 76/2; pcma 24 kHz bare 73/1, line -80
+72/1; pcma 8 kHz bare 75/2, line -80 73/3.
 
 The phone line's floor was for the grammar recognizer, which missed band-limited words padded
 with G.711's digital silence; the free-decode hearing trims that silence and lays its own floor
 30 dB under the speech, so a -80 (or -60) dBFS floor under it changes nothing beyond a few
-utterances either way, and it is gone. What G.711 loses is the band above 4 kHz, which the
-bundled 16 kHz model needs for fricatives ("what's the" is often heard as "what"). Tried, on
-µ-law at 8 kHz (right/100, false/200, exact match): bare 77/1; spectral mirroring of 0-4 kHz
-into 4-8 kHz 57-60/1; noise shaped by the 3-4 kHz envelope in 4-8 kHz 66-68/1; extra noise in
-4-8 kHz only 72-73/0; the hearing's floor 22/38/45 dB under the speech 74/2, 65/1, 59/0;
-language weight 9 and 12 (default 6.5) 81/4, 83/5; undoing the SIP path's 24 kHz upsampling
-first 70/1. What helped is matching a transcript to a phrase up to its unstressed words
-(`standin.hearing.match_key`: 77/1 -> 84/1, wideband unchanged).
+utterances (now 2-3 fewer right on every path), and it is gone. What G.711 loses is the band
+above 4 kHz, which the bundled 16 kHz model needs for fricatives ("what's the" is often heard
+as "what"). Tried, on µ-law at 8 kHz (right/100, false/200; exact match, the decoder's state
+carried over as it then was): bare 77/1; spectral mirroring of 0-4 kHz into 4-8 kHz 57-60/1;
+noise shaped by the 3-4 kHz envelope in 4-8 kHz 66-68/1; extra noise in 4-8 kHz only
+72-73/0; the hearing's floor 22/38/45 dB under the speech 74/2, 65/1, 59/0; language weight 9
+and 12 (default 6.5) 81/4, 83/5; undoing the SIP path's 24 kHz upsampling first 70/1. What
+helped is matching a transcript to a phrase up to its unstressed words
+(`standin.hearing.match_key`) with each utterance heard afresh: 83/1 (wideband unchanged).
+G.711 stays short of wideband: the misses left are acoustic ("set an alarm for refund",
+"check my mom"), and 3 of them are another city of the weather rule.
 """
 
 from __future__ import annotations
