@@ -149,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "echo model [RTFLEET_MODEL_RULES]")
     serve.add_argument("--voice", default=_env("voice", "tone"), metavar="tone|speech[:VOICE]",
                        help="how answers sound: 'tone' (a 440 Hz tone, the cheap default for "
-                            "load), 'speech' (the words spoken by the espeak-ng program; "
-                            "'speech:en-gb' picks an espeak-ng voice) [RTFLEET_VOICE]")
+                            "load), 'speech' (the words spoken by the espeak-ng program, each "
+                            "session's voice as its own espeak-ng voice; 'speech:en-gb' makes one "
+                            "espeak-ng voice speak for all) [RTFLEET_VOICE]")
     _serve_extras(serve)
     return parser
 

@@ -8,7 +8,10 @@ every call) on SIGTERM, on SIGINT, or, with ``--exit-on-stdin-eof``, when its st
 
 The standard key comes from ``--api-key`` or ``RTFLEET_SERVER_API_KEY`` (required; never
 printed). ``--webrtc on|off|auto`` (default ``auto``: the trio-asyncio loop opens on the first
-call); ``--demo-token`` (or ``RTFLEET_DEMO_TOKEN``) enables ``/demo``.
+call); ``--demo-token`` (or ``RTFLEET_DEMO_TOKEN``) enables ``/demo``. ``--voice
+tone|speech[:VOICE]`` (or ``RTFLEET_VOICE``) is ``rtfleet serve --voice``: answers sound as the
+440 Hz tone (default) or as espeak-ng's speech of their words; a bad value or a missing
+espeak-ng exits 2 before listening, saying why.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import trio
 
 from standin.model.realtime import ModelConfig
 from standin.server import EmbeddedServer
+from standin.speech import SpeechError, SpeechVoice, voice_from_option
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,14 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pace", type=float, default=1.0, help="model audio pace (0: no pacing)")
     parser.add_argument("--rtc-dtx", choices=("on", "off"), default="on",
                         help="WebRTC calls send no audio while the model is silent (default on)")
+    parser.add_argument("--voice", default=os.environ.get("RTFLEET_VOICE", "tone"), metavar="tone|speech[:VOICE]",
+                        help="how answers sound: 'tone' (440 Hz, the default), 'speech' (espeak-ng; "
+                             "'speech:en-gb' picks its voice), as rtfleet serve --voice [RTFLEET_VOICE]")
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     return parser
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, voice: SpeechVoice | None) -> None:
     server = EmbeddedServer(
         api_keys={args.api_key}, webrtc={"auto": None, "on": True, "off": False}[args.webrtc],
-        demo_token=args.demo_token, model_config=ModelConfig(pace=args.pace),
+        demo_token=args.demo_token, model_config=ModelConfig(pace=args.pace, voice=voice),
         rtc_dtx=args.rtc_dtx == "on",
     )
     async with trio.open_nursery() as nursery:
@@ -72,7 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.api_key:
         print("error: --api-key or RTFLEET_SERVER_API_KEY is required", file=sys.stderr)
         return 2
-    trio.run(_serve, args)
+    try:
+        voice = voice_from_option(args.voice)
+    except (ValueError, SpeechError) as exc:
+        print(f"error: --voice: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_serve, args, voice)
+    finally:
+        if voice is not None:
+            voice.close()
     return 0
 
 

@@ -14,6 +14,11 @@ Answers are cached per (text, espeak voice, rate, format), least recently used f
 sessions at once is synthesized once. Rates come in words a minute, rounded to 10 (the rules'
 drawn words per second, so that the cache is shared), within espeak-ng's 80-450.
 
+Which espeak-ng voice speaks: with ``speech``, each session's own ``voice`` (``alloy``, ``ash``,
+…) picks one through `SESSION_VOICES`, the same one every time and a different one for each
+of the service's ten voices (a name not listed speaks ``en-us``); with ``speech:VOICE``, VOICE
+speaks for every session.
+
 `voice_from_option` reads the ``tone`` / ``speech`` / ``speech:VOICE`` option (``VOICE`` an
 espeak-ng voice such as ``en-gb`` or ``en-us+f3``) and checks that espeak-ng speaks it, raising
 `SpeechUnavailable` (what to install) or `SpeechFailed` (an unknown voice). A synthesis that
@@ -42,7 +47,7 @@ from actors.speech import (
 )
 from standin.model.audio import PCM_24K, AudioFormat
 
-__all__ = ["SpeechVoice", "voice_from_option", "VOICE_CHOICES", "SpeechError", "SpeechFailed",
+__all__ = ["SpeechVoice", "voice_from_option", "SESSION_VOICES", "VOICE_CHOICES", "SpeechError", "SpeechFailed",
            "SpeechUnavailable"]
 
 log = logging.getLogger(__name__)
@@ -52,12 +57,22 @@ INSTALL = ("the speaking stand-in (--voice speech) needs the espeak-ng program: 
            "espeak-ng (macOS: brew install espeak-ng); pip install 'rtfleet[voice]' adds hearing")
 _Key = tuple[str, str, int, str]
 
+#: the espeak-ng voice that speaks for each of the service's voices (a session's
+#: ``audio.output.voice``) under ``--voice speech``: all distinct; the Realtime default, alloy,
+#: keeps espeak-ng's default; female voices take espeak-ng's female variants (+f)
+SESSION_VOICES: dict[str, str] = {
+    "alloy": DEFAULT_VOICE, "ash": "en-us+m3", "ballad": "en+m2", "coral": "en-us+f2",
+    "echo": "en-us+m7", "sage": "en+f3", "shimmer": "en-us+f4", "verse": "en-gb-x-rp",
+    "marin": "en-us+f1", "cedar": "en-gb-scotland",
+}  # (espeak-ng 1.51 ignores a variant after "en-gb": "en-gb+f3" speaks as "en-gb"; "en+f3" does not)
+
 
 class SpeechVoice:
-    """espeak-ng speaking ``voice`` at ``rate`` words a minute (unless a response asks for
-    another rate), with a bounded cache of what it said."""
+    """espeak-ng speaking ``voice`` (None: each session's voice through `SESSION_VOICES`) at
+    ``rate`` words a minute (unless a response asks for another rate), with a bounded cache of
+    what it said."""
 
-    def __init__(self, voice: str = DEFAULT_VOICE, rate: int = DEFAULT_RATE, *,
+    def __init__(self, voice: str | None = None, rate: int = DEFAULT_RATE, *,
                  cache_bytes: int = 32 << 20, workers: int = 2) -> None:
         self.voice, self.rate, self.cache_bytes = voice, rate, cache_bytes
         self._cache = BytesLRU(cache_bytes)
@@ -71,11 +86,12 @@ class SpeechVoice:
     def cached_bytes(self) -> int:
         return self._cache.size
 
-    def prepare(self, text: str, fmt: AudioFormat, wpm: float | None = None) -> Callable[[], bytes | None]:
-        """Start speaking ``text``; the callable gives its audio in ``fmt`` (waiting for it),
-        or None if synthesis failed."""
+    def prepare(self, text: str, fmt: AudioFormat, wpm: float | None = None,
+                session_voice: str | None = None) -> Callable[[], bytes | None]:
+        """Start speaking ``text`` for a session whose voice is ``session_voice``; the callable
+        gives its audio in ``fmt`` (waiting for it), or None if synthesis failed."""
         rate = self.rate_for(wpm)
-        key = (text, self.voice, rate, fmt.type)
+        key = (text, self.espeak_voice(session_voice), rate, fmt.type)
         with self._lock:
             audio = self._cache.get(key)
             if audio is not None:
@@ -88,6 +104,12 @@ class SpeechVoice:
             else:
                 self.hits += 1
         return lambda: self._wait(future, text)
+
+    def espeak_voice(self, session_voice: str | None) -> str:
+        """The espeak-ng voice speaking for a session whose voice is ``session_voice``."""
+        if self.voice is not None:
+            return self.voice
+        return SESSION_VOICES.get(session_voice or "", DEFAULT_VOICE)
 
     def rate_for(self, wpm: float | None) -> int:
         """The espeak-ng rate speaking at ``wpm`` (None: the voice's own)."""
@@ -138,9 +160,9 @@ def voice_from_option(option: str | None) -> SpeechVoice | None:
     kind, _, voice = name.partition(":")
     if kind != "speech" or (_ and not voice.strip()):
         raise ValueError(f"unknown voice {option!r}: expected {VOICE_CHOICES}")
-    voice = voice.strip() or DEFAULT_VOICE
+    voice = voice.strip() or None
     try:
-        synthesize("ok", voice=voice, lead_ms=0, trail_ms=0, cache=False)
+        synthesize("ok", voice=voice or DEFAULT_VOICE, lead_ms=0, trail_ms=0, cache=False)
     except SpeechUnavailable:
         raise SpeechUnavailable(INSTALL) from None
     return SpeechVoice(voice)

@@ -405,7 +405,9 @@ class LiveSession:
             timing = self.config.rules.timing_of(rule)
             first = now + timing.first_audio.draw(self._rng) * self.config.pace
             wps = timing.words_per_second.draw(self._rng)
-        spoken = answer_audio(self.config.voice, self._tone, self._fmt, text, words, self.config.chunk_ms, wps)
+        voice = self.session["audio"]["output"].get("voice")
+        spoken = answer_audio(self.config.voice, self._tone, self._fmt, text, words, self.config.chunk_ms, wps,
+                              voice if isinstance(voice, str) else None)
         if not isinstance(spoken, Utterance):
             spoken = spoken()  # Live schedules the whole answer now: wait for the speech
         at = max(first, self._busy_until)

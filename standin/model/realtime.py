@@ -502,8 +502,9 @@ class RealtimeSession:
             wps = timing.words_per_second.draw(self._rng) if modality == "audio" else None
         audio: Utterance | Pending | None = None
         if modality == "audio" and isinstance(reply, str):
+            voice = self.session["audio"]["output"].get("voice")
             audio = answer_audio(self.config.voice, self._tone, cfg.output_format(self.session), reply,
-                                 words, self.config.chunk_ms, wps)
+                                 words, self.config.chunk_ms, wps, voice if isinstance(voice, str) else None)
             self.audio_output_started = True
         output = self.session["audio"]["output"]
         response = {

@@ -80,14 +80,14 @@ def speech_utterance(audio: bytes, fmt: AudioFormat, words: list[str], chunk_ms:
 
 
 def answer_audio(voice: Any, tone: Tone, fmt: AudioFormat, text: str, words: list[str], chunk_ms: int,
-                 wps: float | None) -> Utterance | Pending:
+                 wps: float | None, session_voice: str | None = None) -> Utterance | Pending:
     """An answer's audio: ``tone`` for ``1 / wps`` a word (None: ``chunk_ms`` a word, the echo
-    model), or with a ``voice`` (``standin.speech.SpeechVoice``) its speech being synthesized,
-    the tone if synthesis fails."""
+    model), or with a ``voice`` (``standin.speech.SpeechVoice``) its speech being synthesized
+    in the espeak-ng voice for the session's ``session_voice``, the tone if synthesis fails."""
     word_ms = chunk_ms if wps is None else round(1000 / wps)
     if voice is None:
         return tone_utterance(tone, fmt, words, chunk_ms, word_ms)
-    speech = voice.prepare(text, fmt, None if wps is None else wps * 60)
+    speech = voice.prepare(text, fmt, None if wps is None else wps * 60, session_voice)
 
     def resolve() -> Utterance:
         audio = speech()

@@ -44,7 +44,6 @@ from actors.sip_shell import SipAgentShell, udp_socket
 from standin.model.events import ClientError, IdFactory
 from standin.model.live import LIVE_MODELS, LiveSession
 from standin.model.realtime import RealtimeSession
-from standin.sessions.phone_line import phone_line_config
 from standin.sessions.sip_call import SipMediaCall
 from standin.keys.webhooks import WebhookSender, call_incoming_event
 
@@ -239,7 +238,7 @@ class SipUas(SipAgentShell):
         model = (config or {}).get("model") or server.default_model
         try:
             session = RealtimeSession.create(model=model, wall_now=server.clock(),
-                                             config=phone_line_config(server.model_config),
+                                             config=server.model_config,
                                              ids=IdFactory(),
                                              initial=config, transport="sip")
         except ClientError as exc:
@@ -251,7 +250,7 @@ class SipUas(SipAgentShell):
         body ``{"session": {...}}``): the call's model is a started Live session."""
         call = self._pending(self.call_id_of(live_id))
         server = self.server
-        session = LiveSession(phone_line_config(server.model_config), IdFactory(), server.clock(),
+        session = LiveSession(server.model_config, IdFactory(), server.clock(),
                               transport="sip",
                               models=None if server.models is None else server.models | LIVE_MODELS)
         refused = session.start_for_call(config, live_id, trio.current_time())

@@ -61,8 +61,8 @@ def test_the_stand_in_speaks_its_answer_over(transport, turn_detection, tmp_path
     spoken: list[tuple[str, str, int]] = []
     prepare = SpeechVoice.prepare
 
-    def recorded(self, text, fmt, wpm=None):
-        get = prepare(self, text, fmt, wpm)
+    def recorded(self, text, fmt, wpm=None, session_voice=None):
+        get = prepare(self, text, fmt, wpm, session_voice)
 
         def audio():
             data = get()

@@ -44,15 +44,15 @@ def _copy(tmp_path: Path, replace: tuple[str, str] | None = None) -> Path:
 
 @pytest.fixture
 def spoken(monkeypatch):
-    """What the stand-in's voice spoke: text -> (audio, format, espeak-ng rate)."""
+    """What the stand-in's voice spoke: text -> (audio, format, espeak-ng rate, espeak-ng voice)."""
     said: dict = {}
     prepare = SpeechVoice.prepare
 
-    def recorded(self, text, fmt, wpm=None):
-        get = prepare(self, text, fmt, wpm)
+    def recorded(self, text, fmt, wpm=None, session_voice=None):
+        get = prepare(self, text, fmt, wpm, session_voice)
 
         def audio():
-            said[text] = (get(), fmt, self.rate_for(wpm))
+            said[text] = (get(), fmt, self.rate_for(wpm), self.espeak_voice(session_voice))
             return said[text][0]
         return audio
     monkeypatch.setattr(SpeechVoice, "prepare", recorded)
@@ -72,8 +72,9 @@ def test_a_spoken_question_is_heard_calls_the_tool_and_the_answer_checks_pass(tm
     # the stand-in spoke its answer: espeak-ng's speech of exactly those words, at a speaking rate
     said = "It is sunny, 21 degrees in Paris today."
     assert list(spoken) == [said]
-    audio, fmt, rate = spoken[said]
-    assert audio == to_format(synthesize(said, rate=rate, lead_ms=0, trail_ms=0), fmt)
+    audio, fmt, rate, espeak = spoken[said]
+    assert espeak == "en-us"  # the session's voice is the default, alloy
+    assert audio == to_format(synthesize(said, voice=espeak, rate=rate, lead_ms=0, trail_ms=0), fmt)
     samples = fmt.decode(audio)
     voiced = np.flatnonzero(np.abs(samples) > 0.01)
     seconds = (voiced[-1] - voiced[0]) / fmt.rate

@@ -19,7 +19,8 @@ from standin.model.live import LiveSession
 from standin.model.events import IdFactory
 from standin.model.realtime import ModelConfig, RealtimeSession
 from standin.model.rules import parse_rules
-from standin.speech import SpeechUnavailable, SpeechVoice, to_format, voice_from_option
+from standin.model.config import VOICES
+from standin.speech import SESSION_VOICES, SpeechUnavailable, SpeechVoice, to_format, voice_from_option
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                 reason="needs the espeak-ng program (apt-get install espeak-ng)")
@@ -133,9 +134,41 @@ def test_a_live_answer_and_a_rules_delegation_are_spoken(voice):
     said = "It is sunny in Paris today."
     assert "".join(e["delta"] for _, e in events if e["type"] == "session.output_transcript.delta") == said
     chunks = [(t, base64.b64decode(e["delta"])) for t, e in events if e["type"] == "session.output_audio.delta"]
-    assert b"".join(c for _, c in chunks) == synthesize(said, rate=150, lead_ms=0, trail_ms=0)
+    # Live's default voice, marin, speaks as its espeak-ng voice
+    assert b"".join(c for _, c in chunks) == synthesize(said, voice=SESSION_VOICES["marin"], rate=150,
+                                                         lead_ms=0, trail_ms=0)
     assert [t for t, _ in chunks] == pytest.approx([1.3 + 0.1 * k for k in range(len(chunks))], abs=1e-6)
     assert session.history[-1] == {"role": "assistant", "text": said}
+
+
+def test_each_of_the_services_voices_speaks_as_its_own_espeak_ng_voice():
+    assert set(SESSION_VOICES) == set(VOICES)
+    spoken = {name: synthesize("hello there", voice=espeak, lead_ms=0, trail_ms=0, cache=False)
+              for name, espeak in SESSION_VOICES.items()}
+    assert len(set(spoken.values())) == len(VOICES)  # ten voices, ten different speeches
+    assert SESSION_VOICES["alloy"] == "en-us"  # the Realtime default keeps espeak-ng's default
+
+
+@pytest.mark.parametrize("option, session_voice, espeak", [
+    ("speech", "coral", SESSION_VOICES["coral"]),
+    ("speech", "cedar", SESSION_VOICES["cedar"]),
+    ("speech", "a-custom-voice", "en-us"),        # not one of the service's: espeak-ng's default
+    ("speech:en-gb-x-rp", "coral", "en-gb-x-rp"),  # a voice named in the option speaks for all
+])
+def test_a_realtime_session_is_answered_in_the_espeak_voice_of_its_own_voice(option, session_voice, espeak):
+    voice = voice_from_option(option)
+    try:
+        session = RealtimeSession.create(model="gpt-realtime", wall_now=0.0, config=_config(voice))
+        session.receive_event({"type": "session.update", "session": {"type": "realtime", "audio": {
+            "output": {"voice": session_voice}, "input": {"turn_detection": None}}}}, 0.0)
+        session.receive_event({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": "book a table"}]}}, 0.0)
+        session.receive_event({"type": "response.create"}, 0.0)
+        events = _run(session)
+    finally:
+        voice.close()
+    audio = b"".join(base64.b64decode(e["delta"]) for _, e in events if e["type"] == "response.output_audio.delta")
+    assert audio == synthesize(ANSWER, voice=espeak, rate=150, lead_ms=0, trail_ms=0)
 
 
 def test_the_tone_stays_the_default_and_speech_is_cached_within_a_byte_bound():
