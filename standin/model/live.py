@@ -39,13 +39,16 @@ name and arguments stay in the rules) and the result appended for it is answered
 rule's ``then`` (``$output`` = the result). The rules' timing (``timing.py``) delays the first
 audio and the delegation and paces the words. ``ModelConfig.hearing`` recognizes each heard
 utterance (else ``"audio of N ms"``); ``ModelConfig.voice`` speaks the answers
-(``utterance.py``; on Live the speech is synthesized when the answer is planned, waiting for it).
+(``utterance.py``; its speech is synthesized from when the answer is planned and taken when its
+first audio is due, so the time to first audio hides the synthesis: a session's event loop waits
+only for speech that is not ready by then).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import heapq
 import itertools
 import json
@@ -102,10 +105,14 @@ class LiveSession:
     _fmt: AudioFormat = PCM_24K
     _vad: EnergyVad | None = None
     _speech_ms: float | None = None
-    _scheduled: list[tuple[float, int, Event]] = attrs.field(factory=list)
+    #: (due, order, event); a callable in place of the event is an answer whose speech is
+    #: taken when due (`_speak_next`)
+    _scheduled: list[tuple[float, int, Any]] = attrs.field(factory=list)
     _seq: itertools.count = attrs.field(factory=itertools.count)
     _tone: Tone = attrs.field(factory=Tone)
     _busy_until: float = 0.0
+    #: answers whose speech is being synthesized, in order: (first audio due, words, pending)
+    _speaking: collections.deque[tuple[float, list[str], Any]] = attrs.field(factory=collections.deque)
     _delegations: set[str] = attrs.field(factory=set)
     #: delegations made by a rule's ``call``: id -> (the rule, its template fields)
     _delegated_by: dict[str, tuple[Rule, dict[str, Any]]] = attrs.field(factory=dict)
@@ -192,7 +199,11 @@ class LiveSession:
     def handle_timer(self, now: float) -> list[Event]:
         out = []
         while self._scheduled and self._scheduled[0][0] <= now:
-            out.append(heapq.heappop(self._scheduled)[2])
+            item = heapq.heappop(self._scheduled)[2]
+            if callable(item):
+                item()  # schedules the answer's chunks (some may be due now: the loop sends them)
+            else:
+                out.append(item)
         return out
 
     def expired(self) -> list[Event]:
@@ -408,9 +419,25 @@ class LiveSession:
         voice = self.session["audio"]["output"].get("voice")
         spoken = answer_audio(self.config.voice, self._tone, self._fmt, text, words, self.config.chunk_ms, wps,
                               voice if isinstance(voice, str) else None)
-        if not isinstance(spoken, Utterance):
-            spoken = spoken()  # Live schedules the whole answer now: wait for the speech
-        at = max(first, self._busy_until)
+        if isinstance(spoken, Utterance) and not self._speaking:
+            self._say(spoken, words, max(first, self._busy_until))
+            return
+        self._speaking.append((first, words, spoken))
+        if len(self._speaking) == 1:
+            self._at(max(first, self._busy_until), self._speak_next)
+
+    def _speak_next(self) -> None:
+        """The first queued answer's audio is due: take its speech (waiting only if it is not
+        synthesized yet), schedule it, and the next queued answer after it."""
+        first, words, spoken = self._speaking.popleft()
+        self._say(spoken if isinstance(spoken, Utterance) else spoken(), words,
+                  max(first, self._busy_until))
+        if self._speaking:
+            self._at(max(self._speaking[0][0], self._busy_until), self._speak_next)
+
+    def _say(self, spoken: Utterance, words: list[str], at: float) -> None:
+        """Schedule ``spoken`` from ``at``: each chunk after the transcript deltas of the words
+        starting in it; the session is busy until its end."""
         word = 0
         for index, chunk in enumerate(spoken.chunks):
             start, duration = self._ms(at), spoken.durations[index]
@@ -433,6 +460,7 @@ class LiveSession:
             return []
         self.closing = True
         self._scheduled.clear()
+        self._speaking.clear()
         session = dict(self.session) if self.session else {
             "id": self.ids.new("sess_live"), "expires_at": int(self.wall_now), "model": "unknown",
             "status": "active"}

@@ -228,3 +228,44 @@ def test_the_echo_model_speaks_too_and_truncation_keeps_the_words_played(voice):
                                  "content_index": 0, "audio_end_ms": 700}, 10.0)
     assert [e["type"] for e in out] == ["conversation.item.truncated"]
     assert session.conversation.get(item["id"])["content"][0]["transcript"] == kept
+
+
+class _GatedVoice(SpeechVoice):
+    """The real voice, whose synthesis starts only once ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.gate = threading.Event()
+
+    def _synthesize(self, key, fmt):
+        self.gate.wait(30)
+        return super()._synthesize(key, fmt)
+
+
+def test_a_live_answer_is_planned_without_waiting_for_its_speech_and_answers_queue_in_order():
+    voice = _GatedVoice()
+    try:
+        session = LiveSession(_config(voice), IdFactory(), 0.0)
+        session.receive_text('{"type": "session.start", "session": {"model": "gpt-live-1"}}', 0.0)
+        for text in ("book a table", "a table, book it"):
+            # planning returns while the speech is not synthesized (it would wait on the gate)
+            out = session.receive_text('{"type": "session.commentary.append", "content": "%s"}' % text, 0.0)
+            assert [e["type"] for e in out] == ["session.commentary.appended"]
+        assert not voice.gate.is_set() and voice.synthesized == 0
+        voice.gate.set()  # the speech is taken when the first audio is due (0.3 s)
+        events = _run(session)
+    finally:
+        voice.close()
+    chunks = [(t, base64.b64decode(e["delta"])) for t, e in events if e["type"] == "session.output_audio.delta"]
+    speech = synthesize(ANSWER, voice=SESSION_VOICES["marin"], rate=150, lead_ms=0, trail_ms=0)
+    assert b"".join(c for _, c in chunks) == speech + speech  # both spoken, neither the tone
+    # from 0.3 s each chunk follows the one before by its length: the second answer starts
+    # where the first ends (no gap, no overlap)
+    ends = [0.3]
+    for _, chunk in chunks[:-1]:
+        ends.append(ends[-1] + len(chunk) / 48_000)
+    assert [t for t, _ in chunks] == pytest.approx(ends, abs=1e-3)  # durations in whole ms
+    said = "".join(e["delta"] for _, e in events if e["type"] == "session.output_transcript.delta")
+    assert said == ANSWER + ANSWER
