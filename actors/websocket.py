@@ -49,6 +49,7 @@ from actors.credentials import Secret, redact
 from actors.endpoint import Endpoint, OpenAIEndpoint, realtime_ws_url, ws_url
 from actors.events import EventKind
 from actors.exits import ActorExit, ExitReason, live_closed_exit
+from actors.http import SharedHttpClient
 from actors.inbound import InboundState, end_quiet_answers, handle_incoming
 from actors.link import SessionLink
 from actors.proto.realtime.events import encode_client_event
@@ -94,6 +95,9 @@ class ConnectParams:
     #: protocol under trio, :mod:`actors.wsconn`; the default, about a quarter of the CPU per
     #: message) or ``"trio-websocket"`` (wsproto). Same behaviour; see ``bench/ws_fleet.py``.
     engine: str = attrs.field(default="websockets", validator=attrs.validators.in_(("websockets", "trio-websocket")))
+    #: the HTTP client for a WebRTC connection's SDP offer (a fleet's, kept for its lifetime);
+    #: None: one made for the request (~50 ms of CPU each: an SSL context)
+    http: SharedHttpClient | None = attrs.field(default=None, eq=False, repr=False)
 
 
 def live_ws_url(base: str, attach: str | None = None) -> str:
