@@ -57,8 +57,8 @@ class SessionLink:
     _restore_seen: Any = attrs.field(default=None, init=False)
     #: set when a Live answer is open (its end is found by output quiet: actors.inbound)
     answer_opened: trio.Event = attrs.field(factory=trio.Event, init=False)
-    #: the current connection's direct writer (see :meth:`write_now`); None: none
-    _direct_writer: Callable[[list[dict[str, Any]] | None], None] | None = attrs.field(default=None, init=False)
+    #: the current connection's direct writer (see :meth:`attach_writer`); None: none
+    _direct_writer: Callable[[dict[str, Any] | None], None] | None = attrs.field(default=None, init=False)
     #: when :meth:`send_nowait` last wrote an append directly (trio clock)
     _last_direct: float = attrs.field(default=-math.inf, init=False)
 
@@ -103,7 +103,7 @@ class SessionLink:
                 ready = self.core.write_audio_now(event)
                 if ready is not None:
                     self._last_direct = now
-                    writer([ready])
+                    writer(ready)
                     return
         for notice in self.core.submit(event):
             self.emit(EventKind.DROPPED, notice)
@@ -122,14 +122,29 @@ class SessionLink:
 
     def send_now(self, event: dict[str, Any]) -> None:
         """Queue a client event and write what is queued at once, from the calling task
-        (:meth:`write_now`): the audio clock's path, one write per due frame and no task
-        switch. Raises ``QueueFull`` like :meth:`send_nowait` (never for audio)."""
+        (:meth:`write_now`): one write and no task switch. Raises ``QueueFull`` like
+        :meth:`send_nowait` (never for audio)."""
         writer = self._direct_writer
         if writer is not None:
             ready = self.core.write_audio_now(event)  # an append with nothing queued before it
             if ready is not None:
-                writer([ready])
+                writer(ready)
                 return
+        self._submit_and_write(event, writer)
+
+    def send_audio_now(self, audio: str) -> None:
+        """:meth:`send_now` of one ``input_audio_buffer.append`` of ``audio`` (base64 text):
+        the audio clock's path, which builds the event only once."""
+        writer = self._direct_writer
+        if writer is not None:
+            ready = self.core.write_append_now(audio)
+            if ready is not None:
+                writer(ready)
+                return
+        self._submit_and_write({"type": _APPEND, "audio": audio}, writer)
+
+    def _submit_and_write(self, event: dict[str, Any],
+                          writer: Callable[[dict[str, Any] | None], None] | None) -> None:
         for notice in self.core.submit(event):
             self.emit(EventKind.DROPPED, notice)
         if writer is None:
@@ -147,9 +162,9 @@ class SessionLink:
         else:
             writer(None)
 
-    def attach_writer(self, writer: Callable[[list[dict[str, Any]] | None], None] | None) -> None:
+    def attach_writer(self, writer: Callable[[dict[str, Any] | None], None] | None) -> None:
         """The actor installs its connection's direct writer once connected, and removes it
-        (None) before the connection closes. The writer writes the events it is given (already
+        (None) before the connection closes. The writer writes the event it is given (already
         taken from the core), or with None what :meth:`take_outgoing` gives."""
         self._direct_writer = writer
 

@@ -299,16 +299,13 @@ def _closed_exit(exc: "ConnectionClosed | WsClosed", state: InboundState) -> Act
     return ActorExit.from_close(code, detail)
 
 
-def _write_queued(link: SessionLink, ws: WsConnection, echo_audio: bool,
-                  events: list[dict[str, Any]] | None = None) -> bool:
-    """Write ``events`` (taken from the core already), or what the link has queued, now,
-    from the calling task, in one write (no task switch, no wait); True when the socket took
-    it all, False when some is left for ``ws.drain()``. Raises :class:`WsClosed` if the
-    connection is closed."""
-    if events is None:
-        events = link.take_outgoing()
-        if not events:
-            return True
+def _write_queued(link: SessionLink, ws: WsConnection, echo_audio: bool) -> bool:
+    """Write what the link has queued now, from the calling task, in one write (no task
+    switch, no wait); True when the socket took it all, False when some is left for
+    ``ws.drain()``. Raises :class:`WsClosed` if the connection is closed."""
+    events = link.take_outgoing()
+    if not events:
+        return True
     done = ws.write_texts([encode_client_event(event) for event in events])
     emit = link.emit
     for event in events:
@@ -319,11 +316,19 @@ def _write_queued(link: SessionLink, ws: WsConnection, echo_audio: bool,
 
 def _write_now(link: SessionLink, ws: WsConnection, state: InboundState,
                finish: Callable[[ActorExit], None], echo_audio: bool,
-               events: list[dict[str, Any]] | None) -> None:
-    """The link's direct writer (:meth:`SessionLink.write_now`): what the socket does not
-    take at once is left to the writer task, which waits for it to drain."""
+               event: dict[str, Any] | None) -> None:
+    """The link's direct writer (:meth:`SessionLink.attach_writer`): ``event`` (taken from
+    the core already; the audio clock's one append), or with None what the link has queued.
+    What the socket does not take at once is left to the writer task, which waits for it
+    to drain."""
     try:
-        if not _write_queued(link, ws, echo_audio, events):
+        if event is None:
+            done = _write_queued(link, ws, echo_audio)
+        else:
+            done = ws.write_text(encode_client_event(event))
+            if echo_audio or event["type"] != AUDIO_APPEND:
+                link.emit(EventKind.SENT, event)
+        if not done:
             link.wake_writer()
     except WsClosed as exc:
         finish(_closed_exit(exc, state))
