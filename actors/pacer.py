@@ -83,6 +83,12 @@ class PacedStream:
     sent: int = 0
     done: trio.Event = attrs.field(factory=trio.Event)
     error: BaseException | None = None
+    #: the trio clock, as the link reads it (the run's clock, without trio.current_time's calls)
+    _now: Callable[[], float] = attrs.field(init=False)
+
+    @_now.default
+    def _link_clock(self) -> Callable[[], float]:
+        return self.link.stamper.monotonic
 
     def step(self, due: float) -> bool:
         """Send the frame due now (``due`` on the clock's grid); False once the stream has
@@ -98,7 +104,7 @@ class PacedStream:
             self.link.send_audio_now(audio)
             self.sent += 1
             if self.on_frame is not None:
-                self.on_frame(due, trio.current_time())
+                self.on_frame(due, self._now())
         except Exception as exc:
             self.error = exc
             return False
