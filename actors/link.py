@@ -11,7 +11,8 @@ and hands it to every actor incarnation (each connection attempt).  The link hol
 * two wake-ups: "there is something to write" for the actor's writer, and "the control
   queue has room" for senders waiting on back-pressure;
 * the current connection's direct writer, when its actor offers one: :meth:`SessionLink.send_now`
-  writes from the caller's task (the fleet's audio clock) instead of waking the writer.
+  and :meth:`SessionLink.send_audio_now` (the fleet's audio clock) write from the caller's task
+  instead of waking the writer.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ under trio; ``ConnectParams.engine="websockets"``, the default) or trio-websocke
   sequence after a reconnect, then queued client events, publishing a ``sent`` event for
   each (audio appends are counted, not echoed, to keep the hot path lean). Each wake-up is
   one write of everything queued since the last. With the default engine the link also gets
-  a direct writer (:meth:`~actors.link.SessionLink.write_now`): the fleet's audio clock
-  writes each due frame from its own task, and the writer task only waits when the socket
-  is full;
+  a direct writer (:meth:`~actors.link.SessionLink.attach_writer`): the fleet's audio clock
+  writes each due frame from its own task (``WsConnection.write_text``), and the writer task
+  only waits when the socket is full;
 * an optional recycle timer closes the connection cleanly before the server's session
   deadline (``session.expires_at``) or after ``recycle_after`` seconds.
 
