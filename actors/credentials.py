@@ -22,13 +22,19 @@ class Secret:
     expires_at: float | None = None
     #: "api_key" (a standard key) or "client_secret" (an ephemeral ek_ key)
     kind: str = "api_key"
+    #: the fingerprint, computed once (a fleet reads its key's with every rate-limit update)
+    _fingerprint: str = attrs.field(init=False, eq=False)
+
+    @_fingerprint.default
+    def _hash(self) -> str:
+        return hashlib.sha256(self._value.encode()).hexdigest()[:8]
 
     def reveal(self) -> str:
         return self._value
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256(self._value.encode()).hexdigest()[:8]
+        return self._fingerprint
 
     def expired(self, now: float, margin: float = 0.0) -> bool:
         return self.expires_at is not None and now >= self.expires_at - margin

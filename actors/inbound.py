@@ -39,32 +39,35 @@ class InboundState:
 
 def handle_incoming(link: SessionLink, state: InboundState, message: str | bytes) -> None:
     was_ready = link.core.ready
+    emit = link.emit
     for item in link.core.receive(message):
-        if isinstance(item, SessionMemoryLimit):
-            # a limit enforced, not bad input: reported as restore data dropped by policy
-            detail = item.to_payload().get("detail") or {}
-            link.emit(EventKind.DROPPED, {
-                "count": detail.get("evicted_items", 0) + detail.get("evicted_pending", 0),
-                "category": "restore", "reason": "session_memory_limit", **detail})
-            continue
-        if isinstance(item, TurnLost):
-            # an audio turn in flight at the drop that could not be replayed: it fails now
-            detail = item.to_payload().get("detail") or {}
-            link.emit(EventKind.DROPPED, {"count": detail.get("turns", 1), "category": "turn",
-                                          "reason": str(detail.get("reason", "turn_lost"))})
-            continue
-        if isinstance(item, ProtocolError):
-            link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())
-            continue
-        if item["type"] == "session.closed":
-            state.closed_reason = item["reason"]
-        elif item["type"] == "error":
+        if type(item) is not dict:  # a server event is a dict: none of these checks for it
+            if isinstance(item, SessionMemoryLimit):
+                # a limit enforced, not bad input: reported as restore data dropped by policy
+                detail = item.to_payload().get("detail") or {}
+                emit(EventKind.DROPPED, {
+                    "count": detail.get("evicted_items", 0) + detail.get("evicted_pending", 0),
+                    "category": "restore", "reason": "session_memory_limit", **detail})
+                continue
+            if isinstance(item, TurnLost):
+                # an audio turn in flight at the drop that could not be replayed: it fails now
+                detail = item.to_payload().get("detail") or {}
+                emit(EventKind.DROPPED, {"count": detail.get("turns", 1), "category": "turn",
+                                         "reason": str(detail.get("reason", "turn_lost"))})
+                continue
+            if isinstance(item, ProtocolError):
+                emit(EventKind.PROTOCOL_ERROR, item.to_payload())
+                continue
+        kind = item["type"]
+        if kind == "error":
             code = (item.get("error") or {}).get("code")
             if code in AUTH_ERROR_CODES:
                 state.auth_error = f"authentication rejected ({code})"
             elif code == "session_expired":
                 state.expired = True
-        link.emit(EventKind.SERVER, item)
+        elif kind == "session.closed":
+            state.closed_reason = item["reason"]
+        emit(EventKind.SERVER, item)
     if link.core.ready and not was_ready:
         link.wake_writer()
     if link.core.answer_open:

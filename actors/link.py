@@ -11,7 +11,8 @@ and hands it to every actor incarnation (each connection attempt).  The link hol
 * two wake-ups: "there is something to write" for the actor's writer, and "the control
   queue has room" for senders waiting on back-pressure;
 * the current connection's direct writer, when its actor offers one: :meth:`SessionLink.send_now`
-  writes from the caller's task (the fleet's audio clock) instead of waking the writer.
+  and :meth:`SessionLink.send_audio_now` (the fleet's audio clock) write from the caller's task
+  instead of waking the writer.
 """
 
 from __future__ import annotations
@@ -33,11 +34,21 @@ from actors.events import (
 from actors.proto.client import ClientCore
 from actors.proto.errors import QueueFull
 
-__all__ = ["QUIET_S", "SessionLink"]
+__all__ = ["QUIET_S", "SessionLink", "run_clock_now"]
 
 _APPEND = "input_audio_buffer.append"
 #: an append sent after this long without a direct write is written at once (see send_nowait)
 QUIET_S = 0.002
+
+
+def run_clock_now() -> Callable[[], float]:
+    """What ``trio.current_time`` reads, one call instead of three: the current run's clock's
+    ``current_time`` (outside a run, ``trio.current_time`` itself). A link stamps every event
+    it publishes and the audio clock times every frame with it."""
+    try:
+        return trio.lowlevel.current_clock().current_time
+    except RuntimeError:
+        return trio.current_time
 
 
 @attrs.define(eq=False)
@@ -57,14 +68,14 @@ class SessionLink:
     _restore_seen: Any = attrs.field(default=None, init=False)
     #: set when a Live answer is open (its end is found by output quiet: actors.inbound)
     answer_opened: trio.Event = attrs.field(factory=trio.Event, init=False)
-    #: the current connection's direct writer (see :meth:`write_now`); None: none
-    _direct_writer: Callable[[list[dict[str, Any]] | None], None] | None = attrs.field(default=None, init=False)
+    #: the current connection's direct writer (see :meth:`attach_writer`); None: none
+    _direct_writer: Callable[[dict[str, Any] | None], None] | None = attrs.field(default=None, init=False)
     #: when :meth:`send_nowait` last wrote an append directly (trio clock)
     _last_direct: float = attrs.field(default=-math.inf, init=False)
 
     @stamper.default
     def _default_stamper(self) -> EventStamper:
-        return EventStamper(self.session_id, self.transport, trio.current_time)
+        return EventStamper(self.session_id, self.transport, run_clock_now())
 
     @machine.default
     def _default_machine(self) -> StateMachine:
@@ -98,12 +109,12 @@ class SessionLink:
         one write)."""
         writer = self._direct_writer
         if writer is not None and event.get("type") == _APPEND:
-            now = trio.current_time()
+            now = self.stamper.monotonic()
             if now - self._last_direct >= QUIET_S:
                 ready = self.core.write_audio_now(event)
                 if ready is not None:
                     self._last_direct = now
-                    writer([ready])
+                    writer(ready)
                     return
         for notice in self.core.submit(event):
             self.emit(EventKind.DROPPED, notice)
@@ -122,14 +133,29 @@ class SessionLink:
 
     def send_now(self, event: dict[str, Any]) -> None:
         """Queue a client event and write what is queued at once, from the calling task
-        (:meth:`write_now`): the audio clock's path, one write per due frame and no task
-        switch. Raises ``QueueFull`` like :meth:`send_nowait` (never for audio)."""
+        (:meth:`write_now`): one write and no task switch. Raises ``QueueFull`` like
+        :meth:`send_nowait` (never for audio)."""
         writer = self._direct_writer
         if writer is not None:
             ready = self.core.write_audio_now(event)  # an append with nothing queued before it
             if ready is not None:
-                writer([ready])
+                writer(ready)
                 return
+        self._submit_and_write(event, writer)
+
+    def send_audio_now(self, audio: str) -> None:
+        """:meth:`send_now` of one ``input_audio_buffer.append`` of ``audio`` (base64 text):
+        the audio clock's path, which builds the event only once."""
+        writer = self._direct_writer
+        if writer is not None:
+            ready = self.core.write_append_now(audio)
+            if ready is not None:
+                writer(ready)
+                return
+        self._submit_and_write({"type": _APPEND, "audio": audio}, writer)
+
+    def _submit_and_write(self, event: dict[str, Any],
+                          writer: Callable[[dict[str, Any] | None], None] | None) -> None:
         for notice in self.core.submit(event):
             self.emit(EventKind.DROPPED, notice)
         if writer is None:
@@ -147,9 +173,9 @@ class SessionLink:
         else:
             writer(None)
 
-    def attach_writer(self, writer: Callable[[list[dict[str, Any]] | None], None] | None) -> None:
+    def attach_writer(self, writer: Callable[[dict[str, Any] | None], None] | None) -> None:
         """The actor installs its connection's direct writer once connected, and removes it
-        (None) before the connection closes. The writer writes the events it is given (already
+        (None) before the connection closes. The writer writes the event it is given (already
         taken from the core), or with None what :meth:`take_outgoing` gives."""
         self._direct_writer = writer
 

@@ -4,7 +4,7 @@ Streaming 20 ms frames at real time with one task per session costs a timer, a w
 task switch per frame per session, and a second switch into the connection's writer; at a few
 hundred sessions that is most of the client's CPU. Here one task (:class:`AudioClock`, one
 per trio run: :func:`audio_clock`) ticks for all of them, and at each tick writes every due
-frame itself, through the session's direct writer (:meth:`actors.link.SessionLink.send_now`:
+frame itself, through the session's direct writer (:meth:`actors.link.SessionLink.send_audio_now`:
 queued in the session's client core like any append, then written to the socket at once
 from the clock's task; a connection that is down queues it, a full socket leaves it to the
 connection's writer task).
@@ -49,7 +49,6 @@ __all__ = ["FRAME_S", "AudioClock", "Paced", "PacedStream", "audio_clock"]
 
 #: one audio frame (an ``input_audio_buffer.append``) per stream per period
 FRAME_S = 0.02
-_APPEND = "input_audio_buffer.append"
 
 
 class Paced(Protocol):
@@ -84,6 +83,12 @@ class PacedStream:
     sent: int = 0
     done: trio.Event = attrs.field(factory=trio.Event)
     error: BaseException | None = None
+    #: the trio clock, as the link reads it (the run's clock, without trio.current_time's calls)
+    _now: Callable[[], float] = attrs.field(init=False)
+
+    @_now.default
+    def _link_clock(self) -> Callable[[], float]:
+        return self.link.stamper.monotonic
 
     def step(self, due: float) -> bool:
         """Send the frame due now (``due`` on the clock's grid); False once the stream has
@@ -96,10 +101,10 @@ class PacedStream:
             self.error = exc
             return False
         try:
-            self.link.send_now({"type": _APPEND, "audio": audio})
+            self.link.send_audio_now(audio)
             self.sent += 1
             if self.on_frame is not None:
-                self.on_frame(due, trio.current_time())
+                self.on_frame(due, self._now())
         except Exception as exc:
             self.error = exc
             return False

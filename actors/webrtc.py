@@ -61,6 +61,7 @@ import trio
 from actors.credentials import redact
 from actors.events import EventKind
 from actors.exits import ActorExit, ExitReason
+from actors.http import new_client
 from actors.inbound import InboundState, end_quiet_answers, handle_incoming
 from actors.proto.errors import excerpt
 from actors.rtc.ice import host_addresses_for
@@ -184,6 +185,14 @@ async def _connection(
         core.connection_lost()
 
 
+async def _post(params: ConnectParams, url: str, **request: Any) -> httpx.Response:
+    """POST with the fleet's kept client (``params.http``), or a client made for this request."""
+    if params.http is not None:
+        return await params.http.get().post(url, timeout=params.connect_timeout, **request)
+    async with new_client() as client:
+        return await client.post(url, timeout=params.connect_timeout, **request)
+
+
 async def _post_offer(
     url: str, params: ConnectParams, offer: str, state: InboundState
 ) -> str | ActorExit:
@@ -196,8 +205,7 @@ async def _post_offer(
     }
     path = urlsplit(url).path
     try:
-        async with httpx.AsyncClient(timeout=params.connect_timeout) as client:
-            response = await client.post(url, content=offer.encode(), headers=headers)
+        response = await _post(params, url, content=offer.encode(), headers=headers)
     except httpx.HTTPError as exc:
         detail = redact(f"POST {path} failed: {type(exc).__name__}: {exc}", params.credential)
         return ActorExit(ExitReason.DROPPED, None, detail)
@@ -227,8 +235,7 @@ async def _post_live_offer(url: str, params: ConnectParams, offer: str, state: I
     path = urlsplit(url).path
     body = {"session": session, "transport": {"type": "webrtc", "sdp": offer}}
     try:
-        async with httpx.AsyncClient(timeout=params.connect_timeout) as client:
-            response = await client.post(url, json=body, headers=headers)
+        response = await _post(params, url, json=body, headers=headers)
     except httpx.HTTPError as exc:
         return ActorExit(ExitReason.DROPPED, None,
                          redact(f"POST {path} failed: {type(exc).__name__}: {exc}", params.credential))

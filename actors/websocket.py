@@ -15,9 +15,9 @@ under trio; ``ConnectParams.engine="websockets"``, the default) or trio-websocke
   sequence after a reconnect, then queued client events, publishing a ``sent`` event for
   each (audio appends are counted, not echoed, to keep the hot path lean). Each wake-up is
   one write of everything queued since the last. With the default engine the link also gets
-  a direct writer (:meth:`~actors.link.SessionLink.write_now`): the fleet's audio clock
-  writes each due frame from its own task, and the writer task only waits when the socket
-  is full;
+  a direct writer (:meth:`~actors.link.SessionLink.attach_writer`): the fleet's audio clock
+  writes each due frame from its own task (``WsConnection.write_text``), and the writer task
+  only waits when the socket is full;
 * an optional recycle timer closes the connection cleanly before the server's session
   deadline (``session.expires_at``) or after ``recycle_after`` seconds.
 
@@ -49,6 +49,7 @@ from actors.credentials import Secret, redact
 from actors.endpoint import Endpoint, OpenAIEndpoint, realtime_ws_url, ws_url
 from actors.events import EventKind
 from actors.exits import ActorExit, ExitReason, live_closed_exit
+from actors.http import SharedHttpClient
 from actors.inbound import InboundState, end_quiet_answers, handle_incoming
 from actors.link import SessionLink
 from actors.proto.realtime.events import encode_client_event
@@ -94,6 +95,9 @@ class ConnectParams:
     #: protocol under trio, :mod:`actors.wsconn`; the default, about a quarter of the CPU per
     #: message) or ``"trio-websocket"`` (wsproto). Same behaviour; see ``bench/ws_fleet.py``.
     engine: str = attrs.field(default="websockets", validator=attrs.validators.in_(("websockets", "trio-websocket")))
+    #: the HTTP client for a WebRTC connection's SDP offer (a fleet's, kept for its lifetime);
+    #: None: one made for the request (~50 ms of CPU each: an SSL context)
+    http: SharedHttpClient | None = attrs.field(default=None, eq=False, repr=False)
 
 
 def live_ws_url(base: str, attach: str | None = None) -> str:
@@ -295,16 +299,13 @@ def _closed_exit(exc: "ConnectionClosed | WsClosed", state: InboundState) -> Act
     return ActorExit.from_close(code, detail)
 
 
-def _write_queued(link: SessionLink, ws: WsConnection, echo_audio: bool,
-                  events: list[dict[str, Any]] | None = None) -> bool:
-    """Write ``events`` (taken from the core already), or what the link has queued, now,
-    from the calling task, in one write (no task switch, no wait); True when the socket took
-    it all, False when some is left for ``ws.drain()``. Raises :class:`WsClosed` if the
-    connection is closed."""
-    if events is None:
-        events = link.take_outgoing()
-        if not events:
-            return True
+def _write_queued(link: SessionLink, ws: WsConnection, echo_audio: bool) -> bool:
+    """Write what the link has queued now, from the calling task, in one write (no task
+    switch, no wait); True when the socket took it all, False when some is left for
+    ``ws.drain()``. Raises :class:`WsClosed` if the connection is closed."""
+    events = link.take_outgoing()
+    if not events:
+        return True
     done = ws.write_texts([encode_client_event(event) for event in events])
     emit = link.emit
     for event in events:
@@ -315,11 +316,19 @@ def _write_queued(link: SessionLink, ws: WsConnection, echo_audio: bool,
 
 def _write_now(link: SessionLink, ws: WsConnection, state: InboundState,
                finish: Callable[[ActorExit], None], echo_audio: bool,
-               events: list[dict[str, Any]] | None) -> None:
-    """The link's direct writer (:meth:`SessionLink.write_now`): what the socket does not
-    take at once is left to the writer task, which waits for it to drain."""
+               event: dict[str, Any] | None) -> None:
+    """The link's direct writer (:meth:`SessionLink.attach_writer`): ``event`` (taken from
+    the core already; the audio clock's one append), or with None what the link has queued.
+    What the socket does not take at once is left to the writer task, which waits for it
+    to drain."""
     try:
-        if not _write_queued(link, ws, echo_audio, events):
+        if event is None:
+            done = _write_queued(link, ws, echo_audio)
+        else:
+            done = ws.write_text(encode_client_event(event))
+            if echo_audio or event["type"] != AUDIO_APPEND:
+                link.emit(EventKind.SENT, event)
+        if not done:
             link.wake_writer()
     except WsClosed as exc:
         finish(_closed_exit(exc, state))

@@ -154,6 +154,8 @@ class WsConnection:
         self._eof_due = False
         #: held by the one task that waits for the socket to take more (``drain``)
         self._drain_lock = trio.StrictFIFOLock()
+        #: a drain holds the lock (a flag: the writes' check, cheaper than ``locked()``)
+        self._draining = False
         #: received, in order: whole text messages cut by the splitter (``str``, or ``bytes`` if
         #: not UTF-8) and frames the protocol parsed (control frames, fragments, binary)
         self._frames: deque[Frame | str | bytes] = deque()
@@ -271,8 +273,19 @@ class WsConnection:
             data = text_frame(texts[0].encode())
         else:
             data = b"".join([text_frame(text.encode()) for text in texts])
+        return self._write(data)
+
+    def write_text(self, text: str) -> bool:
+        """:meth:`write_texts` of one message (the audio clock's path)."""
+        protocol = self._protocol
+        if self._closed is not None or protocol.state is not State.OPEN or protocol.writes or protocol.extensions:
+            return self.write_texts((text,))
+        return self._write(text_frame(text.encode()))
+
+    def _write(self, data: bytes) -> bool:
+        """Write framed ``data`` after what is buffered, now, as far as the socket takes it."""
         sock = self._socket
-        if self._out or sock is None or self._drain_lock.locked():
+        if self._out or sock is None or self._draining:
             self._out += data
             return sock is not None and self._write_buffered()
         # the common case: nothing waiting, the frames go straight to the socket
@@ -325,7 +338,7 @@ class WsConnection:
         out = self._out
         if not out:
             return not self._eof_due
-        if self._drain_lock.locked():
+        if self._draining:
             return False
         sock = self._socket
         assert sock is not None
@@ -356,6 +369,7 @@ class WsConnection:
         if not self._out and not self._eof_due:
             return
         async with self._drain_lock:
+            self._draining = True
             stream, sock, out = self._stream, self._socket, self._out
             try:
                 while out:
@@ -383,6 +397,8 @@ class WsConnection:
                 self._protocol.receive_eof()
                 self._set_closed()
                 raise self._closed from None  # type: ignore[misc]
+            finally:
+                self._draining = False
 
     # -- closing ------------------------------------------------------------------------------
 

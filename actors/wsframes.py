@@ -35,26 +35,32 @@ _HEAD_64 = struct.Struct("!BBQ")
 
 class _MaskKeys:
     """Masking keys from ``os.urandom`` (the strong source RFC 6455 section 5.3 asks for), read
-    4 KiB at a time: one ``getrandom`` call per 1,024 frames instead of one per frame."""
+    4 KiB at a time: one ``getrandom`` call per 1,024 frames instead of one per frame. The
+    keys wait cut in a list (the same list for ever), so that a frame takes one with the
+    list's own ``pop``, no Python call."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._pool = b""
-        self._at = size
+        self.keys: list[bytes] = []
+
+    def refill(self) -> bytes:
+        """Cut a new read into keys; returns one of them (the list was empty)."""
+        pool = os.urandom(self._size)
+        self.keys[:] = [pool[at: at + 4] for at in range(0, self._size, 4)]
+        return self.keys.pop()
 
     def take(self) -> bytes:
-        at = self._at
-        if at >= len(self._pool):
-            self._pool, at = os.urandom(self._size), 0
-        self._at = at + 4
-        return self._pool[at: at + 4]
-
+        try:
+            return self.keys.pop()
+        except IndexError:
+            return self.refill()
 
     def reset(self) -> None:
-        self._pool, self._at = b"", self._size
+        self.keys.clear()
 
 
 _mask_keys = _MaskKeys()
+_pop_key = _mask_keys.keys.pop
 os.register_at_fork(after_in_child=_mask_keys.reset)  # a forked child never reuses the parent's keys
 
 
@@ -69,7 +75,10 @@ def text_frame(data: bytes) -> bytes:
         head = _HEAD_16.pack(0x81, 0xFE, size)
     else:
         head = _HEAD_64.pack(0x81, 0xFF, size)
-    mask = _mask_keys.take()
+    try:
+        mask = _pop_key()
+    except IndexError:
+        mask = _mask_keys.refill()
     return head + mask + apply_mask(data, mask)
 
 

@@ -43,6 +43,7 @@ import trio
 from actors.credentials import Secret
 from actors.endpoint import Endpoint, OpenAIEndpoint
 from actors.events import ConnectionState, EventKind, Transport
+from actors.http import SharedHttpClient
 from actors.link import SessionLink
 from actors.proto.client import ClientCore
 from actors.proto.live.config import live_model
@@ -287,6 +288,7 @@ class Fleet:
                                                         or self.default_model),
             call_id=call_id,
             intent="transcription" if transcribes else None,
+            http=self.keys.shared_http,
             **({"endpoint": self.endpoint} if self.endpoint is not None else {}),
             **merged,
         )
@@ -503,6 +505,11 @@ class Fleet:
                     ev.set()
 
 
+async def _close_shielded(http: SharedHttpClient) -> None:
+    with trio.CancelScope(shield=True):
+        await http.aclose()
+
+
 @asynccontextmanager
 async def open_fleet(
     target: str | Endpoint = "embedded",
@@ -552,6 +559,10 @@ async def open_fleet(
             from actors.rtc.loop import open_rtc_loop
 
             await stack.enter_async_context(open_rtc_loop())
+        # One HTTP client for the fleet's mints and WebRTC offers, closed once the nursery
+        # (every session, the key refresh) has ended.
+        http = SharedHttpClient()
+        stack.push_async_callback(_close_shielded, http)
         nursery = await stack.enter_async_context(trio.open_nursery())
         endpoint = None if isinstance(target, str) else target
         if endpoint is not None:
@@ -569,7 +580,7 @@ async def open_fleet(
         keys = KeyManager(
             url, secret, mode=key_mode, ttl=key_ttl,
             session={"type": "realtime", "model": (config.model if config else model)},
-            endpoint=endpoint, source=token_source,
+            endpoint=endpoint, source=token_source, shared_http=http,
         )
         router = Router()
         supervisor = Supervisor(nursery, keys, random.Random(seed))

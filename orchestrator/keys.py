@@ -18,6 +18,10 @@ An ``endpoint`` (:mod:`actors.endpoint`) says where the mint goes and how the st
 is sent (Azure: ``{endpoint}/openai/realtime/client_secrets?api-version=…``, ``api-key``).
 Secrets are :class:`~actors.credentials.Secret` values: never in reprs, logs, events or errors.
 
+Mints share one HTTP client (:class:`~actors.http.SharedHttpClient`, made on the first mint,
+closed by :meth:`KeyManager.aclose`; a fleet closes it when it closes): making one costs ~50 ms
+of blocking CPU, a stall of every session of the process if paid at each refresh.
+
 Errors::
 
     KeyError_ (base, never carries a secret)
@@ -38,6 +42,7 @@ import trio
 
 from actors.credentials import Secret, redact
 from actors.endpoint import Endpoint, OpenAIEndpoint
+from actors.http import SharedHttpClient
 from orchestrator.token_source import TokenCommand, TokenCommandError
 
 __all__ = ["KeyManager", "KeyManagerError", "MissingApiKey", "KeyMintError"]
@@ -68,12 +73,16 @@ class KeyManager:
     ttl: int = 600
     refresh_margin: float = 30.0
     clock: Callable[[], float] = time.time
+    #: the caller's HTTP client for mints (theirs to close); None: ``shared_http``'s
     http: httpx.AsyncClient | None = None
     timeout: float = 10.0
     #: where the mint goes and how the standard key is sent (None: OpenAI's under base_url)
     endpoint: Endpoint | None = None
     #: fetches the standard credential (a bearer token) instead of ``api_key``
     source: TokenCommand | None = None
+    #: the client mints use when ``http`` is None: made on the first mint, kept (a fleet
+    #: shares it with its WebRTC offers), closed by :meth:`aclose`
+    shared_http: SharedHttpClient = attrs.field(factory=SharedHttpClient)
     _current: Secret | None = attrs.field(default=None, init=False)
     _minting: trio.Event | None = attrs.field(default=None, init=False)
     _mint_error: KeyManagerError | None = attrs.field(default=None, init=False)
@@ -108,6 +117,11 @@ class KeyManager:
         if self.api_key is None:
             raise MissingApiKey("no API key: set OPENAI_API_KEY or pass api_key")
         return self.api_key
+
+    async def aclose(self) -> None:
+        """Close the HTTP client the manager made (not a caller's ``http``). A later mint
+        makes a new one; a manager never closed holds no connection between mints."""
+        await self.shared_http.aclose()
 
     @property
     def current(self) -> Secret | None:
@@ -169,13 +183,9 @@ class KeyManager:
         endpoint = self.endpoint or OpenAIEndpoint(self.base_url)
         url = endpoint.client_secrets_url()
         headers = {**dict(endpoint.headers), **dict(endpoint.auth_headers(standard))}
-        client = self.http
+        client = self.http or self.shared_http.get()
         try:
-            if client is None:
-                async with httpx.AsyncClient(timeout=self.timeout) as client:
-                    response = await client.post(url, json=body, headers=headers)
-            else:
-                response = await client.post(url, json=body, headers=headers, timeout=self.timeout)
+            response = await client.post(url, json=body, headers=headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
             # httpx errors can carry the request (and its headers): keep only the class and text.
             message = redact(f"{type(exc).__name__}: {_reason(exc)}", standard)

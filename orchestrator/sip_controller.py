@@ -42,6 +42,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from actors.credentials import Secret
+from actors.http import SharedHttpClient
 from standin.front.responses import error_body, read_body, respond_json
 from standin.keys.webhooks import DEFAULT_TOLERANCE, WebhookVerificationError, verify
 
@@ -85,6 +86,8 @@ class SipController:
     by_sip_call_id: dict[str, str | CallNotAccepted] = attrs.field(factory=dict)
     _resolved: dict[str, trio.Event] = attrs.field(factory=dict)
     _nursery: trio.Nursery | None = None
+    #: the client every accept uses (made on the first, closed when ``serve`` ends)
+    _http: SharedHttpClient = attrs.field(factory=SharedHttpClient)
 
     def attach(self, fleet: Any, *, api_base: str, api_key: str | Secret) -> None:
         self.fleet, self.api_base = fleet, api_base.rstrip("/")
@@ -97,11 +100,15 @@ class SipController:
         config.accesslog = None
         config.errorlog = _log
         config.graceful_timeout = 1.0
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            binds = await nursery.start(partial(hypercorn_serve, self._app, config))
-            self.url = binds[0] + "/"
-            task_status.started(self.url)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                binds = await nursery.start(partial(hypercorn_serve, self._app, config))
+                self.url = binds[0] + "/"
+                task_status.started(self.url)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._http.aclose()
 
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -179,8 +186,7 @@ class SipController:
         body = {"session": self.live_session} if live else self.accept_config
         headers = {"Authorization": f"Bearer {self.api_key.reveal()}"}
         try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                response = await client.post(url, json=body, headers=headers)
+            response = await self._http.get().post(url, json=body, headers=headers, timeout=10)
         except httpx.HTTPError as exc:
             _log.warning("call %s: accept failed: %s", call_id, type(exc).__name__)
             self._resolve(sip_call_id, CallNotAccepted(f"accept failed: {type(exc).__name__}"))

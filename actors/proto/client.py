@@ -317,19 +317,29 @@ class ClientCore:
         return []
 
     def write_audio_now(self, event: dict[str, Any]) -> dict[str, Any] | None:
-        """The audio clock's hot path: submit one append and take it for writing at once, as
+        """The direct path of one append: submit it and take it for writing at once, as
         :meth:`submit` then :meth:`outgoing` would, when that is all they would do (a ready
         Realtime GA connection, nothing queued, no restore due). Returns the event to write
         (stamped with its id, counted as written), or None: then use :meth:`submit`."""
-        if (not self._ready or self._restore_due or self._audio or self._control
-                or self.edge is not None or self.dialect != "ga" or type(event) is not dict
-                or "event_id" in event or event.get("type") != _APPEND):
+        if type(event) is not dict or "event_id" in event or event.get("type") != _APPEND:
             return None
-        audio = event.get("audio")
+        return self.write_append_now(event.get("audio"), event)
+
+    def write_append_now(self, audio: Any, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """:meth:`write_audio_now` of ``{"type": "input_audio_buffer.append", "audio": audio}``
+        (or of ``event``, an append without an ``event_id``, whose audio ``audio`` is): the
+        audio clock's hot path, which builds the one event it writes here."""
+        if (not self._ready or self._restore_due or self._audio or self._control
+                or self.edge is not None or self.dialect != "ga"):
+            return None
         if type(audio) is not str or len(audio) > self.protocol.max_append_audio:
             return None
         self._event_n += 1
-        event = {**event, "event_id": f"{EVENT_ID_PREFIX}{self._event_n}"}
+        event_id = f"{EVENT_ID_PREFIX}{self._event_n}"
+        if event is None:
+            event = {"type": _APPEND, "audio": audio, "event_id": event_id}
+        else:
+            event = {**event, "event_id": event_id}
         self._seq += 1
         self.last_submitted = event
         self._submitted += 1

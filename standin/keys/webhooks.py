@@ -33,6 +33,8 @@ import attrs
 import httpx
 import trio
 
+from actors.http import SharedHttpClient
+
 __all__ = ["DEFAULT_TOLERANCE", "WebhookSender", "WebhookVerificationError", "call_incoming_event",
            "new_webhook_secret", "sign", "signed_headers", "verify"]
 
@@ -135,24 +137,31 @@ class WebhookSender:
     clock: Any = time.time
     delivered: int = 0
     failures: int = 0
+    #: the client every delivery uses: made on the first, closed by :meth:`aclose`
+    _http: SharedHttpClient = attrs.field(factory=SharedHttpClient)
 
     async def deliver(self, event: dict[str, Any]) -> bool:
         """POST ``event`` until a 2xx (then ``redeliveries`` more times); False if it never got one."""
         body = json.dumps(event, separators=(",", ":")).encode()
         ok = False
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            for _ in range(1 + self.redeliveries):
-                if not await self._post(client, event["id"], body):
-                    return ok
-                ok = True
+        client = self._http.get()
+        for _ in range(1 + self.redeliveries):
+            if not await self._post(client, event["id"], body):
+                return ok
+            ok = True
         return ok
+
+    async def aclose(self) -> None:
+        """Close the deliveries' HTTP client (a later delivery makes a new one)."""
+        await self._http.aclose()
 
     async def _post(self, client: httpx.AsyncClient, msg_id: str, body: bytes) -> bool:
         delay = self.first_delay
         for attempt in range(self.attempts):
             headers = signed_headers(self.secret, msg_id, body, now=self.clock())
             try:
-                response = await client.post(self.url, content=body, headers=headers)
+                response = await client.post(self.url, content=body, headers=headers,
+                                             timeout=self.timeout)
                 if 200 <= response.status_code < 300:
                     self.delivered += 1
                     return True

@@ -126,8 +126,13 @@ class SipUas(SipAgentShell):
     # -- the socket loop ------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        await self._serve(self.host, self.port, lambda port: SipConfig(
-            host=self.host, port=port, user="openai", user_agent="rtfleet-embedded"), task_status)
+        try:
+            await self._serve(self.host, self.port, lambda port: SipConfig(
+                host=self.host, port=port, user="openai", user_agent="rtfleet-embedded"), task_status)
+        finally:
+            if self.webhook is not None:  # its deliveries ran in _serve's nursery: all ended
+                with trio.CancelScope(shield=True):
+                    await self.webhook.aclose()
 
     @property
     def nursery(self) -> trio.Nursery | None:

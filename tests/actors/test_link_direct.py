@@ -19,8 +19,8 @@ def _ready_link():
     link.take_outgoing()  # the (empty) restore
     writes: list[list[str]] = []
 
-    def writer(events=None):
-        events = link.take_outgoing() if events is None else events
+    def writer(event=None):
+        events = link.take_outgoing() if event is None else [event]
         writes.append([e.get("audio") or e["type"] for e in events])
 
     link.attach_writer(writer)

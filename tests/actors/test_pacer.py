@@ -36,10 +36,10 @@ class Session:
                                  "session": {"id": self.link.session_id}}))
         self.link.attach_writer(self._write)
 
-    def _write(self, events=None) -> None:
+    def _write(self, event=None) -> None:
         self.write_calls += 1
         now = trio.current_time()
-        for event in self.link.take_outgoing() if events is None else events:
+        for event in self.link.take_outgoing() if event is None else [event]:
             if event["type"] == "input_audio_buffer.append":
                 self.writes.append((now, event["audio"]))
 

@@ -136,3 +136,28 @@ def test_a_partial_frame_at_the_end_of_stream_goes_to_the_protocol():
     assert list(got) == ["complete"]
     splitter.end(client)
     assert client.parser_exc is not None  # the protocol saw the stream end inside a frame
+
+
+def test_text_frames_parse_back_with_a_fresh_key_each_across_refills():
+    """``text_frame``: what the ``websockets`` parser reads back as the same text, each frame
+    masked with its own key (more frames than one read of keys holds)."""
+    from websockets.streams import StreamReader
+
+    from actors.wsframes import _mask_keys, text_frame
+
+    _mask_keys.reset()
+    sizes = [0, 1, 125, 126, 65535, 65536, *range(2000)]
+    keys = []
+    for size in sizes:
+        payload = bytes((size + k) % 256 for k in range(size))
+        wire = text_frame(payload)
+        keys.append(wire[2:6] if size < 126 else wire[4:8] if size < 65536 else wire[10:14])
+        reader = StreamReader()
+        reader.feed_data(wire)
+        parser = Frame.parse(reader.read_exact, mask=True, max_size=None, extensions=[])
+        try:
+            next(parser)
+        except StopIteration as done:
+            frame = done.value
+        assert frame.opcode is Opcode.TEXT and frame.fin and frame.data == payload
+    assert len(set(keys)) > len(keys) - 5  # random 4-byte keys: (almost) never the same twice

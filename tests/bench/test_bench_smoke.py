@@ -22,6 +22,7 @@ CASES = {
     "server_cost": ["--sessions", "3", "--repeats", "1", "--duration", "1", "--warmup", "0.5",
                     "--client", "raw"],
     "append_path": ["--rounds", "1", "--appends", "200"],
+    "client_path": ["--rounds", "1", "--sessions", "3", "--ticks", "40"],
 }
 
 

@@ -390,12 +390,15 @@ def test_write_audio_now_is_submit_then_outgoing_when_nothing_is_queued() -> Non
     fast, slow = ClientCore(), ClientCore()
     ready(fast)
     ready(slow)
-    for k in range(5):
+    for k in range(6):
         event = {"type": "input_audio_buffer.append", "audio": f"AAA{k}"}
-        written = fast.write_audio_now(dict(event))
+        # the audio clock's form (the audio alone) and the general one write the same event
+        written = fast.write_append_now(f"AAA{k}") if k % 2 else fast.write_audio_now(dict(event))
         assert slow.submit(dict(event)) == []
         assert [written] == slow.outgoing()
+        assert list(written) == ["type", "audio", "event_id"]  # the encoder's one-template order
     assert fast.counters == slow.counters and fast.turns.open.events == slow.turns.open.events
+    assert fast.write_append_now(3) is None
     # anything queued before it, a connection not ready, or another event: not this path
     fast.submit(item("hi"))
     assert fast.write_audio_now({"type": "input_audio_buffer.append", "audio": "AAAA"}) is None
@@ -404,3 +407,4 @@ def test_write_audio_now_is_submit_then_outgoing_when_nothing_is_queued() -> Non
     assert fast.write_audio_now({"type": "input_audio_buffer.append", "audio": 3}) is None
     fast.connection_lost()
     assert fast.write_audio_now({"type": "input_audio_buffer.append", "audio": "AAAA"}) is None
+    assert fast.write_append_now("AAAA") is None
