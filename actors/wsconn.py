@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import trio
 from websockets.client import ClientProtocol
@@ -289,15 +289,7 @@ class WsConnection:
             self._out += data
             return sock is not None and self._write_buffered()
         # the common case: nothing waiting, the frames go straight to the socket
-        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
-        if fd < 0:
-            self._fail_closed()
-        try:
-            written = os.write(fd, data)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            self._fail_closed()
+        written = self._os_write(sock, data)
         if written < len(data):
             self._out += memoryview(data)[written:]
             return False
@@ -342,20 +334,25 @@ class WsConnection:
             return False
         sock = self._socket
         assert sock is not None
-        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
-        if fd < 0:
-            self._fail_closed()
-        try:
-            written = os.write(fd, out)
-        except BlockingIOError:
-            return False
-        except OSError:
-            self._fail_closed()
+        written = self._os_write(sock, out)
         if written == len(out):
             out.clear()
             return not self._eof_due
         del out[:written]
         return False
+
+    def _os_write(self, sock: Any, data: bytes | bytearray | memoryview) -> int:
+        """One non-blocking write of ``data``: the bytes the socket took (0 when full); a
+        closed or failed socket closes the connection (raises its :class:`WsClosed`)."""
+        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
+        if fd < 0:
+            self._fail_closed()
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self._fail_closed()
 
     def _fail_closed(self) -> NoReturn:
         self._out.clear()

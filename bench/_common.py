@@ -176,3 +176,26 @@ def write_json(path: str | None, data: dict[str, Any]) -> None:
 def environment() -> dict[str, Any]:
     return {"python": sys.version.split()[0], "cpus": os.cpu_count(), "loadavg_start": loadavg(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def print_compare(name: str, title: str, rows: dict[str, dict[str, float]], digits: int,
+                  json_out: str | None) -> str:
+    """Print an A/B benchmark's rows (``this`` and, with ``--compare``, ``baseline``), the
+    this/baseline ratios and its SUMMARY line; write them as JSON to ``json_out``; return the
+    SUMMARY line."""
+    print(f"{title}; load {os.getloadavg()[0]:.2f}")
+    for row_name, row in rows.items():
+        print(f"  {row_name:<9} " + "  ".join(f"{k} {v:6.{digits}f}" for k, v in row.items()))
+    ratios = {}
+    if "baseline" in rows:
+        ratios = {k: rows["this"][k] / rows["baseline"][k] for k in rows["this"]}
+        print("  this/baseline " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+    line = (f"SUMMARY {name}: " + ", ".join(f"{k} {v:.{digits}f} us" for k, v in rows["this"].items())
+            + ("; this/baseline " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) if ratios else ""))
+    print(line)
+    if json_out:
+        Path(json_out).write_text(json.dumps({
+            "benchmark": name, "rows": rows, "ratios": ratios, "summary_line": line,
+            "env": {"loadavg_start": list(os.getloadavg()), "python": sys.version.split()[0]},
+        }, indent=2) + "\n")
+    return line

@@ -29,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
 ROUNDS = 7
 APPENDS = 5000
 
@@ -146,22 +149,7 @@ def main() -> int:
     rows = {"this": _run(Path(args.root).resolve() if args.root else here, args.rounds, args.appends)}
     if args.compare:
         rows["baseline"] = _run(Path(args.compare).resolve(), args.rounds, args.appends)
-    print(f"append-path: us of CPU per append, best of {args.rounds} rounds of {args.appends}; load "
-          f"{os.getloadavg()[0]:.2f}")
-    for name, row in rows.items():
-        print(f"  {name:<9} " + "  ".join(f"{k} {v:6.1f}" for k, v in row.items()))
-    ratios = {}
-    if args.compare:
-        ratios = {k: rows["this"][k] / rows["baseline"][k] for k in rows["this"]}
-        print("  this/baseline " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
-    line = ("SUMMARY append_path: " + ", ".join(f"{k} {v:.1f} us" for k, v in rows["this"].items())
-            + ("; this/baseline " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) if ratios else ""))
-    print(line)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({
-            "benchmark": "append_path", "rows": rows, "ratios": ratios, "summary_line": line,
-            "env": {"loadavg_start": list(os.getloadavg()), "python": sys.version.split()[0]},
-        }, indent=2) + "\n")
+    _common.print_compare("append_path", f"append-path: us of CPU per append, best of {args.rounds} rounds of {args.appends}", rows, 1, args.json_out)
     return 0
 
 

@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
 ROUNDS = 7
 SESSIONS = 100
 TICKS = 400  # 100 frame periods of 4 ticks: 10,000 frames a round at 100 sessions
@@ -94,10 +97,7 @@ def _measure(rounds: int, sessions: int, ticks: int) -> dict[str, float]:
     from orchestrator.keys import KeyManager
     from orchestrator.router import Router
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import _common as C
-
-    chunks = C.pcm_chunks_b64()
+    chunks = _common.pcm_chunks_b64()
     texts = _server_events()
     created, rest = texts[0], texts[1:]
     wire = b"".join(Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
@@ -213,22 +213,7 @@ def main() -> int:
     rows = {"this": _run(Path(args.root).resolve() if args.root else here, args.rounds, args.sessions, args.ticks)}
     if args.compare:
         rows["baseline"] = _run(Path(args.compare).resolve(), args.rounds, args.sessions, args.ticks)
-    print(f"client-path: us of CPU per frame sent / event received, {args.sessions} sessions, best "
-          f"of {args.rounds} rounds; load {os.getloadavg()[0]:.2f}")
-    for name, row in rows.items():
-        print(f"  {name:<9} " + "  ".join(f"{k} {v:6.2f}" for k, v in row.items()))
-    ratios = {}
-    if args.compare:
-        ratios = {k: rows["this"][k] / rows["baseline"][k] for k in rows["this"]}
-        print("  this/baseline " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
-    line = ("SUMMARY client_path: " + ", ".join(f"{k} {v:.2f} us" for k, v in rows["this"].items())
-            + ("; this/baseline " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) if ratios else ""))
-    print(line)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps({
-            "benchmark": "client_path", "rows": rows, "ratios": ratios, "summary_line": line,
-            "env": {"loadavg_start": list(os.getloadavg()), "python": sys.version.split()[0]},
-        }, indent=2) + "\n")
+    _common.print_compare("client_path", f"client-path: us of CPU per frame sent / event received, {args.sessions} sessions, best of {args.rounds} rounds", rows, 2, args.json_out)
     return 0
 
 
