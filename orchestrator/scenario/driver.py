@@ -108,6 +108,9 @@ class SessionDriver:
     #: the G.711 law (RTP payload type 0 or 8) of a WebSocket session's appended audio
     #: (None: 24 kHz PCM16); see `g711_law`
     input_law: int | None = None
+    #: silence after ``speak``'s words: the default, or longer than the session's server VAD
+    #: waits for (its ``silence_duration_ms`` plus 200 ms), so the server hears the turn end
+    speak_trail_ms: int | None = None
     _turn: _Turn | None = None
     _done_count: int = 0
     _done: trio.Event = attrs.field(factory=trio.Event)
@@ -461,10 +464,11 @@ class SessionDriver:
         from actors.speech import SpeechError, synthesize, synthesize_g711
 
         law = self._call("speak").codec if self.sip else self.input_law
+        trail = {} if self.speak_trail_ms is None else {"trail_ms": self.speak_trail_ms}
         try:
             audio = await trio.to_thread.run_sync(
-                lambda: synthesize(step.text, voice=step.voice, rate=step.rate) if law is None
-                else synthesize_g711(step.text, law, voice=step.voice, rate=step.rate))
+                lambda: synthesize(step.text, voice=step.voice, rate=step.rate, **trail) if law is None
+                else synthesize_g711(step.text, law, voice=step.voice, rate=step.rate, **trail))
         except SpeechError as exc:
             self.metrics.inc("errors")
             raise StepFailed(f"speak: {exc}") from None

@@ -50,7 +50,8 @@ from orchestrator.scenario.budget import BudgetGate
 from orchestrator.scenario.driver import BudgetReached, SessionDriver, StepFailed, g711_law
 from orchestrator.scenario.spend import run_prices, spend_summary
 from orchestrator.scenario.metric_names import DECLARED
-from orchestrator.scenario.model import EmbeddedTarget, Phase, Population, RemoteTarget, Scenario
+from orchestrator.scenario.model import (
+    EmbeddedTarget, Phase, Population, RemoteTarget, Scenario, ServerVad)
 from orchestrator.scenario.remote import remote_access
 from orchestrator.scenario.stand_in import stand_in_model
 from orchestrator.scenario.runmetrics import RunMetrics
@@ -88,6 +89,18 @@ class RunResult:
         return EXIT_OK if self.passed else EXIT_THRESHOLDS
 
 
+def _speak_trail_ms(scenario: Scenario) -> int | None:
+    """``speak``'s trailing silence under a server VAD: 200 ms more than the silence it waits
+    for, so the turn ends whatever espeak-ng's own closing pause (short at fast rates); None
+    (the default trail) otherwise."""
+    from actors.speech import TRAIL_MS
+
+    vad = scenario.session.turn_detection
+    if isinstance(vad, ServerVad) and vad.silence_duration_ms + 200 > TRAIL_MS:
+        return vad.silence_duration_ms + 200
+    return None
+
+
 @attrs.define(eq=False)
 class _Run:
     scenario: Scenario
@@ -113,10 +126,13 @@ class _Run:
     prices: dict[str, Any] = attrs.field(factory=dict)
     #: ``session_type: transcription`` populations' config, made once for the run
     transcription_config: ProtoSessionConfig | None = attrs.field(init=False, default=None)
+    #: ``speak``'s trailing silence when the session's server VAD waits longer than its default
+    speak_trail_ms: int | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         if any(p.session_type == "transcription" for p in self.scenario.populations):
             self.transcription_config = _transcription_config(self.scenario)
+        self.speak_trail_ms = _speak_trail_ms(self.scenario)
     #: the rate-limit admission gate (None: no ``rate_limits:``, sessions start unpaced)
     admission: AdmissionGate | None = None
     #: the key manager's 429s already counted as ``rate_limited.key_mints``
@@ -302,7 +318,7 @@ class _Run:
                      if population.transport.value == "websocket" else None)
         driver = SessionDriver(sid, fleet, metrics, vad, span=span, sip=sip,
                                transcribe=population.session_type == "transcription",
-                               input_law=input_law,
+                               input_law=input_law, speak_trail_ms=self.speak_trail_ms,
                                price=self.prices.get(population.protocol), budget=self.budget,
                                checks=self.checks, population=population.name)
         self.drivers[sid] = driver

@@ -33,8 +33,9 @@ Runner semantics:
   ``response.create`` after the file; false sends neither; None (default) does so only when
   turn detection is off (with VAD the server commits and responds by itself).
 * `Speak`: synthesizes ``text`` offline with the ``espeak-ng`` program (``voice``, ``rate`` in
-  words a minute, 200 ms of silence before and 400 ms after), resampled to 24 kHz PCM16 (on a
-  SIP call straight to 8 kHz G.711 in the call's law), cached per text/voice/rate/format, and
+  words a minute, 200 ms of silence before and 400 ms after, or under a server VAD 200 ms more
+  than its ``silence_duration_ms`` so the turn ends), resampled to 24 kHz PCM16 (on a SIP call
+  or a G.711 WebSocket session straight to 8 kHz G.711 in its law), cached per text/voice/rate/format, and
   streams it exactly as `Play` does
   (``realtime``, ``commit`` alike). Without espeak-ng the step fails saying what to install.
 * `Expect`: checks the last finished turn (its ``response.done``); when no turn finished since

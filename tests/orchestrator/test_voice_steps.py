@@ -76,3 +76,32 @@ def test_expect_checks_the_words_the_calls_and_the_time_to_first_output():
     assert not wrong.passed and "city='Paris', expected 'Rome'" in wrong.detail
     none = evaluate(Expect(tool={"name": "book"}), call)[0]
     assert not none.passed and "no call of 'book'" in none.detail
+
+
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None,
+                    reason="needs the espeak-ng program (apt-get install espeak-ng)")
+def test_a_spoken_turn_ends_under_a_server_vad_that_waits_longer_than_the_default_trail(tmp_path):
+    """speak's trailing silence covers the session's VAD silence: with 1.2 s the server needs
+    1.2 s of quiet after the words to end the turn, more than speak's default 400 ms trail."""
+    from orchestrator.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: slow-vad
+        target: embedded
+        duration_limit: 40s
+        session:
+          model: gpt-realtime
+          turn_detection: {type: server_vad, silence_duration_ms: 1200}
+        populations: [{name: p, script: s, sessions: 1}]
+        scripts:
+          s:
+            - speak: "Book a table for two"
+              rate: 300
+            - wait_response: {timeout: 10s}
+        thresholds:
+          - turns.completed == 1
+    """))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "-q"]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["summary"]["counters"]["turns.completed"] == 1
