@@ -19,7 +19,10 @@ from actors.proto.client_values import SessionMemoryLimit
 from actors.proto.errors import ProtocolError
 from actors.proto.turns import TurnLost
 
-__all__ = ["AUTH_ERROR_CODES", "InboundState", "handle_incoming", "end_quiet_answers"]
+__all__ = ["AUTH_ERROR_CODES", "QUIET_TICKS", "InboundState", "handle_incoming", "end_quiet_answers"]
+
+#: ticks a Live answer's quiet gap is counted in (see :func:`end_quiet_answers`)
+QUIET_TICKS = 6
 
 #: ``error.code`` values that mean the credential was refused
 AUTH_ERROR_CODES = frozenset({"invalid_api_key", "invalid_client_secret", "expired_client_secret",
@@ -76,16 +79,29 @@ def handle_incoming(link: SessionLink, state: InboundState, message: str | bytes
 
 async def end_quiet_answers(link: SessionLink) -> None:
     """GPT-Live marks no answer's end: end each open answer once its output has been quiet for
-    the edge's ``answer_gap`` (the events that end it are published like received ones)."""
+    the edge's ``answer_gap`` (the events that end it are published like received ones).
+
+    The quiet is counted in ticks, :data:`QUIET_TICKS` to a gap, each worth one tick however
+    long it took: time the process did not run (a loaded box, a long GC; the trio clock
+    jumped) counts as one tick, and the answer's next words are read before the next tick.
+    One sleep of the whole gap could not tell a quiet server from a stalled client: after a
+    stall as long as the gap, the timer woke before the answer's next words were read (an
+    embedded server had not even sent them yet) and ended the answer as ``completed`` with
+    its first word only (a flaky 50-session fleet test on a loaded box)."""
     core = link.core
     gap = core.edge.answer_gap
+    tick = gap / QUIET_TICKS
     while True:
         await link.answer_opened.wait()
         link.answer_opened = trio.Event()
+        seen, quiet = core.edge.outputs, 0
         while core.answer_open:
-            seen = core.edge.outputs
-            await trio.sleep(gap)
-            if core.answer_open and core.edge.outputs == seen:
+            await trio.sleep(tick)
+            if core.edge.outputs != seen:
+                seen, quiet = core.edge.outputs, 0
+                continue
+            quiet += 1
+            if quiet >= QUIET_TICKS and core.answer_open:
                 for item in core.output_quiet():
                     if isinstance(item, ProtocolError):
                         link.emit(EventKind.PROTOCOL_ERROR, item.to_payload())
