@@ -36,8 +36,10 @@ In (wire -> events published), by :meth:`LiveEdge.from_wire`:
   (``response.created`` and ``response.output_item.added`` of an assistant message) and become
   ``response.output_audio.delta`` / ``response.output_audio_transcript.delta``.
 * The answer ends when the output goes quiet for :data:`DEFAULT_ANSWER_GAP` seconds (the I/O
-  shell measures it and calls :meth:`close_answer`; a listener knows no better), when the user
-  speaks over it (status ``cancelled``) or when the session closes (``incomplete``): then
+  shell measures it and calls :meth:`close_answer`; a listener knows no better; a stall of
+  the client counts as one tick of it, not as quiet: ``actors.inbound.end_quiet_answers``),
+  when the user speaks over it (status ``cancelled``) or when the session closes
+  (``incomplete``): then
   ``response.output_audio_transcript.done``, ``response.output_item.done`` and ``response.done``
   with the whole transcript.
 * ``session.input_transcript.delta`` opens a user audio turn (``input_audio_buffer.speech_started``
