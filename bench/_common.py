@@ -6,6 +6,7 @@ Not a public API: the scripts in ``bench/`` import it as a sibling module.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import math
@@ -199,3 +200,28 @@ def print_compare(name: str, title: str, rows: dict[str, dict[str, float]], digi
             "env": {"loadavg_start": list(os.getloadavg()), "python": sys.version.split()[0]},
         }, indent=2) + "\n")
     return line
+
+
+def add_compare_options(parser: Any, rounds: int) -> None:
+    """The options of an A/B benchmark that times this checkout's code and another's."""
+    parser.add_argument("--root", default=None, help="time this checkout's code instead")
+    parser.add_argument("--compare", default=None, metavar="DIR", help="also time DIR's code")
+    parser.add_argument("--json-out", default=None)
+    parser.add_argument("--rounds", type=int, default=rounds, help="best of this many rounds")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
+
+def compare_rows(script: str, args: Any, worker_args: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Run ``script --worker`` with ``worker_args`` on this tree (or ``--root``) and, with
+    ``--compare``, on that tree: each in a subprocess with the tree on ``sys.path``; its last
+    stdout line is its JSON row."""
+    def run(root: Path) -> dict[str, float]:
+        done = subprocess.run([sys.executable, str(Path(script).resolve()), "--worker", *worker_args],
+                              env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True,
+                              text=True, cwd=str(root), check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    rows = {"this": run(Path(args.root).resolve() if args.root else ROOT)}
+    if args.compare:
+        rows["baseline"] = run(Path(args.compare).resolve())
+    return rows

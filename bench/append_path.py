@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -125,30 +123,15 @@ def _measure(rounds: int = ROUNDS, appends: int = APPENDS) -> dict[str, float]:
     return {k: 1e6 * v / appends for k, v in best.items()}
 
 
-def _run(root: Path, rounds: int, appends: int) -> dict[str, float]:
-    env = dict(os.environ, PYTHONPATH=str(root))
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--rounds",
-                           str(rounds), "--appends", str(appends)], env=env,
-                          capture_output=True, text=True, cwd=str(root), check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", default=None, help="time this checkout's code instead")
-    p.add_argument("--compare", default=None, metavar="DIR", help="also time DIR's code")
-    p.add_argument("--json-out", default=None)
-    p.add_argument("--rounds", type=int, default=ROUNDS, help="best of this many rounds")
+    _common.add_compare_options(p, ROUNDS)
     p.add_argument("--appends", type=int, default=APPENDS, help="appends a round")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         print(json.dumps(_measure(args.rounds, args.appends)))
         return 0
-    here = Path(__file__).resolve().parent.parent
-    rows = {"this": _run(Path(args.root).resolve() if args.root else here, args.rounds, args.appends)}
-    if args.compare:
-        rows["baseline"] = _run(Path(args.compare).resolve(), args.rounds, args.appends)
+    rows = _common.compare_rows(__file__, args, ["--rounds", str(args.rounds), "--appends", str(args.appends)])
     _common.print_compare("append_path", f"append-path: us of CPU per append, best of {args.rounds} rounds of {args.appends}", rows, 1, args.json_out)
     return 0
 

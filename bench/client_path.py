@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -188,31 +186,16 @@ def _measure(rounds: int, sessions: int, ticks: int) -> dict[str, float]:
     return trio.run(main)
 
 
-def _run(root: Path, rounds: int, sessions: int, ticks: int) -> dict[str, float]:
-    env = dict(os.environ, PYTHONPATH=str(root))
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--rounds",
-                           str(rounds), "--sessions", str(sessions), "--ticks", str(ticks)], env=env,
-                          capture_output=True, text=True, cwd=str(root), check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", default=None, help="time this checkout's code instead")
-    p.add_argument("--compare", default=None, metavar="DIR", help="also time DIR's code")
-    p.add_argument("--json-out", default=None)
-    p.add_argument("--rounds", type=int, default=ROUNDS, help="best of this many rounds")
+    _common.add_compare_options(p, ROUNDS)
     p.add_argument("--sessions", type=int, default=SESSIONS)
     p.add_argument("--ticks", type=int, default=TICKS, help="clock ticks a round (4 per 20 ms)")
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         print(json.dumps(_measure(args.rounds, args.sessions, args.ticks)))
         return 0
-    here = Path(__file__).resolve().parent.parent
-    rows = {"this": _run(Path(args.root).resolve() if args.root else here, args.rounds, args.sessions, args.ticks)}
-    if args.compare:
-        rows["baseline"] = _run(Path(args.compare).resolve(), args.rounds, args.sessions, args.ticks)
+    rows = _common.compare_rows(__file__, args, ["--rounds", str(args.rounds), "--sessions", str(args.sessions), "--ticks", str(args.ticks)])
     _common.print_compare("client_path", f"client-path: us of CPU per frame sent / event received, {args.sessions} sessions, best of {args.rounds} rounds", rows, 2, args.json_out)
     return 0
 

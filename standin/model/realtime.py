@@ -290,8 +290,7 @@ class RealtimeSession:
             return
         self._vad_changes(self._vad.feed(samples), now, out)
         if self.config.hearing is not None and self._speech is None:
-            padding = cfg.vad_params(cfg.turn_detection(self.session) or {}).prefix_padding_ms
-            self._kept.keep_last(padding + 1000, rate)
+            self._kept.keep_last(self._vad.params.prefix_padding_ms + 1000, rate)
 
     def _vad_changes(self, changes: list[Any], now: float, out: list[Event]) -> None:
         for change in changes:
