@@ -72,10 +72,12 @@ populations:
   - {name: broken, script: broken, sessions: 1}
   - {name: live, protocol: live, script: chat, sessions: 1}
 scripts:
-  chat:
-    - say: hello there
-    - pause: 1.5s
+  chat:                       # Live bills whole seconds (usage.seconds): the session the drop
+    - say: hello there        # restores must live past a second before its last answer ends,
+    - pause: 1.5s             # or no live_active_seconds is ever counted
     - say: and again
+    - pause: 1.5s
+    - say: once more
   talk:
     - repeat: 5
       steps:
