@@ -113,6 +113,11 @@ class SessionDriver:
     speak_trail_ms: int | None = None
     _turn: _Turn | None = None
     _done_count: int = 0
+    #: audio a server VAD ends (a play or speak without commit) is on its way: the answers
+    #: finished when the VAD heard its end, which a wait_response after it counts from (the
+    #: answer may come before the audio's last frame is sent: trailing silence, a late clock)
+    _vad_turn_open: bool = False
+    _vad_base: int | None = None
     _done: trio.Event = attrs.field(factory=trio.Event)
     #: a response is in progress and has begun its output (what a barge-in interrupts)
     _output_live: bool = False
@@ -229,6 +234,8 @@ class SessionDriver:
         elif kind == "input_audio_buffer.speech_stopped":
             if self.vad and not self.transcribe:
                 self._start_turn("audio")
+                if self._vad_turn_open and self._vad_base is None:
+                    self._vad_base = self._done_count
         elif kind == "input_audio_buffer.timeout_triggered":  # idle_timeout_ms: the server answers
             if self.vad:
                 self._start_turn("idle")
@@ -346,7 +353,9 @@ class SessionDriver:
         elif isinstance(step, Expect):
             await self._expect(step)
         elif isinstance(step, WaitResponse):
-            await self._wait_done(self._done_count, step.timeout)
+            base = self._done_count if self._vad_base is None else self._vad_base
+            self._vad_turn_open, self._vad_base = False, None
+            await self._wait_done(base, step.timeout)
         elif isinstance(step, WaitTranscript):
             await self._wait_transcript(step.timeout)
         elif isinstance(step, BargeIn):
@@ -506,11 +515,13 @@ class SessionDriver:
                       g711: bool = False) -> None:
         """Send ``pcm`` (24 kHz PCM16; with ``g711``, 8 kHz G.711 in the call's law) as the
         user's audio, then commit as `steps.Play` says."""
+        commit = commit_given if commit_given is not None else not self.vad
+        # the server's VAD ends this turn, maybe before the last frame leaves: see _vad_base
+        self._vad_turn_open, self._vad_base = not commit and self.vad, None
         if self.sip:
             await self._play_call(pcm, g711)
         else:
             await self._append(*self._appended_audio(pcm, g711), realtime)
-        commit = commit_given if commit_given is not None else not self.vad
         if commit:
             await self.fleet.send(self.sid, {"type": "input_audio_buffer.commit"})
             if not self.transcribe:  # a transcription session answers with the transcript
