@@ -95,7 +95,7 @@ def slope_mb_per_hour(points: list[tuple[float, float]]) -> float | None:
 
 def scenario(duration: float, sessions: int, drop_every: float) -> str:
     drops = "\n".join(f"  - {{at: {int(t)}s, action: drop_connections, percent: 50}}"
-                      for t in range(int(drop_every), int(duration), int(drop_every)))
+                      for t in range(int(drop_every), int(duration), int(drop_every))) if drop_every > 0 else ""
     half = max(1, sessions // 2)
     return f"""name: soak
 description: mixed text/audio churn with drops, against rtfleet serve in its own process
@@ -178,9 +178,10 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=40)
     parser.add_argument("--sample-s", type=seconds, default=30.0)
     parser.add_argument("--warmup", type=seconds, default=seconds("10m"))
-    parser.add_argument("--drop-every", type=seconds, default=60.0)
+    parser.add_argument("--drop-every", type=seconds, default=60.0,
+                        help="the client drops half its connections (0: never)")
     parser.add_argument("--restart-every", type=seconds, default=seconds("40m"),
-                        help="the server process is killed (SIGKILL) and started again")
+                        help="the server process is killed (SIGKILL) and started again (0: never)")
     parser.add_argument("--kill-every", type=seconds, default=seconds("15m"),
                         help="the server's in-process kill_server fault (0: none)")
     parser.add_argument("--expire-every", type=seconds, default=seconds("5m"),
@@ -212,7 +213,7 @@ def main() -> int:
     samples: list[tuple[float, float | None, float | None]] = []
     lives: list[float] = [0.0]  # when each server process started
     restarts = 0
-    next_sample, next_restart = 0.0, args.restart_every
+    next_sample, next_restart = 0.0, args.restart_every or float("inf")  # 0: never
     print(f"soak: {args.sessions} sessions for {args.duration:g} s against {url} "
           f"(pids run {run.pid}, serve {server.pid}); samples every {args.sample_s:g} s")
     anon: list[tuple[float, float | None, float | None]] = []
