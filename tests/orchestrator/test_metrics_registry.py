@@ -138,22 +138,22 @@ def test_time_series_slots_and_series():
     coarse = Histogram()
     for value in (0.5, 0.7):
         coarse.record_coarse(value)
-    assert total.histograms["ttfa"] == coarse  # slots keep an eighth of the resolution
+    assert total.histograms["ttfa"] == coarse  # slots keep a sixteenth of the resolution
     assert TimeSeries().series("x") == []
 
 
-def test_coarse_recording_bounds_a_slot_and_keeps_percentiles_within_seven_percent():
+def test_coarse_recording_bounds_a_slot_and_keeps_percentiles_within_its_resolution():
     """A slot that sees many distinct values (a coarsened slot of an hours-long run) keeps at
-    most 8 buckets an octave; its percentiles stay within the coarse resolution."""
+    most 4 buckets an octave; its percentiles stay within the coarse resolution (12.5 %)."""
     rng = random.Random(5)
     values = [rng.lognormvariate(-3, 1) for _ in range(20_000)]
     fine, coarse = Histogram.from_values(values), Histogram()
     for value in values:
         coarse.record_coarse(value)
-    assert len(coarse._counts) * 6 < len(fine._counts)
+    assert len(coarse._counts) * 12 < len(fine._counts)
     assert coarse.count == fine.count and coarse.min == fine.min and coarse.max == fine.max
     for q in (50, 90, 95, 99):
-        assert abs(coarse.percentile(q) / fine.percentile(q) - 1) < 0.07, q
+        assert abs(coarse.percentile(q) / fine.percentile(q) - 1) <= 0.125, q
 
 
 def test_time_series_half_second_slots_and_negative_time():

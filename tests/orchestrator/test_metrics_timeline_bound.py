@@ -29,8 +29,10 @@ def test_two_hours_of_seconds_stay_under_the_slot_bound_and_keep_every_count():
 
 def test_a_short_run_is_never_coarsened():
     series = TimeSeries()
-    _feed(series, 500)
-    assert series.interval == 1.0 and len(series.slots) == 500
+    _feed(series, 250)
+    assert series.interval == 1.0 and len(series.slots) == 250
+    _feed(series, 257)  # one slot more than the bound: the series coarsens once
+    assert series.interval == 2.0 and len(series.slots) <= 256
 
 
 def test_shards_coarsened_differently_merge_aligned():
