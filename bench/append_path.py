@@ -11,12 +11,18 @@ as ``bench/ws_fleet.py`` sends; server VAD; the model's answer planned and its e
             the bare-append scan, base64, VAD, record; the turn's events)
 ``total``   both, plus what the connection does per message (stats, timer poke)
 
+``--writer`` says how the appends are written: ``sdk`` as ``json.dumps`` writes them (the
+``openai`` SDK, hand-written scripts: ``{"type": …, "audio": …}``), ``rtfleet`` as the rtfleet
+client does (``actors.proto.realtime.events.encode_client_event``: compact, with an
+``event_id`` after the audio).
+
 ``--root DIR`` times another checkout's code (e.g. the commit before a change), in a subprocess
 with that tree on ``sys.path``; ``--compare DIR`` prints this tree and DIR side by side.
 
 Usage::
 
     python bench/append_path.py --compare /tmp/base
+    python bench/append_path.py --compare /tmp/base --writer rtfleet
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ ROUNDS = 7
 APPENDS = 5000
 
 
-def _measure(rounds: int = ROUNDS, appends: int = APPENDS) -> dict[str, float]:
+def _measure(rounds: int = ROUNDS, appends: int = APPENDS, writer: str = "sdk") -> dict[str, float]:
     import base64
     import random
 
@@ -59,7 +65,13 @@ def _measure(rounds: int = ROUNDS, appends: int = APPENDS) -> dict[str, float]:
     tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
     pcm = tone + bytes(2 * rate)
     chunks = [base64.b64encode(pcm[i:i + 2 * n]).decode() for i in range(0, len(pcm), 2 * n)]
-    texts = [json.dumps({"type": "input_audio_buffer.append", "audio": c}) for c in chunks]
+    if writer == "rtfleet":
+        from actors.proto.realtime.events import encode_client_event
+
+        texts = [encode_client_event({"type": "input_audio_buffer.append", "audio": c, "event_id": f"evt_c_{k + 1}"})
+                 for k, c in enumerate(chunks)]
+    else:
+        texts = [json.dumps({"type": "input_audio_buffer.append", "audio": c}) for c in chunks]
 
     client = ClientProtocol(parse_uri("ws://x/v1/realtime"), logger=QUIET_LOGGER)
     client.send_request(client.connect())
@@ -127,12 +139,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     _common.add_compare_options(p, ROUNDS)
     p.add_argument("--appends", type=int, default=APPENDS, help="appends a round")
+    p.add_argument("--writer", choices=("sdk", "rtfleet"), default="sdk",
+                   help="appends as json.dumps writes them (sdk) or as the rtfleet client does")
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(_measure(args.rounds, args.appends)))
+        print(json.dumps(_measure(args.rounds, args.appends, args.writer)))
         return 0
-    rows = _common.compare_rows(__file__, args, ["--rounds", str(args.rounds), "--appends", str(args.appends)])
-    _common.print_compare("append_path", f"append-path: us of CPU per append, best of {args.rounds} rounds of {args.appends}", rows, 1, args.json_out)
+    rows = _common.compare_rows(__file__, args, ["--rounds", str(args.rounds), "--appends", str(args.appends),
+                                                  "--writer", args.writer])
+    _common.print_compare("append_path", f"append-path: us of CPU per append ({args.writer} appends), best of "
+                          f"{args.rounds} rounds of {args.appends}", rows, 1, args.json_out)
     return 0
 
 

@@ -2,16 +2,25 @@
 
 A streaming session sends fifty appends a second, each about 1.3 KB of JSON that is almost all
 base64. :func:`bare_append` recognises the text of an append that has nothing but ``type`` and
-``audio`` (written compactly or with ``json.dumps``' default separators, keys in that order, as
-the rtfleet client, the ``openai`` SDK and hand-written scripts write it) and decodes its audio,
-without parsing JSON or building a dict. Anything else, including any text it cannot vouch for,
-gives ``None`` and goes through the full parse, so the events that come out are the same:
+``audio``, optionally followed by an ``event_id`` (written compactly or with ``json.dumps``'
+default separators, keys in that order: the rtfleet client writes
+``{"type":…,"audio":…,"event_id":…}``, the ``openai`` SDK and hand-written scripts
+``{"type": …, "audio": …}``) and decodes its audio, without parsing JSON or building a dict.
+Anything else, including any text it cannot vouch for, gives ``None`` and goes through the full
+parse, so the events that come out are the same:
 
-* the audio string ends at the first ``"`` and the text must end right after it with ``}``;
+* the audio string ends at the first ``"``, then comes either the closing ``}`` (the text's
+  last character) or the ``event_id`` key, whose string ends at the next ``"``, right before
+  the closing ``}``;
 * the audio must be strict base64 (``binascii.a2b_base64(strict_mode=True)``, which is what the
   full path's ``base64.b64decode(validate=True)`` runs): only the alphabet and end padding, so
   no ``\\`` and no ``"``, and the JSON string's value is those characters as they stand. Audio
-  that is not strict base64 takes the full path, which reports the error as before.
+  that is not strict base64 takes the full path, which reports the error as before;
+* the event id must hold no ``\\`` (an escape) and only printable characters (JSON forbids raw
+  control characters), so its JSON value is the characters as they stand too.
+
+Digital silence (audio of ``A`` only, which decodes to zero bytes) is common between a
+client's utterances: its bytes are kept per length (a few lengths at most) and not decoded again.
 """
 
 from __future__ import annotations
@@ -20,23 +29,47 @@ import binascii
 
 __all__ = ["bare_append"]
 
-_PREFIXES = ('{"type":"input_audio_buffer.append","audio":"',
-             '{"type": "input_audio_buffer.append", "audio": "')
+_COMPACT = '{"type":"input_audio_buffer.append","audio":"'
+_SPACED = '{"type": "input_audio_buffer.append", "audio": "'
+_ID_COMPACT = '","event_id":"'
+_ID_SPACED = '", "event_id": "'
+_a2b = binascii.a2b_base64
+#: audio length -> (that many ``A``, the zero bytes they decode to)
+_SILENT: dict[int, tuple[str, bytes]] = {}
+_SILENT_LENGTHS = 64
 
 
-def bare_append(text: str) -> tuple[str, bytes] | None:
-    """``(audio, its bytes)`` when ``text`` is exactly a bare append with valid audio, else None."""
-    if text.startswith(_PREFIXES[0]):
-        start = len(_PREFIXES[0])
-    elif text.startswith(_PREFIXES[1]):
-        start = len(_PREFIXES[1])
+def bare_append(text: str) -> tuple[str, bytes, str | None] | None:
+    """``(audio, its bytes, event_id or None)`` when ``text`` is exactly a bare append with
+    valid audio (and maybe an event id), else None."""
+    if text.startswith(_COMPACT):
+        start, id_key = len(_COMPACT), _ID_COMPACT
+    elif text.startswith(_SPACED):
+        start, id_key = len(_SPACED), _ID_SPACED
     else:
         return None
-    end = text.find('"', start)
-    if end != len(text) - 2 or text[-1] != "}":
+    if text[-1] != "}":
         return None
+    end = text.find('"', start)
+    last = len(text) - 2
+    event_id = None
+    if end != last:  # not the end: an event id must follow
+        if end < 0 or not text.startswith(id_key, end):
+            return None
+        first = end + len(id_key)
+        if text.find('"', first) != last:
+            return None
+        event_id = text[first:last]
+        if "\\" in event_id or not event_id.isprintable():
+            return None
     audio = text[start:end]
+    silent = _SILENT.get(len(audio))
+    if silent is not None and audio == silent[0]:
+        return audio, silent[1], event_id
     try:
-        return audio, binascii.a2b_base64(audio, strict_mode=True)
+        data = _a2b(audio, strict_mode=True)
     except (binascii.Error, ValueError):  # not strict base64, or not ASCII
         return None
+    if audio[:1] == "A" and audio[-1] == "A" and len(_SILENT) < _SILENT_LENGTHS and audio == "A" * len(audio):
+        _SILENT[len(audio)] = (audio, data)
+    return audio, data, event_id

@@ -23,6 +23,7 @@ Error codes the embedded server uses (``error.type`` is ``invalid_request_error`
 
 from __future__ import annotations
 
+import copy
 import itertools
 import random
 import secrets
@@ -31,7 +32,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ClientError", "IdFactory", "error_event", "new_secret_value"]
+__all__ = ["ClientError", "IdFactory", "error_event", "new_secret_value", "snapshot"]
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -92,3 +93,17 @@ def error_event(
             "event_id": client_event_id,
         },
     }
+
+
+def snapshot(value: Any) -> Any:
+    """A deep copy of a JSON-like value (what an event holds of an item or a response that
+    changes later): dicts and lists copied, strings, numbers, None and bools shared, anything
+    else by :func:`copy.deepcopy` (about a third of ``deepcopy``'s time for a response)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: snapshot(v) for k, v in value.items()}
+    if kind is list:
+        return [snapshot(v) for v in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)

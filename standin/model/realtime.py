@@ -36,7 +36,7 @@ import attrs
 from standin.model import config as cfg
 from standin.model import transcription
 from standin.model.append import bare_append
-from standin.model.audio import PCM_24K, Tone
+from standin.model.audio import PCM_24K, AudioFormat, Tone
 from standin.model.billing import response_usage
 from standin.model.conversation import Conversation, item_from_client
 from standin.model.events import ClientError, IdFactory, error_event
@@ -112,6 +112,10 @@ class RealtimeSession:
     _rng: random.Random | None = None
     #: assistant audio item -> the chunk each word of its transcript went with (truncation)
     _word_chunks: dict[str, tuple[int, ...]] = attrs.field(factory=dict)
+    #: while the session's input config stands (set with the VAD): its input format, that
+    #: format's bytes a millisecond, and whether appended bytes go to the VAD as they are
+    #: (PCM16 and no hearing model); None: read from the session
+    _input: tuple[AudioFormat, float, bool] | None = None
 
     @classmethod
     def create(
@@ -195,17 +199,20 @@ class RealtimeSession:
             out.append(self._error(exc, client_event_id))
         return out + self.handle_timer(now)
 
-    def _receive_append(self, audio: str, data: bytes, now: float) -> list[Event]:
+    def _receive_append(self, audio: str, data: bytes, event_id: str | None, now: float) -> list[Event]:
         """:meth:`receive_event` of ``{"type": "input_audio_buffer.append", "audio": audio}``
-        whose audio decodes to ``data``: the same record and events."""
+        (with ``"event_id": event_id`` unless None) whose audio decodes to ``data``: the same
+        record and events."""
         self._record_append(len(audio))
         self._now = now
         out: list[Event] = []
         try:
             self._take_audio(data, now, out)
         except ClientError as exc:  # a turn the VAD ended, refused: as receive_event reports it
-            out.append(self._error(exc))
-        return out + self.handle_timer(now)
+            out.append(self._error(exc, event_id))
+        if self._runs or self._scheduled or self._idle_due is not None:  # else nothing is due
+            out += self.handle_timer(now)
+        return out
 
     def receive_audio(self, pcm: bytes, now: float) -> list[Event]:
         """Caller audio from a media track (WebRTC/SIP): PCM16 mono at 24 kHz, whatever the
@@ -270,13 +277,20 @@ class RealtimeSession:
     def _take_audio(self, data: bytes, now: float, out: list[Event]) -> None:
         """Appended audio into the buffer, the hearing model's keep and the VAD (PCM16 goes to
         the VAD as it is: no float samples made unless the hearing model keeps them)."""
-        fmt = cfg.input_format(self.session)
-        self._audio_ms += fmt.duration_ms(len(data))
-        if fmt.type == "audio/pcm" and self.config.hearing is None:
-            if self._vad is not None:
-                self._vad_changes(self._vad.feed_pcm16(data), now, out)
+        fmt, bytes_per_ms, as_pcm16 = self._input or self._input_now()
+        self._audio_ms += len(data) / bytes_per_ms
+        if as_pcm16:
+            vad = self._vad
+            if vad is not None:
+                changes = vad.feed_pcm16(data)
+                if changes:
+                    self._vad_changes(changes, now, out)
             return
         self._keep_and_feed_vad(fmt.decode(data), fmt.rate, now, out)
+
+    def _input_now(self) -> tuple[AudioFormat, float, bool]:
+        fmt = cfg.input_format(self.session)
+        return fmt, fmt.bytes_per_ms, fmt.type == "audio/pcm" and self.config.hearing is None
 
     def _keep_and_feed_vad(self, samples: Any, rate: int, now: float, out: list[Event]) -> None:
         """Samples to the hearing model's keep and the VAD. With the VAD on and nobody
@@ -623,7 +637,8 @@ class RealtimeSession:
     def _reset_vad(self) -> None:
         self._speech = None
         detection = cfg.turn_detection(self.session)
-        fmt = cfg.input_format(self.session)
+        self._input = self._input_now()
+        fmt = self._input[0]
         self._vad = None
         if detection is not None:
             self._vad = EnergyVad(cfg.vad_params(detection), fmt.rate, self._audio_ms)

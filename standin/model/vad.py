@@ -30,6 +30,9 @@ __all__ = ["EnergyVad", "SpeechStarted", "SpeechStopped", "VadParams", "frame_le
 
 FRAME_MS = 10
 _vecdot = getattr(np, "vecdot", None)
+_I16 = np.dtype("<i2")
+_F8 = np.dtype(np.float64)
+_NO_SAMPLES = np.zeros(0, dtype=np.float32)
 
 
 @functools.cache
@@ -110,28 +113,40 @@ class EnergyVad:
         return self._step((energy > self._energy_floor * frame_len).tolist())
 
     def feed_pcm16(self, data: bytes) -> list[SpeechStarted | SpeechStopped]:
-        """:meth:`feed` for PCM16 little-endian bytes (a trailing odd byte is ignored)."""
+        """:meth:`feed` for PCM16 little-endian bytes (a trailing odd byte is ignored).
+
+        Quiet audio while nobody speaks is decided without a level per frame: digital silence
+        (all zero bytes) has no energy at all, and when the whole chunk's energy is not above
+        one frame's bound, no frame's is (every frame's energy is part of the sum)."""
         count = len(data) // 2
         if self._pending.size:  # a partial frame from before: join it (floats: the float path)
-            samples = np.frombuffer(data, dtype="<i2", count=count)
+            samples = np.frombuffer(data, dtype=_I16, count=count)
             if self._pending.dtype != np.int16:
                 return self.feed(samples.astype(np.float32) / 32768.0)
             samples = np.concatenate([self._pending, samples])
             data, count = samples.tobytes(), len(samples)
-            self._pending = np.zeros(0, dtype=np.float32)
+            self._pending = _NO_SAMPLES
         frame_len = self._frame_len
         whole = count // frame_len
         if whole * frame_len != count:
-            self._pending = np.frombuffer(data, dtype="<i2", count=count - whole * frame_len,
+            self._pending = np.frombuffer(data, dtype=_I16, count=count - whole * frame_len,
                                           offset=2 * whole * frame_len).copy()
         if whole == 0:
             return []
-        rows = np.frombuffer(data, dtype="<i2", count=whole * frame_len).astype(np.float64)
-        rows = rows.reshape(whole, frame_len)
+        if not data[0] and not data[-1] and data == bytes(len(data)):  # digital silence: no speech
+            if self.speaking:
+                return self._step([False] * whole)
+            self._frames_done += whole
+            return []
+        samples = np.frombuffer(data, dtype=_I16, count=whole * frame_len).astype(_F8)
+        floor = self._pcm_floor
+        if not self.speaking and samples.dot(samples) <= floor:  # exact: integer squares
+            self._frames_done += whole
+            return []
+        rows = samples.reshape(whole, frame_len)
         # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
         energy = _vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ _ones(frame_len)
-        floor = self._pcm_floor
-        return self._step([e > floor for e in energy.tolist()])
+        return self._step((energy > floor).tolist())
 
     def _step(self, speech: list[bool]) -> list[SpeechStarted | SpeechStopped]:
         out: list[SpeechStarted | SpeechStopped] = []
