@@ -146,11 +146,16 @@ class EnergyVad:
         rows = samples.reshape(whole, frame_len)
         # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
         energy = _vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ _ones(frame_len)
-        return self._step((energy > floor).tolist())
+        return self._step([e > floor for e in energy.tolist()])
 
     def _step(self, speech: list[bool]) -> list[SpeechStarted | SpeechStopped]:
         out: list[SpeechStarted | SpeechStopped] = []
-        if not self.speaking and True not in speech:  # idle and quiet: nothing to decide
+        if self.speaking:
+            if speech and False not in speech:  # speaking on: each frame restarts the silence count
+                self._silence_ms = 0
+                self._frames_done += len(speech)
+                return out
+        elif True not in speech:  # idle and quiet: nothing to decide
             self._frames_done += len(speech)
             return out
         for is_speech in speech:
