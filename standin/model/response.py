@@ -26,13 +26,14 @@ hides it), when the usage's audio tokens are set from the speech's real length.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from standin.model.events import snapshot
+from standin.model.events import Base64Text, snapshot
 from standin.model.utterance import Pending, Utterance
 
 __all__ = ["ResponseRun", "rate_limits", "reply_for", "split_words", "set_audio_tokens"]
@@ -184,8 +185,7 @@ class ResponseRun:
             out.append(emit("response.output_audio_transcript.delta", **self._ids(), delta=word))
             self._word += 1
         self.audio_ms_sent += spoken.durations[index]
-        out.append(emit("response.output_audio.delta", **self._ids(),
-                        delta=base64.b64encode(spoken.chunks[index]).decode()))
+        out.append(emit("response.output_audio.delta", **self._ids(), delta=audio_text(spoken.chunks[index])))
         return out
 
     def _tail(self, emit: Emit, status: str, reason: str | None) -> list[dict[str, Any]]:
@@ -201,6 +201,13 @@ class ResponseRun:
             ]
         out.append(emit("response.content_part.done", **self._ids(), part=self._part()))
         return out + close_response(self, emit, status, reason)
+
+
+@functools.lru_cache(maxsize=256)
+def audio_text(chunk: bytes) -> Base64Text:
+    """A chunk of answer audio as a delta's base64: the tone's chunks recur across a fleet's
+    sessions (``standin.model.audio.Tone``), so each is encoded once."""
+    return Base64Text(base64.b64encode(chunk).decode())
 
 
 def open_response(run: Any, emit: Emit) -> list[dict[str, Any]]:

@@ -50,7 +50,7 @@ from urllib.parse import parse_qs
 import attrs
 import trio
 
-from standin.model.events import IdFactory, error_event
+from standin.model.events import IdFactory, error_event, event_json
 from standin.records import ConnectionRecord
 from standin.faults.plan import ConnectionFaults, Drop, Expire
 from standin.model.realtime import RealtimeSession
@@ -364,7 +364,7 @@ class _Connection:
                 await self._close(out.close_code or 1000, out.close_reason)
                 return
             malformed, drop = self.faults.after_event(plan)
-            message = {"type": "websocket.send", "text": json.dumps(out.event)}
+            message = {"type": "websocket.send", "text": event_json(out.event)}
             if (batching and self._out.items and held < SEND_BATCH and malformed is None
                     and drop is None and plan.latency_ms <= 0):
                 message["more"] = True
