@@ -93,8 +93,10 @@ class RealtimeSession:
     _tone: Tone = attrs.field(factory=Tone)
     _runs: list[ResponseRun] = attrs.field(factory=list)  # responses in progress
     _played_ms: dict[str, int] = attrs.field(factory=dict)  # assistant item -> audio ms sent
-    #: the last entry of ``received`` when it is a run of appends, and its total length
-    _append_run: tuple[Event, int] | None = None
+    #: the last entry of ``received`` when it is a run of appends, its appends and their length
+    _append_entry: Event | None = None
+    _append_count: int = 0
+    _append_chars: int = 0
     #: when ``input_audio_buffer.timeout_triggered`` fires (server VAD ``idle_timeout_ms``)
     _idle_due: float | None = None
     #: user audio of each user audio item (ms), for its input tokens
@@ -616,16 +618,15 @@ class RealtimeSession:
 
     def _record_append(self, chars: int) -> None:
         """An append of ``chars`` base64 characters: a new entry, or one more in the run."""
-        received = self.received
-        run = self._append_run
-        if run is not None and received and received[-1] is run[0]:
-            entry, total = run[0], run[1] + chars
-            entry["count"] = entry.get("count", 1) + 1
+        entry = self._append_entry
+        if entry is not None and self.received and self.received[-1] is entry:
+            self._append_count = count = self._append_count + 1
+            self._append_chars = total = self._append_chars + chars
+            entry["count"] = count
             entry["audio"] = f"<{total} base64 chars>"
-            self._append_run = (entry, total)
             return
         obj = {"type": "input_audio_buffer.append", "audio": f"<{chars} base64 chars>"}
-        self._append_run = (obj, chars)
+        self._append_entry, self._append_count, self._append_chars = obj, 1, chars
         self._keep_received(obj)
 
     def _keep_received(self, obj: Event) -> None:
