@@ -483,7 +483,30 @@ class _WebSocket:
         if not chunks:
             return
         data = b"".join(chunks)
-        async with self.lock:
+        lock = self.lock
+        if self.mux is not None and data and chunks[-1] != b"" and not lock.locked():
+            # plain TCP and no write in progress: one non-blocking write, and the stream's
+            # send_all only for what the socket did not take (no lock wait, no scheduling
+            # round per write: a streaming session's every answer event comes here)
+            lock.acquire_nowait()
+            try:
+                fd = self.stream.socket.fileno()  # -1 once closed: never a reused descriptor
+                try:
+                    sent = os.write(fd, data) if fd >= 0 else -1
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    sent = -1
+                if sent < 0:
+                    self.close_code = self.close_code or 1006
+                elif sent < len(data):
+                    await self.stream.send_all(data[sent:])
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.close_code = self.close_code or 1006
+            finally:
+                lock.release()
+            return
+        async with lock:
             try:
                 if data:
                     await self.stream.send_all(data)
