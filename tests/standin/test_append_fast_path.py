@@ -150,6 +150,22 @@ def test_every_append_with_an_event_id_reads_as_the_full_parse(pcm, event_id, us
         assert found == (audio, pcm, event_id)
 
 
+def test_audio_decoded_before_is_found_and_the_store_stays_bounded(monkeypatch):
+    """The same text gives the same bytes (the ones decoded first); a full store is emptied and
+    decoding goes on right."""
+    import standin.model.append as append
+
+    monkeypatch.setattr(append, "_DECODED", {})
+    monkeypatch.setattr(append, "_DECODED_MAX", 4)
+    pcm = [bytes([k]) * 960 for k in range(10)]
+    texts = [rtfleet(base64.b64encode(p).decode(), f"e{k}") for k, p in enumerate(pcm)]
+    first = bare_append(texts[1])
+    assert bare_append(texts[1])[1] is first[1]  # found, not decoded again
+    for k in list(range(10)) * 2:
+        assert bare_append(texts[k]) == (base64.b64encode(pcm[k]).decode(), pcm[k], f"e{k}")
+        assert len(append._DECODED) <= 4
+
+
 # -- the VAD on PCM16 bytes --------------------------------------------------------------------
 
 
@@ -188,6 +204,7 @@ def test_feed_pcm16_decides_as_feed_on_the_decoded_floats(seed, threshold, sizes
 def test_feed_pcm16_at_full_scale_and_positions(vecdot, monkeypatch):
     if not vecdot:  # numpy < 2: the energies by squares and a product with ones
         monkeypatch.setattr("standin.model.vad._vecdot", None)
+    monkeypatch.setattr("standin.model.vad._ENERGIES", {})  # computed here, not found
     rng = np.random.default_rng(5)
     levels = np.repeat(rng.choice([300, 1100, 1200, 3000], 40), 2400)  # 100 ms at each level
     noise = np.clip(rng.normal(0, 1, len(levels)) * levels, -32768, 32767).astype("<i2").tobytes()
@@ -231,6 +248,24 @@ def test_quiet_chunks_are_decided_whole_as_frame_by_frame():
     for _ in range(15):
         changes += vad.feed_pcm16(bytes(960))
     assert changes == [SpeechStarted(0.0), SpeechStopped(220.0)]
+
+
+def test_known_energies_decide_as_computed_ones_at_every_threshold(monkeypatch):
+    """Energies found for a chunk (kept by a detector at another threshold, in another
+    state) decide as the float feed decides, and the store stays bounded."""
+    import standin.model.vad as vad_module
+
+    monkeypatch.setattr(vad_module, "_ENERGIES", {})
+    monkeypatch.setattr(vad_module, "_ENERGIES_MAX", 3)
+    rng = np.random.default_rng(11)
+    chunks = [np.clip(rng.normal(0, 32768 * 10 ** (3 * (t - 1)), 480), -32768, 32767).astype("<i2").tobytes()
+              for t in (0.3, 0.5, 0.52, 0.48, 0.7)]
+    for threshold in (0.3, 0.5, 0.7):
+        params = VadParams(threshold=threshold, silence_duration_ms=20)
+        fast, slow = EnergyVad(params, 24_000), EnergyVad(params, 24_000)
+        for k in [0, 1, 2, 3, 4, 1, 1, 2, 0, 4, 3, 3]:
+            assert fast.feed_pcm16(chunks[k]) == slow.feed(PCM.decode(chunks[k]))
+            assert len(vad_module._ENERGIES) <= 3
 
 
 # -- the session: same events and records either way ------------------------------------------
