@@ -233,12 +233,16 @@ class RealtimeSession:
     def get_timer(self) -> float | None:
         if not self._runs and not self._scheduled and self._idle_due is None:
             return None  # the usual case while a user speaks (checked on every append)
-        dues = [d for d in (run.due() for run in self._runs) if d is not None]
-        if self._scheduled:
-            dues.append(self._scheduled[0][0])
-        if self._idle_due is not None:
-            dues.append(self._idle_due)
-        return min(dues, default=None)
+        best = None  # the earliest of the runs' next steps, the first scheduled event, the idle
+        for run in self._runs:
+            due = run.due()
+            if due is not None and (best is None or due < best):
+                best = due
+        if self._scheduled and (best is None or self._scheduled[0][0] < best):
+            best = self._scheduled[0][0]
+        if self._idle_due is not None and (best is None or self._idle_due < best):
+            best = self._idle_due
+        return best
 
     def handle_timer(self, now: float) -> list[Event]:
         out: list[Event] = []
