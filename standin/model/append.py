@@ -36,10 +36,14 @@ _SPACED = '{"type": "input_audio_buffer.append", "audio": "'
 _ID_COMPACT = '","event_id":"'
 _ID_SPACED = '", "event_id": "'
 _a2b = binascii.a2b_base64
-#: base64 text -> the bytes it decodes to, for the texts decoded lately: emptied when full (a
-#: session streaming audio no other sends fills it and costs a look-up, well under a decode)
+#: base64 text -> the bytes it decodes to, for the texts decoded lately (appends of up to
+#: ``_DECODED_TEXT`` characters): emptied when they hold ``_DECODED_BUDGET`` characters and bytes
+#: (8 MB: over a minute of 20 ms appends of 24 kHz PCM16); a session streaming audio no other
+#: sends fills it and costs a look-up, well under a decode
 _DECODED: dict[str, bytes] = {}
-_DECODED_MAX = 1024
+_DECODED_TEXT = 1 << 16
+_DECODED_BUDGET = 8 << 20
+_decoded_size = 0
 
 
 def bare_append(text: str) -> tuple[str, bytes, str | None] | None:
@@ -72,7 +76,15 @@ def bare_append(text: str) -> tuple[str, bytes, str | None] | None:
             data = _a2b(audio, strict_mode=True)
         except (binascii.Error, ValueError):  # not strict base64, or not ASCII
             return None
-        if len(_DECODED) >= _DECODED_MAX:
-            _DECODED.clear()
-        _DECODED[audio] = data
+        if len(audio) <= _DECODED_TEXT:
+            _keep(audio, data)
     return audio, data, event_id
+
+
+def _keep(audio: str, data: bytes) -> None:
+    global _decoded_size
+    if _decoded_size + len(audio) + len(data) > _DECODED_BUDGET:
+        _DECODED.clear()
+        _decoded_size = 0
+    _DECODED[audio] = data
+    _decoded_size += len(audio) + len(data)

@@ -33,11 +33,13 @@ _vecdot = getattr(np, "vecdot", None)
 _I16 = np.dtype("<i2")
 _F8 = np.dtype(np.float64)
 _NO_SAMPLES = np.zeros(0, dtype=np.float32)
-#: (frame length, PCM16 chunk of whole frames) -> each frame's energy, for chunks seen lately (a
-#: load test's sessions send the same audio; ``standin.model.append`` hands out the same bytes
-#: for the same text): emptied when full
+#: (frame length, PCM16 chunk of whole frames) -> each frame's energy, for chunks of up to
+#: ``_ENERGIES_BYTES`` seen lately (a load test's sessions send the same audio;
+#: ``standin.model.append`` hands out the same bytes for the same text, so the keys are mostly
+#: its values): emptied when full
 _ENERGIES: dict[tuple[int, bytes], list[float]] = {}
-_ENERGIES_MAX = 1024
+_ENERGIES_MAX = 4096
+_ENERGIES_BYTES = 1 << 14
 
 
 @functools.cache
@@ -146,7 +148,9 @@ class EnergyVad:
             self._frames_done += whole
             return []
         floor = self._pcm_floor
-        key = (frame_len, data) if whole * frame_len == count and type(data) is bytes else None
+        key = None
+        if whole * frame_len == count and count <= _ENERGIES_BYTES // 2 and type(data) is bytes:
+            key = (frame_len, data)
         if key is not None:  # whole frames: their energies may be known
             energy = _ENERGIES.get(key)
             if energy is not None:

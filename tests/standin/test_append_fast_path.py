@@ -156,14 +156,18 @@ def test_audio_decoded_before_is_found_and_the_store_stays_bounded(monkeypatch):
     import standin.model.append as append
 
     monkeypatch.setattr(append, "_DECODED", {})
-    monkeypatch.setattr(append, "_DECODED_MAX", 4)
+    monkeypatch.setattr(append, "_decoded_size", 0)
+    monkeypatch.setattr(append, "_DECODED_BUDGET", 4 * (1280 + 960))  # four 20 ms appends
     pcm = [bytes([k]) * 960 for k in range(10)]
     texts = [rtfleet(base64.b64encode(p).decode(), f"e{k}") for k, p in enumerate(pcm)]
     first = bare_append(texts[1])
     assert bare_append(texts[1])[1] is first[1]  # found, not decoded again
     for k in list(range(10)) * 2:
         assert bare_append(texts[k]) == (base64.b64encode(pcm[k]).decode(), pcm[k], f"e{k}")
-        assert len(append._DECODED) <= 4
+        assert len(append._DECODED) <= 4 and append._decoded_size <= 4 * (1280 + 960)
+    big = bytes(range(256)) * 200  # over the size kept: decoded, not kept
+    assert bare_append(compact(base64.b64encode(big).decode()))[1] == big
+    assert all(len(text) <= append._DECODED_TEXT for text in append._DECODED)
 
 
 # -- the VAD on PCM16 bytes --------------------------------------------------------------------
