@@ -112,7 +112,7 @@ def test_streams_of_appends_with_odd_frames_among_them_read_the_same():
     assert fast > total // 3  # the reader's own path was taken, and often
 
 
-def test_the_common_frame_is_parsed_by_the_reader_and_split_ones_reach_the_protocol_whole():
+def test_the_common_frame_is_parsed_by_the_reader_and_split_ones_too():
     protocol = _open(2**20)
     reader = FrameReader(protocol)
     text = b'{"type":"input_audio_buffer.append","audio":"' + b"A" * 1280 + b'"}'
@@ -121,7 +121,8 @@ def test_the_common_frame_is_parsed_by_the_reader_and_split_ones_reach_the_proto
     got += reader.feed(frames[1][700:] + frames[2][:1])
     got += reader.feed(frames[2][1:] + frames[0])
     assert [f.data for f in got] == [text] * 4
-    assert reader.fast_frames == 2  # the two split frames went to the protocol
+    assert reader.fast_frames == 4  # the two split frames were kept here until whole
+    assert reader.protocol_feeds == 0
     assert protocol.state is State.OPEN
 
 
