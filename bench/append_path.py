@@ -11,12 +11,24 @@ as ``bench/ws_fleet.py`` sends; server VAD; the model's answer planned and its e
             the bare-append scan, base64, VAD, record; the turn's events)
 ``total``   both, plus what the connection does per message (stats, timer poke)
 
+``--writer`` says how the appends are written: ``sdk`` as ``json.dumps`` writes them (the
+``openai`` SDK, hand-written scripts: ``{"type": …, "audio": …}``), ``rtfleet`` as the rtfleet
+client does (``actors.proto.realtime.events.encode_client_event``: compact, with an
+``event_id`` after the audio).
+
+``--audio unique`` makes every append's audio its own (the turn's tone and silence with a
+different dither of one LSB in each round and append: no digital silence, nothing the server
+has seen before); ``repeated`` (the default) repeats one turn, as ``bench/ws_fleet.py``'s
+sessions and a fleet replaying the same files do.
+
 ``--root DIR`` times another checkout's code (e.g. the commit before a change), in a subprocess
 with that tree on ``sys.path``; ``--compare DIR`` prints this tree and DIR side by side.
 
 Usage::
 
     python bench/append_path.py --compare /tmp/base
+    python bench/append_path.py --compare /tmp/base --writer rtfleet
+    python bench/append_path.py --compare /tmp/base --writer rtfleet --audio unique
 """
 
 from __future__ import annotations
@@ -34,7 +46,8 @@ ROUNDS = 7
 APPENDS = 5000
 
 
-def _measure(rounds: int = ROUNDS, appends: int = APPENDS) -> dict[str, float]:
+def _measure(rounds: int = ROUNDS, appends: int = APPENDS, writer: str = "sdk",
+             audio: str = "repeated") -> dict[str, float]:
     import base64
     import random
 
@@ -58,8 +71,18 @@ def _measure(rounds: int = ROUNDS, appends: int = APPENDS) -> dict[str, float]:
     t = np.arange(rate) / rate
     tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
     pcm = tone + bytes(2 * rate)
+    if audio == "unique":  # every append of a round its own (one LSB of dither), and what the
+        turn = np.frombuffer(pcm, dtype="<i2")  # server keeps of audio seen is forgotten below
+        dither = np.random.default_rng(7).integers(-1, 2, ((appends + 99) // 100, len(turn)))
+        pcm = b"".join((turn + d).astype("<i2").tobytes() for d in dither)
     chunks = [base64.b64encode(pcm[i:i + 2 * n]).decode() for i in range(0, len(pcm), 2 * n)]
-    texts = [json.dumps({"type": "input_audio_buffer.append", "audio": c}) for c in chunks]
+    if writer == "rtfleet":
+        from actors.proto.realtime.events import encode_client_event
+
+        texts = [encode_client_event({"type": "input_audio_buffer.append", "audio": c, "event_id": f"evt_c_{k + 1}"})
+                 for k, c in enumerate(chunks)]
+    else:
+        texts = [json.dumps({"type": "input_audio_buffer.append", "audio": c}) for c in chunks]
 
     client = ClientProtocol(parse_uri("ws://x/v1/realtime"), logger=QUIET_LOGGER)
     client.send_request(client.connect())
@@ -89,7 +112,19 @@ def _measure(rounds: int = ROUNDS, appends: int = APPENDS) -> dict[str, float]:
                     _ = {"type": "websocket.receive", "text": assembler.take(frame)}
         return time.process_time() - start
 
+    def forget() -> None:
+        """``--audio unique``: nothing of the audio seen in an earlier stage is known."""
+        if audio != "unique":
+            return
+        import standin.model.append as append_module
+        import standin.model.vad as vad_module
+
+        for store in (getattr(append_module, "_DECODED", None), getattr(vad_module, "_ENERGIES", None)):
+            if store is not None:
+                store.clear()
+
     def model_stage(with_frames: bool) -> float:
+        forget()
         session = RealtimeSession.create(model="gpt-realtime", wall_now=0.0, ids=IdFactory(random.Random(1)))
         session.start()
         timer = ModelTimer(session)
@@ -127,12 +162,18 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     _common.add_compare_options(p, ROUNDS)
     p.add_argument("--appends", type=int, default=APPENDS, help="appends a round")
+    p.add_argument("--audio", choices=("repeated", "unique"), default="repeated",
+                   help="one turn repeated (as ws_fleet's sessions) or every append's audio its own")
+    p.add_argument("--writer", choices=("sdk", "rtfleet"), default="sdk",
+                   help="appends as json.dumps writes them (sdk) or as the rtfleet client does")
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(_measure(args.rounds, args.appends)))
+        print(json.dumps(_measure(args.rounds, args.appends, args.writer, args.audio)))
         return 0
-    rows = _common.compare_rows(__file__, args, ["--rounds", str(args.rounds), "--appends", str(args.appends)])
-    _common.print_compare("append_path", f"append-path: us of CPU per append, best of {args.rounds} rounds of {args.appends}", rows, 1, args.json_out)
+    rows = _common.compare_rows(__file__, args, ["--rounds", str(args.rounds), "--appends", str(args.appends),
+                                                  "--writer", args.writer, "--audio", args.audio])
+    _common.print_compare("append_path", f"append-path: us of CPU per append ({args.writer} appends, {args.audio} audio), best of "
+                          f"{args.rounds} rounds of {args.appends}", rows, 1, args.json_out)
     return 0
 
 

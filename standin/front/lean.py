@@ -230,6 +230,17 @@ class _Connection:
             await self.stream.send_all(data)
 
 
+def _text_frame(payload: bytes) -> bytes:
+    """A server's text frame (FIN, unmasked, no extension), as ``Protocol.send_text`` writes it
+    when the connection is open and has no extension, without its frame object and generator."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return bytes((0x81, 126)) + length.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + length.to_bytes(8, "big") + payload
+
+
 def _is_upgrade(request: h11.Request) -> bool:
     for name, value in request.headers:
         if name == b"upgrade" and value.lower() == b"websocket":
@@ -261,6 +272,8 @@ class _WebSocket:
         self.mux = conn.mux if isinstance(self.stream, trio.SocketStream) else None
         self._fd = self.stream.socket.fileno() if self.mux is not None else -1
         self._handoff: tuple[list[Frame], bool] | None = None
+        #: bytes to send before the protocol's (text frames made here, in the order sent)
+        self._pending: list[bytes] = []
         self._failure: BaseException | None = None
         self._wake = trio.Event()
 
@@ -410,7 +423,10 @@ class _WebSocket:
             if self.close_code is not None or protocol.state is not State.OPEN:
                 return  # the peer is gone; the app learns it from receive()
             text = message.get("text")
-            if text is not None:
+            if text is not None and not protocol.extensions:  # the frame made here (see _text_frame)
+                self._pending += protocol.data_to_send()  # what the protocol queued goes first
+                self._pending.append(_text_frame(text.encode()))
+            elif text is not None:
                 protocol.send_text(text.encode())
             else:
                 protocol.send_binary(message.get("bytes") or b"")
@@ -462,10 +478,35 @@ class _WebSocket:
 
     async def _flush(self) -> None:
         chunks = self.protocol.data_to_send()
+        if self._pending:
+            chunks, self._pending = self._pending + chunks, []
         if not chunks:
             return
         data = b"".join(chunks)
-        async with self.lock:
+        lock = self.lock
+        if self.mux is not None and data and chunks[-1] != b"" and not lock.locked():
+            # plain TCP and no write in progress: one non-blocking write, and the stream's
+            # send_all only for what the socket did not take (no lock wait, no scheduling
+            # round per write: a streaming session's every answer event comes here)
+            lock.acquire_nowait()
+            try:
+                fd = self.stream.socket.fileno()  # -1 once closed: never a reused descriptor
+                try:
+                    sent = os.write(fd, data) if fd >= 0 else -1
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    sent = -1
+                if sent < 0:
+                    self.close_code = self.close_code or 1006
+                elif sent < len(data):
+                    await self.stream.send_all(data[sent:])
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.close_code = self.close_code or 1006
+            finally:
+                lock.release()
+            return
+        async with lock:
             try:
                 if data:
                     await self.stream.send_all(data)

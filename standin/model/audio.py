@@ -11,6 +11,7 @@ value, which is exact for every value the decoder can produce and close enough f
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -109,4 +110,15 @@ class Tone:
         )
 
     def chunk(self, fmt: AudioFormat, duration_ms: int) -> bytes:
-        return fmt.encode(self.samples(fmt.rate, fmt.rate * duration_ms // 1000))
+        """The next ``duration_ms`` in ``fmt``. Every session's tone starts at sample 0 and a
+        fleet's answers are alike, so the same chunks recur across sessions: they are made
+        once (:func:`_tone_chunk`, keyed by everything they depend on)."""
+        count = fmt.rate * duration_ms // 1000
+        data = _tone_chunk(fmt, self.frequency, self.amplitude, self._position, count)
+        self._position += count
+        return data
+
+
+@functools.lru_cache(maxsize=512)
+def _tone_chunk(fmt: AudioFormat, frequency: float, amplitude: float, position: int, count: int) -> bytes:
+    return fmt.encode(Tone(frequency, amplitude, position).samples(fmt.rate, count))

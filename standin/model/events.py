@@ -23,7 +23,9 @@ Error codes the embedded server uses (``error.type`` is ``invalid_request_error`
 
 from __future__ import annotations
 
+import copy
 import itertools
+import json
 import random
 import secrets
 import string
@@ -31,7 +33,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ClientError", "IdFactory", "error_event", "new_secret_value"]
+__all__ = ["Base64Text", "ClientError", "IdFactory", "error_event", "event_json", "new_secret_value", "snapshot"]
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -92,3 +94,53 @@ def error_event(
             "event_id": client_event_id,
         },
     }
+
+
+def snapshot(value: Any) -> Any:
+    """A deep copy of a JSON-like value (what an event holds of an item or a response that
+    changes later): dicts and lists copied, strings, numbers, None and bools shared, anything
+    else by :func:`copy.deepcopy` (about a third of ``deepcopy``'s time for a response)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: snapshot(v) for k, v in value.items()}
+    if kind is list:
+        return [snapshot(v) for v in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
+class Base64Text(str):
+    """Base64 text (an audio delta): a string like any other, but known to hold nothing JSON
+    escapes, so :func:`event_json` writes it as it stands instead of scanning it."""
+
+    __slots__ = ()
+
+
+_escape = json.encoder.encode_basestring_ascii  # what json.dumps writes a string with
+_dumps = json.dumps
+
+
+def event_json(event: dict[str, Any]) -> str:
+    """``json.dumps(event)``, the same text: an event whose values are all strings and
+    integers (the deltas of an answer, most of a server's events) is written key by key with
+    json's own string escaper, its :class:`Base64Text` values as they stand (an audio delta is
+    kilobytes of base64 that json.dumps would scan character by character); anything else by
+    json.dumps."""
+    if type(event) is not dict:
+        return _dumps(event)
+    parts = []
+    for key, value in event.items():
+        kind = type(value)
+        if kind is Base64Text:
+            text = '"' + value + '"'
+        elif kind is str:
+            text = _escape(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        else:
+            return _dumps(event)
+        if type(key) is not str:
+            return _dumps(event)
+        parts.append(_escape(key) + ": " + text)
+    return "{" + ", ".join(parts) + "}"

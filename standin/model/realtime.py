@@ -36,7 +36,7 @@ import attrs
 from standin.model import config as cfg
 from standin.model import transcription
 from standin.model.append import bare_append
-from standin.model.audio import PCM_24K, Tone
+from standin.model.audio import PCM_24K, AudioFormat, Tone
 from standin.model.billing import response_usage
 from standin.model.conversation import Conversation, item_from_client
 from standin.model.events import ClientError, IdFactory, error_event
@@ -93,8 +93,10 @@ class RealtimeSession:
     _tone: Tone = attrs.field(factory=Tone)
     _runs: list[ResponseRun] = attrs.field(factory=list)  # responses in progress
     _played_ms: dict[str, int] = attrs.field(factory=dict)  # assistant item -> audio ms sent
-    #: the last entry of ``received`` when it is a run of appends, and its total length
-    _append_run: tuple[Event, int] | None = None
+    #: the last entry of ``received`` when it is a run of appends, its appends and their length
+    _append_entry: Event | None = None
+    _append_count: int = 0
+    _append_chars: int = 0
     #: when ``input_audio_buffer.timeout_triggered`` fires (server VAD ``idle_timeout_ms``)
     _idle_due: float | None = None
     #: user audio of each user audio item (ms), for its input tokens
@@ -112,6 +114,10 @@ class RealtimeSession:
     _rng: random.Random | None = None
     #: assistant audio item -> the chunk each word of its transcript went with (truncation)
     _word_chunks: dict[str, tuple[int, ...]] = attrs.field(factory=dict)
+    #: while the session's input config stands (set with the VAD): its input format, that
+    #: format's bytes a millisecond, and whether appended bytes go to the VAD as they are
+    #: (PCM16 and no hearing model); None: read from the session
+    _input: tuple[AudioFormat, float, bool] | None = None
 
     @classmethod
     def create(
@@ -195,17 +201,20 @@ class RealtimeSession:
             out.append(self._error(exc, client_event_id))
         return out + self.handle_timer(now)
 
-    def _receive_append(self, audio: str, data: bytes, now: float) -> list[Event]:
+    def _receive_append(self, audio: str, data: bytes, event_id: str | None, now: float) -> list[Event]:
         """:meth:`receive_event` of ``{"type": "input_audio_buffer.append", "audio": audio}``
-        whose audio decodes to ``data``: the same record and events."""
+        (with ``"event_id": event_id`` unless None) whose audio decodes to ``data``: the same
+        record and events."""
         self._record_append(len(audio))
         self._now = now
         out: list[Event] = []
         try:
             self._take_audio(data, now, out)
         except ClientError as exc:  # a turn the VAD ended, refused: as receive_event reports it
-            out.append(self._error(exc))
-        return out + self.handle_timer(now)
+            out.append(self._error(exc, event_id))
+        if self._runs or self._scheduled or self._idle_due is not None:  # else nothing is due
+            out += self.handle_timer(now)
+        return out
 
     def receive_audio(self, pcm: bytes, now: float) -> list[Event]:
         """Caller audio from a media track (WebRTC/SIP): PCM16 mono at 24 kHz, whatever the
@@ -224,12 +233,16 @@ class RealtimeSession:
     def get_timer(self) -> float | None:
         if not self._runs and not self._scheduled and self._idle_due is None:
             return None  # the usual case while a user speaks (checked on every append)
-        dues = [d for d in (run.due() for run in self._runs) if d is not None]
-        if self._scheduled:
-            dues.append(self._scheduled[0][0])
-        if self._idle_due is not None:
-            dues.append(self._idle_due)
-        return min(dues, default=None)
+        best = None  # the earliest of the runs' next steps, the first scheduled event, the idle
+        for run in self._runs:
+            due = run.due()
+            if due is not None and (best is None or due < best):
+                best = due
+        if self._scheduled and (best is None or self._scheduled[0][0] < best):
+            best = self._scheduled[0][0]
+        if self._idle_due is not None and (best is None or self._idle_due < best):
+            best = self._idle_due
+        return best
 
     def handle_timer(self, now: float) -> list[Event]:
         out: list[Event] = []
@@ -270,13 +283,20 @@ class RealtimeSession:
     def _take_audio(self, data: bytes, now: float, out: list[Event]) -> None:
         """Appended audio into the buffer, the hearing model's keep and the VAD (PCM16 goes to
         the VAD as it is: no float samples made unless the hearing model keeps them)."""
-        fmt = cfg.input_format(self.session)
-        self._audio_ms += fmt.duration_ms(len(data))
-        if fmt.type == "audio/pcm" and self.config.hearing is None:
-            if self._vad is not None:
-                self._vad_changes(self._vad.feed_pcm16(data), now, out)
+        fmt, bytes_per_ms, as_pcm16 = self._input or self._input_now()
+        self._audio_ms += len(data) / bytes_per_ms
+        if as_pcm16:
+            vad = self._vad
+            if vad is not None:
+                changes = vad.feed_pcm16(data)
+                if changes:
+                    self._vad_changes(changes, now, out)
             return
         self._keep_and_feed_vad(fmt.decode(data), fmt.rate, now, out)
+
+    def _input_now(self) -> tuple[AudioFormat, float, bool]:
+        fmt = cfg.input_format(self.session)
+        return fmt, fmt.bytes_per_ms, fmt.type == "audio/pcm" and self.config.hearing is None
 
     def _keep_and_feed_vad(self, samples: Any, rate: int, now: float, out: list[Event]) -> None:
         """Samples to the hearing model's keep and the VAD. With the VAD on and nobody
@@ -602,16 +622,15 @@ class RealtimeSession:
 
     def _record_append(self, chars: int) -> None:
         """An append of ``chars`` base64 characters: a new entry, or one more in the run."""
-        received = self.received
-        run = self._append_run
-        if run is not None and received and received[-1] is run[0]:
-            entry, total = run[0], run[1] + chars
-            entry["count"] = entry.get("count", 1) + 1
+        entry = self._append_entry
+        if entry is not None and self.received and self.received[-1] is entry:
+            self._append_count = count = self._append_count + 1
+            self._append_chars = total = self._append_chars + chars
+            entry["count"] = count
             entry["audio"] = f"<{total} base64 chars>"
-            self._append_run = (entry, total)
             return
         obj = {"type": "input_audio_buffer.append", "audio": f"<{chars} base64 chars>"}
-        self._append_run = (obj, chars)
+        self._append_entry, self._append_count, self._append_chars = obj, 1, chars
         self._keep_received(obj)
 
     def _keep_received(self, obj: Event) -> None:
@@ -623,7 +642,8 @@ class RealtimeSession:
     def _reset_vad(self) -> None:
         self._speech = None
         detection = cfg.turn_detection(self.session)
-        fmt = cfg.input_format(self.session)
+        self._input = self._input_now()
+        fmt = self._input[0]
         self._vad = None
         if detection is not None:
             self._vad = EnergyVad(cfg.vad_params(detection), fmt.rate, self._audio_ms)

