@@ -16,6 +16,7 @@ import trio
 from actors.pacer import audio_clock
 from actors.proto.rtp.packet import RtpPacket
 from actors.proto.rtp.stream import PTIME, RtpStream
+from actors.rtp_inbox import rtp_inbox
 from actors.rtp_shell import run_rtp
 from actors.sip_shell import udp_socket
 
@@ -64,6 +65,7 @@ def _call_socket():
 
 async def test_every_calls_rtp_goes_out_every_20ms_from_the_one_clock_with_phases_spread(autojump_clock):
     async with receiving() as receiver:
+        rtp_inbox()  # the run's one epoll for every call's receiving side, open for the run
         fds_before = _open_fds()
         streams = [RtpStream.create(0) for _ in range(8)]
         sockets = [_call_socket() for _ in streams]
@@ -80,6 +82,7 @@ async def test_every_calls_rtp_goes_out_every_20ms_from_the_one_clock_with_phase
         for sock in sockets:
             sock.close()
         assert _open_fds() == fds_before  # the clock's send descriptors are closed too
+        assert len(rtp_inbox()) == 0  # and out of the inbox
         got = receiver.by_ssrc()
         assert set(got) == {s.ssrc for s in streams}
         first = min(at for at, _, _ in receiver.got)
