@@ -11,7 +11,7 @@ import trio
 
 from actors.proto.rtp.packet import RtpPacket
 from actors.proto.rtp.stream import RtpStream
-from actors.rtp_inbox import DRAIN_LIMIT, RtpInbox, rtp_inbox
+from actors.rtp_inbox import DRAIN_LIMIT, PASS_LIMIT, RtpInbox, rtp_inbox
 from actors.rtp_shell import run_rtp
 from actors.sip_shell import udp_socket
 
@@ -50,6 +50,35 @@ async def test_one_task_drains_every_ready_socket_in_one_pass(nursery, autojump_
         rx.close()
         tx.close()
     assert len(inbox) == 0
+
+
+async def test_a_pass_drains_pass_limit_sockets_and_the_rest_first_in_the_next(nursery, autojump_clock):
+    inbox = RtpInbox()
+    nursery.start_soon(inbox.run)
+    count = PASS_LIMIT + 8
+    pairs = [_pair() for _ in range(count)]
+    order: list[tuple[int, int]] = []  # (pass, socket)
+
+    def got(i: int) -> None:
+        order.append((inbox.passes, i))
+        if len(order) == PASS_LIMIT:  # the end of the first pass: those it served (but the
+            for rx, tx in pairs[:PASS_LIMIT - 1]:  # one being drained) get another
+                tx.sendto(b"y", rx.getsockname())
+
+    for i, (rx, _) in enumerate(pairs):
+        inbox.add(rx, lambda data, now, i=i: got(i), pytest.fail)
+    for rx, tx in pairs:
+        tx.sendto(b"x", rx.getsockname())
+    while len(order) < count + PASS_LIMIT - 1:
+        await trio.sleep(0.001)
+    passes = [p for p, _ in order]
+    assert [passes.count(p) for p in (1, 2, 3)] == [PASS_LIMIT, PASS_LIMIT, 7]  # the bound
+    second = [i for p, i in order if p == 2]
+    assert set(second[:8]) == set(range(PASS_LIMIT, count))  # those left out went first
+    for rx, tx in pairs:
+        inbox.remove(rx)
+        rx.close()
+        tx.close()
 
 
 async def test_a_flood_is_taken_drain_limit_a_pass_and_none_is_lost(nursery, autojump_clock):
