@@ -11,7 +11,7 @@ import trio
 
 from actors.proto.rtp.packet import RtpPacket
 from actors.proto.rtp.stream import RtpStream
-from actors.rtp_inbox import DRAIN_LIMIT, PASS_LIMIT, RtpInbox, rtp_inbox
+from actors.rtp_inbox import DRAIN_LIMIT, PASS_BUDGET, PASS_LIMIT, RtpInbox, rtp_inbox
 from actors.rtp_shell import run_rtp
 from actors.sip_shell import udp_socket
 
@@ -75,6 +75,30 @@ async def test_a_pass_drains_pass_limit_sockets_and_the_rest_first_in_the_next(n
     assert [passes.count(p) for p in (1, 2, 3)] == [PASS_LIMIT, PASS_LIMIT, 7]  # the bound
     second = [i for p, i in order if p == 2]
     assert set(second[:8]) == set(range(PASS_LIMIT, count))  # those left out went first
+    for rx, tx in pairs:
+        inbox.remove(rx)
+        rx.close()
+        tx.close()
+
+
+async def test_a_pass_ends_after_pass_budget_and_the_next_goes_on(nursery, autojump_clock):
+    inbox = RtpInbox()
+    nursery.start_soon(inbox.run)
+    pairs = [_pair() for _ in range(10)]
+    passes: list[int] = []
+
+    def costly(data: bytes, now: float) -> None:
+        passes.append(inbox.passes)
+        autojump_clock.jump(0.002)  # a frame that ends a caller's turn: 2 ms of the model
+
+    for rx, _ in pairs:
+        inbox.add(rx, costly, pytest.fail)
+    for rx, tx in pairs:
+        tx.sendto(b"x", rx.getsockname())
+    while len(passes) < 10:
+        await trio.sleep(0.001)
+    # 2, 4, 6 ms: the third crosses PASS_BUDGET (5 ms), the pass yields, the next goes on
+    assert PASS_BUDGET == 0.005 and [passes.count(p) for p in (1, 2, 3, 4)] == [3, 3, 3, 1]
     for rx, tx in pairs:
         inbox.remove(rx)
         rx.close()
