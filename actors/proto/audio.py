@@ -149,7 +149,10 @@ def lowpass_taps(num_taps: int, cutoff: float, beta: float = 8.0) -> np.ndarray:
 def _to_pcm(values: np.ndarray) -> np.ndarray:
     """Round, saturate and convert filter output (float64, modified in place) to int16."""
     np.rint(values, out=values)
-    np.clip(values, -32768, 32767, out=values)
+    # np.maximum/np.minimum, not np.clip: the same result without clip's Python-level
+    # wrapper (~5 us of the ~16 this took per 20 ms frame, on every resampled frame)
+    np.maximum(values, -32768, out=values)
+    np.minimum(values, 32767, out=values)
     return values.astype(_PCM)
 
 
