@@ -208,3 +208,24 @@ async def test_a_call_whose_audio_handler_fails_ends_with_that_error_and_the_oth
         nursery.cancel_scope.cancel()
     for s in (peer, good_sock, bad_sock):
         s.close()
+
+
+async def test_without_epoll_a_call_keeps_a_reader_task_of_its_own(autojump_clock, monkeypatch):
+    import actors.rtp_shell as shell
+
+    monkeypatch.setattr(shell, "rtp_inbox", lambda: None)  # what rtp_inbox() gives off Linux
+    peer = udp_socket("127.0.0.1", 0)
+    stream = RtpStream.create(0)
+    sock = trio.socket.from_stdlib_socket(udp_socket("127.0.0.1", 0))
+    heard: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: run_rtp(sock, stream, peer.getsockname(), on_audio=heard.append))
+        await trio.sleep(0.05)
+        names = _task_names(trio.lowlevel.current_root_task())
+        peer.sendto(RtpPacket(0, 1, 160, 99, b"\x7f" * 160).encode(), sock.getsockname())
+        await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    assert any(name.endswith("reader") for name in names)
+    assert heard == [b"\x7f" * 160] and stream.rtp_sent >= 3
+    for s in (peer, sock):
+        s.close()
