@@ -21,8 +21,10 @@ a few tens of us per frame written), so 200 wake-ups a second cost a fleet 4.5% 
 Lateness: a frame is *due* at its tick on the grid (``origin + tick * frame / slots``); each
 frame's lateness is the time it was handed to the socket minus that, as a receiver would hear
 it: ``on_frame(due, sent_at)`` is called for every frame. A clock that falls behind (a stall,
-an overloaded process) catches up tick by tick, as the per-session sleepers it replaces did:
-no frame is skipped, and their lateness says how late each one went.
+an overloaded process) runs its overdue ticks back to back in one pass (for at most
+``catch_up``, a frame period, before it lets the other tasks run and goes on): no frame is
+skipped, and their lateness says how late each one went. (Yielding between overdue ticks made
+a busy process's clock lose ground at every scheduler pass longer than a tick.)
 
 :meth:`PacedStream.step` is the one place a session's frame is sent; the clock only knows a
 stream's ``slot``, ``tick``, ``done`` and ``step(due) -> bool`` (:class:`Paced`), so another
@@ -134,6 +136,8 @@ class AudioClock:
     #: the time of the tick the clock sleeps towards (inf: it waits for a stream)
     _next_at: float = attrs.field(default=float("inf"), init=False)
     _changed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    #: the longest a catch-up pass runs overdue ticks back to back before it yields (s)
+    catch_up: float = FRAME_S
     #: frames sent, ticks run (figures for benchmarks)
     frames: int = attrs.field(default=0, init=False)
     ticks: int = attrs.field(default=0, init=False)
@@ -215,9 +219,34 @@ class AudioClock:
                     self._changed = trio.Event()
                     continue
             else:
-                await trio.lowlevel.checkpoint()  # catching up: still let the others run
+                await trio.lowlevel.checkpoint()  # still behind after a pass: let the others run
+            self._run_due(tick)
+
+    def _run_due(self, tick: int) -> None:
+        """Run ``tick`` (due now or overdue) and every later tick that is overdue too, back
+        to back, until the clock is on time or it has spent ``catch_up`` seconds in this pass.
+
+        One tick per scheduler pass is not enough: a pass of a busy process (a few hundred
+        sockets each waking a task) can take longer than a tick's step, and a clock that
+        gains one step per pass then falls further behind at every pass until every RTP
+        call gives frames up at once. The bound keeps the others running while a clock far
+        behind pays its frames back (WebSocket streams send every missed frame)."""
+        slots, streams = self.slots, self._streams
+        step, origin = self.step, self._origin
+        assert origin is not None
+        now = trio.current_time()
+        until = now + self.catch_up
+        while True:
             self._tick = tick + 1
-            self._run_tick(tick, at)
+            self._run_tick(tick, origin + tick * step)
+            if not self._count:
+                return
+            tick = self._tick
+            while not streams[tick % slots]:
+                tick += 1
+            now = trio.current_time()
+            if origin + tick * step > now or now >= until:
+                return
 
     def _run_tick(self, tick: int, due: float) -> None:
         self.ticks += 1

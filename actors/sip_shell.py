@@ -5,7 +5,7 @@ keep ``port``, ``ua`` (the agent), ``_sock`` (the UDP socket), ``_nursery``, ``_
 trio.Event) and define ``_on_event(event)`` and ``_stop_calls()``. ``_serve`` binds the socket,
 builds the agent and runs its timer and the receive loop until cancelled; ``_flush`` sends what
 the agent has to send and hands its events on, never blocking; ``_timer`` re-arms the agent's
-one timer and wakes early when ``_flush`` ran.
+one timer when ``_flush`` ran and runs the agent's timers when one is due.
 """
 
 from __future__ import annotations
@@ -82,8 +82,12 @@ class SipAgentShell:
             self._wake = trio.Event()
             with trio.move_on_at(math.inf if due is None else due):
                 await self._wake.wait()
-            self.ua.handle_timer(trio.current_time())
-            self._flush()
+            now = trio.current_time()
+            if due is not None and now >= due:
+                # only when a timer is due: a wake from ``_flush`` (every datagram in or
+                # out) only re-arms; handling walks every transaction and call twice
+                self.ua.handle_timer(now)
+                self._flush()
 
     def _flush(self) -> None:
         """Send what the agent has to send, then act on its events (never blocks)."""

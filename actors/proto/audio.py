@@ -38,6 +38,8 @@ All PCM here is signed 16-bit little-endian (``bytes``) or ``numpy.int16`` array
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = [
@@ -147,7 +149,10 @@ def lowpass_taps(num_taps: int, cutoff: float, beta: float = 8.0) -> np.ndarray:
 def _to_pcm(values: np.ndarray) -> np.ndarray:
     """Round, saturate and convert filter output (float64, modified in place) to int16."""
     np.rint(values, out=values)
-    np.clip(values, -32768, 32767, out=values)
+    # np.maximum/np.minimum, not np.clip: the same result without clip's Python-level
+    # wrapper (~5 us of the ~16 this took per 20 ms frame, on every resampled frame)
+    np.maximum(values, -32768, out=values)
+    np.minimum(values, 32767, out=values)
     return values.astype(_PCM)
 
 
@@ -162,6 +167,26 @@ def _windows(z: np.ndarray, count: int, width: int, step: int, start: int = 0) -
                       strides=(step * item, item))
 
 
+@functools.lru_cache(maxsize=32)
+def _upsampler_matrix(factor: int, taps_per_phase: int, cutoff: float) -> np.ndarray:
+    """The polyphase filter of an :class:`Upsampler`, built once per process per shape (read
+    only, shared by every stream): a Kaiser window and a sinc cost ~0.4 ms, which every SIP
+    call paid twice at its accept."""
+    taps = lowpass_taps(factor * taps_per_phase, cutoff / factor) * factor
+    # Row k multiplies input x[m - P + 1 + k]; column r gives output sample L*m + r.
+    matrix = np.ascontiguousarray(taps.reshape(taps_per_phase, factor)[::-1])
+    matrix.flags.writeable = False
+    return matrix
+
+
+@functools.lru_cache(maxsize=32)
+def _downsampler_taps(factor: int, taps_per_phase: int, cutoff: float) -> np.ndarray:
+    """The (reversed) low-pass of a :class:`Downsampler`, once per process per shape (read only)."""
+    taps = lowpass_taps(factor * taps_per_phase, cutoff / factor)[::-1].copy()
+    taps.flags.writeable = False
+    return taps
+
+
 class Upsampler:
     """Streaming interpolation by an integer ``factor`` (e.g. 8 -> 24 kHz with 3)."""
 
@@ -170,9 +195,7 @@ class Upsampler:
             raise ValueError("factor must be at least 2")
         self.factor = factor
         self._width = taps_per_phase
-        taps = lowpass_taps(factor * taps_per_phase, cutoff / factor) * factor
-        # Row k multiplies input x[m - P + 1 + k]; column r gives output sample L*m + r.
-        self._matrix = np.ascontiguousarray(taps.reshape(taps_per_phase, factor)[::-1])
+        self._matrix = _upsampler_matrix(factor, taps_per_phase, cutoff)
         self._history = np.zeros(taps_per_phase - 1)
         self.delay = (factor * taps_per_phase - 1) / 2  # output samples
 
@@ -199,7 +222,7 @@ class Downsampler:
         if factor < 2:
             raise ValueError("factor must be at least 2")
         self.factor = factor
-        self._taps = lowpass_taps(factor * taps_per_phase, cutoff / factor)[::-1].copy()
+        self._taps = _downsampler_taps(factor, taps_per_phase, cutoff)
         self._history = np.zeros(self._taps.size - 1)
         self._offset = 0  # index, in history+input, of the next output's first input
         self.delay = (self._taps.size - 1) / 2  # input samples

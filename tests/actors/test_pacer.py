@@ -147,3 +147,74 @@ async def test_one_clock_per_run_started_on_first_use(autojump_clock):
     assert audio_clock() is clock
     s = Session("s")
     assert await clock.add(s.link, frames("f", 3)).wait() == 3
+
+
+async def _busy_passes(clock, pass_s: float, done: trio.Event) -> None:
+    """A busy process: every scheduler pass takes ``pass_s`` (longer than a tick's step), as
+    a pass of a few hundred socket wake-ups does; the loop never sleeps until ``done``."""
+    while not done.is_set():
+        clock.jump(pass_s)
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_clock_300ms_behind_catches_up_in_one_pass_while_every_pass_is_longer_than_a_tick(
+        nursery, autojump_clock):
+    clock = AudioClock()  # 4 slots: a tick every 5 ms
+    nursery.start_soon(clock.run)
+    sessions = [Session(f"s{i}") for i in range(4)]
+    late: list[list[float]] = [[] for _ in sessions]
+    streams = [clock.add(s.link, frames(s.link.session_id, 100),
+                         on_frame=lambda due, sent, i=i: late[i].append(sent - due))
+               for i, s in enumerate(sessions)]
+    while min(len(s.writes) for s in sessions) < 3:
+        await trio.sleep(0.001)
+    autojump_clock.jump(0.3)  # the process stalled for 300 ms
+    done = trio.Event()
+    nursery.start_soon(_busy_passes, autojump_clock, 0.006, done)
+    for stream in streams:
+        assert await stream.wait() == 100
+    done.set()
+    for s, lateness in zip(sessions, late):
+        assert [a for _, a in s.writes] == [f"{s.link.session_id}{k}" for k in range(100)]
+        # the 15 frames the stall held back went out in one pass, at the same instant
+        backlog = [at for at, _ in s.writes[3:18]]
+        assert backlog == [backlog[0]] * 15
+        assert max(lateness) > 0.25
+        # after it the clock stayed within two passes of on time though no pass was shorter
+        # than a tick (one tick per pass lost 1 ms a pass: 97 frames on, ~0.4 s behind)
+        assert max(lateness[20:]) <= 2 * 0.006 + 1e-9
+
+
+class ClockPasses(trio.abc.Instrument):
+    """Frames written in each task step of the clock's task (one scheduler pass each)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session, self.per_pass, self._before = session, [], 0
+
+    def before_task_step(self, task) -> None:
+        self._before = len(self.session.writes)
+
+    def after_task_step(self, task) -> None:
+        if "AudioClock.run" in task.name and len(self.session.writes) > self._before:
+            self.per_pass.append(len(self.session.writes) - self._before)
+
+
+async def test_a_catch_up_pass_yields_after_catch_up_seconds_then_goes_on(nursery, autojump_clock):
+    clock = AudioClock(slots=1, catch_up=0.02)
+    nursery.start_soon(clock.run)
+    s = Session("s")
+
+    def costly(_due: float, _sent: float) -> None:
+        autojump_clock.jump(0.008)  # each frame costs 8 ms of the process
+
+    stream = clock.add(s.link, frames("f", 20), on_frame=costly)
+    while len(s.writes) < 2:
+        await trio.sleep(0.001)
+    passes = ClockPasses(s)
+    trio.lowlevel.add_instrument(passes)
+    autojump_clock.jump(0.2)  # ten ticks overdue
+    assert await stream.wait() == 20
+    trio.lowlevel.remove_instrument(passes)
+    # three frames a pass (8, 16, 24 ms: the third crosses the 20 ms bound), not all at
+    # once; it gains 60 ms of schedule a pass and is back to one frame a pass once on time
+    assert passes.per_pass[:4] == [3, 3, 3, 3] and passes.per_pass[-1] == 1

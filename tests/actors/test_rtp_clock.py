@@ -16,6 +16,7 @@ import trio
 from actors.pacer import audio_clock
 from actors.proto.rtp.packet import RtpPacket
 from actors.proto.rtp.stream import PTIME, RtpStream
+from actors.rtp_inbox import rtp_inbox
 from actors.rtp_shell import run_rtp
 from actors.sip_shell import udp_socket
 
@@ -64,6 +65,7 @@ def _call_socket():
 
 async def test_every_calls_rtp_goes_out_every_20ms_from_the_one_clock_with_phases_spread(autojump_clock):
     async with receiving() as receiver:
+        rtp_inbox()  # the run's one epoll for every call's receiving side, open for the run
         fds_before = _open_fds()
         streams = [RtpStream.create(0) for _ in range(8)]
         sockets = [_call_socket() for _ in streams]
@@ -80,6 +82,7 @@ async def test_every_calls_rtp_goes_out_every_20ms_from_the_one_clock_with_phase
         for sock in sockets:
             sock.close()
         assert _open_fds() == fds_before  # the clock's send descriptors are closed too
+        assert len(rtp_inbox()) == 0  # and out of the inbox
         got = receiver.by_ssrc()
         assert set(got) == {s.ssrc for s in streams}
         first = min(at for at, _, _ in receiver.got)
@@ -146,3 +149,37 @@ async def test_a_failing_callback_ends_its_call_only_with_the_error(autojump_clo
         good_sock.close()
         bad_sock.close()
         assert len(audio_clock()) == 0
+
+
+async def test_a_call_300ms_behind_skips_once_what_the_rule_says_and_keeps_time_after(autojump_clock):
+    """A stall of 300 ms, then a process whose every scheduler pass (6 ms) is longer than the
+    clock's 5 ms tick: the call gives the stalled frames up once (more than ``max_burst``
+    behind: all but one), then every frame goes out within two passes of its due time. One
+    tick per pass lost 1 ms a pass, passed 100 ms behind and skipped again and again."""
+    async with receiving() as receiver:
+        stream = RtpStream.create(0)
+        sock = _call_socket()
+        done = trio.Event()
+
+        async def busy() -> None:
+            while not done.is_set():
+                autojump_clock.jump(0.006)
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as calls:
+            calls.start_soon(run_rtp, sock, stream, receiver.address)
+            while stream.rtp_sent < 3:
+                await trio.sleep(0.001)
+            behind_from = stream.pacer.next_deadline()
+            autojump_clock.jump(0.3)
+            due_then = int((trio.current_time() - behind_from) / PTIME) + 1
+            calls.start_soon(busy)
+            while stream.rtp_sent < 3 + 1 + 100:  # the catch-up frame, then 2 s of frames
+                await trio.sleep(0)
+            done.set()
+            calls.cancel_scope.cancel()
+        sock.close()
+        assert stream.pacer.skipped == due_then - 1 == 14
+        late = list(stream.lateness.samples)
+        assert max(late) > 0.25
+        assert max(late[4:]) <= 2 * 0.006 + 1e-9

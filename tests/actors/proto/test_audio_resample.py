@@ -130,3 +130,20 @@ def test_channel_helpers_and_validation() -> None:
     with pytest.raises(ValueError):
         Upsampler(1)
     assert Upsampler(3).process_array(np.zeros(0, dtype=np.int16)).size == 0
+
+
+def test_converters_share_one_read_only_filter_and_keep_their_own_state() -> None:
+    # the filter is built once per process (a SIP call made two at its accept); each stream
+    # still has its own history: interleaving two streams gives what each gives alone
+    a, b = AudioConverter(8000, 24000), AudioConverter(8000, 24000)
+    assert a._stage._matrix is b._stage._matrix and not a._stage._matrix.flags.writeable
+    down_a, down_b = AudioConverter(24000, 8000), AudioConverter(24000, 8000)
+    assert down_a._stage._taps is down_b._stage._taps and not down_a._stage._taps.flags.writeable
+    x, y = tone(440, 8000, 0.2), tone(1000, 8000, 0.2)
+    frames = [(x[i:i + 160], y[i:i + 160]) for i in range(0, x.size, 160)]
+    mixed = [(a.process(fx), b.process(fy)) for fx, fy in frames]
+    assert b"".join(m[0] for m in mixed) == AudioConverter(8000, 24000).process(x)
+    assert b"".join(m[1] for m in mixed) == AudioConverter(8000, 24000).process(y)
+    # the shared filter is what lowpass_taps designs
+    taps = lowpass_taps(3 * 32, 0.475 / 3)
+    assert np.allclose(down_a._stage._taps, taps[::-1])

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from actors.proto.rtp import (PCMA_SILENCE, JitterBuffer, Pacer, RtpDepacketizer, RtpPacket,
                               RtpPacketizer, frames_due, send_time, seq_delta)
+from actors.proto.rtp.packet import RtpError
 
 
 def test_packetizer_progression_and_marker() -> None:
@@ -24,6 +25,22 @@ def test_packetizer_progression_and_marker() -> None:
     event = RtpPacket.decode(p.packetize_event(b"\x01\x0a\x00\xa0", payload_type=101, timestamp=1280, marker=True))
     assert (event.payload_type, event.timestamp, event.sequence, event.marker) == (101, 1280, 2, True)
     assert p.timestamp == 1280  # events do not advance the media clock
+
+
+@settings(max_examples=200, deadline=None)
+@given(pt=st.integers(0, 127), ssrc=st.integers(0, 2**32 - 1), seq=st.integers(0, 65535),
+       ts=st.integers(0, 2**32 - 1), payload=st.binary(max_size=320), marker=st.booleans())
+def test_packetize_gives_the_bytes_of_rtp_packet_encode(pt, ssrc, seq, ts, payload, marker) -> None:
+    # the packetizer packs the header itself (the audio clock's per-frame path)
+    p = RtpPacketizer(pt, ssrc, seq, ts, talkspurt=marker)
+    assert p.packetize(payload) == RtpPacket(pt, seq, ts, ssrc, payload, marker).encode()
+
+
+def test_packetize_refuses_a_payload_type_or_ssrc_out_of_range() -> None:
+    with pytest.raises(RtpError, match="payload type 128"):
+        RtpPacketizer(128, 1, 0, 0).packetize(b"")
+    with pytest.raises(RtpError, match="SSRC"):
+        RtpPacketizer(0, 2**32, 0, 0).packetize(b"")
 
 
 def test_packetizer_random_initial_values_are_injectable() -> None:
