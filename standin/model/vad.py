@@ -36,10 +36,13 @@ _NO_SAMPLES = np.zeros(0, dtype=np.float32)
 #: (frame length, PCM16 chunk of whole frames) -> each frame's energy, for chunks of up to
 #: ``_ENERGIES_BYTES`` seen lately (a load test's sessions send the same audio;
 #: ``standin.model.append`` hands out the same bytes for the same text, so the keys are mostly
-#: its values): emptied when full
+#: its values): emptied when full, at 4,096 chunks or 4 MiB of them (the keys keep their bytes
+#: alive: by count alone, 4,096 chunks of 16 KiB would hold 64 MiB)
 _ENERGIES: dict[tuple[int, bytes], list[float]] = {}
 _ENERGIES_MAX = 4096
 _ENERGIES_BYTES = 1 << 14
+_ENERGIES_HELD_MAX = 4 << 20
+_energies_held = 0
 
 
 @functools.cache
@@ -163,9 +166,12 @@ class EnergyVad:
         # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
         energy = (_vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ _ones(frame_len)).tolist()
         if key is not None:
-            if len(_ENERGIES) >= _ENERGIES_MAX:
+            global _energies_held
+            if len(_ENERGIES) >= _ENERGIES_MAX or _energies_held + len(data) > _ENERGIES_HELD_MAX:
                 _ENERGIES.clear()
+                _energies_held = 0
             _ENERGIES[key] = energy
+            _energies_held += len(data)
         return self._step([e > floor for e in energy])
 
     def _step(self, speech: list[bool]) -> list[SpeechStarted | SpeechStopped]:

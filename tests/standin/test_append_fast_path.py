@@ -272,6 +272,23 @@ def test_known_energies_decide_as_computed_ones_at_every_threshold(monkeypatch):
             assert len(vad_module._ENERGIES) <= 3
 
 
+def test_known_energies_are_bounded_by_the_bytes_their_keys_hold(monkeypatch):
+    """The store's keys keep their chunks alive: it empties at its byte budget, not only at its
+    count (4,096 chunks of 16 KiB would otherwise hold 64 MiB)."""
+    import standin.model.vad as vad_module
+
+    monkeypatch.setattr(vad_module, "_ENERGIES", {})
+    monkeypatch.setattr(vad_module, "_energies_held", 0)
+    monkeypatch.setattr(vad_module, "_ENERGIES_HELD_MAX", 10_000)
+    vad = EnergyVad(VadParams(threshold=0.5, silence_duration_ms=20), 24_000)
+    rng = np.random.default_rng(3)
+    for _ in range(50):  # loud chunks of 3,840 bytes (8 frames), each new
+        vad.feed_pcm16(rng.integers(-20_000, 20_000, 1920).astype("<i2").tobytes())
+        held = sum(len(chunk) for _, chunk in vad_module._ENERGIES)
+        assert held == vad_module._energies_held <= 10_000
+    assert vad_module._ENERGIES  # it keeps what fits
+
+
 # -- the session: same events and records either way ------------------------------------------
 
 
