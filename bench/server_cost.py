@@ -21,7 +21,6 @@ Usage::
 
     python bench/server_cost.py --sessions 100,200,300 --repeats 3 --duration 10
     python bench/server_cost.py --sessions 100,200,300 --compare /work/main   # before/after
-    python bench/server_cost.py --sessions 300 --workers 2     # rtfleet serve --workers 2 shape
 """
 
 from __future__ import annotations
@@ -378,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default=None, metavar="DIR", help="py-spy the server into DIR")
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
+    if args.workers > 1:  # bench/_server.py runs one process: there is no serve --workers
+        p.error("--workers: the embedded server runs one process (rtfleet serve has no --workers)")
     profile_dir = Path(args.profile) if args.profile else None
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
