@@ -354,10 +354,14 @@ async def worker_asyncio(args, chunks: list[str]) -> dict[str, Any]:
     t0 = loop.time()
     tasks = [asyncio.create_task(session(i)) for i in range(args.sessions)]
     waiter = asyncio.create_task(all_up.wait())
-    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    # a client that cannot connect its sessions fails its run instead of holding up the others
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED,
+                                 timeout=30 + args.sessions * 0.1)
     if waiter not in done:
         for t in done:
             t.result()  # raises the session's error
+        raise RuntimeError(f"only {connected[0]} of {args.sessions} sessions connected in "
+                           f"{loop.time() - t0:.0f} s")
     m.connect_s = loop.time() - t0
     start_at[0] = loop.time() + 0.05
     m.start_window(start_at[0])
