@@ -46,16 +46,23 @@ async def test_caller_dtmf_is_an_event_and_pcmu_passes_through(tmp_path: Path, m
     scenario = tmp_path / "caller.xml"
     scenario.write_text(uac_scenario("caller.pcap", hold_ms=3000))
 
-    # a spy on the embedded model's append handler (the real handler still runs)
+    # spies on the embedded model's two ways in for an append (the real code still runs): the
+    # bare-append scan, which the rtfleet client's appends take, and the event handler
     appended: list[tuple[str, bytes]] = []
     original = server_model._HANDLERS["input_audio_buffer.append"]
+    original_bare = server_model.RealtimeSession._receive_append
 
     def spy(session: Any, obj: dict[str, Any], now: float, out: list[Any]) -> None:
         appended.append((server_model.cfg.input_format(session.session).type,
                          base64.b64decode(obj["audio"])))
         original(session, obj, now, out)
 
+    def spy_bare(session: Any, audio: str, data: bytes, event_id: str | None, now: float) -> Any:
+        appended.append((server_model.cfg.input_format(session.session).type, data))
+        return original_bare(session, audio, data, event_id, now)
+
     monkeypatch.setitem(server_model._HANDLERS, "input_audio_buffer.append", spy)
+    monkeypatch.setattr(server_model.RealtimeSession, "_receive_append", spy_bare)
     config = {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"},
                                                       "turn_detection": None}}}
     with trio.fail_after(40):
