@@ -281,7 +281,7 @@ async def test_live_page_in_chromium(chromium: str, tmp_path: Path) -> None:
     shots = tmp_path / "shots"
     shots.mkdir()
     with trio.fail_after(120):
-        async with live_run(str(_scenario(tmp_path, 6)), "--out", str(out),
+        async with live_run(str(_scenario(tmp_path, 10)), "--out", str(out),
                             "--ui-linger", "60") as run, \
                 launch_chromium(chromium, tmp_path / "profile") as browser:
             page = await browser.new_page(1280, 900, network=True)
