@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, TypeVar
 import attrs
 import trio
 
+from actors.run_service import run_service
+
 if TYPE_CHECKING:
     from actors.link import SessionLink
 
@@ -269,16 +271,7 @@ _CLOCK: trio.lowlevel.RunVar[AudioClock] = trio.lowlevel.RunVar("rtfleet_audio_c
 
 def audio_clock() -> AudioClock:
     """The process's audio clock (one per trio run), started on first use as a system task."""
-    try:
-        clock = _CLOCK.get()
-        if clock.broken is None:
-            return clock
-    except LookupError:
-        pass
-    clock = AudioClock()
-    _CLOCK.set(clock)
-    trio.lowlevel.spawn_system_task(_run_clock, clock, name="rtfleet audio clock")
-    return clock
+    return run_service(_CLOCK, AudioClock, _run_clock, "rtfleet audio clock")
 
 
 async def _run_clock(clock: AudioClock) -> None:

@@ -30,6 +30,8 @@ from typing import Any, Callable
 import attrs
 import trio
 
+from actors.run_service import run_service
+
 __all__ = ["DRAIN_LIMIT", "PASS_BUDGET", "PASS_LIMIT", "RtpInbox", "rtp_inbox"]
 
 #: datagrams taken from one socket per pass at most
@@ -129,16 +131,7 @@ def rtp_inbox() -> RtpInbox | None:
     None where ``select.epoll`` is missing."""
     if not hasattr(select, "epoll"):
         return None
-    try:
-        inbox = _INBOX.get()
-        if inbox.broken is None:
-            return inbox
-    except LookupError:
-        pass
-    inbox = RtpInbox()
-    _INBOX.set(inbox)
-    trio.lowlevel.spawn_system_task(_run_inbox, inbox, name="rtfleet rtp inbox")
-    return inbox
+    return run_service(_INBOX, RtpInbox, _run_inbox, "rtfleet rtp inbox")
 
 
 async def _run_inbox(inbox: RtpInbox) -> None:

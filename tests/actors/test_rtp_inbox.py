@@ -24,6 +24,13 @@ def _pair() -> tuple[socket.socket, socket.socket]:
     return rx, tx
 
 
+def _close(inbox: RtpInbox, pairs: list) -> None:
+    for rx, tx in pairs:
+        inbox.remove(rx)
+        rx.close()
+        tx.close()
+
+
 def _task_names(task) -> list[str]:
     return [task.name] + [name for nursery in task.child_nurseries
                           for child in nursery.child_tasks for name in _task_names(child)]
@@ -45,10 +52,7 @@ async def test_one_task_drains_every_ready_socket_in_one_pass(nursery, autojump_
         await trio.sleep(0.001)
     assert got == [[(b"call %d" % i, sent_at)] for i in range(8)]  # when it came, not later
     assert inbox.passes == 1  # eight sockets, one wake-up
-    for rx, tx in pairs:
-        inbox.remove(rx)
-        rx.close()
-        tx.close()
+    _close(inbox, pairs)
     assert len(inbox) == 0
 
 
@@ -75,10 +79,7 @@ async def test_a_pass_drains_pass_limit_sockets_and_the_rest_first_in_the_next(n
     assert [passes.count(p) for p in (1, 2, 3)] == [PASS_LIMIT, PASS_LIMIT, 7]  # the bound
     second = [i for p, i in order if p == 2]
     assert set(second[:8]) == set(range(PASS_LIMIT, count))  # those left out went first
-    for rx, tx in pairs:
-        inbox.remove(rx)
-        rx.close()
-        tx.close()
+    _close(inbox, pairs)
 
 
 async def test_a_pass_ends_after_pass_budget_and_the_next_goes_on(nursery, autojump_clock):
@@ -99,10 +100,7 @@ async def test_a_pass_ends_after_pass_budget_and_the_next_goes_on(nursery, autoj
         await trio.sleep(0.001)
     # 2, 4, 6 ms: the third crosses PASS_BUDGET (5 ms), the pass yields, the next goes on
     assert PASS_BUDGET == 0.005 and [passes.count(p) for p in (1, 2, 3, 4)] == [3, 3, 3, 1]
-    for rx, tx in pairs:
-        inbox.remove(rx)
-        rx.close()
-        tx.close()
+    _close(inbox, pairs)
 
 
 async def test_a_flood_is_taken_drain_limit_a_pass_and_none_is_lost(nursery, autojump_clock):
