@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import collections
 import enum
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import attrs
 
@@ -141,6 +141,9 @@ class _Transaction:
     timers: TimerSettings
     state: TxState
     owner: object = None
+    #: called with the transaction whenever it may have new output, events or deadlines
+    #: (the user agent's way to touch only the transactions that changed)
+    listener: Callable[["_Transaction"], None] | None = None
     _deadlines: dict[str, float] = attrs.field(factory=dict)
     _intervals: dict[str, float] = attrs.field(factory=dict)
     _outbox: list[tuple[bytes, Address]] = attrs.field(factory=list)
@@ -180,17 +183,28 @@ class _Transaction:
     def _fire(self, name: str, deadline: float) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _changed(self) -> None:
+        if self.listener is not None:
+            self.listener(self)
+
+    def _emit(self, event: TxEvent) -> None:
+        self._events.append(event)
+        self._changed()
+
     def _send(self, data: bytes) -> None:
         self._outbox.append((data, self.destination))
+        self._changed()
 
     def _schedule(self, name: str, at: float, interval: float | None = None) -> None:
         self._deadlines[name] = at
         if interval is not None:
             self._intervals[name] = interval
+        self._changed()
 
     def _cancel(self, *names: str) -> None:
         for name in names:
             self._deadlines.pop(name, None)
+        self._changed()
 
     def _goto(self, state: TxState) -> None:
         if state not in self.TRANSITIONS.get(self.state, frozenset()):
@@ -199,7 +213,7 @@ class _Transaction:
         self.state = state
         if state is S.TERMINATED:
             self._deadlines.clear()
-            self._events.append(TransactionTerminated())
+            self._emit(TransactionTerminated())
 
     def _retransmit(self, name: str, deadline: float, data: bytes, cap: float | None) -> None:
         self._send(data)
@@ -251,11 +265,11 @@ class ClientInviteTransaction(_Transaction):
                 self._ack_bytes = self._ack_for(response).to_bytes()
                 self._send(self._ack_bytes)
                 self._schedule("D", now + self.timers.timer_d)
-            self._events.append(ResponseReceived(response))
+            self._emit(ResponseReceived(response))
         elif self.state is S.COMPLETED and code >= 300 and self._ack_bytes is not None:
             self._send(self._ack_bytes)
         elif self.state is S.ACCEPTED and 200 <= code < 300:
-            self._events.append(ResponseReceived(response))
+            self._emit(ResponseReceived(response))
 
     def _ack_for(self, response: SipResponse) -> SipRequest:
         """The ACK of RFC 3261 17.1.1.3 (same branch, To from the response)."""
@@ -265,7 +279,7 @@ class ClientInviteTransaction(_Transaction):
         if name == "A" and self.state is S.CALLING:
             self._retransmit("A", deadline, self._request_bytes, cap=None)
         elif name == "B":
-            self._events.append(TransactionTimeout("B"))
+            self._emit(TransactionTimeout("B"))
             self._goto(S.TERMINATED)
         elif name in ("D", "M"):
             self._goto(S.TERMINATED)
@@ -306,7 +320,7 @@ class ClientNonInviteTransaction(_Transaction):
             self._cancel("E", "F")
             self._goto(S.COMPLETED)
             self._schedule("K", now + self.timers.t4)
-        self._events.append(ResponseReceived(response))
+        self._emit(ResponseReceived(response))
 
     def _fire(self, name: str, deadline: float) -> None:
         if name == "E" and self.state is S.TRYING:
@@ -315,7 +329,7 @@ class ClientNonInviteTransaction(_Transaction):
             self._send(self._request_bytes)
             self._schedule("E", deadline + self.timers.t2, self.timers.t2)
         elif name == "F":
-            self._events.append(TransactionTimeout("F"))
+            self._emit(TransactionTimeout("F"))
             self._goto(S.TERMINATED)
         elif name == "K":
             self._goto(S.TERMINATED)
@@ -383,7 +397,7 @@ class ServerInviteTransaction(_ServerTransaction):
         if name == "G" and self.state is S.COMPLETED and self._last_response is not None:
             self._retransmit("G", deadline, self._last_response, cap=self.timers.t2)
         elif name == "H":
-            self._events.append(TransactionTimeout("H"))
+            self._emit(TransactionTimeout("H"))
             self._goto(S.TERMINATED)
         elif name in ("I", "L"):
             self._goto(S.TERMINATED)

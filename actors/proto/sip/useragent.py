@@ -20,11 +20,18 @@ for unknown dialogs, 405 for unsupported methods, 420 for unknown ``Require`` ex
 
 Malformed datagrams never raise: they are reported as :class:`MalformedMessage` and, when
 the request was readable enough, answered with the parser's ``status_hint``.
+
+Cost per datagram does not grow with the number of calls: the agent touches only the
+transactions that changed (each tells it through its ``listener``) and the call the datagram
+names, and keeps every deadline in one heap (entries are checked against the object's own
+``get_timer()`` when they reach the top, so a moved or cancelled timer costs nothing).
 """
 
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import random
 
 from .auth import VerifyResult
@@ -69,6 +76,12 @@ class SipUserAgent:
         self._calls: dict[str, SipCall] = {}
         self._outbox: list[tuple[bytes, Address]] = []
         self._events: collections.deque[SipEvent] = collections.deque()
+        # what changed since the last pump, by identity, in the order it changed
+        self._dirty_tx: dict[int, _Transaction] = {}
+        self._dirty_calls: dict[int, SipCall] = {}
+        # (deadline, tie-break, transaction or call); stale entries are dropped at the top
+        self._timers: list[tuple[float, int, _Transaction | SipCall]] = []
+        self._timer_seq = itertools.count()
 
     # -- the I/O shell's side ------------------------------------------------------------
 
@@ -81,6 +94,9 @@ class SipUserAgent:
         except SipParseError as exc:
             self.emit(MalformedMessage(source, str(exc), exc.status_hint))
             return
+        call = self._calls.get(message.call_id)
+        if call is not None:  # every request or response of a call carries its Call-ID
+            self._dirty_calls[id(call)] = call
         if isinstance(message, SipResponse):
             self._receive_response(message, now)
         else:
@@ -99,17 +115,35 @@ class SipUserAgent:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (``None``: no timer)."""
-        deadlines = [t for t in (x.get_timer() for x in self._transactions.values()) if t is not None]
-        deadlines += [t for t in (c.get_timer() for c in self._calls.values()) if t is not None]
-        return min(deadlines, default=None)
+        timers = self._timers
+        while timers:
+            deadline, _, owner = timers[0]
+            if owner.get_timer() == deadline:
+                return deadline
+            heapq.heappop(timers)  # moved, cancelled or gone: its current deadline has its own entry
+        return None
 
     def handle_timer(self, now: float) -> None:
-        """Run every transaction and call timer due at ``now``."""
-        for tx in list(self._transactions.values()):
+        """Run every transaction and call timer due at ``now`` (transactions first)."""
+        due_tx: dict[int, _Transaction] = {}
+        due_calls: dict[int, SipCall] = {}
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            deadline, _, owner = heapq.heappop(timers)
+            if owner.get_timer() != deadline:
+                continue
+            if isinstance(owner, SipCall):
+                due_calls[id(owner)] = owner
+            else:
+                due_tx[id(owner)] = owner
+        for tx in due_tx.values():
             tx.handle_timer(now)
+            self._dirty_tx[id(tx)] = tx  # re-arm what is left, even if firing changed nothing
         self._pump(now)
-        for call in list(self._calls.values()):
-            call.handle_timer(now)
+        for call in due_calls.values():
+            if self._calls.get(call.call_id) is call:
+                call.handle_timer(now)
+                self._dirty_calls[id(call)] = call
         self._pump(now)
 
     # -- call control --------------------------------------------------------------------
@@ -125,7 +159,9 @@ class SipUserAgent:
         if destination is None:
             destination = SipUri.parse(target).address()
         call_id = f"{self.random_hex(24)}@{self.config.host}"
-        self._calls[call_id] = SipCall.outgoing(self, call_id, target, sdp, now, destination, headers)
+        call = self._calls[call_id] = SipCall.outgoing(self, call_id, target, sdp, now, destination,
+                                                       headers)
+        self._dirty_calls[id(call)] = call
         self._pump(now)
         return call_id
 
@@ -149,6 +185,7 @@ class SipUserAgent:
         """End a call: CANCEL, 603 or BYE as its state requires.  Unknown ids are ignored."""
         call = self._calls.get(call_id)
         if call is not None:
+            self._dirty_calls[id(call)] = call
             call.hangup(now)
             self._pump(now)
 
@@ -200,16 +237,18 @@ class SipUserAgent:
         cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
         tx = cls.start(request, destination, now, self.config.timers)
         tx.owner = owner
-        self._transactions[tx.key] = tx
         self._collect()
+        self._register(tx)
         return tx
 
     # -- dispatch ------------------------------------------------------------------------
 
     def _call(self, call_id: str) -> SipCall:
+        """The call an entry point acts on (marked changed)."""
         call = self._calls.get(call_id)
         if call is None:
             raise SipStateError(f"no call {call_id!r}")
+        self._dirty_calls[id(call)] = call
         return call
 
     def _receive_response(self, response: SipResponse, now: float) -> None:
@@ -243,7 +282,7 @@ class SipUserAgent:
                 request, source, now, self.config.timers, send_trying=self.config.send_trying)
         else:
             tx = ServerNonInviteTransaction.start(request, source, now, self.config.timers)
-        self._transactions[key] = tx
+        self._register(tx)
         try:
             self._dispatch_request(tx, request, now)
         except SipParseError as exc:
@@ -330,36 +369,78 @@ class SipUserAgent:
             headers = headers.prepend("Via", value)
         return SipRequest(request.method, request.uri, headers, request.body)
 
+    def _register(self, tx: _Transaction) -> None:
+        self._transactions[tx.key] = tx
+        tx.listener = self._touch
+        self._dirty_tx[id(tx)] = tx
+
+    def _touch(self, tx: _Transaction) -> None:
+        self._dirty_tx[id(tx)] = tx
+
+    def _arm(self, owner: _Transaction | SipCall) -> None:
+        deadline = owner.get_timer()
+        if deadline is not None:
+            heapq.heappush(self._timers, (deadline, next(self._timer_seq), owner))
+
     def _collect(self) -> None:
-        for tx in self._transactions.values():
+        """Move changed transactions' output to the outbox (kept in order before a datagram a
+        call sends itself)."""
+        for tx in self._dirty_tx.values():
             out = tx.datagrams_to_send()
             if out:
                 self._outbox.extend(out)
 
     def _pump(self, now: float) -> None:
-        """Move transaction output to the outbox and transaction events to their owners."""
-        busy = True
-        while busy:
-            busy = False
-            for tx in list(self._transactions.values()):
+        """Move the changed transactions' output to the outbox and their events to their
+        owners; forget what ended; re-arm the timers of what changed."""
+        touched: dict[int, _Transaction] = {}
+        while self._dirty_tx:
+            batch, self._dirty_tx = self._dirty_tx, {}
+            touched.update(batch)
+            for tx in batch.values():
                 out = tx.datagrams_to_send()
                 if out:
                     self._outbox.extend(out)
                 while (event := tx.next_event()) is not None:
-                    busy = True
                     self._deliver(tx, event, now)
-        for key, tx in list(self._transactions.items()):
-            if tx.terminated:
-                del self._transactions[key]
-        owners = {id(tx.owner) for tx in self._transactions.values()}
-        for call_id, call in list(self._calls.items()):
-            if call.finished and id(call) not in owners:
-                del self._calls[call_id]
+        calls, self._dirty_calls = self._dirty_calls, {}
+        for tx in touched.values():
+            owner = tx.owner
+            if isinstance(owner, SipCall):
+                calls[id(owner)] = owner
+            if not tx.terminated:
+                self._arm(tx)
+            elif self._transactions.get(tx.key) is tx:
+                del self._transactions[tx.key]
+        ended = []
+        for call in calls.values():
+            if self._calls.get(call.call_id) is not call:
+                continue
+            if call.finished:
+                ended.append(call)
+            else:
+                self._arm(call)
+        if ended:  # a finished call is forgotten once no transaction of its own is left
+            owners = {id(tx.owner) for tx in self._transactions.values()}
+            for call in ended:
+                if id(call) not in owners:
+                    del self._calls[call.call_id]
+        if len(self._timers) > 64 + 4 * (len(self._transactions) + len(self._calls)):
+            self._rearm_all()
+
+    def _rearm_all(self) -> None:
+        """Rebuild the timer heap from what is live (stale entries pile up under the top when
+        timers move often)."""
+        self._timers = []
+        for owner in (*self._transactions.values(), *self._calls.values()):
+            self._arm(owner)
 
     def _deliver(self, tx: _Transaction, event: object, now: float) -> None:
         owner = tx.owner
         if owner is None or not hasattr(owner, "on_response"):
             return
+        if isinstance(owner, SipCall):
+            self._dirty_calls[id(owner)] = owner
         try:
             if isinstance(event, ResponseReceived):
                 owner.on_response(tx, event.response, now)
