@@ -55,19 +55,28 @@ class FrameReader:
         self.fast_frames = 0  # frames taken here (tests and profiling)
         self.protocol_feeds = 0  # times the protocol was given bytes (or the end)
 
+    def one_text(self, data: bytes) -> bytes | None:
+        """The commonest read of all, one whole masked text frame of 126..65535 bytes (a 16-bit
+        length) at a frame boundary: its payload, read as :meth:`feed` reads it (one frame
+        taken here); None for anything else, nothing read (give it to :meth:`feed`)."""
+        end = len(data)
+        if (end > 8 and data[0] == _TEXT and data[1] == _MASKED_16 and (data[2] << 8 | data[3]) + 8 == end
+                and not self._buf and not self._owed and not self._partial and not self.passthrough):
+            protocol = self.protocol
+            if (protocol.state is State.OPEN and not protocol.extensions and protocol.current_size is None
+                    and (self.max_size is None or end - 8 <= self.max_size)):
+                self.fast_frames += 1
+                return apply_mask(data[8:], data[4:8])
+        return None
+
     def feed(self, data: bytes) -> list[Frame]:
+        payload = self.one_text(data)
+        if payload is not None:
+            return [Frame(Opcode.TEXT, payload)]
         protocol = self.protocol
         if self._buf:
             data, self._buf = self._buf + data, b""
         end = len(data)
-        # The commonest read of all: one whole masked text frame of 126..65535 bytes (a 16-bit
-        # length), at a frame boundary: what the loop below does with it, in one test.
-        if (end > 8 and data[0] == _TEXT and data[1] == _MASKED_16 and not self._owed
-                and not self._partial and (data[2] << 8 | data[3]) + 8 == end and not self.passthrough
-                and protocol.state is State.OPEN and not protocol.extensions
-                and (self.max_size is None or end - 8 <= self.max_size) and protocol.current_size is None):
-            self.fast_frames += 1
-            return [Frame(Opcode.TEXT, apply_mask(data[8:], data[4:8]))]
         frames: list[Frame] = []
         pos = 0
         if self._partial:  # the protocol has the start of a frame: how much more does it need?

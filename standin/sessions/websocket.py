@@ -34,7 +34,10 @@ the reader's work for a text message is done inline where the front read it (``_
 front's ``rtfleet.inline_receive``), so a streaming session's appends cost no task switch; the
 reader task handles whatever the front hands it instead. Server events wait for the sender in an
 unbounded queue, but input waits (and is not read, so TCP pushes back) while ``OUT_LIMIT`` are
-queued. While it runs,
+queued. Under the lean front the events an append, a deadline or the reader produced are
+written where they were produced (``_write_now``: the front's ``rtfleet.inline_send``) when the
+sender has nothing queued or in hand and the plan delays, follows or counts towards a drop no
+event: the same bytes in the same order, without a wake-up of the sender. While it runs,
 ``record.drop_now()`` drops it at once (``EmbeddedServer.drop_connections``: the fault hook of
 ``rtfleet serve``'s ``drop_connections``), the plan's ``drop_mode`` deciding how.
 """
@@ -71,8 +74,10 @@ POLICY_CLOSE = 1008
 OVER_LIMIT_CLOSE = 1013
 #: server events queued for the sender beyond which input waits (and is not read)
 OUT_LIMIT = 1024
-#: the front's inline receiving (``standin/front/lean.py``)
+#: the front's inline receiving and sending (``standin/front/lean.py``)
 INLINE_RECEIVE = "rtfleet.inline_receive"
+INLINE_SEND = "rtfleet.inline_send"
+FLUSH = "rtfleet.flush"
 #: events written in one go at most (``"more": True`` sends, then a flush) under the lean front
 SEND_BATCH = 32
 
@@ -83,6 +88,8 @@ class _Out:
     event: dict[str, Any] | None = None
     close_code: int | None = None
     close_reason: str = ""
+    #: write what an inline write left over (the front's ``rtfleet.flush``), nothing else
+    flush: bool = False
 
 
 class _OutQueue:
@@ -237,6 +244,9 @@ class _Connection:
         self._model_timer = ModelTimer(session)
         self._cancel = trio.CancelScope()
         self._stopped = False  # the dialect ended the session: nothing more is read
+        #: the front's inline write (``rtfleet.inline_send``; None: none, all through the sender)
+        self._send_now = ((scope.get("extensions") or {}).get(INLINE_SEND) or {}).get("send_now")
+        self._busy = False  # the sender has an event in hand (taken from the queue, not yet done)
 
     async def run(self) -> None:
         #: the run's clock read directly (trio.current_time's value, two calls fewer per message)
@@ -255,8 +265,9 @@ class _Connection:
 
     async def _emit(self, events: list[dict[str, Any]]) -> None:
         now = trio.current_time()
-        for event in events:
-            self._out.put(_Out(now, event=event))
+        if events and not self._write_now(events, now):
+            for event in events:
+                self._out.put(_Out(now, event=event))
         while len(self._out) >= OUT_LIMIT:  # the client is not reading: nor do we
             if self._room is None:
                 self._room = trio.Event()
@@ -272,13 +283,39 @@ class _Connection:
         self.server.stats.client_events_received += 1
         now = self._clock_now()
         events = self.session.receive_text(text, now)
-        if events:  # most appends answer nothing
+        if events and not self._write_now(events, now):  # most appends answer nothing
             for event in events:
                 out.put(_Out(now, event=event))
         self._model_timer.poke()
         if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
             self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
             self._stopped = True
+        return True
+
+    def _write_now(self, events: list[dict[str, Any]], now: float) -> bool:
+        """``events`` written at once by the front (True), as the sender would write them, when
+        that changes nothing: the sender has nothing queued or in hand (order), the plan delays
+        no event and injects nothing after one (latency, malformed frames, drop after N events:
+        the sender applies those), and they are few enough for one write (``SEND_BATCH``).
+        What the socket did not take is written next by the sender (a flush queued first)."""
+        send_now = self._send_now
+        if send_now is None or self._busy or self._out.items or len(events) > SEND_BATCH:
+            return False
+        if self.server.faults.acts_per_event:
+            return False
+        held = send_now([event_json(event) for event in events])
+        if held is None:
+            return False
+        count = len(events)
+        self.faults.count_sent(count)
+        self.record.events_sent += count
+        stats = self.server.stats
+        stats.events_sent += count
+        for event in events:
+            if event["type"] == "error":
+                stats.errors_sent += 1
+        if held:  # the socket is full: the sender writes the rest (and waits for it)
+            self._out.put(_Out(now, flush=True))
         return True
 
     async def _reader(self) -> None:
@@ -352,10 +389,16 @@ class _Connection:
         batching = INLINE_RECEIVE in (self.scope.get("extensions") or {})
         held = 0
         while True:
+            self._busy = False
             out = await self._out.get(checkpoint=not held)  # held: nothing runs in between
+            self._busy = True
             if self._room is not None and len(self._out) < OUT_LIMIT:
                 self._room.set()
                 self._room = None
+            if out.flush:
+                await self.send({"type": FLUSH})
+                held = 0
+                continue
             plan = self.server.faults
             if plan.latency_ms > 0:
                 await trio.sleep_until(out.at + plan.latency_ms / 1000)
