@@ -13,15 +13,6 @@ only whole text messages the app accepts inline; anything else wakes the connect
 A long batch yields to the scheduler every :data:`BATCH` callbacks so that timers and senders
 keep their pace.
 
-**Gathering under load.** Waking the process is the dearest thing it does (a return from the
-kernel's wait, a pass of trio's run loop, the readiness re-armed): a fleet's client writes its
-frames in bursts (its audio clock ticks every few milliseconds), and a mux that wakes for
-each frame as it lands pays that per message. So when it is woken again soon after its last
-pass (within ``2 * linger``), it does not wait for readiness but sleeps until ``linger`` after
-that pass and then takes everything that has arrived, in one pass, until a pass finds nothing.
-A message waits at most ``linger`` (:data:`LINGER`, 1 ms) longer, and only while messages keep
-coming that often; a quiet connection's message is taken as soon as it lands.
-
 Linux only (``select.epoll``); :func:`open_mux` returns None elsewhere and the front reads each
 connection in its own task as before.
 """
@@ -29,28 +20,23 @@ connection in its own task as before.
 from __future__ import annotations
 
 import logging
-import math
 import select
 from collections.abc import Callable
 
 import trio
 
-__all__ = ["ReadMux", "open_mux", "BATCH", "LINGER"]
+__all__ = ["ReadMux", "open_mux", "BATCH"]
 
 #: callbacks run between two yields to the scheduler
 BATCH = 64
-#: seconds a message may wait for others while messages come often (see "Gathering")
-LINGER = 0.001
 
 _log = logging.getLogger("standin.front.mux")
 
 
 class ReadMux:
-    def __init__(self, linger: float = LINGER) -> None:
+    def __init__(self) -> None:
         self._epoll = select.epoll()
         self._callbacks: dict[int, Callable[[], None]] = {}
-        self.linger = linger
-        self.passes = 0  # passes over the ready descriptors (tests and profiling)
 
     @property
     def closed(self) -> bool:
@@ -79,21 +65,10 @@ class ReadMux:
         """Dispatch readiness until cancelled."""
         epoll = self._epoll
         callbacks = self._callbacks
-        linger = self.linger
-        last = -math.inf  # when the last pass began
-        gathering = False
         try:
             while True:
-                if gathering:
-                    await trio.sleep_until(last + linger)
-                else:
-                    await trio.lowlevel.wait_readable(epoll.fileno())
-                now = trio.current_time()
-                ready = epoll.poll(0)
-                gathering = bool(ready) and linger > 0 and now - last < 2 * linger
-                last = now
-                self.passes += 1
-                for n, (fd, _) in enumerate(ready):
+                await trio.lowlevel.wait_readable(epoll.fileno())
+                for n, (fd, _) in enumerate(epoll.poll(0)):
                     if n and n % BATCH == 0:
                         await trio.lowlevel.cancel_shielded_checkpoint()
                     callback = callbacks.get(fd)  # it may have left during a yield

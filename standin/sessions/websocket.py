@@ -57,7 +57,7 @@ from standin.model.events import IdFactory, error_event, event_json
 from standin.records import ConnectionRecord
 from standin.faults.plan import ConnectionFaults, Drop, Expire
 from standin.model.realtime import RealtimeSession
-from standin.model.timer import ModelTimer
+from standin.model.timer import SharedTimer
 from standin.sessions.rtc_session import run_sideband
 from standin.faults.tcp_abort import abort_connection
 
@@ -241,7 +241,11 @@ class _Connection:
         # unbounded, but input waits (_emit) or is refused inline while OUT_LIMIT are queued
         self._out = _OutQueue()
         self._room: trio.Event | None = None  # set by the sender once the queue is under the limit
-        self._model_timer = ModelTimer(session)
+        #: the session's deadlines, handled in the run's one deadline task (``_on_deadline``)
+        self._model_timer = SharedTimer(session, self._on_deadline)
+        #: set by ``_on_deadline`` to hand the ``_timer`` task a failure or a full queue
+        self._timer_call = trio.Event()
+        self._timer_failure: BaseException | None = None
         self._cancel = trio.CancelScope()
         self._stopped = False  # the dialect ended the session: nothing more is read
         #: the front's inline write (``rtfleet.inline_send``; None: none, all through the sender)
@@ -253,14 +257,17 @@ class _Connection:
         self._clock_now = trio.lowlevel.current_clock().current_time
         if INLINE_RECEIVE in (self.scope.get("extensions") or {}):
             await self.send({"type": INLINE_RECEIVE, "handler": self._inline})
-        with self._cancel:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._sender)
-                nursery.start_soon(self._reader)
-                nursery.start_soon(self._timer)
-                nursery.start_soon(self._fault_timer)
-                self.record.drop_now = partial(nursery.start_soon, self._drop_now)
-                await self._emit(self.session.start())
+        try:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._sender)
+                    nursery.start_soon(self._reader)
+                    nursery.start_soon(self._timer)
+                    nursery.start_soon(self._fault_timer)
+                    self.record.drop_now = partial(nursery.start_soon, self._drop_now)
+                    await self._emit(self.session.start())
+        finally:
+            self._model_timer.close()
         self.record.drop_now = None
 
     async def _emit(self, events: list[dict[str, Any]]) -> None:
@@ -345,9 +352,35 @@ class _Connection:
                 self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
                 return
 
+    def _on_deadline(self, now: float) -> None:
+        """The session's deadline is due (called in the run's deadline task): its events
+        written or queued, and the next deadline armed, unless the queue is full (the client
+        does not read): then the ``_timer`` task waits for room first, as ``_emit`` waits. A
+        failure is raised in the ``_timer`` task (the connection's, as before)."""
+        try:
+            events = self.session.handle_timer(now)
+        except Exception as exc:
+            self._timer_failure = exc
+            self._timer_call.set()
+            return
+        if events and not self._write_now(events, now):
+            for event in events:
+                self._out.put(_Out(now, event=event))
+        if len(self._out) >= OUT_LIMIT:
+            self._timer_call.set()
+        else:
+            self._model_timer.poke()
+
     async def _timer(self) -> None:
+        """Only woken by ``_on_deadline``: raises its failure, or waits for room in the queue
+        and re-arms the deadline."""
         while True:
-            await self._emit(await self._model_timer.next())
+            await self._timer_call.wait()
+            self._timer_call = trio.Event()
+            if self._timer_failure is not None:
+                raise self._timer_failure
+            await self._emit([])  # waits while the queue is full
+            self._model_timer.poke()
 
     async def _fault_timer(self) -> None:
         action: Drop | Expire
