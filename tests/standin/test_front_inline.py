@@ -307,3 +307,38 @@ async def test_what_the_socket_did_not_take_is_held_and_written_by_a_flush(nurse
     sent = len(results) - 1
     assert texts == [f"{k:05d}{message}".encode() for k in range(sent)] + [b"last"]
     assert flushed.is_set()
+
+
+async def test_paced_audio_stops_while_the_client_does_not_read_and_resumes_whole(nursery, autojump_clock):
+    """An answer's chunks are due one every 100 ms (the run's deadline task) while the client
+    reads nothing: once the socket and then the queue are full (OUT_LIMIT), the session's
+    deadlines are no longer handled (its answer does not advance however long it waits);
+    once the client reads, every chunk arrives, in order, and the answer completes."""
+    from standin.sessions.websocket import OUT_LIMIT
+
+    server = EmbeddedServer(api_keys={"sk-inline"})
+    await nursery.start(server.serve)
+    url = server.base_url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+    words = 4000
+    async with open_websocket_url(url, extra_headers=[(b"Authorization", b"Bearer sk-inline")],
+                                  max_message_size=2**24) as ws:
+        await ws.send_message(json.dumps({"type": "response.create", "response": {
+            "conversation": "none", "output_modalities": ["audio"],
+            "input": [{"type": "message", "role": "user",
+                       "content": [{"type": "input_text", "text": "word " * words}]}]}}))
+        await trio.sleep(600)  # virtual: far longer than the answer (400 s)
+        record = server.connections[-1]
+        run = record.session._runs[0]
+        stalled_at = run._next
+        assert 0 < stalled_at < words  # neither nothing nor everything: stopped
+        await trio.sleep(60)
+        assert run._next == stalled_at and record.events_sent < stalled_at * 2 - OUT_LIMIT // 2
+        chunks = 0
+        with trio.fail_after(3600):
+            while True:
+                event = json.loads(await ws.get_message())
+                if event["type"] == "response.output_audio.delta":
+                    chunks += 1
+                if event["type"] == "response.done":
+                    break
+    assert chunks == words + 2 and event["response"]["status"] == "completed"
