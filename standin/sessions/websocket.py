@@ -27,9 +27,12 @@ over the plan's max_concurrent_sessions ``rate_limit_exceeded``      1013
 So a client recognises an auth failure by ``error.code == "invalid_api_key"`` or close code 4001
 and must not retry without a new key (4001 is outside the SDK's reconnect list).
 
-Per connection, one nursery runs a reader (client frames -> model), a timer (model deadlines:
-paced audio), a fault timer (timed drops, expiry) and the single sender, which applies latency,
-malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. Under the lean front
+Per connection, one nursery runs a reader (client frames -> model), a timer task, a fault timer
+(timed drops, expiry) and the single sender, which applies latency, malformed frames and
+drop-after-N from the live :class:`~.faults.FaultPlan`. The model's deadlines (paced audio) are
+handled in the run's one deadline task (``standin/model/timer.py``, ``_on_deadline``); the
+connection's timer task only raises a failure of that handler, or waits for room in a full queue
+before the next deadline is armed (as input waits). Under the lean front
 the reader's work for a text message is done inline where the front read it (``_inline``: the
 front's ``rtfleet.inline_receive``), so a streaming session's appends cost no task switch; the
 reader task handles whatever the front hands it instead. Server events wait for the sender in an
@@ -251,6 +254,8 @@ class _Connection:
         #: the front's inline write (``rtfleet.inline_send``; None: none, all through the sender)
         self._send_now = ((scope.get("extensions") or {}).get(INLINE_SEND) or {}).get("send_now")
         self._busy = False  # the sender has an event in hand (taken from the queue, not yet done)
+        #: the dialect can end the session itself (Live: ``closing``); read once, not per message
+        self._can_close = hasattr(session, "closing")
 
     async def run(self) -> None:
         #: the run's clock read directly (trio.current_time's value, two calls fewer per message)
@@ -294,7 +299,7 @@ class _Connection:
             for event in events:
                 out.put(_Out(now, event=event))
         self._model_timer.poke()
-        if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
+        if self._can_close and self.session.closing:  # the dialect ended the session (Live)
             self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
             self._stopped = True
         return True
@@ -347,7 +352,7 @@ class _Connection:
                 events = self.session.receive_binary(message.get("bytes") or b"", now)
             await self._emit(events)
             self._model_timer.poke()
-            if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
+            if self._can_close and self.session.closing:  # the dialect ended the session (Live)
                 self._stopped = True
                 self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
                 return
