@@ -386,11 +386,15 @@ class _WebSocket:
             return
         except OSError:  # reset: the end, as a stream read reports it
             data = b""
-        payload = reader.one_text(data)
-        if payload is not None:  # the commonest read (an append): no frame object, no loop
-            if self._take_inline(payload):
-                return
-            frames = [] if self._failure is not None else [Frame(Opcode.TEXT, payload)]
+        payloads = reader.texts(data)
+        if payloads is not None:  # the commonest read (appends): no frame objects
+            for n, payload in enumerate(payloads):
+                if not self._take_inline(payload):
+                    frames = [] if self._failure is not None else [
+                        Frame(Opcode.TEXT, p) for p in payloads[n:]]
+                    break
+            else:
+                return  # all taken: stay in the mux
         else:
             given = reader.protocol_feeds
             frames = reader.feed(data) if data else reader.feed_eof()
