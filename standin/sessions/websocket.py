@@ -308,10 +308,13 @@ class _Connection:
         """``events`` written at once by the front (True), as the sender would write them, when
         that changes nothing: the sender has nothing queued or in hand (order), the plan delays
         no event and injects nothing after one (latency, malformed frames, drop after N events:
-        the sender applies those), and they are few enough for one write (``SEND_BATCH``).
-        What the socket did not take is written next by the sender (a flush queued first)."""
+        the sender applies those), they are few enough for one write (``SEND_BATCH``), and the
+        connection is not closing (then they are queued, and neither sent nor counted, as the
+        sender's would be). What the socket did not take is written next by the sender (a
+        flush queued first)."""
         send_now = self._send_now
-        if send_now is None or self._busy or self._out.items or len(events) > SEND_BATCH:
+        if (send_now is None or self._busy or self._out.items or len(events) > SEND_BATCH
+                or self._ending):
             return False
         if self.server.faults.acts_per_event:
             return False
@@ -357,11 +360,20 @@ class _Connection:
                 self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
                 return
 
+    @property
+    def _ending(self) -> bool:
+        """The connection is closing (by either side, or a drop): nothing more is written or
+        handled here (the tasks that would are being cancelled)."""
+        return self._cancel.cancel_called or self.record.close_code is not None
+
     def _on_deadline(self, now: float) -> None:
         """The session's deadline is due (called in the run's deadline task): its events
         written or queued, and the next deadline armed, unless the queue is full (the client
         does not read): then the ``_timer`` task waits for room first, as ``_emit`` waits. A
-        failure is raised in the ``_timer`` task (the connection's, as before)."""
+        failure is raised in the ``_timer`` task (the connection's, as before). Nothing once
+        the connection is closing (its timer task would have been cancelled)."""
+        if self._ending:
+            return
         try:
             events = self.session.handle_timer(now)
         except Exception as exc:
