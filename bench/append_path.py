@@ -6,7 +6,8 @@ Stages, each over one streaming turn repeated (1 s of tone then 1 s of silence i
 as ``bench/ws_fleet.py`` sends; server VAD; the model's answer planned and its events made):
 
 ``frame``   the masked WebSocket frame to the message text: the ``websockets`` protocol and the
-            message assembler, or (where it exists) ``standin/front/frames.py``'s reader
+            message assembler, or (where it exists) ``standin/front/frames.py``'s reader, by
+            its ``texts`` (a read of whole appends: what the lean front calls) where it has one
 ``model``   the session model: ``RealtimeSession.receive_text`` + ``handle_timer`` (JSON parse or
             the bare-append scan, base64, VAD, record; the turn's events)
 ``total``   both, plus what the connection does per message (stats, timer poke)
@@ -38,6 +39,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
@@ -96,6 +98,13 @@ def _measure(rounds: int = ROUNDS, appends: int = APPENDS, writer: str = "sdk",
         server.data_to_send()
         return server
 
+    def read_text(reader: Any, data: bytes) -> str:
+        """One read of one append, as the lean front reads it."""
+        texts = getattr(reader, "texts", None)
+        if texts is not None:
+            return texts(data)[0].decode()
+        return reader.feed(data)[0].data.decode()
+
     def frame_stage() -> float:
         server = protocol()
         assembler = MessageAssembler()
@@ -104,8 +113,7 @@ def _measure(rounds: int = ROUNDS, appends: int = APPENDS, writer: str = "sdk",
         for k in range(appends):
             data = frames[k % len(frames)]
             if reader is not None:
-                got = reader.feed(data)
-                _ = got[0].data.decode()
+                _ = read_text(reader, data)
             else:
                 server.receive_data(data)
                 for frame in server.events_received():
@@ -137,7 +145,7 @@ def _measure(rounds: int = ROUNDS, appends: int = APPENDS, writer: str = "sdk",
             if with_frames:
                 data = frames[k % len(frames)]
                 if reader is not None:
-                    text = reader.feed(data)[0].data.decode()
+                    text = read_text(reader, data)
                 else:
                     server.receive_data(data)
                     text = {"type": "websocket.receive",

@@ -55,7 +55,8 @@ def _profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
 #: category list order: the more specific categories come first)
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("response planning + tone (per turn)", ("_speech_stopped", "_start_response", "Tone.")),
-    ("server events out: JSON encode + WebSocket send", ("_Connection._sender", "_send_batch")),
+    ("server events out: JSON encode + WebSocket send", ("_Connection._sender", "_send_batch",
+                                                         "_Connection._write_now", "send_now")),
     ("base64 decode", ("b64decode", "a2b_base64", "bare_append (standin/model/append.py:40)")),
     ("PCM16 -> float decode", ("AudioFormat.decode",)),
     ("VAD energy per frame", ("EnergyVad.feed", "EnergyVad.feed_pcm16")),
@@ -63,7 +64,8 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
                                                                 "bare_append")),
     ("event record (received)", ("_record",)),
     ("model timers and paced audio out (get_timer/handle_timer/poke)", ("get_timer", "handle_timer",
-                                                                        "ModelTimer.")),
+                                                                        "ModelTimer.", "SharedTimer.",
+                                                                        "Deadlines.run")),
     ("WebSocket frame parse + unmask", ("Protocol.receive_data", "events_received", "FrameReader.",
                                         "apply_mask")),
     ("message assembly + ASGI dicts", ("MessageAssembler", "_decode (actors")),

@@ -84,6 +84,12 @@ class FaultPlan:
     def active(self) -> bool:
         return self != FaultPlan(seed=self.seed)
 
+    @property
+    def acts_per_event(self) -> bool:
+        """It delays events or acts after them (latency, malformed frames, drop after N
+        events): each event must go through :meth:`ConnectionFaults.after_event` as it is sent."""
+        return self.latency_ms > 0 or self.malformed_every is not None or self.drop_after_events is not None
+
 
 @attrs.frozen
 class Drop:
@@ -153,6 +159,11 @@ class ConnectionFaults:
         if self._rate_deadline is not None:
             candidates.append((self._rate_deadline, Drop("rate", plan.drop_mode, plan.drop_close_code)))
         return min(candidates, key=lambda c: c[0])
+
+    def count_sent(self, count: int) -> None:
+        """``count`` events sent under a plan that does not act per event (what
+        :meth:`after_event` would have counted, and decided nothing for)."""
+        self.events_sent += count
 
     def after_event(self, plan: FaultPlan) -> tuple[str | None, Drop | None]:
         """Count one real server event sent; returns (malformed kind to inject, drop to do)."""

@@ -55,19 +55,48 @@ class FrameReader:
         self.fast_frames = 0  # frames taken here (tests and profiling)
         self.protocol_feeds = 0  # times the protocol was given bytes (or the end)
 
+    def texts(self, data: bytes) -> list[bytes] | None:
+        """The commonest read of all, one or more whole masked text frames of 126..65535
+        bytes each (a 16-bit length) from a frame boundary to the read's end: their payloads,
+        read as :meth:`feed` reads them (taken here); None for anything else, nothing read
+        (give it to :meth:`feed`)."""
+        end = len(data)
+        if (end <= 8 or data[0] != _TEXT or data[1] != _MASKED_16 or self._buf or self._owed
+                or self._partial or self.passthrough):
+            return None
+        protocol = self.protocol
+        if protocol.state is not State.OPEN or protocol.extensions or protocol.current_size is not None:
+            return None
+        max_size = self.max_size
+        size = (data[2] << 8 | data[3]) + 8
+        if size == end:  # one frame: the read of a client that is not behind
+            if max_size is not None and end - 8 > max_size:
+                return None
+            self.fast_frames += 1
+            return [apply_mask(data[8:], data[4:8])]
+        spans = []
+        pos = 0
+        while True:
+            if pos + size > end or (max_size is not None and size - 8 > max_size):
+                return None
+            spans.append((pos, pos + size))
+            pos += size
+            if pos == end:
+                break
+            if end - pos <= 8 or data[pos] != _TEXT or data[pos + 1] != _MASKED_16:
+                return None
+            size = (data[pos + 2] << 8 | data[pos + 3]) + 8
+        self.fast_frames += len(spans)
+        return [apply_mask(data[a + 8:b], data[a + 4:a + 8]) for a, b in spans]
+
     def feed(self, data: bytes) -> list[Frame]:
+        payloads = self.texts(data)
+        if payloads is not None:
+            return [Frame(Opcode.TEXT, payload) for payload in payloads]
         protocol = self.protocol
         if self._buf:
             data, self._buf = self._buf + data, b""
         end = len(data)
-        # The commonest read of all: one whole masked text frame of 126..65535 bytes (a 16-bit
-        # length), at a frame boundary: what the loop below does with it, in one test.
-        if (end > 8 and data[0] == _TEXT and data[1] == _MASKED_16 and not self._owed
-                and not self._partial and (data[2] << 8 | data[3]) + 8 == end and not self.passthrough
-                and protocol.state is State.OPEN and not protocol.extensions
-                and (self.max_size is None or end - 8 <= self.max_size) and protocol.current_size is None):
-            self.fast_frames += 1
-            return [Frame(Opcode.TEXT, apply_mask(data[8:], data[4:8]))]
         frames: list[Frame] = []
         pos = 0
         if self._partial:  # the protocol has the start of a frame: how much more does it need?

@@ -31,6 +31,18 @@ that message and everything after it then go through ``receive()`` as before, as
 messages, control frames, fragments, anything the protocol had to parse, and the end of the
 stream. An exception from ``f`` is raised from the app's pending ``receive()``. A streaming
 session's appends thus cost no task switch and no readiness re-arm each.
+
+**Inline sending** (ASGI extension ``rtfleet.inline_send``, plain TCP on Linux):
+``scope["extensions"]["rtfleet.inline_send"]["send_now"](texts)`` writes text messages at once
+from whatever task calls it (the handler above, a timer), with no ``await``: when the connection
+is open, has no extension, and no write is in progress or held, the messages go to the socket in
+one write (after what the protocol queued, e.g. a pong). It returns None when it did nothing
+(the app sends them the usual way), else the number of bytes the socket did not take: those are
+held and go first at the next write, and the app must then send ``{"type": "rtfleet.flush"}``
+(which writes what is held, waiting for the socket as ``websocket.send`` does). Once the
+connection is over the messages are dropped (0), as ``websocket.send`` drops them. The
+embedded server's sessions write the events an append or a deadline produced this way, so an
+answer's chunk costs one task wake-up (its deadline's), not two.
 """
 
 from __future__ import annotations
@@ -66,6 +78,9 @@ _RECEIVE = 65536
 _MAX_HEAD = 64 * 1024
 #: the ASGI extension of inline receiving (see :class:`_WebSocket`)
 INLINE_RECEIVE = "rtfleet.inline_receive"
+#: the ASGI extension of inline sending, and the message that writes what it held back
+INLINE_SEND = "rtfleet.inline_send"
+FLUSH = "rtfleet.flush"
 
 
 async def serve_front(app: App, host: str, port: int, *, backlog: int = 4096,
@@ -296,6 +311,7 @@ class _WebSocket:
         extensions: dict[str, Any] = {"websocket.http.response": {}}
         if self.mux is not None:
             extensions[INLINE_RECEIVE] = {}
+            extensions[INLINE_SEND] = {"send_now": self.send_now}
         scope = self.conn._scope("websocket", request.path.encode("latin-1"), headers,
                                  subprotocols=offered, extensions=extensions)
         try:
@@ -362,40 +378,53 @@ class _WebSocket:
         """The mux found data (called in its task): whole text messages go to the app's inline
         handler while it takes them; anything else, and all after it, wakes the app's task
         (``_handoff``), as does the end of the stream or the handler's exception."""
-        assert self.reader is not None
+        reader = self.reader
+        assert reader is not None
         try:
             data = os.read(self._fd, _RECEIVE)
         except BlockingIOError:
             return
         except OSError:  # reset: the end, as a stream read reports it
             data = b""
-        given = self.reader.protocol_feeds
-        frames = self.reader.feed(data) if data else self.reader.feed_eof()
-        if data and self.reader.protocol_feeds == given:  # only whole data frames, read here
-            for n, frame in enumerate(frames):
-                handler = self.inline
-                if frame.opcode is not Opcode.TEXT or handler is None:
-                    frames = frames[n:]
+        payloads = reader.texts(data)
+        if payloads is not None:  # the commonest read (appends): no frame objects
+            for n, payload in enumerate(payloads):
+                if not self._take_inline(payload):
+                    frames = [] if self._failure is not None else [
+                        Frame(Opcode.TEXT, p) for p in payloads[n:]]
                     break
-                try:
-                    text = frame.data.decode()
-                except UnicodeDecodeError:
-                    frames = frames[n:]
-                    break
-                try:
-                    if handler(text):
-                        continue
-                except Exception as exc:  # as if it had been raised in the app's task
-                    self._failure = exc
-                    frames = []
-                    break
-                frames = frames[n:]
-                break
             else:
                 return  # all taken: stay in the mux
+        else:
+            given = reader.protocol_feeds
+            frames = reader.feed(data) if data else reader.feed_eof()
+            if data and reader.protocol_feeds == given:  # only whole data frames, read here
+                for n, frame in enumerate(frames):
+                    if frame.opcode is not Opcode.TEXT or not self._take_inline(frame.data):
+                        frames = [] if self._failure is not None else frames[n:]
+                        break
+                else:
+                    return  # all taken: stay in the mux
         self._handoff = (frames, not data)
         self.mux.discard(self._fd)  # type: ignore[union-attr]
         self._wake.set()
+
+    def _take_inline(self, payload: bytes) -> bool:
+        """The app's inline handler took this text message; False: no handler, not UTF-8, or
+        the handler refused it or raised (then kept in ``_failure``, as if it had been raised in
+        the app's task)."""
+        handler = self.inline
+        if handler is None:
+            return False
+        try:
+            text = payload.decode()
+        except UnicodeDecodeError:
+            return False
+        try:
+            return bool(handler(text))
+        except Exception as exc:
+            self._failure = exc
+            return False
 
     async def _absorb(self, frames: list[Frame], eof: bool) -> None:
         """What a read gave: frames to deliver, the protocol's answers to send, the end."""
@@ -432,6 +461,8 @@ class _WebSocket:
                 protocol.send_binary(message.get("bytes") or b"")
             if not message.get("more"):  # more: the app sends again at once (one write for all)
                 await self._flush()
+        elif kind == FLUSH:
+            await self._flush()
         elif kind == INLINE_RECEIVE:
             self.inline = message.get("handler")
         elif kind == "websocket.http.response.start" and not self.accepted:
@@ -453,6 +484,34 @@ class _WebSocket:
             if self.close_code is None:
                 self.close_code = message.get("code") or 1000
             # The drain happens once the app has returned: one of its tasks may be reading.
+
+    def send_now(self, texts: list[str]) -> int | None:
+        """Text messages written at once (``rtfleet.inline_send``, see the module's docstring):
+        None when nothing was done, else the bytes held back for the next write (0: all
+        written, or dropped as the connection is over)."""
+        protocol = self.protocol
+        if self.close_code is not None or protocol.state is not State.OPEN:
+            return 0  # the peer is gone; the app learns it from receive()
+        lock = self.lock
+        if self._pending or lock.locked() or protocol.extensions or self.mux is None:
+            return None
+        chunks = protocol.data_to_send()  # what the protocol queued goes first
+        chunks += [_text_frame(text.encode()) for text in texts]
+        data = b"".join(chunks)
+        fd = self.stream.socket.fileno()  # -1 once closed: never a reused descriptor
+        try:
+            sent = os.write(fd, data) if fd >= 0 else -1
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sent = -1
+        if sent < 0:
+            self.close_code = self.close_code or 1006
+            return 0
+        if sent < len(data):
+            self._pending.append(data[sent:])
+            return len(data) - sent
+        return 0
 
     async def _deny(self, status: int, header_list: list[tuple[bytes, bytes]], body: bytes) -> None:
         """The app's own HTTP answer instead of the upgrade (ASGI ``websocket.http.response``)."""

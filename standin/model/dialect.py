@@ -20,7 +20,8 @@ response event emission     ``response.py`` (``ResponseRun``)      ``split_words
 conversation items          ``conversation.py`` (item shapes)      --
 audio formats, tone, VAD    --                                     ``audio.py``, ``vad.py``
 ids, errors                 ``events.py`` (``error`` event shape)  ``IdFactory``, ``ClientError``
-deadline wait (trio)        --                                     ``timer.py`` (``ModelTimer``)
+deadline wait (trio)        --                                     ``timer.py`` (``ModelTimer``,
+                                                                   ``SharedTimer``)
 records, faults, keys       --                                     ``standin/records.py``,
                                                                    ``standin/faults/``,
                                                                    ``standin/keys/``

@@ -25,13 +25,13 @@ hides it), when the usage's audio tokens are set from the speech's real length.
 
 from __future__ import annotations
 
-import base64
 import functools
 import re
 from collections.abc import Callable
 from typing import Any
 
 import attrs
+import pybase64
 
 from standin.model.events import Base64Text, snapshot
 from standin.model.utterance import Pending, Utterance
@@ -205,9 +205,10 @@ class ResponseRun:
 
 @functools.lru_cache(maxsize=256)
 def audio_text(chunk: bytes) -> Base64Text:
-    """A chunk of answer audio as a delta's base64: the tone's chunks recur across a fleet's
-    sessions (``standin.model.audio.Tone``), so each is encoded once."""
-    return Base64Text(base64.b64encode(chunk).decode())
+    """A chunk of answer audio as a delta's base64 (``pybase64``: a fraction of the stdlib's
+    time, the same text): the tone's chunks recur across a fleet's sessions
+    (``standin.model.audio.Tone``), so each is encoded once."""
+    return Base64Text(pybase64.b64encode_as_string(chunk))
 
 
 def open_response(run: Any, emit: Emit) -> list[dict[str, Any]]:

@@ -26,6 +26,8 @@ import functools
 import attrs
 import numpy as np
 
+from standin.model.memo import Memo
+
 __all__ = ["EnergyVad", "SpeechStarted", "SpeechStopped", "VadParams", "frame_levels", "speech_energy"]
 
 FRAME_MS = 10
@@ -33,16 +35,14 @@ _vecdot = getattr(np, "vecdot", None)
 _I16 = np.dtype("<i2")
 _F8 = np.dtype(np.float64)
 _NO_SAMPLES = np.zeros(0, dtype=np.float32)
-#: (frame length, PCM16 chunk of whole frames) -> each frame's energy, for chunks of up to
-#: ``_ENERGIES_BYTES`` seen lately (a load test's sessions send the same audio;
-#: ``standin.model.append`` hands out the same bytes for the same text, so the keys are mostly
-#: its values): emptied when full, at 4,096 chunks or 4 MiB of them (the keys keep their bytes
-#: alive: by count alone, 4,096 chunks of 16 KiB would hold 64 MiB)
-_ENERGIES: dict[tuple[int, bytes], list[float]] = {}
-_ENERGIES_MAX = 4096
+#: (frame length, PCM16 chunk of whole frames) -> each frame's energy, the least and the
+#: greatest of them, for chunks of up to ``_ENERGIES_BYTES`` seen lately (a load test's
+#: sessions send the same audio; ``standin.model.append`` hands out the same bytes for the
+#: same text, so the keys are mostly its values): emptied when full, at 4,096 chunks or 4 MiB
+#: of them (the keys keep their bytes alive: by count alone, 4,096 chunks of 16 KiB would hold
+#: 64 MiB)
+_ENERGIES: Memo[tuple[int, bytes], tuple[list[float], float, float]] = Memo(4 << 20, 4096)
 _ENERGIES_BYTES = 1 << 14
-_ENERGIES_HELD_MAX = 4 << 20
-_energies_held = 0
 
 
 @functools.cache
@@ -127,7 +127,8 @@ class EnergyVad:
 
         Digital silence (all zero bytes) has no energy at all: no level is computed. A chunk of
         whole frames has its frames' energies looked up (:data:`_ENERGIES`: a fleet's sessions
-        send the same audio). Otherwise, while nobody speaks, a chunk whose whole energy is not
+        send the same audio), with their least and greatest, which decide a chunk all quiet or
+        all speech at once. Otherwise, while nobody speaks, a chunk whose whole energy is not
         above one frame's bound is quiet without a level per frame (every frame's energy is part
         of the sum); else its frames' energies are computed (and kept, for whole frames)."""
         count = len(data) // 2
@@ -155,9 +156,10 @@ class EnergyVad:
         if whole * frame_len == count and count <= _ENERGIES_BYTES // 2 and type(data) is bytes:
             key = (frame_len, data)
         if key is not None:  # whole frames: their energies may be known
-            energy = _ENERGIES.get(key)
-            if energy is not None:
-                return self._step([e > floor for e in energy])
+            known = _ENERGIES.get(key)
+            if known is not None:
+                energy, least, most = known
+                return self._decide(energy, least, most, floor)
         samples = np.frombuffer(data, dtype=_I16, count=whole * frame_len).astype(_F8)
         if not self.speaking and samples.dot(samples) <= floor:  # exact: integer squares
             self._frames_done += whole
@@ -165,13 +167,24 @@ class EnergyVad:
         rows = samples.reshape(whole, frame_len)
         # sums of integer squares: exact in any order (numpy >= 2 has the row-wise dot in one call)
         energy = (_vecdot(rows, rows) if _vecdot is not None else np.square(rows) @ _ones(frame_len)).tolist()
+        least, most = min(energy), max(energy)
         if key is not None:
-            global _energies_held
-            if len(_ENERGIES) >= _ENERGIES_MAX or _energies_held + len(data) > _ENERGIES_HELD_MAX:
-                _ENERGIES.clear()
-                _energies_held = 0
-            _ENERGIES[key] = energy
-            _energies_held += len(data)
+            _ENERGIES.put(key, (energy, least, most), len(data))
+        return self._decide(energy, least, most, floor)
+
+    def _decide(self, energy: list[float], least: float, most: float,
+                floor: float) -> list[SpeechStarted | SpeechStopped]:
+        """:meth:`_step` of frames of these energies (``least`` and ``most`` of them): a chunk
+        that is quiet throughout while nobody speaks, or speech throughout while someone does,
+        changes nothing but the position and the silence count, decided without a flag a frame."""
+        if self.speaking:
+            if least > floor:
+                self._silence_ms = 0
+                self._frames_done += len(energy)
+                return []
+        elif most <= floor:
+            self._frames_done += len(energy)
+            return []
         return self._step([e > floor for e in energy])
 
     def _step(self, speech: list[bool]) -> list[SpeechStarted | SpeechStopped]:

@@ -27,14 +27,20 @@ over the plan's max_concurrent_sessions ``rate_limit_exceeded``      1013
 So a client recognises an auth failure by ``error.code == "invalid_api_key"`` or close code 4001
 and must not retry without a new key (4001 is outside the SDK's reconnect list).
 
-Per connection, one nursery runs a reader (client frames -> model), a timer (model deadlines:
-paced audio), a fault timer (timed drops, expiry) and the single sender, which applies latency,
-malformed frames and drop-after-N from the live :class:`~.faults.FaultPlan`. Under the lean front
+Per connection, one nursery runs a reader (client frames -> model), a timer task, a fault timer
+(timed drops, expiry) and the single sender, which applies latency, malformed frames and
+drop-after-N from the live :class:`~.faults.FaultPlan`. The model's deadlines (paced audio) are
+handled in the run's one deadline task (``standin/model/timer.py``, ``_on_deadline``); the
+connection's timer task only raises a failure of that handler, or waits for room in a full queue
+before the next deadline is armed (as input waits). Under the lean front
 the reader's work for a text message is done inline where the front read it (``_inline``: the
 front's ``rtfleet.inline_receive``), so a streaming session's appends cost no task switch; the
 reader task handles whatever the front hands it instead. Server events wait for the sender in an
 unbounded queue, but input waits (and is not read, so TCP pushes back) while ``OUT_LIMIT`` are
-queued. While it runs,
+queued. Under the lean front the events an append, a deadline or the reader produced are
+written where they were produced (``_write_now``: the front's ``rtfleet.inline_send``) when the
+sender has nothing queued or in hand and the plan delays, follows or counts towards a drop no
+event: the same bytes in the same order, without a wake-up of the sender. While it runs,
 ``record.drop_now()`` drops it at once (``EmbeddedServer.drop_connections``: the fault hook of
 ``rtfleet serve``'s ``drop_connections``), the plan's ``drop_mode`` deciding how.
 """
@@ -54,7 +60,7 @@ from standin.model.events import IdFactory, error_event, event_json
 from standin.records import ConnectionRecord
 from standin.faults.plan import ConnectionFaults, Drop, Expire
 from standin.model.realtime import RealtimeSession
-from standin.model.timer import ModelTimer
+from standin.model.timer import SharedTimer
 from standin.sessions.rtc_session import run_sideband
 from standin.faults.tcp_abort import abort_connection
 
@@ -71,8 +77,10 @@ POLICY_CLOSE = 1008
 OVER_LIMIT_CLOSE = 1013
 #: server events queued for the sender beyond which input waits (and is not read)
 OUT_LIMIT = 1024
-#: the front's inline receiving (``standin/front/lean.py``)
+#: the front's inline receiving and sending (``standin/front/lean.py``)
 INLINE_RECEIVE = "rtfleet.inline_receive"
+INLINE_SEND = "rtfleet.inline_send"
+FLUSH = "rtfleet.flush"
 #: events written in one go at most (``"more": True`` sends, then a flush) under the lean front
 SEND_BATCH = 32
 
@@ -83,6 +91,8 @@ class _Out:
     event: dict[str, Any] | None = None
     close_code: int | None = None
     close_reason: str = ""
+    #: write what an inline write left over (the front's ``rtfleet.flush``), nothing else
+    flush: bool = False
 
 
 class _OutQueue:
@@ -234,29 +244,42 @@ class _Connection:
         # unbounded, but input waits (_emit) or is refused inline while OUT_LIMIT are queued
         self._out = _OutQueue()
         self._room: trio.Event | None = None  # set by the sender once the queue is under the limit
-        self._model_timer = ModelTimer(session)
+        #: the session's deadlines, handled in the run's one deadline task (``_on_deadline``)
+        self._model_timer = SharedTimer(session, self._on_deadline)
+        #: set by ``_on_deadline`` to hand the ``_timer`` task a failure or a full queue
+        self._timer_call = trio.Event()
+        self._timer_failure: BaseException | None = None
         self._cancel = trio.CancelScope()
         self._stopped = False  # the dialect ended the session: nothing more is read
+        #: the front's inline write (``rtfleet.inline_send``; None: none, all through the sender)
+        self._send_now = ((scope.get("extensions") or {}).get(INLINE_SEND) or {}).get("send_now")
+        self._busy = False  # the sender has an event in hand (taken from the queue, not yet done)
+        #: the dialect can end the session itself (Live: ``closing``); read once, not per message
+        self._can_close = hasattr(session, "closing")
 
     async def run(self) -> None:
         #: the run's clock read directly (trio.current_time's value, two calls fewer per message)
         self._clock_now = trio.lowlevel.current_clock().current_time
         if INLINE_RECEIVE in (self.scope.get("extensions") or {}):
             await self.send({"type": INLINE_RECEIVE, "handler": self._inline})
-        with self._cancel:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._sender)
-                nursery.start_soon(self._reader)
-                nursery.start_soon(self._timer)
-                nursery.start_soon(self._fault_timer)
-                self.record.drop_now = partial(nursery.start_soon, self._drop_now)
-                await self._emit(self.session.start())
+        try:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._sender)
+                    nursery.start_soon(self._reader)
+                    nursery.start_soon(self._timer)
+                    nursery.start_soon(self._fault_timer)
+                    self.record.drop_now = partial(nursery.start_soon, self._drop_now)
+                    await self._emit(self.session.start())
+        finally:
+            self._model_timer.close()
         self.record.drop_now = None
 
     async def _emit(self, events: list[dict[str, Any]]) -> None:
         now = trio.current_time()
-        for event in events:
-            self._out.put(_Out(now, event=event))
+        if events and not self._write_now(events, now):
+            for event in events:
+                self._out.put(_Out(now, event=event))
         while len(self._out) >= OUT_LIMIT:  # the client is not reading: nor do we
             if self._room is None:
                 self._room = trio.Event()
@@ -272,13 +295,42 @@ class _Connection:
         self.server.stats.client_events_received += 1
         now = self._clock_now()
         events = self.session.receive_text(text, now)
-        if events:  # most appends answer nothing
+        if events and not self._write_now(events, now):  # most appends answer nothing
             for event in events:
                 out.put(_Out(now, event=event))
         self._model_timer.poke()
-        if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
+        if self._can_close and self.session.closing:  # the dialect ended the session (Live)
             self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
             self._stopped = True
+        return True
+
+    def _write_now(self, events: list[dict[str, Any]], now: float) -> bool:
+        """``events`` written at once by the front (True), as the sender would write them, when
+        that changes nothing: the sender has nothing queued or in hand (order), the plan delays
+        no event and injects nothing after one (latency, malformed frames, drop after N events:
+        the sender applies those), they are few enough for one write (``SEND_BATCH``), and the
+        connection is not closing (then they are queued, and neither sent nor counted, as the
+        sender's would be). What the socket did not take is written next by the sender (a
+        flush queued first)."""
+        send_now = self._send_now
+        if (send_now is None or self._busy or self._out.items or len(events) > SEND_BATCH
+                or self._ending):
+            return False
+        if self.server.faults.acts_per_event:
+            return False
+        held = send_now([event_json(event) for event in events])
+        if held is None:
+            return False
+        count = len(events)
+        self.faults.count_sent(count)
+        self.record.events_sent += count
+        stats = self.server.stats
+        stats.events_sent += count
+        for event in events:
+            if event["type"] == "error":
+                stats.errors_sent += 1
+        if held:  # the socket is full: the sender writes the rest (and waits for it)
+            self._out.put(_Out(now, flush=True))
         return True
 
     async def _reader(self) -> None:
@@ -303,14 +355,49 @@ class _Connection:
                 events = self.session.receive_binary(message.get("bytes") or b"", now)
             await self._emit(events)
             self._model_timer.poke()
-            if getattr(self.session, "closing", False):  # the dialect ended the session (Live)
+            if self._can_close and self.session.closing:  # the dialect ended the session (Live)
                 self._stopped = True
                 self._out.put(_Out(now, close_code=1000, close_reason="session closed"))
                 return
 
+    @property
+    def _ending(self) -> bool:
+        """The connection is closing (by either side, or a drop): nothing more is written or
+        handled here (the tasks that would are being cancelled)."""
+        return self._cancel.cancel_called or self.record.close_code is not None
+
+    def _on_deadline(self, now: float) -> None:
+        """The session's deadline is due (called in the run's deadline task): its events
+        written or queued, and the next deadline armed, unless the queue is full (the client
+        does not read): then the ``_timer`` task waits for room first, as ``_emit`` waits. A
+        failure is raised in the ``_timer`` task (the connection's, as before). Nothing once
+        the connection is closing (its timer task would have been cancelled)."""
+        if self._ending:
+            return
+        try:
+            events = self.session.handle_timer(now)
+        except Exception as exc:
+            self._timer_failure = exc
+            self._timer_call.set()
+            return
+        if events and not self._write_now(events, now):
+            for event in events:
+                self._out.put(_Out(now, event=event))
+        if len(self._out) >= OUT_LIMIT:
+            self._timer_call.set()
+        else:
+            self._model_timer.poke()
+
     async def _timer(self) -> None:
+        """Only woken by ``_on_deadline``: raises its failure, or waits for room in the queue
+        and re-arms the deadline."""
         while True:
-            await self._emit(await self._model_timer.next())
+            await self._timer_call.wait()
+            self._timer_call = trio.Event()
+            if self._timer_failure is not None:
+                raise self._timer_failure
+            await self._emit([])  # waits while the queue is full
+            self._model_timer.poke()
 
     async def _fault_timer(self) -> None:
         action: Drop | Expire
@@ -352,10 +439,16 @@ class _Connection:
         batching = INLINE_RECEIVE in (self.scope.get("extensions") or {})
         held = 0
         while True:
+            self._busy = False
             out = await self._out.get(checkpoint=not held)  # held: nothing runs in between
+            self._busy = True
             if self._room is not None and len(self._out) < OUT_LIMIT:
                 self._room.set()
                 self._room = None
+            if out.flush:
+                await self.send({"type": FLUSH})
+                held = 0
+                continue
             plan = self.server.faults
             if plan.latency_ms > 0:
                 await trio.sleep_until(out.at + plan.latency_ms / 1000)

@@ -5,18 +5,21 @@ speech transitions, the same events and records."""
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import random
 import string
 
 import numpy as np
+import pybase64
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from standin.model.append import bare_append
+from standin.model.append import bare_append, strict_b64decode
 from standin.model.audio import AudioFormat
 from standin.model.events import IdFactory
+from standin.model.memo import Memo
 from standin.model.realtime import ModelConfig, RealtimeSession
 from standin.model.vad import EnergyVad, SpeechStarted, SpeechStopped, VadParams
 from standin.testing import pcm16_silence, pcm16_tone
@@ -150,21 +153,54 @@ def test_every_append_with_an_event_id_reads_as_the_full_parse(pcm, event_id, us
         assert found == (audio, pcm, event_id)
 
 
+def _stdlib_strict(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+_B64_PIECES = st.one_of(st.text(alphabet=B64 + "=", max_size=14), st.sampled_from(
+    ["=", "==", "===", "A=", "AA==", "AAA=", "AAAA", "\n", "\r\n", " ", "-", "_", "é", "\x00", "\u2028"]))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_B64_PIECES, max_size=6))
+def test_the_decoder_decides_as_the_stdlibs_strict_mode(pieces):
+    """pybase64 accepts a subset of what the stdlib's strict mode accepts, with the same bytes
+    (padding anywhere, junk, non-ASCII, any length): whatever it refuses the stdlib decides."""
+    text = "".join(pieces)
+    assert strict_b64decode(text) == _stdlib_strict(text)
+    try:
+        mine = pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return
+    assert mine == _stdlib_strict(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=3000), st.integers(0, 3), st.integers(0, 4))
+def test_encoded_audio_decodes_to_its_bytes_and_bent_audio_as_the_stdlib_says(pcm, cut, pad):
+    text = base64.b64encode(pcm).decode()
+    assert strict_b64decode(text) == pcm
+    bent = text[:len(text) - cut] + "=" * pad
+    assert strict_b64decode(bent) == _stdlib_strict(bent)
+
+
 def test_audio_decoded_before_is_found_and_the_store_stays_bounded(monkeypatch):
     """The same text gives the same bytes (the ones decoded first); a full store is emptied and
     decoding goes on right."""
     import standin.model.append as append
 
-    monkeypatch.setattr(append, "_DECODED", {})
-    monkeypatch.setattr(append, "_decoded_size", 0)
-    monkeypatch.setattr(append, "_DECODED_BUDGET", 4 * (1280 + 960))  # four 20 ms appends
+    monkeypatch.setattr(append, "_DECODED", Memo(4 * (1280 + 960)))  # four 20 ms appends
     pcm = [bytes([k]) * 960 for k in range(10)]
     texts = [rtfleet(base64.b64encode(p).decode(), f"e{k}") for k, p in enumerate(pcm)]
     first = bare_append(texts[1])
     assert bare_append(texts[1])[1] is first[1]  # found, not decoded again
     for k in list(range(10)) * 2:
         assert bare_append(texts[k]) == (base64.b64encode(pcm[k]).decode(), pcm[k], f"e{k}")
-        assert len(append._DECODED) <= 4 and append._decoded_size <= 4 * (1280 + 960)
+        assert len(append._DECODED) <= 4 and append._DECODED.held_bytes <= 4 * (1280 + 960)
+        assert append._DECODED.held_bytes == sum(len(t) + len(append._DECODED.get(t)) for t in append._DECODED)
     big = bytes(range(256)) * 200  # over the size kept: decoded, not kept
     assert bare_append(compact(base64.b64encode(big).decode()))[1] == big
     assert all(len(text) <= append._DECODED_TEXT for text in append._DECODED)
@@ -208,7 +244,7 @@ def test_feed_pcm16_decides_as_feed_on_the_decoded_floats(seed, threshold, sizes
 def test_feed_pcm16_at_full_scale_and_positions(vecdot, monkeypatch):
     if not vecdot:  # numpy < 2: the energies by squares and a product with ones
         monkeypatch.setattr("standin.model.vad._vecdot", None)
-    monkeypatch.setattr("standin.model.vad._ENERGIES", {})  # computed here, not found
+    monkeypatch.setattr("standin.model.vad._ENERGIES", Memo(4 << 20, 4096))  # computed here, not found
     rng = np.random.default_rng(5)
     levels = np.repeat(rng.choice([300, 1100, 1200, 3000], 40), 2400)  # 100 ms at each level
     noise = np.clip(rng.normal(0, 1, len(levels)) * levels, -32768, 32767).astype("<i2").tobytes()
@@ -259,8 +295,7 @@ def test_known_energies_decide_as_computed_ones_at_every_threshold(monkeypatch):
     state) decide as the float feed decides, and the store stays bounded."""
     import standin.model.vad as vad_module
 
-    monkeypatch.setattr(vad_module, "_ENERGIES", {})
-    monkeypatch.setattr(vad_module, "_ENERGIES_MAX", 3)
+    monkeypatch.setattr(vad_module, "_ENERGIES", Memo(4 << 20, 3))
     rng = np.random.default_rng(11)
     chunks = [np.clip(rng.normal(0, 32768 * 10 ** (3 * (t - 1)), 480), -32768, 32767).astype("<i2").tobytes()
               for t in (0.3, 0.5, 0.52, 0.48, 0.7)]
@@ -272,20 +307,42 @@ def test_known_energies_decide_as_computed_ones_at_every_threshold(monkeypatch):
             assert len(vad_module._ENERGIES) <= 3
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.floats(0.05, 0.95), st.lists(st.integers(0, 7), min_size=1, max_size=60),
+       st.integers(10, 200))
+def test_chunks_seen_before_decide_as_the_float_feed(seed, threshold, order, silence_ms):
+    """A few chunks of whole frames (quiet throughout, speech throughout, mixed, digital
+    silence), fed in any order and so mostly found among the known energies, decided at once
+    when all quiet or all speech: the transitions and positions of the float feed."""
+    import standin.model.vad as vad_module
+
+    vad_module._ENERGIES.clear()
+    rng = np.random.default_rng(seed)
+    bound = 32768 * 10 ** (3 * (threshold - 1))  # a frame's RMS at the threshold
+    def chunk(*rms: float) -> bytes:
+        return np.clip(np.concatenate([rng.normal(0, r, 240) for r in rms]), -32768, 32767).astype("<i2").tobytes()
+    chunks = [chunk(0.5 * bound, 0.6 * bound), chunk(2 * bound, 3 * bound), chunk(0.5 * bound, 2 * bound),
+              chunk(2 * bound, 0.5 * bound), chunk(1.02 * bound, 0.98 * bound), bytes(960),
+              chunk(0.9 * bound, 0.9 * bound, 1.1 * bound, 0.2 * bound), chunk(5 * bound, 4 * bound)]
+    params = VadParams(threshold=threshold, silence_duration_ms=silence_ms)
+    fast, slow = EnergyVad(params, 24_000), EnergyVad(params, 24_000)
+    for k in order:
+        assert fast.feed_pcm16(chunks[k]) == slow.feed(PCM.decode(chunks[k]))
+        assert (fast.speaking, fast.position_ms) == (slow.speaking, slow.position_ms)
+
+
 def test_known_energies_are_bounded_by_the_bytes_their_keys_hold(monkeypatch):
     """The store's keys keep their chunks alive: it empties at its byte budget, not only at its
     count (4,096 chunks of 16 KiB would otherwise hold 64 MiB)."""
     import standin.model.vad as vad_module
 
-    monkeypatch.setattr(vad_module, "_ENERGIES", {})
-    monkeypatch.setattr(vad_module, "_energies_held", 0)
-    monkeypatch.setattr(vad_module, "_ENERGIES_HELD_MAX", 10_000)
+    monkeypatch.setattr(vad_module, "_ENERGIES", Memo(10_000, 4096))
     vad = EnergyVad(VadParams(threshold=0.5, silence_duration_ms=20), 24_000)
     rng = np.random.default_rng(3)
     for _ in range(50):  # loud chunks of 3,840 bytes (8 frames), each new
         vad.feed_pcm16(rng.integers(-20_000, 20_000, 1920).astype("<i2").tobytes())
         held = sum(len(chunk) for _, chunk in vad_module._ENERGIES)
-        assert held == vad_module._energies_held <= 10_000
+        assert held == vad_module._ENERGIES.held_bytes <= 10_000
     assert vad_module._ENERGIES  # it keeps what fits
 
 

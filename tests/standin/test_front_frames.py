@@ -165,3 +165,26 @@ def test_a_stream_of_appends_read_a_frame_at_a_time_is_read_by_the_reader():
     assert _frame_by_frame([(0x81, text[:1990], True, None)] * 20) == 20
     # inside a fragmented message the protocol decides (an error: a new message in the middle)
     assert _frame_by_frame([(0x01, b"frag", True, None)] + [(0x81, text[:1990], True, None)] * 3) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a" * 126, b"b" * 1328, b"c" * 1999, b"d" * 2001]), min_size=1, max_size=6),
+       st.one_of(st.none(), st.integers(1, 3000)), st.sampled_from([b"", b"\x89\x80abcd", b"\x81\x85abcdhello"]))
+def test_a_read_of_whole_appends_is_taken_at_once_and_anything_else_left_whole(payloads, cut, odd):
+    """``texts``: a read of whole masked 16-bit text frames gives their payloads (those over
+    the size limit, a frame cut short, or any other frame after them: None, nothing read,
+    and ``feed`` then reads it as the protocol would)."""
+    frames = [_raw(0x81, p) for p in payloads]
+    data = b"".join(frames) + odd
+    if cut is not None:
+        data = data[:cut]
+    reader = FrameReader(_open(2000))
+    got = reader.texts(data)
+    ends = [sum(len(f) for f in frames[:k + 1]) for k in range(len(frames))]  # frame boundaries
+    taken = ends.index(len(data)) + 1 if len(data) in ends else 0
+    if taken and all(len(p) <= 2000 for p in payloads[:taken]):
+        assert got == payloads[:taken] and reader.fast_frames == taken
+    else:
+        assert got is None and reader.fast_frames == 0 and reader.protocol_feeds == 0
+    _same_as_the_protocol([(0x81, p, True, None) for p in payloads], [len(data) if cut is None else cut, 10**6],
+                          odd)

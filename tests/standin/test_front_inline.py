@@ -17,7 +17,7 @@ from websockets.client import ClientProtocol
 from websockets.uri import parse_uri
 
 from standin import EmbeddedServer, ModelConfig
-from standin.front.lean import INLINE_RECEIVE, serve_front
+from standin.front.lean import FLUSH, INLINE_RECEIVE, INLINE_SEND, serve_front
 from standin.testing import pcm16_silence, pcm16_tone, split_chunks
 
 pytestmark = pytest.mark.skipif(not hasattr(__import__("select"), "epoll"),
@@ -135,10 +135,38 @@ async def test_a_streaming_session_is_read_inline_with_the_same_turn(nursery, en
 
 
 @pytest.mark.parametrize("engine", ["lean", "hypercorn"])
-async def test_a_client_that_does_not_read_is_pushed_back_and_loses_nothing(nursery, engine):
+async def test_a_streaming_sessions_answers_are_written_where_they_are_made(nursery, engine, monkeypatch):
+    """Under the lean front an append's and a deadline's events are written at once (the
+    front's inline send), none through the sender's queue; counted sent all the same."""
+    from standin.sessions import websocket
+
+    queued: list[str] = []
+    put = websocket._OutQueue.put
+    monkeypatch.setattr(websocket._OutQueue, "put", lambda self, out: (
+        queued.append(out.event["type"] if out.event else "marker"), put(self, out))[1])
+    server = EmbeddedServer(api_keys={"sk-inline"}, engine=engine)
+    await nursery.start(server.serve)
+    url = server.base_url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+    seen: list[str] = []
+    async with open_websocket_url(url, extra_headers=[(b"Authorization", b"Bearer sk-inline")]) as ws:
+        for chunk in split_chunks(pcm16_silence(300) + pcm16_tone(600) + pcm16_silence(700), 20):
+            await ws.send_message(json.dumps({"type": "input_audio_buffer.append",
+                                              "audio": __import__("base64").b64encode(chunk).decode()}))
+        with trio.fail_after(20):
+            while "rate_limits.updated" not in seen:
+                seen.append(json.loads(await ws.get_message())["type"])
+    assert seen.count("response.output_audio.delta") >= 3 and seen[-2] == "response.done"
+    assert server.connections[-1].events_sent == len(seen) == server.stats.events_sent
+    assert queued == ([] if engine == "lean" else seen)
+
+
+@pytest.mark.parametrize("engine,words,pad", [("lean", 40, 0), ("hypercorn", 40, 0),
+                                              ("lean", 4, 30_000)])
+async def test_a_client_that_does_not_read_is_pushed_back_and_loses_nothing(nursery, engine, words, pad):
     """Text responses at full speed (pace 0) while the client reads nothing: once everything is
     blocked, the server has stopped reading (fewer requests read than sent) with its queue held
-    near OUT_LIMIT; once the client reads, every response arrives whole and in order."""
+    near OUT_LIMIT; once the client reads, every response arrives whole and in order. (Responses
+    of a few words are written inline until the socket is full; large metadata fills it.)"""
     server = EmbeddedServer(api_keys={"sk-inline"}, model_config=ModelConfig(pace=0.0), engine=engine)
     await nursery.start(server.serve)
     url = server.base_url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
@@ -146,9 +174,9 @@ async def test_a_client_that_does_not_read_is_pushed_back_and_loses_nothing(nurs
 
     def create(k: int) -> str:  # a large event_id fills the socket buffers in fewer requests
         return json.dumps({"type": "response.create", "event_id": f"e{k}-" + "x" * 60_000, "response": {
-            "conversation": "none", "output_modalities": ["text"], "metadata": {"k": str(k)},
+            "conversation": "none", "output_modalities": ["text"], "metadata": {"k": str(k), "pad": "p" * pad},
             "input": [{"type": "message", "role": "user",
-                       "content": [{"type": "input_text", "text": "word " * 40}]}]}})
+                       "content": [{"type": "input_text", "text": "word " * words}]}]}})
 
     sent = [0]
     async with open_websocket_url(url, extra_headers=[(b"Authorization", b"Bearer sk-inline")],
@@ -165,7 +193,7 @@ async def test_a_client_that_does_not_read_is_pushed_back_and_loses_nothing(nurs
         read = len(session.received)
         assert 0 < read < total and sent[0] < total  # pushed back: nobody reads, nobody sends
         queued = server.connections[-1]
-        assert queued.events_sent < read * 60  # the events of the requests read are not all out
+        assert queued.events_sent < read * (10 + words)  # the events of the requests read are not all out
         done: list[str] = []
         with trio.fail_after(120):
             while len(done) < total:
@@ -202,3 +230,115 @@ async def test_sends_marked_more_are_written_with_the_next_plain_send(nursery):
                 client.receive_data(await stream.receive_some(65536))
                 texts += [e.data for e in client.events_received()]
     assert texts == [b"held0", b"held1", b"held2", b"flush"]
+
+
+async def test_messages_sent_now_keep_their_place_among_sent_ones(nursery):
+    """``send_now`` writes at once after what was written before; while a send marked ``more``
+    holds its frame it does nothing (None), and the app sends the usual way."""
+    results: list[int | None] = []
+    go = trio.Event()
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        send_now = scope["extensions"][INLINE_SEND]["send_now"]
+        await go.wait()  # the client is past its handshake
+        await send({"type": "websocket.send", "text": "a"})
+        results.append(send_now(["b", "c" * 5_000]))
+        await send({"type": "websocket.send", "text": "d", "more": True})
+        results.append(send_now(["e"]))
+        await send({"type": "websocket.send", "text": "e"})
+        results.append(send_now(["f"]))
+        await send({"type": "websocket.send", "text": "g"})
+        await receive()
+
+    base = await nursery.start(serve_front, app, "127.0.0.1", 0)
+    client, stream = await _connected(base)
+    go.set()
+    async with stream:
+        texts: list[bytes] = []
+        with trio.fail_after(10):
+            while len(texts) < 7:
+                client.receive_data(await stream.receive_some(65536))
+                texts += [e.data for e in client.events_received()]
+    assert texts == [b"a", b"b", b"c" * 5_000, b"d", b"e", b"f", b"g"]
+    assert results == [0, None, 0]
+
+
+async def test_what_the_socket_did_not_take_is_held_and_written_by_a_flush(nursery):
+    """A client that does not read: ``send_now`` writes until the socket is full, holds the rest
+    (its count returned), does nothing more until a flush (None), and the flush writes the rest
+    once the client reads: every message arrives whole and in order."""
+    results: list[int | None] = []
+    flushed = trio.Event()
+    message = "m" * 50_000
+
+    go = trio.Event()
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "websocket.accept"})
+        send_now = scope["extensions"][INLINE_SEND]["send_now"]
+        await go.wait()  # the client is past its handshake
+        for k in range(2_000):  # 100 MB at most: loopback's buffers hold a few MB
+            held = send_now([f"{k:05d}" + message])
+            results.append(held)
+            if held:
+                break
+        results.append(send_now(["late"]))
+        await send({"type": FLUSH})
+        flushed.set()
+        await send({"type": "websocket.send", "text": "last"})
+        await receive()
+
+    base = await nursery.start(serve_front, app, "127.0.0.1", 0)
+    client, stream = await _connected(base)
+    go.set()
+    async with stream:
+        with trio.fail_after(10):
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert not flushed.is_set() and results[-1] is None and results[-2] > 0
+        assert set(results[:-2]) == {0}
+        texts: list[bytes] = []
+        with trio.fail_after(30):
+            while not texts or texts[-1] != b"last":
+                client.receive_data(await stream.receive_some(65536))
+                texts += [e.data for e in client.events_received()]
+    sent = len(results) - 1
+    assert texts == [f"{k:05d}{message}".encode() for k in range(sent)] + [b"last"]
+    assert flushed.is_set()
+
+
+async def test_paced_audio_stops_while_the_client_does_not_read_and_resumes_whole(nursery, autojump_clock):
+    """An answer's chunks are due one every 100 ms (the run's deadline task) while the client
+    reads nothing: once the socket and then the queue are full (OUT_LIMIT), the session's
+    deadlines are no longer handled (its answer does not advance however long it waits);
+    once the client reads, every chunk arrives, in order, and the answer completes."""
+    from standin.sessions.websocket import OUT_LIMIT
+
+    server = EmbeddedServer(api_keys={"sk-inline"})
+    await nursery.start(server.serve)
+    url = server.base_url.replace("http", "ws") + "/v1/realtime?model=gpt-realtime"
+    words = 4000
+    async with open_websocket_url(url, extra_headers=[(b"Authorization", b"Bearer sk-inline")],
+                                  max_message_size=2**24) as ws:
+        await ws.send_message(json.dumps({"type": "response.create", "response": {
+            "conversation": "none", "output_modalities": ["audio"],
+            "input": [{"type": "message", "role": "user",
+                       "content": [{"type": "input_text", "text": "word " * words}]}]}}))
+        await trio.sleep(600)  # virtual: far longer than the answer (400 s)
+        record = server.connections[-1]
+        run = record.session._runs[0]
+        stalled_at = run._next
+        assert 0 < stalled_at < words  # neither nothing nor everything: stopped
+        await trio.sleep(60)
+        assert run._next == stalled_at and record.events_sent < stalled_at * 2 - OUT_LIMIT // 2
+        chunks = 0
+        with trio.fail_after(3600):
+            while True:
+                event = json.loads(await ws.get_message())
+                if event["type"] == "response.output_audio.delta":
+                    chunks += 1
+                if event["type"] == "response.done":
+                    break
+    assert chunks == words + 2 and event["response"]["status"] == "completed"
