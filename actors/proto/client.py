@@ -281,7 +281,8 @@ class ClientCore:
         """
         if type(event) is dict and event.get("type") == _APPEND and "event_id" not in event:
             audio = event.get("audio")
-            if type(audio) is str and len(audio) <= self.protocol.max_append_audio:
+            # a str (or a subclass: Base64Text, the audio rtfleet encodes itself)
+            if isinstance(audio, str) and len(audio) <= self.protocol.max_append_audio:
                 return self._submit_audio(event)  # the hot path: nothing else to check
         self.protocol.validate_client_event(event)
         event_id = event.get("event_id")
@@ -332,7 +333,8 @@ class ClientCore:
         if (not self._ready or self._restore_due or self._audio or self._control
                 or self.edge is not None or self.dialect != "ga"):
             return None
-        if type(audio) is not str or len(audio) > self.protocol.max_append_audio:
+        # a str subclass too: Base64Text, what stream_audio makes of raw audio (scenarios' play)
+        if not isinstance(audio, str) or len(audio) > self.protocol.max_append_audio:
             return None
         self._event_n += 1
         event_id = f"{EVENT_ID_PREFIX}{self._event_n}"
