@@ -171,6 +171,10 @@ class WsConnection:
         self._assembler = MessageAssembler()
         self._pongs: dict[bytes, trio.Event] = {}
         self._closed: WsClosed | None = None
+        #: open, no extension, nothing the protocol owes first: a frame may go straight out
+        #: (recomputed after every exchange with the protocol: see _buffer_output)
+        self._plain = False
+        self._note_plain()
         #: push mode (:meth:`receive_pushed`): where messages go, the inbox and descriptor the
         #: socket is served under, the waiting task's wake-up and what ended the push
         self._on_message: Callable[[str | bytes], None] | None = None
@@ -272,11 +276,12 @@ class WsConnection:
                 return
             except OSError:  # reset by the peer: the end of the connection, as EOF is
                 data = b""
-        if data:
-            self._split(data)
-        else:
+        if not data:
             self._splitter.end(self._protocol)
-        self._absorb_now(eof=not data)
+            self._absorb_now(eof=True)
+        elif self._splitter.feed(data, self._protocol, self._frames):
+            self._absorb_now(eof=False)
+        # else: whole text frames only, cut by the splitter: the protocol has nothing new
         self._deliver()
         if self._closed is not None:
             self.stop_push()
@@ -339,7 +344,13 @@ class WsConnection:
         ):
             self._set_closed()
 
+    def _note_plain(self) -> None:
+        protocol = self._protocol
+        self._plain = (self._closed is None and protocol.state is State.OPEN and not protocol.writes
+                       and not protocol.extensions)
+
     def _set_closed(self) -> None:
+        self._plain = False
         if self._closed is None:
             protocol = self._protocol
             received = protocol.close_rcvd
@@ -385,10 +396,27 @@ class WsConnection:
     def write_utf8(self, data: bytes) -> bool:
         """:meth:`write_texts` of one message given as its UTF-8 bytes (valid UTF-8: the
         caller's word), framed as they are: the audio clock's path."""
-        protocol = self._protocol
-        if self._closed is not None or protocol.state is not State.OPEN or protocol.writes or protocol.extensions:
-            return self.write_texts((data.decode(),))
-        return self._write(text_frame(data))
+        sock = self._socket
+        if not self._plain or self._out or sock is None or self._draining:
+            protocol = self._protocol
+            if self._closed is not None or protocol.state is not State.OPEN or protocol.writes or protocol.extensions:
+                return self.write_texts((data.decode(),))
+            return self._write(text_frame(data))
+        # _write and _os_write in one: nothing waiting, the frame goes straight to the socket
+        frame = text_frame(data)
+        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
+        if fd < 0:
+            self._fail_closed()
+        try:
+            written = os.write(fd, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._fail_closed()
+        if written < len(frame):
+            self._out += memoryview(frame)[written:]
+            return False
+        return True
 
     def _write(self, data: bytes) -> bool:
         """Write framed ``data`` after what is buffered, now, as far as the socket takes it."""
@@ -431,6 +459,7 @@ class WsConnection:
             if chunks[-1] == b"":
                 self._eof_due = True
             self._out += b"".join(chunks)
+        self._note_plain()
 
     def _write_buffered(self) -> bool:
         """Write ``_out`` to the socket as far as it takes it, without waiting; True when all

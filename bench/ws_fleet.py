@@ -153,11 +153,11 @@ def _spy(out: Path | None, seconds: float) -> subprocess.Popen[bytes] | None:
 CLIENT_PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("bench: meter (on_frame) + consumer", ("Meter.", "consume (", "watch_backlog")),
     ("send: socket write (os.write)", ("_os_write", "_write_buffered", "drain (actors/wsconn")),
-    ("send: frame + mask", ("text_frame", "write_text", "write_texts")),
-    ("send: JSON encode", ("encode_client_event",)),
+    ("send: frame + mask", ("text_frame", "write_text", "write_texts", "write_utf8")),
+    ("send: JSON encode", ("encode_client_event", "append_json")),
     ("send: clock, stream, link, core", ("_run_tick", "_run_due", "AudioClock.run", "PacedStream.step",
                                          "send_audio_now", "write_append_now", "_write_now")),
-    ("receive: socket read", ("_read_socket", "os.read", "_drain_socket")),
+    ("receive: socket read", ("_read_socket", "os.read", "_on_readable (actors/wsconn.py:27")),
     ("receive: frames (split, protocol, decode)", ("FrameSplitter", "_absorb", "MessageAssembler",
                                                    "_split", "_decode (actors")),
     ("receive: JSON parse + check", ("parse_server_event", "decode_frame", "check_server_event",
@@ -166,7 +166,7 @@ CLIENT_PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("receive: stamp + publish + router", ("emit (actors/link", "Router.publish", "_publish (",
                                            "EventStamper.make", "_offer")),
     ("receive: handle_incoming + reader glue", ("handle_incoming", "_reader (actors", "get_message",
-                                                "_receive (actors", "SocketInbox", "_deliver")),
+                                                "_receive (actors", "WsInbox", "_deliver", "_on_readable")),
     ("gc", ("<gc>", "gc_collect")),
 ]
 

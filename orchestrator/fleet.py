@@ -134,7 +134,7 @@ def _pcm_frames(pcm: bytes, frame_bytes: int) -> Iterator[str]:
 
 
 def _frame_text(frame: bytes | bytearray | memoryview | str) -> str:
-    if isinstance(frame, str):
+    if type(frame) is str or isinstance(frame, str):
         return frame
     if isinstance(frame, (bytes, bytearray, memoryview)):
         return Base64Text.of(frame)
@@ -494,7 +494,7 @@ class Fleet:
     def _publish(self, event: Any) -> None:
         self.router.publish(event)
         if event.kind is EventKind.SERVER:
-            if event.type in ("rate_limits.updated", "error"):
+            if event.payload["type"] in _RATE_LIMIT_TYPES:  # a server event: a checked dict
                 self._track_rate_limits(event)
         elif event.kind is EventKind.STATE:
             if event.payload.get("to") in ("reconnecting", "error"):
@@ -503,6 +503,10 @@ class Fleet:
             if watchers:
                 for _, ev in watchers:
                     ev.set()
+
+
+#: the server events the fleet's rate-limit tracker reads
+_RATE_LIMIT_TYPES = frozenset({"rate_limits.updated", "error"})
 
 
 async def _close_shielded(http: SharedHttpClient) -> None:

@@ -410,3 +410,35 @@ async def test_pushed_against_the_embedded_server_with_a_ping_then_back_to_get_m
     assert '"input_audio_buffer.cleared"' in got[0] and '"error"' in got[1]
     assert ws.closed is not None and ws.closed.code == 1000
     await stream.aclose()
+
+
+async def test_write_utf8_goes_straight_out_and_refuses_a_closing_or_closed_connection(nursery):
+    """The audio clock's write: framed bytes straight to the socket while the connection is
+    open; once the client's close is sent (closing) or the stream is closed, it raises
+    WsClosed and writes nothing."""
+    got: list[bytes] = []
+    closing = trio.Event()
+
+    async def peer(stream):
+        p = Peer(stream)
+        await p.accept()
+        while True:
+            frame = await p.read_frame()
+            if frame.opcode is Opcode.CLOSE:
+                closing.set()
+                await trio.sleep_forever()
+            got.append(bytes(frame.data))
+
+    port = await _serve_once(peer, nursery)
+    with trio.fail_after(10):
+        stream, ws = await _connect(port)
+        assert ws.write_utf8('{"a":"é"}'.encode()) and ws.write_utf8(b"second")
+        with trio.move_on_after(0.2):
+            await ws.aclose(1000)  # the close is sent; the peer never answers: closing
+        await closing.wait()
+        with pytest.raises(WsClosed):
+            ws.write_utf8(b"after the close was sent")
+        await stream.aclose()
+        with pytest.raises(WsClosed):
+            ws.write_utf8(b"after the stream closed")
+    assert got == ['{"a":"é"}'.encode(), b"second"]

@@ -289,6 +289,24 @@ _CONTENT_PART = _compile((_req("type", _S), _opt("text", _S), _opt("transcript",
 # -- parsing ------------------------------------------------------------------------------
 
 
+#: json's own scanner (C): a value at an index -> (value, end); what json.loads runs after its
+#: checks for a BOM and the whitespace around the value
+_scan_once = json.JSONDecoder().scan_once
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``: the scanner straight away when the text is one value with nothing
+    around it (every server event), else ``json.loads`` itself (whitespace, a BOM, extra data,
+    malformed text: its result or its exact error). Same value either way."""
+    try:
+        value, end = _scan_once(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return value
+
+
 def decode_frame(data: str | bytes | bytearray, *, max_size: int = 16 * 2**20) -> dict[str, Any]:
     """The JSON object in one text frame, with a string ``type``; nothing else is checked.
 
@@ -310,7 +328,7 @@ def decode_frame(data: str | bytes | bytearray, *, max_size: int = 16 * 2**20) -
             detail={"size": len(data), "max_size": max_size},
         )
     try:
-        event = json.loads(data)
+        event = _loads(data)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError; absurd nesting
         pos = getattr(exc, "pos", None)
         raise ProtocolError(
@@ -528,9 +546,12 @@ def append_json(audio: str, event_id: str) -> bytes | None:
     in that order), built as bytes around the audio's own; None when ``audio`` is not base64
     text (then encode the event). The audio clock's frame: no dict walked, no str built and
     encoded again, and audio seen lately (or :class:`Base64Text`) is not scanned again."""
-    if type(audio) is not str and type(audio) is not Base64Text:
+    if type(audio) is str:
+        data = _BASE64_SEEN.get(audio) or _base64_bytes(audio)  # seen lately: no scan
+    elif type(audio) is Base64Text:
+        data = audio.encode("ascii")
+    else:
         return None
-    data = _base64_bytes(audio)
     if data is None or type(event_id) is not str:
         return None
     try:
