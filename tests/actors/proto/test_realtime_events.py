@@ -398,3 +398,29 @@ def test_client_table_matches_the_sdk_client_events() -> None:
             if f.required and "." not in f.path:
                 assert sdk[event_type].model_fields[f.path].is_required(), (event_type, f.path)
     assert set(CLIENT_ITEM_SCHEMAS) >= {"message", "function_call", "function_call_output"}
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8)
+
+
+@given(_JSON_VALUES, st.sampled_from(["", " ", "\n", "\ufeff", "x", "}", "{", '"']),
+       st.sampled_from(["", " ", "\n\t", "x", "}", "]", ",1", '"']), st.integers(0, 12))
+def test_loads_fast_path_is_json_loads(value, before: str, after: str, cut: int) -> None:
+    """decode_frame's scanner-first parse gives json.loads's value, or its error, for any text:
+    one value, whitespace or garbage around it, a BOM, text cut short."""
+    from actors.proto.realtime.events import _loads
+
+    text = before + json.dumps(value) + after
+    for candidate in (text, text[:-cut] if cut else text):
+        try:
+            expected = json.loads(candidate)
+        except ValueError as exc:
+            with pytest.raises(type(exc)) as info:
+                _loads(candidate)
+            assert str(info.value) == str(exc)
+        else:
+            got = _loads(candidate)
+            assert got == expected or (got != got and expected != expected)
