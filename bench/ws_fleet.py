@@ -279,6 +279,8 @@ async def worker_rtfleet(args, chunks: list[str]) -> dict[str, Any]:
         for sid in sids:
             await fleet.wait_connected(sid)
         m.connect_s = trio.current_time() - t0
+        if args.gc_freeze:  # the objects of the set-up out of every later collection
+            extra["heap_frozen_objects"] = fleet.freeze_heap()
         links = [fleet.links[sid] for sid in sids]
         backlog = [0]
 
@@ -546,7 +548,7 @@ def drive(args) -> int:
                     argv = [str(Path(__file__)), "--worker", kind, "--url", server.url,
                             "--key", server.key, "--sessions-n", str(n),
                             "--duration", str(args.duration), "--warmup", str(args.warmup),
-                            "--server-pid", str(server.pid)]
+                            "--server-pid", str(server.pid)] + (["--gc-freeze"] if args.gc_freeze else [])
                     prof = None
                     if args.profile and rep == 0:
                         prof = Path(args.profile).resolve() / f"{kind}-{n}.txt"
@@ -642,6 +644,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="py-spy each client's worker during its first window (pip install py-spy): "
                         "DIR/KIND-N.txt (collapsed stacks) and DIR/KIND-N-top.txt (CPU by part, "
                         "us per frame sent; own and inclusive time per function)")
+    p.add_argument("--gc-freeze", action="store_true",
+                   help="rtfleet workers: fleet.freeze_heap() once every session is connected "
+                        "(an embedder's call: a full collection then walks only what came after, "
+                        "not the fleet's sessions)")
     p.add_argument("--server-engine", choices=("lean", "hypercorn"), default="lean",
                    help="the embedded server's HTTP/WebSocket engine (EmbeddedServer.engine)")
     # worker mode (internal)
