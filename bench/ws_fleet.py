@@ -38,7 +38,15 @@ The search stops at the first N where rtfleet's median p99 lateness is >= 20 ms 
 ``--no-stop``).  Ratios (rtfleet / baseline, rtfleet-clock / baseline) are of medians measured
 at the same N in the same run.  On a loaded machine, where a client cannot keep real time and
 sends fewer frames than it should, CPU per session-second flatters it: compare CPU per frame
-sent (``cpu_us_per_frame``) then, and read no lateness figure.
+sent (``cpu_us_per_frame``; ``cpu_sys_us_per_frame`` is its kernel part) then, and read no
+lateness figure.
+
+``--profile DIR`` records each client's worker with py-spy during its first window:
+``DIR/KIND-N.txt`` (collapsed stacks) and ``DIR/KIND-N-top.txt`` (CPU by part of the client's
+path, in us per frame sent; own and inclusive time per function). rtfleet rows also report the
+cyclic garbage collector: its time per second, its full (gen2) collections in the window and
+what one costs at the end (a full collection stops every stream: at N=500 it is the p99);
+``--gc-freeze`` has the rtfleet workers call ``fleet.freeze_heap()`` once every session is up.
 """
 
 from __future__ import annotations
