@@ -513,7 +513,8 @@ _APPEND_MID = b'","event_id":'
 #: audio texts found to be base64 lately (text -> its bytes): a load test's sessions stream the
 #: same audio (files replayed, one turn repeated), and a text seen before skips the scan
 _BASE64_SEEN: dict[str, bytes] = {}
-#: what those texts hold at most (bytes); the store is emptied when it would pass it
+#: what the store holds at most, texts and their bytes (counted as 2 bytes a character); it is
+#: emptied when it would pass it
 BASE64_SEEN_LIMIT = 4 * 2**20
 _base64_seen_size = 0
 
@@ -532,11 +533,12 @@ def _base64_bytes(audio: str) -> bytes | None:
     data = audio.encode("ascii")
     if data.translate(None, _BASE64_BYTES):
         return None
-    if _base64_seen_size + len(data) > BASE64_SEEN_LIMIT:
+    size = 2 * len(data)  # the text kept as the key, and its bytes
+    if _base64_seen_size + size > BASE64_SEEN_LIMIT:
         _BASE64_SEEN.clear()
         _base64_seen_size = 0
     _BASE64_SEEN[audio] = data
-    _base64_seen_size += len(data)
+    _base64_seen_size += size
     return data
 
 

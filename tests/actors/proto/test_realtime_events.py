@@ -333,11 +333,11 @@ def test_append_json_store_is_bounded_by_bytes() -> None:
     events._BASE64_SEEN.clear()
     events._base64_seen_size = 0
     chunk = 960 * 4 // 3  # a 20 ms frame's base64
-    for n in range(events.BASE64_SEEN_LIMIT // chunk + 10):
+    for n in range(events.BASE64_SEEN_LIMIT // (2 * chunk) + 10):
         audio = f"{n:08d}".replace("0", "A") + "B" * (chunk - 8)
         assert events.append_json(audio, "evt_c_1") is not None
         assert events._base64_seen_size <= events.BASE64_SEEN_LIMIT
-        assert events._base64_seen_size == sum(map(len, events._BASE64_SEEN.values()))
+        assert events._base64_seen_size == 2 * sum(map(len, events._BASE64_SEEN.values()))
     assert len(events._BASE64_SEEN) < 20  # emptied once full, then filled again
 
 
