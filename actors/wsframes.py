@@ -43,11 +43,12 @@ class _MaskKeys:
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self.keys: list[bytes] = []
+        #: the read cut into 4-byte keys in one C call
+        self._cut = struct.Struct("4s" * (size // 4)).unpack
 
     def refill(self) -> bytes:
         """Cut a new read into keys; returns one of them (the list was empty)."""
-        pool = os.urandom(self._size)
-        self.keys[:] = [pool[at: at + 4] for at in range(0, self._size, 4)]
+        self.keys[:] = self._cut(os.urandom(self._size // 4 * 4))
         return self.keys.pop()
 
     def take(self) -> bytes:
