@@ -70,6 +70,8 @@ class SessionLink:
     answer_opened: trio.Event = attrs.field(factory=trio.Event, init=False)
     #: the current connection's direct writer (see :meth:`attach_writer`); None: none
     _direct_writer: Callable[[dict[str, Any] | None], None] | None = attrs.field(default=None, init=False)
+    #: and its writer of one stamped append (the audio clock's frame); None: the direct writer
+    _direct_append: Callable[[dict[str, Any]], None] | None = attrs.field(default=None, init=False)
     #: when :meth:`send_nowait` last wrote an append directly (trio clock)
     _last_direct: float = attrs.field(default=-math.inf, init=False)
 
@@ -145,14 +147,15 @@ class SessionLink:
 
     def send_audio_now(self, audio: str) -> None:
         """:meth:`send_now` of one ``input_audio_buffer.append`` of ``audio`` (base64 text):
-        the audio clock's path, which builds the event only once."""
-        writer = self._direct_writer
-        if writer is not None:
+        the audio clock's path, which builds the event only once and hands it to the
+        connection's writer of appends."""
+        append = self._direct_append
+        if append is not None:
             ready = self.core.write_append_now(audio)
             if ready is not None:
-                writer(ready)
+                append(ready)
                 return
-        self._submit_and_write({"type": _APPEND, "audio": audio}, writer)
+        self._submit_and_write({"type": _APPEND, "audio": audio}, self._direct_writer)
 
     def _submit_and_write(self, event: dict[str, Any],
                           writer: Callable[[dict[str, Any] | None], None] | None) -> None:
@@ -173,11 +176,16 @@ class SessionLink:
         else:
             writer(None)
 
-    def attach_writer(self, writer: Callable[[dict[str, Any] | None], None] | None) -> None:
+    def attach_writer(self, writer: Callable[[dict[str, Any] | None], None] | None,
+                      append: Callable[[dict[str, Any]], None] | None = None) -> None:
         """The actor installs its connection's direct writer once connected, and removes it
         (None) before the connection closes. The writer writes the event it is given (already
-        taken from the core), or with None what :meth:`take_outgoing` gives."""
+        taken from the core), or with None what :meth:`take_outgoing` gives. ``append``, if
+        given, writes one stamped append as :meth:`ClientCore.write_append_now
+        <actors.proto.client.ClientCore.write_append_now>` makes it (the audio clock's
+        frames); by default the writer does."""
         self._direct_writer = writer
+        self._direct_append = append if writer is not None and append is not None else writer
 
     def abort_connection(self) -> None:
         """Drop the current connection without a close handshake (fault injection).

@@ -10,7 +10,10 @@ under trio; ``ConnectParams.engine="websockets"``, the default) or trio-websocke
 ``task_status.started()`` (the session is *connected* only then), and from there:
 
 * a reader turns every incoming frame into ``server`` events, or ``protocol_error`` events
-  for malformed JSON, unknown types, binary or oversized frames: the connection lives on;
+  for malformed JSON, unknown types, binary or oversized frames: the connection lives on.
+  With the default engine on a plain TCP socket, the reading is the process's WebSocket inbox's
+  (:mod:`actors.ws_inbox`: one task serving every ready socket, each message handled from it,
+  no wake-up per arrival); the reader task then only waits for the close;
 * a writer drains the link's :class:`~actors.proto.client.ClientCore`: first the restore
   sequence after a reconnect, then queued client events, publishing a ``sent`` event for
   each (audio appends are counted, not echoed, to keep the hot path lean). Each wake-up is
@@ -52,7 +55,8 @@ from actors.exits import ActorExit, ExitReason, live_closed_exit
 from actors.http import SharedHttpClient
 from actors.inbound import InboundState, end_quiet_answers, handle_incoming
 from actors.link import SessionLink
-from actors.proto.realtime.events import encode_client_event
+from actors.proto.realtime.events import append_json, encode_client_event
+from actors.ws_inbox import ws_inbox
 from actors.wsconn import WsClosed, WsConnection, WsHandshakeError, WsRejected, ws_handshake
 
 __all__ = ["ConnectParams", "run_websocket", "realtime_ws_url", "live_ws_url"]
@@ -242,11 +246,14 @@ async def _session(
                 if not outcome:
                     outcome.append(exit)
                 link.attach_writer(None)
+                if direct:
+                    ws.stop_push()  # nothing more is handed on from the inbox
                 nursery.cancel_scope.cancel()
 
             if direct:
                 # the fleet's audio clock writes frames through this, from its own task
-                link.attach_writer(functools.partial(_write_now, link, ws, state, finish, params.echo_audio))
+                link.attach_writer(functools.partial(_write_now, link, ws, state, finish, params.echo_audio),
+                                   functools.partial(_write_append, link, ws, state, finish, params.echo_audio))
                 nursery.start_soon(_writer, link, ws, state, finish, params.echo_audio)
             else:
                 nursery.start_soon(_writer_tws, link, ws, state, finish, params.echo_audio)
@@ -274,6 +281,10 @@ async def _session(
 
 async def _reader(link: SessionLink, ws: "WsConnection | WebSocketConnection", state: InboundState, finish: Callable[[ActorExit], None]) -> None:
     try:
+        if isinstance(ws, WsConnection) and ws.direct:
+            inbox = ws_inbox()
+            if inbox is not None:  # the process's inbox reads the socket: no wake-up here per arrival
+                await ws.receive_pushed(functools.partial(handle_incoming, link, state), inbox)
         while True:
             handle_incoming(link, state, await ws.get_message())
     except _CLOSED as exc:
@@ -330,6 +341,24 @@ def _write_now(link: SessionLink, ws: WsConnection, state: InboundState,
                 link.emit(EventKind.SENT, event)
         if not done:
             link.wake_writer()
+    except WsClosed as exc:
+        finish(_closed_exit(exc, state))
+
+
+def _write_append(link: SessionLink, ws: WsConnection, state: InboundState,
+                  finish: Callable[[ActorExit], None], echo_audio: bool,
+                  event: dict[str, Any]) -> None:
+    """The link's direct writer of one append as the core stamps it (``type``, ``audio``,
+    ``event_id``): the audio clock's frame, its JSON built as bytes around the audio
+    (:func:`~actors.proto.realtime.events.append_json`), framed and written at once."""
+    try:
+        data = append_json(event["audio"], event["event_id"])
+        if data is None:  # audio that is not base64 text: the general encoder
+            data = encode_client_event(event).encode()
+        if not ws.write_utf8(data):
+            link.wake_writer()
+        if echo_audio:
+            link.emit(EventKind.SENT, event)
     except WsClosed as exc:
         finish(_closed_exit(exc, state))
 

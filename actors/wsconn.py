@@ -22,6 +22,11 @@ Differences from trio-websocket that matter to the actor:
   socket's descriptor; trio's ``receive_some`` tries a read first and adds a scheduling point
   after it): one wake-up per arrival, and every message of that read parsed and handed on
   without another;
+* or, with :meth:`WsConnection.receive_pushed`, no reader wakes at all: the socket joins the
+  process's WebSocket inbox (:mod:`actors.ws_inbox`, one task serving every ready socket), which
+  reads it and hands every whole message to a callback from its own task; the connection's
+  task then only waits, to write what the socket did not take at once (a pong, the echo of a
+  close) and to raise the close;
 * handshake failures raise :class:`WsRejected` (an HTTP status other than 101, with the start
   of the body) or :class:`WsHandshakeError`; a closed connection raises :class:`WsClosed` with
   the close code (1006 when the TCP connection ended without a close frame);
@@ -34,7 +39,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 import trio
 from websockets.client import ClientProtocol
@@ -45,6 +50,9 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from actors.wsframes import FrameSplitter, MessageAssembler, frame_limit, text_frame
+
+if TYPE_CHECKING:
+    from actors.ws_inbox import WsInbox
 
 __all__ = ["QUIET_LOGGER", "MessageAssembler", "WsClosed", "WsConnection", "WsHandshakeError", "WsRejected",
            "ws_handshake"]
@@ -163,6 +171,16 @@ class WsConnection:
         self._assembler = MessageAssembler()
         self._pongs: dict[bytes, trio.Event] = {}
         self._closed: WsClosed | None = None
+        #: open, no extension, nothing the protocol owes first: a frame may go straight out
+        #: (recomputed after every exchange with the protocol: see _buffer_output)
+        self._plain = False
+        self._note_plain()
+        #: push mode (:meth:`receive_pushed`): where messages go, the inbox and descriptor the
+        #: socket is served under, the waiting task's wake-up and what ended the push
+        self._on_message: Callable[[str | bytes], None] | None = None
+        self._pushed: tuple[WsInbox, int] | None = None
+        self._wake: trio.Event | None = None
+        self._push_error: BaseException | None = None
 
     @property
     def closed(self) -> WsClosed | None:
@@ -179,6 +197,8 @@ class WsConnection:
 
     async def get_message(self) -> str | bytes:
         """The next complete message (text as ``str``); raises :class:`WsClosed` at the end."""
+        if self._pushed is not None:
+            raise RuntimeError("get_message() while the inbox reads this connection")
         while True:
             frames = self._frames
             while frames:
@@ -199,6 +219,94 @@ class WsConnection:
                 waiter.set()
             return None
         return self._assembler.take(frame)
+
+    async def receive_pushed(self, on_message: Callable[[str | bytes], None], inbox: WsInbox) -> NoReturn:
+        """Hand every message to ``on_message`` as it arrives until the connection closes, then
+        raise :class:`WsClosed` (or what ``on_message`` raised). Messages read already go first,
+        from the calling task; the rest from ``inbox``'s task (:mod:`actors.ws_inbox`: no task
+        switch per arrival), in order, as :meth:`get_message` would return them. The calling
+        task only waits: it drains what the inbox's reads left for the socket (a pong, a close's
+        echo) and raises the end. Cancel it (or :meth:`stop_push`) to stop: the socket leaves the
+        inbox. Needs a plain TCP socket (:attr:`direct`)."""
+        sock = self._socket
+        if sock is None:
+            raise RuntimeError("receive_pushed() needs a plain TCP socket (not TLS)")
+        self._on_message = on_message
+        self._wake = trio.Event()
+        self._push_error = None
+        try:
+            self._deliver()
+            fd = sock.fileno()
+            if self._closed is None and fd >= 0:
+                inbox.add(fd, self._on_readable, self._push_failed)
+                self._pushed = (inbox, fd)
+            elif self._closed is None:  # the stream was closed under us
+                self._protocol.receive_eof()
+                self._set_closed()
+            while True:
+                if self._push_error is not None:
+                    raise self._push_error
+                if self._out or self._eof_due:
+                    await self.drain()
+                if self._closed is not None:
+                    raise self._closed
+                await self._wake.wait()
+                self._wake = trio.Event()
+        finally:
+            self.stop_push()
+            self._on_message = None
+
+    def stop_push(self) -> None:
+        """Take the socket out of the inbox (nothing more is handed on); idempotent."""
+        pushed = self._pushed
+        if pushed is not None:
+            self._pushed = None
+            pushed[0].remove(pushed[1])
+
+    def _on_readable(self) -> None:
+        """The inbox's call when the socket is readable: one read, its frames cut, every whole
+        message handed on. Raises what the handler or a write raises (the inbox hands it to
+        :meth:`_push_failed`)."""
+        fd = self._socket.fileno()  # type: ignore[union-attr]
+        data = b""
+        if fd >= 0:
+            try:
+                data = os.read(fd, _RECEIVE_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:  # reset by the peer: the end of the connection, as EOF is
+                data = b""
+        if not data:
+            self._splitter.end(self._protocol)
+            self._absorb_now(eof=True)
+        elif self._splitter.feed(data, self._protocol, self._frames):
+            self._absorb_now(eof=False)
+        # else: whole text frames only, cut by the splitter: the protocol has nothing new
+        self._deliver()
+        if self._closed is not None:
+            self.stop_push()
+            self._wake.set()  # type: ignore[union-attr]
+        elif self._out or self._eof_due:
+            self._wake.set()  # type: ignore[union-attr]
+
+    def _push_failed(self, exc: BaseException) -> None:
+        self._pushed = None  # the inbox removed the socket
+        self._push_error = exc
+        if self._wake is not None:
+            self._wake.set()
+
+    def _deliver(self) -> None:
+        """Every whole message received so far to ``_on_message``, in order."""
+        frames, on_message = self._frames, self._on_message
+        assert on_message is not None
+        while frames:
+            item = frames.popleft()
+            if type(item) is str or type(item) is bytes:
+                on_message(item)
+            else:
+                message = self._take(item)  # type: ignore[arg-type]
+                if message is not None:
+                    on_message(message)
 
     async def _receive(self) -> None:
         sock = self._socket
@@ -236,7 +344,13 @@ class WsConnection:
         ):
             self._set_closed()
 
+    def _note_plain(self) -> None:
+        protocol = self._protocol
+        self._plain = (self._closed is None and protocol.state is State.OPEN and not protocol.writes
+                       and not protocol.extensions)
+
     def _set_closed(self) -> None:
+        self._plain = False
         if self._closed is None:
             protocol = self._protocol
             received = protocol.close_rcvd
@@ -276,11 +390,33 @@ class WsConnection:
         return self._write(data)
 
     def write_text(self, text: str) -> bool:
-        """:meth:`write_texts` of one message (the audio clock's path)."""
-        protocol = self._protocol
-        if self._closed is not None or protocol.state is not State.OPEN or protocol.writes or protocol.extensions:
-            return self.write_texts((text,))
-        return self._write(text_frame(text.encode()))
+        """:meth:`write_texts` of one message."""
+        return self.write_utf8(text.encode())
+
+    def write_utf8(self, data: bytes) -> bool:
+        """:meth:`write_texts` of one message given as its UTF-8 bytes (valid UTF-8: the
+        caller's word), framed as they are: the audio clock's path."""
+        sock = self._socket
+        if not self._plain or self._out or sock is None or self._draining:
+            protocol = self._protocol
+            if self._closed is not None or protocol.state is not State.OPEN or protocol.writes or protocol.extensions:
+                return self.write_texts((data.decode(),))
+            return self._write(text_frame(data))
+        # _write and _os_write in one: nothing waiting, the frame goes straight to the socket
+        frame = text_frame(data)
+        fd = sock.fileno()  # -1 once the stream is closed: never write to a reused descriptor
+        if fd < 0:
+            self._fail_closed()
+        try:
+            written = os.write(fd, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            self._fail_closed()
+        if written < len(frame):
+            self._out += memoryview(frame)[written:]
+            return False
+        return True
 
     def _write(self, data: bytes) -> bool:
         """Write framed ``data`` after what is buffered, now, as far as the socket takes it."""
@@ -323,6 +459,7 @@ class WsConnection:
             if chunks[-1] == b"":
                 self._eof_due = True
             self._out += b"".join(chunks)
+        self._note_plain()
 
     def _write_buffered(self) -> bool:
         """Write ``_out`` to the socket as far as it takes it, without waiting; True when all
@@ -403,6 +540,7 @@ class WsConnection:
         """The close handshake: send a close frame, read until the server's (or EOF).
 
         Unbounded in time: the caller bounds it. The TCP stream is the caller's to close."""
+        self.stop_push()  # this task reads the rest itself
         if self._closed is not None:
             return
         protocol = self._protocol

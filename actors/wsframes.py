@@ -28,9 +28,10 @@ except ImportError:  # pragma: no cover - the wheel ships the C speed-up
 __all__ = ["FrameSplitter", "MessageAssembler", "frame_limit", "text_frame"]
 
 
-_HEAD_7 = struct.Struct("!BB")
-_HEAD_16 = struct.Struct("!BBH")
-_HEAD_64 = struct.Struct("!BBQ")
+#: a masked frame's head: its two bytes, the extended length if any, and the masking key
+_HEAD_7 = struct.Struct("!BB4s")
+_HEAD_16 = struct.Struct("!BBH4s")
+_HEAD_64 = struct.Struct("!BBQ4s")
 
 
 class _MaskKeys:
@@ -42,11 +43,12 @@ class _MaskKeys:
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self.keys: list[bytes] = []
+        #: the read cut into 4-byte keys in one C call
+        self._cut = struct.Struct("4s" * (size // 4)).unpack
 
     def refill(self) -> bytes:
         """Cut a new read into keys; returns one of them (the list was empty)."""
-        pool = os.urandom(self._size)
-        self.keys[:] = [pool[at: at + 4] for at in range(0, self._size, 4)]
+        self.keys[:] = self._cut(os.urandom(self._size // 4 * 4))
         return self.keys.pop()
 
     def take(self) -> bytes:
@@ -68,18 +70,18 @@ def text_frame(data: bytes) -> bytes:
     """One final, masked text frame (RFC 6455 section 5.2; the mask key from ``os.urandom``,
     the masking by the ``websockets`` C speed-up): the bytes ``ClientProtocol.send_text``
     writes when no extension is in use, for a third of the cost."""
-    size = len(data)
-    if size < 126:
-        head = _HEAD_7.pack(0x81, 0x80 | size)
-    elif size < 65536:
-        head = _HEAD_16.pack(0x81, 0xFE, size)
-    else:
-        head = _HEAD_64.pack(0x81, 0xFF, size)
     try:
         mask = _pop_key()
     except IndexError:
         mask = _mask_keys.refill()
-    return head + mask + apply_mask(data, mask)
+    size = len(data)
+    if size < 126:
+        head = _HEAD_7.pack(0x81, 0x80 | size, mask)
+    elif size < 65536:
+        head = _HEAD_16.pack(0x81, 0xFE, size, mask)
+    else:
+        head = _HEAD_64.pack(0x81, 0xFF, size, mask)
+    return head + apply_mask(data, mask)
 
 
 def frame_limit(protocol: ClientProtocol) -> int | None:
@@ -107,11 +109,15 @@ class FrameSplitter:
         #: everything goes to the protocol from now on
         self._passthrough = False
 
-    def feed(self, data: bytes, protocol: ClientProtocol, out: deque) -> None:
+    def feed(self, data: bytes, protocol: ClientProtocol, out: deque) -> bool:
+        """Cut ``data`` (what followed the last call's bytes): whole messages and what the
+        protocol parsed go to ``out``, in order. True when the protocol was given bytes (only
+        then can it have something new to say: frames, output, a close)."""
         if self._passthrough or protocol.state is not State.OPEN:
             self._to_protocol(self._buffer + data, protocol, out)
             self._buffer = b""
-            return
+            return True
+        fed = False
         if self._buffer:
             data = self._buffer + data
         view = memoryview(data)
@@ -134,6 +140,7 @@ class FrameSplitter:
                 head = 10
             if second & 0x80 or length > limit:  # the protocol refuses it
                 self._passthrough = True
+                fed = True
                 self._to_protocol(bytes(view[at:]), protocol, out)
                 at = size
                 break
@@ -148,6 +155,7 @@ class FrameSplitter:
                     self._fragmented = not first & 0x80
                 elif opcode == 0 and first & 0x80:
                     self._fragmented = False
+                fed = True
                 self._to_protocol(bytes(view[at: stop]), protocol, out)
                 if protocol.state is not State.OPEN:  # closing: the protocol takes the rest
                     self._passthrough = True
@@ -157,6 +165,7 @@ class FrameSplitter:
             at = stop
         self._buffer = bytes(view[at:]) if at < size else b""
         view.release()
+        return fed
 
     def end(self, protocol: ClientProtocol) -> None:
         """End of stream: a partial frame held here is the protocol's to judge, then the EOF."""

@@ -12,9 +12,11 @@ WebSocket actor installs it):
              the ``rtfleet-clock`` row's hot path; the peer's reads are not timed
 ``receive``  the server's events of a streamed turn (the stand-in model's: audio and transcript
              deltas, the turn's items, the response) framed as the server frames them, read from
-             the socket and handled as the actor's reader does (``handle_incoming``: parse,
-             check, the core's mirror and turns, the stamp, the fleet's publish to one broad
-             subscriber, which takes them)
+             the socket and handled as the process's WebSocket inbox does when the socket is
+             readable (``WsConnection._on_readable``: one read, the frames cut, then
+             ``handle_incoming`` per message: parse, check, the core's mirror and turns, the
+             stamp, the fleet's publish to one broad subscriber, which takes them; a tree
+             without the inbox: the actor's reader loop, ``get_message``)
 
 Figures: us of CPU per frame sent and per event received.
 
@@ -90,6 +92,10 @@ def _measure(rounds: int, sessions: int, ticks: int) -> dict[str, float]:
     from actors.pacer import AudioClock
     from actors.proto.client import ClientCore
     from actors.websocket import _write_now
+    try:
+        from actors.websocket import _write_append
+    except ImportError:  # a tree before the writer of appends
+        _write_append = None
     from actors.wsconn import QUIET_LOGGER, WsConnection
     from orchestrator.fleet import Fleet
     from orchestrator.keys import KeyManager
@@ -122,7 +128,12 @@ def _measure(rounds: int, sessions: int, ticks: int) -> dict[str, float]:
             handle_incoming(link, InboundState(), created)
             link.take_outgoing()  # the (empty) restore
             state = InboundState()
-            link.attach_writer(functools.partial(_write_now, link, ws, state, lambda exit: None, False))
+            writer = functools.partial(_write_now, link, ws, state, lambda exit: None, False)
+            if _write_append is None:
+                link.attach_writer(writer)
+            else:  # as the actor installs them: the direct writer and its writer of appends
+                link.attach_writer(writer, functools.partial(_write_append, link, ws, state,
+                                                             lambda exit: None, False))
             peers.append(theirs)
             links.append(link)
             conns.append((ws, state))
@@ -162,14 +173,27 @@ def _measure(rounds: int, sessions: int, ticks: int) -> dict[str, float]:
                 drain_peers()
             return spent, clock.frames - sent
 
+        pushed = hasattr(WsConnection, "receive_pushed")  # a tree with the WebSocket inbox
+
         async def receive_round() -> tuple[float, int]:
             spent, events = 0.0, 0
             for peer, link, (ws, state) in zip(peers, links, conns):
                 peer.sendall(wire)  # the server's frames, waiting in the socket
                 start = time.process_time()
-                for _ in rest:
-                    handle_incoming(link, state, await ws.get_message())
-                events += taken()
+                if pushed:  # what the inbox's task does when the socket is readable
+                    ws._on_message = functools.partial(handle_incoming, link, state)
+                    ws._wake = trio.Event()
+                    handled = 0
+                    for _ in range(10_000):  # one read of up to 64 KiB a call
+                        ws._on_readable()
+                        handled += taken()
+                        if handled >= len(rest):
+                            break
+                    events += handled
+                else:
+                    for _ in rest:
+                        handle_incoming(link, state, await ws.get_message())
+                    events += taken()
                 spent += time.process_time() - start
             return spent, events
 

@@ -38,7 +38,15 @@ The search stops at the first N where rtfleet's median p99 lateness is >= 20 ms 
 ``--no-stop``).  Ratios (rtfleet / baseline, rtfleet-clock / baseline) are of medians measured
 at the same N in the same run.  On a loaded machine, where a client cannot keep real time and
 sends fewer frames than it should, CPU per session-second flatters it: compare CPU per frame
-sent (``cpu_us_per_frame``) then, and read no lateness figure.
+sent (``cpu_us_per_frame``; ``cpu_sys_us_per_frame`` is its kernel part) then, and read no
+lateness figure.
+
+``--profile DIR`` records each client's worker with py-spy during its first window:
+``DIR/KIND-N.txt`` (collapsed stacks) and ``DIR/KIND-N-top.txt`` (CPU by part of the client's
+path, in us per frame sent; own and inclusive time per function). rtfleet rows also report the
+cyclic garbage collector: its time per second, its full (gen2) collections in the window and
+what one costs at the end (a full collection stops every stream: at N=500 it is the p99);
+``--gc-freeze`` has the rtfleet workers call ``fleet.freeze_heap()`` once every session is up.
 """
 
 from __future__ import annotations
@@ -48,7 +56,9 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,9 +110,9 @@ class Meter:
         if self.in_window(self.clock()):
             self.events += 1
 
-    def snap(self) -> tuple[float, float, float]:
+    def snap(self) -> tuple[float, float, float, float]:
         server = C.proc_cpu(self.server_pid) if self.server_pid else math.nan
-        return self.clock(), C.proc_cpu(), server
+        return self.clock(), C.proc_cpu(), server, os.times().system
 
     def result(self, kind: str, a: tuple, b: tuple, extra: dict[str, Any]) -> dict[str, Any]:
         wall = b[0] - a[0]
@@ -122,12 +132,134 @@ class Meter:
             "cpu_us_per_session_s": 1e6 * cpu / (self.sessions * wall),
             # robust when the client falls behind (a loaded machine): CPU per frame it did send
             "cpu_us_per_frame": 1e6 * cpu / self.frames if self.frames else math.nan,
+            # of which in the kernel (system time: the socket writes and reads, epoll)
+            "cpu_sys_us_per_frame": 1e6 * (b[3] - a[3]) / self.frames if self.frames else math.nan,
             "server_cpu_pct": 100 * (b[2] - a[2]) / wall,
             "rss_per_session_kb": (C.proc_rss() - self.rss_base) / self.sessions / 1024,
             "events_per_s": self.events / wall,
             "frames_per_s": self.frames / wall,
             **extra,
         }
+
+
+# -- profiling (--profile DIR): py-spy on a worker during its window ------------------------------
+
+
+def _spy(out: Path | None, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy record of this process for ``seconds`` in collapsed-stack form (started now)."""
+    if out is None:
+        return None
+
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(os.getpid()), "--duration", str(max(1, round(seconds))),
+         "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+#: where a client sample's time goes: the first category with a frame on the sample's stack
+#: (more specific categories first)
+CLIENT_PARTS: list[tuple[str, tuple[str, ...]]] = [
+    ("bench: meter (on_frame) + consumer", ("Meter.", "consume (", "watch_backlog")),
+    ("send: socket write (os.write)", ("_os_write", "_write_buffered", "drain (actors/wsconn")),
+    ("send: frame + mask", ("text_frame", "write_text", "write_texts", "write_utf8")),
+    ("send: JSON encode", ("encode_client_event", "append_json")),
+    ("send: clock, stream, link, core", ("_run_tick", "_run_due", "AudioClock.run", "PacedStream.step",
+                                         "send_audio_now", "write_append_now", "_write_now")),
+    ("receive: socket read", ("_read_socket", "os.read", "_on_readable (actors/wsconn.py:27")),
+    ("receive: frames (split, protocol, decode)", ("FrameSplitter", "_absorb", "MessageAssembler",
+                                                   "_split", "_decode (actors")),
+    ("receive: JSON parse + check", ("parse_server_event", "decode_frame", "check_server_event",
+                                     "loads (json", "_find_fault", "scan_server_event")),
+    ("receive: core (mirror, turns, acks, bound)", ("_apply_all", "ClientCore.receive")),
+    ("receive: stamp + publish + router", ("emit (actors/link", "Router.publish", "_publish (",
+                                           "EventStamper.make", "_offer")),
+    ("receive: handle_incoming + reader glue", ("handle_incoming", "_reader (actors", "get_message",
+                                                "_receive (actors", "WsInbox", "_deliver", "_on_readable")),
+    ("gc", ("<gc>", "gc_collect")),
+]
+
+#: a sample whose innermost frame is trio's epoll wait is not CPU (py-spy counts a woken thread
+#: that waits for a CPU as active): left out
+_WAITING = "EpollIOManager.get_events"
+
+
+def client_breakdown(collapsed: Path, frames: int, cpu_s: float, top: int = 40) -> str:
+    """Samples by part (with us of CPU per frame sent, scaling the window's CPU by each part's
+    share of samples), then own and inclusive time per function."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    parts: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        names = stack.split(";")
+        if names[-1].startswith(_WAITING):
+            continue
+        total += n
+        own[names[-1]] = own.get(names[-1], 0) + n
+        for f in set(names):
+            inclusive[f] = inclusive.get(f, 0) + n
+        for name, needles in CLIENT_PARTS:
+            if any(needle in f for f in names for needle in needles):
+                break
+        else:
+            name = "trio scheduler, tasks' wake-ups and the rest"
+        parts[name] = parts.get(name, 0) + n
+    total = max(total, 1)
+    per_frame = 1e6 * cpu_s / frames if frames else math.nan
+    lines = [f"{total} samples (trio's epoll wait left out); {per_frame:.1f} us CPU per frame sent",
+             "", "by part (share of samples, us per frame):"]
+    for name, n in sorted(parts.items(), key=lambda kv: -kv[1]):
+        lines.append(f"{100 * n / total:6.1f}%  {per_frame * n / total:6.2f} us  {name}")
+    lines += ["", "own time:"]
+    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:6.1f}%  {f}")
+    lines += ["", "inclusive time:"]
+    for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:6.1f}%  {f}")
+    return "\n".join(lines) + "\n"
+
+
+class GcTimer:
+    """Time spent in the cyclic garbage collector (``gc.callbacks``), per generation, while
+    ``on``: a collection of the old generations walks every tracked object of the process."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.on = False
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.on:
+            generation = info["generation"]
+            self.seconds[generation] += time.perf_counter() - self._started
+            self.counts[generation] += 1
+
+    def figures(self, wall: float) -> dict[str, Any]:
+        import gc
+
+        started = time.perf_counter()
+        gc.collect()  # what one full collection of the process costs now
+        full = time.perf_counter() - started
+        out = {"gc_ms_per_s": 1000 * sum(self.seconds) / wall, "gc_counts": self.counts,
+               "gc_gen2_mean_ms": 1000 * self.seconds[2] / max(self.counts[2], 1),
+               "gc_tracked_objects": len(gc.get_objects()), "gc_full_ms": 1000 * full}
+        types_out = os.environ.get("WS_FLEET_GC_TYPES")  # a file: what the tracked objects are
+        if types_out:
+            from collections import Counter
+
+            counts = Counter(type(o).__name__ for o in gc.get_objects())
+            Path(types_out).write_text("".join(f"{n:8d} {name}\n" for name, n in counts.most_common(40)))
+        return out
 
 
 def _phase(i: int, n: int) -> float:
@@ -144,6 +276,7 @@ async def worker_rtfleet(args, chunks: list[str]) -> dict[str, Any]:
 
     m = Meter(trio.current_time, args.sessions, args.warmup, args.duration, args.server_pid)
     extra: dict[str, Any] = {}
+    gc_timer = GcTimer()
     engine = "trio-websocket" if args.worker == "rtfleet-tws" else "websockets"
     async with open_fleet(args.url, api_key=args.key, key_mode="direct",
                           connect_params={"engine": engine}) as fleet:
@@ -154,6 +287,8 @@ async def worker_rtfleet(args, chunks: list[str]) -> dict[str, Any]:
         for sid in sids:
             await fleet.wait_connected(sid)
         m.connect_s = trio.current_time() - t0
+        if args.gc_freeze:  # the objects of the set-up out of every later collection
+            extra["heap_frozen_objects"] = fleet.freeze_heap()
         links = [fleet.links[sid] for sid in sids]
         backlog = [0]
 
@@ -197,10 +332,16 @@ async def worker_rtfleet(args, chunks: list[str]) -> dict[str, Any]:
                 else:
                     nursery.start_soon(source, i, sid, start + _phase(i, len(sids)))
             await trio.sleep_until(m.window[0])
+            gc_timer.on = True
             a = m.snap()
+            spy = _spy(args.profile_out, args.duration)
             await trio.sleep_until(m.window[1])
             b = m.snap()
+            gc_timer.on = False
             nursery.cancel_scope.cancel()
+        if spy is not None:
+            spy.wait()
+        extra.update(gc_timer.figures(b[0] - a[0]))
         extra["writer_backlog_max_frames"] = backlog[0]
         extra["dropped_audio"] = sum(l.core.counters.dropped_audio for l in links)
         extra["reconnects"] = sum(s.reconnects for s in fleet.statuses().values())
@@ -262,9 +403,12 @@ async def worker_bare(args, chunks: list[str]) -> dict[str, Any]:
         go.set()
         await trio.sleep_until(m.window[0])
         a = m.snap()
+        spy = _spy(args.profile_out, args.duration)
         await trio.sleep_until(m.window[1])
         b = m.snap()
         nursery.cancel_scope.cancel()
+    if spy is not None:
+        spy.wait()
     return m.result("bare", a, b, {})
 
 
@@ -368,11 +512,14 @@ async def worker_asyncio(args, chunks: list[str]) -> dict[str, Any]:
     go.set()
     await asyncio.sleep(max(0.0, m.window[0] - loop.time()))
     a = m.snap()
+    spy = _spy(args.profile_out, args.duration)
     await asyncio.sleep(max(0.0, m.window[1] - loop.time()))
     b = m.snap()
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if spy is not None:
+        spy.wait()
     return m.result(args.worker, a, b, {"compression": "none" if args.worker == "websockets" else "sdk default"})
 
 
@@ -409,7 +556,11 @@ def drive(args) -> int:
                     argv = [str(Path(__file__)), "--worker", kind, "--url", server.url,
                             "--key", server.key, "--sessions-n", str(n),
                             "--duration", str(args.duration), "--warmup", str(args.warmup),
-                            "--server-pid", str(server.pid)]
+                            "--server-pid", str(server.pid)] + (["--gc-freeze"] if args.gc_freeze else [])
+                    prof = None
+                    if args.profile and rep == 0:
+                        prof = Path(args.profile).resolve() / f"{kind}-{n}.txt"
+                        argv += ["--profile-out", str(prof)]
                     budget = 120 + n * 0.5 + args.duration + args.warmup
                     try:
                         r = C.run_worker(argv, timeout=budget)
@@ -417,6 +568,9 @@ def drive(args) -> int:
                         r = {"error": f"{type(exc).__name__}: {exc}"}
                     r["loadavg"] = C.loadavg()[0]
                     runs[kind].append(r)
+                    if prof is not None and prof.exists() and "error" not in r:
+                        prof.with_name(f"{kind}-{n}-top.txt").write_text(
+                            client_breakdown(prof, r["frames"], r["cpu_s"]))
                     if "error" in r:
                         print(f"  N={n} {kind:<11} rep {rep}: ERROR {r['error'][-300:]}")
                     else:
@@ -426,8 +580,12 @@ def drive(args) -> int:
                               f"server), RSS {r['rss_per_session_kb']:.0f} KB/session, "
                               f"{r['events_per_s']:.0f} ev/s, load {r['loadavg']:.2f}"
                               + (f", backlog {r['writer_backlog_max_frames']} frames, dropped "
-                                 f"{r['dropped_audio']}" if kind.startswith("rtfleet") else "")
-                              + f", CPU/frame {r['cpu_us_per_frame']:.0f} us", flush=True)
+                                 f"{r['dropped_audio']}, GC {r['gc_ms_per_s']:.1f} ms/s "
+                                 f"(gen2 {r['gc_counts'][2]}x {r['gc_gen2_mean_ms']:.0f} ms; {r['gc_tracked_objects']} objects, "
+                                 f"full {r['gc_full_ms']:.0f} ms)"
+                                 if kind.startswith("rtfleet") else "")
+                              + f", CPU/frame {r['cpu_us_per_frame']:.0f} us "
+                              f"({r['cpu_sys_us_per_frame']:.0f} us system)", flush=True)
         agg: dict[str, Any] = {}
         for kind, rs in runs.items():
             ok = [r for r in rs if "error" not in r]
@@ -490,6 +648,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds streamed before the window")
     p.add_argument("--no-stop", action="store_true", help="try every size even after a miss")
     p.add_argument("--json-out", default=None)
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="py-spy each client's worker during its first window (pip install py-spy): "
+                        "DIR/KIND-N.txt (collapsed stacks) and DIR/KIND-N-top.txt (CPU by part, "
+                        "us per frame sent; own and inclusive time per function)")
+    p.add_argument("--gc-freeze", action="store_true",
+                   help="rtfleet workers: fleet.freeze_heap() once every session is connected "
+                        "(an embedder's call: a full collection then walks only what came after, "
+                        "not the fleet's sessions)")
     p.add_argument("--server-engine", choices=("lean", "hypercorn"), default="lean",
                    help="the embedded server's HTTP/WebSocket engine (EmbeddedServer.engine)")
     # worker mode (internal)
@@ -498,7 +664,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", help=argparse.SUPPRESS)
     p.add_argument("--sessions-n", type=int, dest="sessions_n", help=argparse.SUPPRESS)
     p.add_argument("--server-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--profile-out", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     if args.worker:
         args.sessions = args.sessions_n
         run_worker_main(args)

@@ -19,7 +19,7 @@ event (one in every 64 still yields).
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Callable, Iterable
 
 import attrs
 import trio
@@ -53,6 +53,17 @@ class EventFilter:
             frozenset(EventKind(k) for k in kinds) if kinds is not None else None,
             frozenset(types) if types is not None else None,
         )
+
+    def predicate(self) -> Callable[[ConnectionEvent], bool] | None:
+        """:meth:`matches` as one function, built for the criteria set (None: every event
+        matches); what the router calls per event."""
+        if self == _MATCH_ALL:
+            return None
+        if self.sessions is None and self.transports is None and self.types is None:
+            kinds = self.kinds
+            assert kinds is not None
+            return lambda event: event.kind in kinds  # the common filter: by kind only
+        return self.matches
 
     def matches(self, event: ConnectionEvent) -> bool:
         if self.sessions is not None and event.session_id not in self.sessions:
@@ -156,7 +167,8 @@ class Router:
     _broad: list[Subscription] = attrs.field(factory=list, init=False)
     #: tuples, replaced on subscribe/remove: publishing iterates them without a copy
     _by_session: dict[str, tuple[Subscription, ...]] = attrs.field(factory=dict, init=False)
-    _broad_snapshot: tuple[tuple[Subscription, bool], ...] = attrs.field(default=(), init=False)
+    _broad_snapshot: tuple[tuple[Subscription, Callable[[ConnectionEvent], bool] | None], ...] = \
+        attrs.field(default=(), init=False)
 
     def subscribe(
         self,
@@ -180,8 +192,8 @@ class Router:
         self.published += 1
         # Snapshots (rebuilt on subscribe/remove): a subscriber removed while offering (its
         # receiver closed) does not disturb the iteration, and no copy is made per event.
-        for sub, match_all in self._broad_snapshot:
-            if match_all or sub.filter.matches(event):
+        for sub, match in self._broad_snapshot:
+            if match is None or match(event):
                 sub._offer(event)
         targeted = self._by_session.get(event.session_id)
         if targeted:
@@ -190,7 +202,7 @@ class Router:
                     sub._offer(event)
 
     def _snapshot(self) -> None:
-        self._broad_snapshot = tuple((sub, sub.filter == _MATCH_ALL) for sub in self._broad)
+        self._broad_snapshot = tuple((sub, sub.filter.predicate()) for sub in self._broad)
 
     def _remove(self, sub: Subscription) -> None:
         if sub in self.subscriptions:

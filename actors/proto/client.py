@@ -104,7 +104,7 @@ from actors.proto.client_values import (
 from actors.proto.dialect import Dialect, check_dialect
 from actors.proto.errors import ProtocolError, QueueFull
 from actors.proto.memory_bound import delete_size, enforce_limit, limit_notice
-from actors.proto.mirror import SessionMirror, json_size
+from actors.proto.mirror import HANDLED_TYPES, SessionMirror, json_size
 from actors.proto.realtime.dialect import REALTIME
 from actors.proto.session import SESSION_TYPES, SessionConfig, audio_bytes_per_ms
 from actors.proto.turns import TurnLost, TurnTracker
@@ -191,6 +191,9 @@ class ClientCore:
     _started_out_of_band: bool = attrs.field(default=False, init=False)
     #: server event type -> the core's handler, from the dialect's ack table
     _acks: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+    #: the server event types something acts on (the mirror, the audio turns, the acks): any
+    #: other is returned as it is by :meth:`receive` when nothing else is owed
+    _active: frozenset[str] = attrs.field(factory=frozenset, init=False, repr=False)
     _reissue: dict[str, Any] | None = attrs.field(default=None, init=False)
     # Counters.
     _submitted: int = attrs.field(default=0, init=False)
@@ -206,6 +209,7 @@ class ClientCore:
     def __attrs_post_init__(self) -> None:
         check_dialect(self.protocol)
         self._acks = {kind: _HANDLERS[ack] for kind, ack in self.protocol.acks.items()}
+        self._active = HANDLED_TYPES | _TURN_EVENTS | frozenset(self._acks)
         self.mirror.max_bytes = self.max_restore_bytes
         if self.config is not None:
             self._set_config(self.config)
@@ -281,7 +285,8 @@ class ClientCore:
         """
         if type(event) is dict and event.get("type") == _APPEND and "event_id" not in event:
             audio = event.get("audio")
-            if type(audio) is str and len(audio) <= self.protocol.max_append_audio:
+            # a str (or a subclass: Base64Text, the audio rtfleet encodes itself)
+            if isinstance(audio, str) and len(audio) <= self.protocol.max_append_audio:
                 return self._submit_audio(event)  # the hot path: nothing else to check
         self.protocol.validate_client_event(event)
         event_id = event.get("event_id")
@@ -332,7 +337,8 @@ class ClientCore:
         if (not self._ready or self._restore_due or self._audio or self._control
                 or self.edge is not None or self.dialect != "ga"):
             return None
-        if type(audio) is not str or len(audio) > self.protocol.max_append_audio:
+        # a str subclass too: Base64Text, what stream_audio makes of raw audio (scenarios' play)
+        if not isinstance(audio, str) or len(audio) > self.protocol.max_append_audio:
             return None
         self._event_n += 1
         event_id = f"{EVENT_ID_PREFIX}{self._event_n}"
@@ -451,7 +457,18 @@ class ClientCore:
                                                      variant=self.dialect)
         except ProtocolError as exc:
             return [exc]
-        return self._apply_all(self.edge.from_wire(event) if self.edge is not None else [event])
+        if self.edge is not None:
+            return self._apply_all(self.edge.from_wire(event))
+        if event["type"] not in self._active and self._quiet():
+            return [event]  # nothing acts on it and nothing is owed: what _apply_all returns
+        return self._apply_all([event])
+
+    def _quiet(self) -> bool:
+        """Nothing for :meth:`_apply_all` to do beyond acting on its events: the restore data
+        within its bound, no eviction and no lost turn to report."""
+        return (self._turn_notice is None and not self._unreported[0] and not self._unreported[1]
+                and not self.mirror.eviction_due
+                and self.restore_size <= self.max_restore_bytes)
 
     def start_config(self) -> dict[str, Any]:
         """GPT-Live over WebRTC: the ``session`` of the next connection's creation request

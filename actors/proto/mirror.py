@@ -48,7 +48,7 @@ from typing import Any, Callable
 
 import attrs
 
-__all__ = ["SessionMirror", "DEFAULT_MAX_BYTES", "json_size"]
+__all__ = ["SessionMirror", "DEFAULT_MAX_BYTES", "HANDLED_TYPES", "json_size"]
 
 #: Default bound of a mirror's retained data (:attr:`SessionMirror.size`), in bytes.
 DEFAULT_MAX_BYTES = 4 * 2**20
@@ -133,6 +133,12 @@ class SessionMirror:
     def size(self) -> int:
         """The retained data in bytes, as measured for :attr:`max_bytes`."""
         return self._size
+
+    @property
+    def eviction_due(self) -> bool:
+        """Something was evicted that :meth:`take_eviction` has not reported yet."""
+        items, freed = self._unreported
+        return bool(items or freed)
 
     def take_eviction(self) -> dict[str, int] | None:
         """What the bound evicted since the last call (``None`` if nothing):
@@ -426,3 +432,6 @@ _HANDLERS: dict[str, Callable[[SessionMirror, dict[str, Any]], None]] = {
     "response.created": SessionMirror._on_response_created,
     "response.done": SessionMirror._on_response_done,
 }
+
+#: the server event types the mirror acts on (any other leaves it as it is)
+HANDLED_TYPES: frozenset[str] = frozenset(_HANDLERS)

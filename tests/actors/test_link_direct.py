@@ -61,3 +61,21 @@ async def test_without_a_direct_writer_everything_waits_for_the_writer(autojump_
     link.send_nowait(_append(0))
     link.send_now(_append(1))
     assert writes == [] and link.core.queued_audio == 2
+
+
+def test_audio_rtfleet_encoded_itself_takes_the_direct_path_too():
+    """``stream_audio`` of raw audio (scenarios' play and speak) hands the clock Base64Text
+    frames, a str subclass: they go out as one direct write of the stamped append, as plain
+    str frames do, not through the queue and the core's full validation."""
+    from actors.proto.realtime.events import Base64Text
+
+    link, _ = _ready_link()
+    given: list = []
+    link.attach_writer(given.append)
+    audio = Base64Text.of(b"\x01\x02" * 480)
+    link.send_audio_now(audio)
+    link.send_audio_now("AAAA")
+    assert [type(e) for e in given] == [dict, dict]  # the event itself, never None (queued)
+    assert [e["audio"] for e in given] == [audio, "AAAA"]
+    assert given[0]["audio"] is audio and given[0]["event_id"] != given[1]["event_id"]
+    assert link.core.queued_audio == 0 and link.core.counters.written == 2

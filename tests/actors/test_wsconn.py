@@ -268,3 +268,177 @@ async def test_a_write_after_the_stream_is_closed_raises_wsclosed_and_writes_not
         with pytest.raises(WsClosed) as closed:
             ws.write_texts(["late"])
     assert closed.value.code == 1006 and ws.closed is closed.value
+
+
+# -- push mode: the process's inbox reads the socket (actors/ws_inbox.py) ----------------------
+
+
+async def _pushed(ws: WsConnection, inbox) -> tuple[list, list, WsClosed]:
+    """Run ``receive_pushed`` to its end: (messages, the tasks that handed each on, the close)."""
+    got: list = []
+    tasks: list = []
+
+    def on_message(message) -> None:
+        got.append(message)
+        tasks.append(trio.lowlevel.current_task())
+
+    with pytest.raises(WsClosed) as closed:
+        await ws.receive_pushed(on_message, inbox)
+    return got, tasks, closed.value
+
+
+async def test_pushed_fragments_pings_binary_invalid_utf8_and_the_close_code_as_get_message(nursery):
+    """The first test's peer, read by the inbox: the same messages in the same order, the ping
+    answered, the close code raised and the close echoed; every message handed on from the
+    inbox's task, none from the waiting task; the socket leaves the inbox at the close."""
+    from actors.ws_inbox import ws_inbox
+
+    seen: dict[str, object] = {}
+    peer_done = trio.Event()
+
+    async def peer(stream):
+        p = Peer(stream)
+        await p.accept()
+        p.protocol.send_text(b"frag", fin=False)
+        p.protocol.send_continuation(b"men", fin=False)
+        await p.flush()
+        await trio.sleep(0.05)  # the rest in another read
+        p.protocol.send_continuation(b"ted", fin=True)
+        p.protocol.send_ping(b"pi")
+        p.protocol.send_binary(b"\x00\x01")
+        p.protocol.send_frame(Frame(Opcode.TEXT, b"\xff\xfe"))
+        p.protocol.send_text(b"plain")
+        await p.flush()
+        seen["pong"] = (await p.read_frame()).data
+        p.protocol.send_close(4001, "bye")
+        await p.flush()
+        seen["close_echo"] = (await p.read_frame()).opcode
+        peer_done.set()
+
+    port = await _serve_once(peer, nursery)
+    inbox = ws_inbox()
+    with trio.fail_after(10):
+        stream, ws = await _connect(port)
+        got, tasks, closed = await _pushed(ws, inbox)
+        await peer_done.wait()
+    assert got == ["fragmented", b"\x00\x01", b"\xff\xfe", "plain"]
+    assert tasks and all(t.name.endswith("websocket inbox") for t in tasks)
+    assert (closed.code, closed.reason) == (4001, "bye") and ws.closed is closed
+    assert seen == {"pong": b"pi", "close_echo": Opcode.CLOSE}
+    assert len(inbox) == 0
+    await stream.aclose()
+
+
+async def test_pushed_a_tcp_close_without_a_close_frame_is_1006(nursery):
+    from actors.ws_inbox import ws_inbox
+
+    async def peer(stream):
+        p = Peer(stream)
+        await p.accept()
+        p.protocol.send_text(b"last words")
+        await p.flush()
+
+    port = await _serve_once(peer, nursery)
+    inbox = ws_inbox()
+    with trio.fail_after(10):
+        stream, ws = await _connect(port)
+        got, _, closed = await _pushed(ws, inbox)
+    assert got == ["last words"] and closed.code == 1006 and len(inbox) == 0
+    await stream.aclose()
+
+
+async def test_pushed_a_message_over_the_limit_fails_the_connection_with_1009(nursery):
+    from actors.ws_inbox import ws_inbox
+
+    done = trio.Event()
+    answer: list[bytes] = []
+
+    async def peer(stream):
+        p = Peer(stream)
+        await p.accept()
+        p.protocol.send_text(b"x" * 2000)
+        await p.flush()
+        answer.append((await p.read_frame()).data)  # the client's close frame
+        done.set()
+
+    port = await _serve_once(peer, nursery)
+    with trio.fail_after(10):
+        stream, ws = await _connect(port, max_message_size=1000)
+        async with stream:
+            got, _, closed = await _pushed(ws, ws_inbox())
+            await done.wait()
+    assert got == [] and closed.code == 1009
+    assert answer[0][:2] == (1009).to_bytes(2, "big")
+
+
+async def test_pushed_against_the_embedded_server_with_a_ping_then_back_to_get_message(nursery):
+    """Push mode over the embedded server: events handed on as they come, a ping's pong matched
+    on the inbox's path; cancelling the waiting task takes the socket out of the inbox and
+    ``get_message`` reads on; ``aclose`` does the close handshake."""
+    from actors.ws_inbox import ws_inbox
+
+    server = EmbeddedServer(api_keys={"sk-wsconn-push"})
+    base = await nursery.start(server.serve)
+    port = int(base.rsplit(":", 1)[1])
+    inbox = ws_inbox()
+    got: list[str] = []
+    arrived = trio.Event()
+
+    def on_message(message) -> None:
+        got.append(message)
+        if len(got) == 2:
+            arrived.set()
+
+    with trio.fail_after(10):
+        stream, ws = await _connect(port, headers=[("Authorization", "Bearer sk-wsconn-push")])
+        assert '"session.created"' in await ws.get_message()
+        async with trio.open_nursery() as inner:
+            inner.start_soon(ws.receive_pushed, on_message, inbox)
+            await trio.testing.wait_all_tasks_blocked()
+            assert len(inbox) == 1
+            with pytest.raises(RuntimeError):  # one reader at a time
+                await ws.get_message()
+            await ws.send_texts(['{"type": "input_audio_buffer.clear"}',
+                                 '{"type": "conversation.item.retrieve", "item_id": "nope"}'])
+            await arrived.wait()
+            await ws.ping()
+            inner.cancel_scope.cancel()
+        assert len(inbox) == 0
+        await ws.send_message('{"type": "input_audio_buffer.clear"}')
+        assert '"input_audio_buffer.cleared"' in await ws.get_message()
+        await ws.aclose(1000, "done")
+    assert '"input_audio_buffer.cleared"' in got[0] and '"error"' in got[1]
+    assert ws.closed is not None and ws.closed.code == 1000
+    await stream.aclose()
+
+
+async def test_write_utf8_goes_straight_out_and_refuses_a_closing_or_closed_connection(nursery):
+    """The audio clock's write: framed bytes straight to the socket while the connection is
+    open; once the client's close is sent (closing) or the stream is closed, it raises
+    WsClosed and writes nothing."""
+    got: list[bytes] = []
+    closing = trio.Event()
+
+    async def peer(stream):
+        p = Peer(stream)
+        await p.accept()
+        while True:
+            frame = await p.read_frame()
+            if frame.opcode is Opcode.CLOSE:
+                closing.set()
+                await trio.sleep_forever()
+            got.append(bytes(frame.data))
+
+    port = await _serve_once(peer, nursery)
+    with trio.fail_after(10):
+        stream, ws = await _connect(port)
+        assert ws.write_utf8('{"a":"é"}'.encode()) and ws.write_utf8(b"second")
+        with trio.move_on_after(0.2):
+            await ws.aclose(1000)  # the close is sent; the peer never answers: closing
+        await closing.wait()
+        with pytest.raises(WsClosed):
+            ws.write_utf8(b"after the close was sent")
+        await stream.aclose()
+        with pytest.raises(WsClosed):
+            ws.write_utf8(b"after the stream closed")
+    assert got == ['{"a":"é"}'.encode(), b"second"]

@@ -96,3 +96,22 @@ async def test_buffered_events_come_without_a_scheduling_point_each_but_one_in_6
             got.append(event.payload["i"])
     assert got == list(range(64))  # in order, and the 65th is a checkpoint
     assert [(await sub.receive()).payload["i"] for _ in range(136)] == list(range(64, 200))
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+_SIDS = st.sampled_from(["a", "b"])
+_KINDS = st.sampled_from(list(EventKind))
+_TYPES = st.sampled_from(["response.done", "error"])
+
+
+@given(st.one_of(st.none(), st.frozensets(_SIDS)), st.one_of(st.none(), st.frozensets(st.sampled_from(list(Transport)))),
+       st.one_of(st.none(), st.frozensets(_KINDS)), st.one_of(st.none(), st.frozensets(_TYPES)),
+       _SIDS, st.sampled_from(list(Transport)), _KINDS, st.one_of(_TYPES, st.none()))
+def test_the_routers_predicate_is_the_filters_matches(sessions, transports, kinds, types, sid, transport, kind, type_):
+    """What the router calls per event (one function built per filter) answers as
+    ``EventFilter.matches`` does, for every filter and event."""
+    event = ConnectionEvent(sid, transport, kind, {"type": type_} if type_ else "x", 1, 0.0, 0.0)
+    flt = EventFilter(sessions, transports, kinds, types)
+    match = flt.predicate()
+    assert (match is None or match(event)) == flt.matches(event)

@@ -45,6 +45,7 @@ __all__ = [
     "parse_server_event",
     "validate_client_event",
     "Base64Text",
+    "append_json",
     "encode_client_event",
     "ErrorInfo",
     "SessionInfo",
@@ -288,6 +289,24 @@ _CONTENT_PART = _compile((_req("type", _S), _opt("text", _S), _opt("transcript",
 # -- parsing ------------------------------------------------------------------------------
 
 
+#: json's own scanner (C): a value at an index -> (value, end); what json.loads runs after its
+#: checks for a BOM and the whitespace around the value
+_scan_once = json.JSONDecoder().scan_once
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``: the scanner straight away when the text is one value with nothing
+    around it (every server event), else ``json.loads`` itself (whitespace, a BOM, extra data,
+    malformed text: its result or its exact error). Same value either way."""
+    try:
+        value, end = _scan_once(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return value
+
+
 def decode_frame(data: str | bytes | bytearray, *, max_size: int = 16 * 2**20) -> dict[str, Any]:
     """The JSON object in one text frame, with a string ``type``; nothing else is checked.
 
@@ -309,7 +328,7 @@ def decode_frame(data: str | bytes | bytearray, *, max_size: int = 16 * 2**20) -
             detail={"size": len(data), "max_size": max_size},
         )
     try:
-        event = json.loads(data)
+        event = _loads(data)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError; absurd nesting
         pos = getattr(exc, "pos", None)
         raise ProtocolError(
@@ -487,6 +506,61 @@ def _encode_flat(event: dict[str, Any]) -> str:
         else:
             raise TypeError(kind)
     return "{" + ",".join(parts) + "}"
+
+
+_APPEND_HEAD = b'{"type":"input_audio_buffer.append","audio":"'
+_APPEND_MID = b'","event_id":'
+#: audio texts found to be base64 lately (text -> its bytes): a load test's sessions stream the
+#: same audio (files replayed, one turn repeated), and a text seen before skips the scan
+_BASE64_SEEN: dict[str, bytes] = {}
+#: what the store holds at most, texts and their bytes (counted as 2 bytes a character); it is
+#: emptied when it would pass it
+BASE64_SEEN_LIMIT = 4 * 2**20
+_base64_seen_size = 0
+
+
+def _base64_bytes(audio: str) -> bytes | None:
+    """``audio``'s ASCII bytes if every character is in the base64 alphabet (nothing JSON
+    escapes), else None. A :class:`Base64Text` is not scanned."""
+    global _base64_seen_size
+    if type(audio) is Base64Text:
+        return audio.encode("ascii")
+    data = _BASE64_SEEN.get(audio)
+    if data is not None:
+        return data
+    if not audio.isascii():
+        return None
+    data = audio.encode("ascii")
+    if data.translate(None, _BASE64_BYTES):
+        return None
+    size = 2 * len(data)  # the text kept as the key, and its bytes
+    if _base64_seen_size + size > BASE64_SEEN_LIMIT:
+        _BASE64_SEEN.clear()
+        _base64_seen_size = 0
+    _BASE64_SEEN[audio] = data
+    _base64_seen_size += size
+    return data
+
+
+def append_json(audio: str, event_id: str) -> bytes | None:
+    """The UTF-8 text :func:`encode_client_event` writes for the stamped append
+    ``{"type": "input_audio_buffer.append", "audio": audio, "event_id": event_id}`` (those keys
+    in that order), built as bytes around the audio's own; None when ``audio`` is not base64
+    text (then encode the event). The audio clock's frame: no dict walked, no str built and
+    encoded again, and audio seen lately (or :class:`Base64Text`) is not scanned again."""
+    if type(audio) is str:
+        data = _BASE64_SEEN.get(audio) or _base64_bytes(audio)  # seen lately: no scan
+    elif type(audio) is Base64Text:
+        data = audio.encode("ascii")
+    else:
+        return None
+    if data is None or type(event_id) is not str:
+        return None
+    try:
+        quoted = _encode_str(event_id).encode()
+    except UnicodeEncodeError:  # a lone surrogate: not UTF-8 text at all
+        return None
+    return b"".join((_APPEND_HEAD, data, _APPEND_MID, quoted, b"}"))
 
 
 def encode_client_event(event: dict[str, Any]) -> str:

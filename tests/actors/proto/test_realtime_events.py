@@ -303,6 +303,44 @@ def test_base64_text_is_written_as_is_and_equals_its_str() -> None:
     assert audio == base64.b64encode(bytes(range(256)) * 4).decode() and isinstance(audio, str)
 
 
+@given(st.text(alphabet=st.sampled_from(list("AZaz09+/=-_\"\\\n\x00\x7fé ✓")), max_size=600),
+       st.text(max_size=12), st.booleans(), st.booleans())
+def test_append_json_is_the_encoders_text_or_none(audio: str, event_id: str, long: bool, base64_text: bool) -> None:
+    """The audio clock's append bytes equal the general encoder's text of the stamped append,
+    for every audio and id; they exist for all base64 audio (plain str or Base64Text), and
+    again when the same audio comes back (the store of audio seen lately)."""
+    from actors.proto.realtime.events import _BASE64_BYTES, append_json
+
+    if long:
+        audio = "QUJD" * 70 + audio
+    is_base64 = not audio.encode("utf-8", "surrogatepass").translate(None, _BASE64_BYTES)
+    base64_text = base64_text and is_base64  # what Base64Text promises
+    if base64_text:
+        audio = Base64Text(audio)
+    event = {"type": "input_audio_buffer.append", "audio": audio, "event_id": event_id}
+    for _ in range(2):  # the second time from the store, for base64 audio
+        data = append_json(audio, event_id)
+        if data is not None:
+            assert data == encode_client_event(event).encode()
+            assert json.loads(data) == event
+    utf8_id = event_id.encode("utf-8", "surrogatepass") == event_id.encode("utf-8", "replace")
+    assert (data is not None) == (is_base64 and utf8_id)
+
+
+def test_append_json_store_is_bounded_by_bytes() -> None:
+    from actors.proto.realtime import events
+
+    events._BASE64_SEEN.clear()
+    events._base64_seen_size = 0
+    chunk = 960 * 4 // 3  # a 20 ms frame's base64
+    for n in range(events.BASE64_SEEN_LIMIT // (2 * chunk) + 10):
+        audio = f"{n:08d}".replace("0", "A") + "B" * (chunk - 8)
+        assert events.append_json(audio, "evt_c_1") is not None
+        assert events._base64_seen_size <= events.BASE64_SEEN_LIMIT
+        assert events._base64_seen_size == 2 * sum(map(len, events._BASE64_SEEN.values()))
+    assert len(events._BASE64_SEEN) < 20  # emptied once full, then filled again
+
+
 def test_encode_maps_unserialisable_to_a_local_error() -> None:
     with pytest.raises(ProtocolError) as info:
         encode_client_event({"type": "response.create", "response": {"x": object()}})
@@ -360,3 +398,29 @@ def test_client_table_matches_the_sdk_client_events() -> None:
             if f.required and "." not in f.path:
                 assert sdk[event_type].model_fields[f.path].is_required(), (event_type, f.path)
     assert set(CLIENT_ITEM_SCHEMAS) >= {"message", "function_call", "function_call_output"}
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8)
+
+
+@given(_JSON_VALUES, st.sampled_from(["", " ", "\n", "\ufeff", "x", "}", "{", '"']),
+       st.sampled_from(["", " ", "\n\t", "x", "}", "]", ",1", '"']), st.integers(0, 12))
+def test_loads_fast_path_is_json_loads(value, before: str, after: str, cut: int) -> None:
+    """decode_frame's scanner-first parse gives json.loads's value, or its error, for any text:
+    one value, whitespace or garbage around it, a BOM, text cut short."""
+    from actors.proto.realtime.events import _loads
+
+    text = before + json.dumps(value) + after
+    for candidate in (text, text[:-cut] if cut else text):
+        try:
+            expected = json.loads(candidate)
+        except ValueError as exc:
+            with pytest.raises(type(exc)) as info:
+                _loads(candidate)
+            assert str(info.value) == str(exc)
+        else:
+            got = _loads(candidate)
+            assert got == expected or (got != got and expected != expected)
