@@ -197,6 +197,11 @@ class AsyncFleet:
         return await self._portal.run(functools.partial(
             self._fleet.stream_audio, session_id, source, frame_bytes=frame_bytes, on_frame=on_frame))
 
+    async def freeze_heap(self) -> int:
+        """Like ``Fleet.freeze_heap`` (``gc.freeze()`` after a full collection, thawed at the
+        fleet's close): process-wide, so the asyncio side's objects alive now are frozen too."""
+        return await self._portal.call(self._fleet.freeze_heap)
+
     async def ask(self, session_id: str, text: str, *, timeout: float = 30.0,
                   response: Mapping[str, Any] | None = None) -> str:
         return await self._portal.run(

@@ -140,3 +140,20 @@ def test_audio_streams_from_asyncio_through_the_fleets_audio_clock():
     sent, dues = asyncio.run(main())
     assert sent == 10 and len(dues) == 10
     assert all(abs(b - a - 0.02) < 1e-9 for a, b in zip(dues, dues[1:]))
+
+
+def test_an_asyncio_embedder_freezes_the_heap_and_the_fleets_close_thaws_it():
+    import gc
+
+    async def main():
+        async with rtfleet.asyncio.open_fleet(config={"output_modalities": ["text"]}) as fleet:
+            sid = await fleet.add_session()
+            await fleet.wait_connected(sid)
+            frozen = await fleet.freeze_heap()
+            # (frozen objects the other thread lets go of since are freed as usual)
+            assert frozen > 1000 and gc.get_freeze_count() > frozen // 2
+            return await fleet.ask(sid, "still answering?")
+
+    assert gc.get_freeze_count() == 0
+    assert asyncio.run(main())
+    assert gc.get_freeze_count() == 0
