@@ -225,3 +225,38 @@ def compare_rows(script: str, args: Any, worker_args: Sequence[str]) -> dict[str
     if args.compare:
         rows["baseline"] = run(Path(args.compare).resolve())
     return rows
+
+
+#: a py-spy sample whose innermost frame is trio's epoll wait is not CPU (py-spy counts a woken
+#: thread that waits for a CPU as active): left out of every breakdown
+PY_SPY_WAITING = "EpollIOManager.get_events"
+
+
+def folded_breakdown(collapsed: os.PathLike[str] | str, parts: Sequence[tuple[str, Sequence[str]]],
+                     rest: str) -> tuple[int, dict[str, int], dict[str, int], dict[str, int]]:
+    """A py-spy ``--format raw`` (folded stacks) file's samples: total, per part (the first of
+    ``parts`` whose needles appear in a stack's frames, else ``rest``), own time per function
+    (leaf) and inclusive time per function. Samples waiting in trio's epoll are left out."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    by_part: dict[str, int] = {}
+    total = 0
+    for line in Path(collapsed).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        if frames[-1].startswith(PY_SPY_WAITING):
+            continue
+        total += n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + n
+        for name, needles in parts:
+            if any(needle in f for f in frames for needle in needles):
+                break
+        else:
+            name = rest
+        by_part[name] = by_part.get(name, 0) + n
+    return total, by_part, own, inclusive

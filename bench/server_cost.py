@@ -79,36 +79,9 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
-#: a sample whose innermost frame is trio's epoll wait is not CPU (py-spy counts a woken thread
-#: that waits for a CPU as active): left out of the breakdown
-_WAITING = "EpollIOManager.get_events"
-
-
 def breakdown(collapsed: Path) -> tuple[int, dict[str, int], dict[str, int], dict[str, int]]:
     """Samples: total, per category, own per function (leaf) and inclusive per function."""
-    own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    cats: dict[str, int] = {}
-    total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        n = int(count)
-        frames = stack.split(";")
-        if frames[-1].startswith(_WAITING):  # in epoll_wait: woken but not yet run (no CPU)
-            continue
-        total += n
-        own[frames[-1]] = own.get(frames[-1], 0) + n
-        for f in set(frames):
-            inclusive[f] = inclusive.get(f, 0) + n
-        for name, needles in CATEGORIES:
-            if any(needle in f for f in frames for needle in needles):
-                break
-        else:
-            name = "trio scheduler and the rest"
-        cats[name] = cats.get(name, 0) + n
-    return total, cats, own, inclusive
+    return C.folded_breakdown(collapsed, CATEGORIES, "trio scheduler and the rest")
 
 
 def own_time(collapsed: Path, top: int = 40) -> str:

@@ -178,36 +178,11 @@ CLIENT_PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("gc", ("<gc>", "gc_collect")),
 ]
 
-#: a sample whose innermost frame is trio's epoll wait is not CPU (py-spy counts a woken thread
-#: that waits for a CPU as active): left out
-_WAITING = "EpollIOManager.get_events"
-
-
 def client_breakdown(collapsed: Path, frames: int, cpu_s: float, top: int = 40) -> str:
     """Samples by part (with us of CPU per frame sent, scaling the window's CPU by each part's
     share of samples), then own and inclusive time per function."""
-    own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
-    parts: dict[str, int] = {}
-    total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        n = int(count)
-        names = stack.split(";")
-        if names[-1].startswith(_WAITING):
-            continue
-        total += n
-        own[names[-1]] = own.get(names[-1], 0) + n
-        for f in set(names):
-            inclusive[f] = inclusive.get(f, 0) + n
-        for name, needles in CLIENT_PARTS:
-            if any(needle in f for f in names for needle in needles):
-                break
-        else:
-            name = "trio scheduler, tasks' wake-ups and the rest"
-        parts[name] = parts.get(name, 0) + n
+    total, parts, own, inclusive = C.folded_breakdown(
+        collapsed, CLIENT_PARTS, "trio scheduler, tasks' wake-ups and the rest")
     total = max(total, 1)
     per_frame = 1e6 * cpu_s / frames if frames else math.nan
     lines = [f"{total} samples (trio's epoll wait left out); {per_frame:.1f} us CPU per frame sent",

@@ -498,6 +498,17 @@ class _WebSocket:
         chunks = protocol.data_to_send()  # what the protocol queued goes first
         chunks += [_text_frame(text.encode()) for text in texts]
         data = b"".join(chunks)
+        sent = self._write_some(data)
+        if sent < 0:
+            return 0
+        if sent < len(data):
+            self._pending.append(data[sent:])
+            return len(data) - sent
+        return 0
+
+    def _write_some(self, data: bytes) -> int:
+        """One non-blocking write of ``data`` to the socket: the bytes it took (0: none now),
+        or -1 when the connection is gone (``close_code`` then says 1006)."""
         fd = self.stream.socket.fileno()  # -1 once closed: never a reused descriptor
         try:
             sent = os.write(fd, data) if fd >= 0 else -1
@@ -507,11 +518,7 @@ class _WebSocket:
             sent = -1
         if sent < 0:
             self.close_code = self.close_code or 1006
-            return 0
-        if sent < len(data):
-            self._pending.append(data[sent:])
-            return len(data) - sent
-        return 0
+        return sent
 
     async def _deny(self, status: int, header_list: list[tuple[bytes, bytes]], body: bytes) -> None:
         """The app's own HTTP answer instead of the upgrade (ASGI ``websocket.http.response``)."""
@@ -549,16 +556,8 @@ class _WebSocket:
             # round per write: a streaming session's every answer event comes here)
             lock.acquire_nowait()
             try:
-                fd = self.stream.socket.fileno()  # -1 once closed: never a reused descriptor
-                try:
-                    sent = os.write(fd, data) if fd >= 0 else -1
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    sent = -1
-                if sent < 0:
-                    self.close_code = self.close_code or 1006
-                elif sent < len(data):
+                sent = self._write_some(data)
+                if 0 <= sent < len(data):
                     await self.stream.send_all(data[sent:])
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.close_code = self.close_code or 1006
