@@ -24,13 +24,12 @@ reader task per call (:func:`actors.rtp_shell.run_rtp` does).
 
 from __future__ import annotations
 
-import select
 from typing import Any, Callable
 
 import attrs
 import trio
 
-from actors.run_service import run_service
+from actors.epoll_inbox import EpollInbox, inbox_service
 
 __all__ = ["DRAIN_LIMIT", "PASS_BUDGET", "PASS_LIMIT", "RtpInbox", "rtp_inbox"]
 
@@ -53,51 +52,28 @@ class _Entry:
 
 
 @attrs.define(eq=False)
-class RtpInbox:
+class RtpInbox(EpollInbox):
     """The process's receiving side for RTP sockets; see the module docstring."""
 
-    _epoll: Any = attrs.field(factory=lambda: select.epoll())
-    _entries: dict[int, _Entry] = attrs.field(factory=dict)
-    #: datagrams handed over, passes run (figures for benchmarks and tests)
-    received: int = 0
-    passes: int = 0
-    #: what stopped the inbox's task (a bug); :func:`rtp_inbox` then starts another
-    broken: BaseException | None = None
+    pass_limit = PASS_LIMIT
+    pass_budget = PASS_BUDGET
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    #: datagrams handed over (a figure for benchmarks and tests)
+    received: int = 0
 
     def add(self, sock: Any, deliver: Callable[[bytes, float], None],
             on_error: Callable[[BaseException], None]) -> None:
         """Receive on ``sock`` (a non-blocking stdlib socket, registered by its descriptor)
         until :meth:`remove`: each datagram goes to ``deliver(data, now)``; an exception
         from it goes to ``on_error`` and the socket is removed."""
-        fd = sock.fileno()
-        self._entries[fd] = _Entry(sock.recv, deliver, on_error)
-        self._epoll.register(fd, select.EPOLLIN)
+        self._register(sock.fileno(), _Entry(sock.recv, deliver, on_error))
 
     def remove(self, sock: Any) -> None:
         """Stop receiving on ``sock`` (before it is closed)."""
-        fd = sock.fileno()
-        if self._entries.pop(fd, None) is not None:
-            self._epoll.unregister(fd)
+        self._unregister(sock.fileno())
 
-    async def run(self) -> None:
-        """Until cancelled: wait for any registered socket to be readable, drain the ready ones."""
-        epoll, entries = self._epoll, self._entries
-        while True:
-            await trio.lowlevel.wait_readable(epoll)
-            self.passes += 1
-            now = trio.current_time()
-            until = now + PASS_BUDGET
-            for fd, _ in epoll.poll(0, PASS_LIMIT):
-                entry = entries.get(fd)
-                if entry is not None:
-                    self._drain(fd, entry, now)
-                    if trio.current_time() >= until:
-                        break  # the rest are still ready: next pass
-
-    def _drain(self, fd: int, entry: _Entry, now: float) -> None:
+    def _serve(self, fd: int, entry: _Entry, now: float) -> None:
+        """Drain up to ``DRAIN_LIMIT`` datagrams, each handed over with the pass's time."""
         for _ in range(DRAIN_LIMIT):
             try:
                 data = entry.receive(2048)
@@ -109,18 +85,8 @@ class RtpInbox:
             try:
                 entry.deliver(data, now)
             except Exception as exc:  # that call ends; the others go on
-                if self._entries.get(fd) is entry:
-                    del self._entries[fd]
-                    self._epoll.unregister(fd)
-                entry.on_error(exc)
+                self._failed(fd, entry, exc)
                 return
-
-    def fail_all(self, exc: BaseException) -> None:
-        """Every registered socket's ``on_error(exc)`` (the inbox broke); all are removed."""
-        for fd, entry in list(self._entries.items()):
-            del self._entries[fd]
-            self._epoll.unregister(fd)
-            entry.on_error(exc)
 
 
 _INBOX: trio.lowlevel.RunVar[RtpInbox] = trio.lowlevel.RunVar("rtfleet_rtp_inbox")
@@ -129,16 +95,4 @@ _INBOX: trio.lowlevel.RunVar[RtpInbox] = trio.lowlevel.RunVar("rtfleet_rtp_inbox
 def rtp_inbox() -> RtpInbox | None:
     """The process's RTP inbox (one per trio run), started on first use as a system task;
     None where ``select.epoll`` is missing."""
-    if not hasattr(select, "epoll"):
-        return None
-    return run_service(_INBOX, RtpInbox, _run_inbox, "rtfleet rtp inbox")
-
-
-async def _run_inbox(inbox: RtpInbox) -> None:
-    try:
-        await inbox.run()
-    except Exception as exc:  # a bug in the inbox: every call hears it, the run goes on
-        inbox.broken = exc
-        inbox.fail_all(exc)
-    finally:
-        inbox._epoll.close()
+    return inbox_service(_INBOX, RtpInbox, "rtfleet rtp inbox")

@@ -25,13 +25,12 @@ its reader task.
 
 from __future__ import annotations
 
-import select
-from typing import Any, Callable
+from typing import Callable
 
 import attrs
 import trio
 
-from actors.run_service import run_service
+from actors.epoll_inbox import EpollInbox, inbox_service
 
 __all__ = ["PASS_BUDGET", "PASS_LIMIT", "WsInbox", "ws_inbox"]
 
@@ -49,66 +48,32 @@ class _Entry:
 
 
 @attrs.define(eq=False)
-class WsInbox:
+class WsInbox(EpollInbox):
     """The process's reading side for WebSocket sockets; see the module docstring."""
 
-    _epoll: Any = attrs.field(factory=lambda: select.epoll())
-    _entries: dict[int, _Entry] = attrs.field(factory=dict)
-    #: sockets served, passes run (figures for benchmarks and tests)
-    served: int = 0
-    passes: int = 0
-    #: what stopped the inbox's task (a bug); :func:`ws_inbox` then starts another
-    broken: BaseException | None = None
+    pass_limit = PASS_LIMIT
+    pass_budget = PASS_BUDGET
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    #: sockets served (a figure for benchmarks and tests)
+    served: int = 0
 
     def add(self, fd: int, on_ready: Callable[[], None],
             on_error: Callable[[BaseException], None]) -> None:
         """Serve descriptor ``fd`` (a non-blocking socket's) until :meth:`remove`: while it is
         readable, ``on_ready()`` once a pass; an exception from it goes to ``on_error`` and the
         descriptor is removed."""
-        if fd in self._entries:
-            self._epoll.modify(fd, select.EPOLLIN)
-        else:
-            self._epoll.register(fd, select.EPOLLIN)
-        self._entries[fd] = _Entry(on_ready, on_error)
+        self._register(fd, _Entry(on_ready, on_error))
 
     def remove(self, fd: int) -> None:
         """Stop serving ``fd`` (before it is closed); nothing if it is not served."""
-        if self._entries.pop(fd, None) is not None:
-            try:
-                self._epoll.unregister(fd)
-            except OSError:  # closed already: the kernel dropped it from the epoll itself
-                pass
+        self._unregister(fd)
 
-    async def run(self) -> None:
-        """Until cancelled: wait for any registered socket to be readable, serve the ready ones."""
-        epoll, entries = self._epoll, self._entries
-        now = trio.lowlevel.current_clock().current_time
-        while True:
-            await trio.lowlevel.wait_readable(epoll)
-            self.passes += 1
-            until = now() + PASS_BUDGET
-            for fd, _ in epoll.poll(0, PASS_LIMIT):
-                entry = entries.get(fd)
-                if entry is None:
-                    continue
-                self.served += 1
-                try:
-                    entry.on_ready()
-                except Exception as exc:  # that connection ends; the others go on
-                    if entries.get(fd) is entry:
-                        self.remove(fd)
-                    entry.on_error(exc)
-                if now() >= until:
-                    break  # the rest are still ready: next pass
-
-    def fail_all(self, exc: BaseException) -> None:
-        """Every registered socket's ``on_error(exc)`` (the inbox broke); all are removed."""
-        for fd, entry in list(self._entries.items()):
-            self.remove(fd)
-            entry.on_error(exc)
+    def _serve(self, fd: int, entry: _Entry, now: float) -> None:
+        self.served += 1
+        try:
+            entry.on_ready()
+        except Exception as exc:  # that connection ends; the others go on
+            self._failed(fd, entry, exc)
 
 
 _INBOX: trio.lowlevel.RunVar[WsInbox] = trio.lowlevel.RunVar("rtfleet_ws_inbox")
@@ -117,16 +82,4 @@ _INBOX: trio.lowlevel.RunVar[WsInbox] = trio.lowlevel.RunVar("rtfleet_ws_inbox")
 def ws_inbox() -> WsInbox | None:
     """The process's WebSocket inbox (one per trio run), started on first use as a system
     task; None where ``select.epoll`` is missing."""
-    if not hasattr(select, "epoll"):
-        return None
-    return run_service(_INBOX, WsInbox, _run_inbox, "rtfleet websocket inbox")
-
-
-async def _run_inbox(inbox: WsInbox) -> None:
-    try:
-        await inbox.run()
-    except Exception as exc:  # a bug in the inbox: every connection hears it, the run goes on
-        inbox.broken = exc
-        inbox.fail_all(exc)
-    finally:
-        inbox._epoll.close()
+    return inbox_service(_INBOX, WsInbox, "rtfleet websocket inbox")

@@ -260,3 +260,15 @@ def folded_breakdown(collapsed: os.PathLike[str] | str, parts: Sequence[tuple[st
             name = rest
         by_part[name] = by_part.get(name, 0) + n
     return total, by_part, own, inclusive
+
+
+def function_lines(own: dict[str, int], inclusive: dict[str, int], total: int, top: int) -> list[str]:
+    """A breakdown's tail: the ``top`` functions by own (leaf) time, then by inclusive time, as
+    shares of ``total`` samples."""
+    lines = ["", "own time:"]
+    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:6.1f}%  {f}")
+    lines += ["", "inclusive time:"]
+    for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:6.1f}%  {f}")
+    return lines

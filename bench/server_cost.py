@@ -90,12 +90,7 @@ def own_time(collapsed: Path, top: int = 40) -> str:
     lines = [f"{total} samples (not counting trio's epoll wait)", "", "by category:"]
     for name, n in sorted(cats.items(), key=lambda kv: -kv[1]):
         lines.append(f"{100 * n / total:6.1f}%  {name}")
-    lines += ["", "own time:"]
-    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"{100 * n / total:6.1f}%  {f}")
-    lines += ["", "inclusive time:"]
-    for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"{100 * n / total:6.1f}%  {f}")
+    lines += C.function_lines(own, inclusive, total, top)
     return "\n".join(lines) + "\n"
 
 

@@ -189,12 +189,7 @@ def client_breakdown(collapsed: Path, frames: int, cpu_s: float, top: int = 40) 
              "", "by part (share of samples, us per frame):"]
     for name, n in sorted(parts.items(), key=lambda kv: -kv[1]):
         lines.append(f"{100 * n / total:6.1f}%  {per_frame * n / total:6.2f} us  {name}")
-    lines += ["", "own time:"]
-    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"{100 * n / total:6.1f}%  {f}")
-    lines += ["", "inclusive time:"]
-    for f, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"{100 * n / total:6.1f}%  {f}")
+    lines += C.function_lines(own, inclusive, total, top)
     return "\n".join(lines) + "\n"
 
 

@@ -135,7 +135,7 @@ def _pcm_frames(pcm: bytes, frame_bytes: int) -> Iterator[str]:
 
 
 def _frame_text(frame: bytes | bytearray | memoryview | str) -> str:
-    if type(frame) is str or isinstance(frame, str):
+    if isinstance(frame, str):
         return frame
     if isinstance(frame, (bytes, bytearray, memoryview)):
         return Base64Text.of(frame)

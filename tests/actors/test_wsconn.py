@@ -155,10 +155,8 @@ async def test_a_tcp_close_without_a_close_frame_is_1006(nursery):
     await stream.aclose()
 
 
-async def test_a_message_over_the_limit_fails_the_connection_with_1009(nursery):
-    done = trio.Event()
-    answer: list[bytes] = []
-
+def _oversized_message_peer(answer: list[bytes], done: trio.Event):
+    """A peer that sends one 2,000-byte text, then keeps the client's close frame in ``answer``."""
     async def peer(stream):
         p = Peer(stream)
         await p.accept()
@@ -166,8 +164,14 @@ async def test_a_message_over_the_limit_fails_the_connection_with_1009(nursery):
         await p.flush()
         answer.append((await p.read_frame()).data)  # the client's close frame
         done.set()
+    return peer
 
-    port = await _serve_once(peer, nursery)
+
+async def test_a_message_over_the_limit_fails_the_connection_with_1009(nursery):
+    done = trio.Event()
+    answer: list[bytes] = []
+
+    port = await _serve_once(_oversized_message_peer(answer, done), nursery)
     with trio.fail_after(10):
         stream, ws = await _connect(port, max_message_size=1000)
         async with stream:
@@ -353,15 +357,7 @@ async def test_pushed_a_message_over_the_limit_fails_the_connection_with_1009(nu
     done = trio.Event()
     answer: list[bytes] = []
 
-    async def peer(stream):
-        p = Peer(stream)
-        await p.accept()
-        p.protocol.send_text(b"x" * 2000)
-        await p.flush()
-        answer.append((await p.read_frame()).data)  # the client's close frame
-        done.set()
-
-    port = await _serve_once(peer, nursery)
+    port = await _serve_once(_oversized_message_peer(answer, done), nursery)
     with trio.fail_after(10):
         stream, ws = await _connect(port, max_message_size=1000)
         async with stream:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from typing import Callable
 
 import pytest
 import trio
@@ -90,6 +91,16 @@ async def _connected(base: str) -> tuple[ClientProtocol, trio.SocketStream]:
         while not client.events_received():  # the handshake's answer
             client.receive_data(await stream.receive_some(65536))
     return client, stream
+
+
+async def _texts_until(client: ClientProtocol, stream: trio.SocketStream,
+                       done: Callable[[list[bytes]], bool]) -> list[bytes]:
+    """The text messages the client reads until ``done(texts)``."""
+    texts: list[bytes] = []
+    while not done(texts):
+        client.receive_data(await stream.receive_some(65536))
+        texts += [e.data for e in client.events_received()]
+    return texts
 
 
 async def test_an_exception_in_the_handler_is_raised_in_the_apps_task(nursery):
@@ -225,10 +236,7 @@ async def test_sends_marked_more_are_written_with_the_next_plain_send(nursery):
             with peek, pytest.raises(BlockingIOError):  # nothing was written for the held sends
                 peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
             release.set()
-            texts: list[bytes] = []
-            while len(texts) < 4:
-                client.receive_data(await stream.receive_some(65536))
-                texts += [e.data for e in client.events_received()]
+            texts = await _texts_until(client, stream, lambda t: len(t) >= 4)
     assert texts == [b"held0", b"held1", b"held2", b"flush"]
 
 
@@ -256,11 +264,8 @@ async def test_messages_sent_now_keep_their_place_among_sent_ones(nursery):
     client, stream = await _connected(base)
     go.set()
     async with stream:
-        texts: list[bytes] = []
         with trio.fail_after(10):
-            while len(texts) < 7:
-                client.receive_data(await stream.receive_some(65536))
-                texts += [e.data for e in client.events_received()]
+            texts = await _texts_until(client, stream, lambda t: len(t) >= 7)
     assert texts == [b"a", b"b", b"c" * 5_000, b"d", b"e", b"f", b"g"]
     assert results == [0, None, 0]
 
@@ -299,11 +304,8 @@ async def test_what_the_socket_did_not_take_is_held_and_written_by_a_flush(nurse
             await trio.testing.wait_all_tasks_blocked(cushion=0.05)
         assert not flushed.is_set() and results[-1] is None and results[-2] > 0
         assert set(results[:-2]) == {0}
-        texts: list[bytes] = []
         with trio.fail_after(30):
-            while not texts or texts[-1] != b"last":
-                client.receive_data(await stream.receive_some(65536))
-                texts += [e.data for e in client.events_received()]
+            texts = await _texts_until(client, stream, lambda t: bool(t) and t[-1] == b"last")
     sent = len(results) - 1
     assert texts == [f"{k:05d}{message}".encode() for k in range(sent)] + [b"last"]
     assert flushed.is_set()
